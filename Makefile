@@ -1,0 +1,61 @@
+# canaryline: see README.md for what each target does.
+GO      ?= go
+OUT     ?= _output
+BIN     := $(OUT)/bin
+PKGS    := ./...
+# Static, reproducible binaries.
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid='
+TEST_TIMEOUT ?= 45m
+
+.PHONY: all build test unit lint image controlplane cluster-up cluster-down demo bench clean
+
+all: lint build test
+
+## build: static binaries of the step image (canaryline-steps), the canaryline tool and the sample app into _output/bin
+build:
+	@mkdir -p $(BIN)
+	$(GOBUILD) -o $(BIN)/canaryline-steps ./cmd/canaryline-steps
+	$(GOBUILD) -o $(BIN)/canaryline ./cmd/canaryline
+	$(GOBUILD) -o $(BIN)/sample-app ./test/app/sample-app
+
+## controlplane: build (first run, ~9 min on 2 cores) or find cached the local control plane, with progress
+controlplane:
+	$(GO) run ./cmd/canaryline cluster build
+
+## test: lint, then unit and integration tests on the real local control plane (started and stopped by the tests)
+test: lint controlplane
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## unit: the fast tests only (no control plane)
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+## lint: gofmt, go vet, and the pinned tooling libraries still build together
+lint:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './_output/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) build -tags tools -o /dev/null ./internal/tools
+
+## image: the step image as an OCI layout (_output/image/oci) and a docker tarball, built without a container engine
+image:
+	$(GO) run ./cmd/canaryline image --out $(OUT)/image/oci --tarball $(OUT)/image/canaryline-steps.tar \
+	  --revision "$$(git rev-parse HEAD 2>/dev/null)"
+
+## cluster-up / cluster-down: the local control plane in the background; eval the printed line for KUBECONFIG
+cluster-up: build
+	$(BIN)/canaryline cluster up --detach
+
+cluster-down:
+	$(BIN)/canaryline cluster down
+
+## demo: the main job on the embedded cluster (or on $$KUBECONFIG's cluster when set)
+demo: build
+	$(BIN)/canaryline demo
+
+## bench: Go benchmarks (control-plane start, image size); figures, not pass/fail
+bench: controlplane
+	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 -timeout 30m $(PKGS)
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// forbiddenDeps are import path prefixes the step binary must not link.
+var forbiddenDeps = []struct {
+	prefix string
+	why    string
+}{
+	{"github.com/tektoncd/", "the Tekton pipeline module would blow the 32 MB step image budget; steps talk to the API with client-go only"},
+}
+
+func TestNoForbiddenDependencies(t *testing.T) {
+	t.Parallel()
+	goBin := goTool(t)
+	cmd := exec.CommandContext(t.Context(), goBin, "list", "-deps", ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/canaryline-steps: %v\n%s", err, stderr.String())
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) == 0 {
+		t.Fatal("go list -deps printed no packages")
+	}
+	for _, dep := range deps {
+		for _, f := range forbiddenDeps {
+			if strings.HasPrefix(dep, f.prefix) || strings.Contains(dep, "/vendor/"+f.prefix) {
+				t.Errorf("cmd/canaryline-steps depends on %s: %s", dep, f.why)
+			}
+		}
+	}
+}
+
+// TestBinaryDispatch builds the real command and runs it the ways the step
+// image does: as canaryline-steps STEP and through links named after steps.
+func TestBinaryDispatch(t *testing.T) {
+	t.Parallel()
+	bin := buildCommand(t)
+	dir := filepath.Dir(bin)
+
+	tests := []struct {
+		name       string
+		path       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{
+			name:       "list",
+			path:       bin,
+			args:       []string{"--list"},
+			wantStdout: "start-build\nwait-build\nshift-canary\nverify-health\npromote-or-rollback\n",
+		},
+		{
+			name:       "step by argument is honestly unimplemented",
+			path:       bin,
+			args:       []string{"shift-canary", "--weight=10"},
+			wantCode:   3,
+			wantStderr: "canaryline: step \"shift-canary\" is not implemented in this build\n",
+		},
+		{
+			name:       "step by symlink",
+			path:       filepath.Join(dir, "verify-health"),
+			wantCode:   3,
+			wantStderr: "canaryline: step \"verify-health\" is not implemented in this build\n",
+		},
+		{
+			name:       "step by hardlink",
+			path:       filepath.Join(dir, "wait-build"),
+			wantCode:   3,
+			wantStderr: "canaryline: step \"wait-build\" is not implemented in this build\n",
+		},
+		{
+			name:       "unknown step",
+			path:       bin,
+			args:       []string{"deploy"},
+			wantCode:   2,
+			wantStderr: "canaryline: unknown step \"deploy\"; valid steps: start-build, wait-build, shift-canary, verify-health, promote-or-rollback\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.CommandContext(t.Context(), tt.path, tt.args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if exitErr := (*exec.ExitError)(nil); errors.As(err, &exitErr) {
+				code = exitErr.ExitCode()
+			} else if err != nil {
+				t.Fatalf("run %s: %v", tt.path, err)
+			}
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d", code, tt.wantCode)
+			}
+			if stdout.String() != tt.wantStdout {
+				t.Errorf("stdout = %q, want %q", stdout.String(), tt.wantStdout)
+			}
+			if stderr.String() != tt.wantStderr {
+				t.Errorf("stderr = %q, want %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+// buildCommand compiles this package for the host into a temporary
+// directory, next to a symlink and a hardlink named after steps.
+func buildCommand(t *testing.T) string {
+	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("the multi-call binary targets linux; links behave differently on windows")
+	}
+	goBin := goTool(t)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "canaryline-steps-test-")
+		if buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "canaryline-steps")
+		cmd := exec.Command(goBin, "build", "-o", builtBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = errors.New("go build ./cmd/canaryline-steps: " + err.Error() + "\n" + string(out))
+			return
+		}
+		if err := os.Symlink("canaryline-steps", filepath.Join(buildDir, "verify-health")); err != nil {
+			buildErr = err
+			return
+		}
+		buildErr = os.Link(builtBin, filepath.Join(buildDir, "wait-build"))
+	})
+	if buildErr != nil {
+		t.Fatalf("build test binary: %v", buildErr)
+	}
+	return builtBin
+}
+
+func TestMain(m *testing.M) {
+	m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
+func goTool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("find the go command: %v", err)
+	}
+	return p
+}

@@ -1,0 +1,123 @@
+// Package cli implements the canaryline command.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError is bad input: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// Env is what the command reads from the environment.
+type Env struct {
+	CacheDir   string `env:"CANARYLINE_CACHE_DIR"`
+	ClusterDir string `env:"CANARYLINE_CLUSTER_DIR"`
+	Nodes      int    `env:"CANARYLINE_NODES, default=2"`
+}
+
+const usage = `usage: canaryline COMMAND [flags]
+
+Commands:
+  cluster build      build (or find cached) the control-plane binaries and CRDs, showing progress
+  cluster up [--dir DIR] [--nodes N] [--detach]
+                     start the embedded control plane (built from the Go module proxy on first use);
+                     in the foreground until Ctrl-C, or in the background with --detach
+  cluster down [--dir DIR]
+                     stop a cluster started with --detach and remove its directory
+  cluster status [--dir DIR]
+                     say whether a cluster runs in DIR and print its KUBECONFIG
+  demo [--kubeconfig F] [--namespace NS]
+                     the demo on the embedded control plane (or on F's cluster): build sample-app with its
+                     BuildConfig and deploy it by digest as the stable version behind a Route
+  image [--out DIR] [--tarball FILE] [--ref REF]
+                     build the step image (all five steps, one multi-call binary) as an OCI layout
+                     without a container engine, and print its size
+
+Environment: CANARYLINE_CACHE_DIR (built binaries; default: the user cache directory),
+CANARYLINE_CLUSTER_DIR (default: $CANARYLINE_CACHE_DIR/cluster), CANARYLINE_NODES (default 2).
+`
+
+// Main runs the command with args (without the program name) and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, os.LookupEnv, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "canaryline: %v\n\n%s", err, usage)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "canaryline: %v\n", err)
+		return exitError
+	}
+}
+
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	var env Env
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &env, Lookuper: lookupFunc(lookup)}); err != nil {
+		return usagef("environment: %v", err)
+	}
+	if len(args) == 0 {
+		return usagef("no command given")
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		return flag.ErrHelp
+	case "cluster":
+		if len(args) < 2 {
+			return usagef("cluster: say build, up, down or status")
+		}
+		return clusterCmd(ctx, env, args[1], args[2:], stdout, stderr)
+	case "image":
+		return imageCmd(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, env, args[1:], stdout, stderr)
+	default:
+		return usagef("unknown command %q", args[0])
+	}
+}
+
+type lookupFunc func(string) (string, bool)
+
+func (f lookupFunc) Lookup(key string) (string, bool) { return f(key) }
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}

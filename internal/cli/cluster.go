@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/canaryline/canaryline/internal/devcluster"
+)
+
+func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("cluster "+sub, stderr)
+	dir := fs.String("dir", env.ClusterDir, "run directory of the cluster")
+	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
+	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *nodes < 1 || *nodes > 100 {
+		return usagef("--nodes %d: give a number from 1 to 100 (or set CANARYLINE_NODES)", *nodes)
+	}
+	cacheDir := env.CacheDir
+	if cacheDir == "" {
+		var err error
+		if cacheDir, err = devcluster.DefaultCacheDir(); err != nil {
+			return err
+		}
+	}
+	if *dir == "" {
+		*dir = filepath.Join(cacheDir, "cluster")
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "build":
+		bins, err := devcluster.Prepare(ctx, cacheDir, devcluster.DefaultVersions, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "canaryline: control plane binaries ready in %s\n", bins.Dir)
+		return nil
+	case "up":
+		if st, ok := running(abs); ok {
+			fmt.Fprintf(stderr, "canaryline: a cluster already runs in %s (pid %d)\n", abs, st.PID)
+			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
+			return nil
+		}
+		if *detach {
+			return upDetached(ctx, abs, *nodes, stdout, stderr)
+		}
+		return upForeground(ctx, cacheDir, abs, *nodes, stdout, stderr)
+	case "down":
+		return down(ctx, abs, stderr)
+	case "status":
+		st, ok := running(abs)
+		if !ok {
+			return fmt.Errorf("no cluster runs in %s; start one with `canaryline cluster up --detach`", abs)
+		}
+		fmt.Fprintf(stderr, "canaryline: cluster running in %s (pid %d), API %s via the OpenShift shim %s\n", abs, st.PID, st.APIServerURL, st.ShimURL)
+		fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
+		return nil
+	default:
+		return usagef("cluster %s: say build, up, down or status", sub)
+	}
+}
+
+// running reads dir's state file and checks that its supervisor is alive.
+func running(dir string) (devcluster.State, bool) {
+	var st devcluster.State
+	data, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil || json.Unmarshal(data, &st) != nil || st.PID <= 0 {
+		return st, false
+	}
+	return st, syscall.Kill(st.PID, 0) == nil && !isZombie(st.PID)
+}
+
+func isZombie(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	for i := len(data) - 1; i > 0; i-- {
+		if data[i] == ')' && i+2 < len(data) {
+			return data[i+2] == 'Z'
+		}
+	}
+	return false
+}
+
+// upForeground starts the cluster in this process and keeps it until ctx ends (Ctrl-C, SIGTERM).
+func upForeground(ctx context.Context, cacheDir, dir string, nodes int, stdout, stderr io.Writer) error {
+	c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, RunDir: dir, Nodes: nodes, Log: stderr})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", c.Kubeconfig)
+	fmt.Fprintln(stderr, "canaryline: cluster running; Ctrl-C (or `canaryline cluster down`) stops it")
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := c.Alive(); err != nil {
+				return fmt.Errorf("a component died, stopping the cluster: %w", err)
+			}
+		}
+	}
+}
+
+// upDetached runs `canaryline cluster up` in a new session, shows its progress, and returns once the cluster is
+// ready (or the child failed).
+func upDetached(ctx context.Context, dir string, nodes int, stdout, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(dir, "cluster.json"))
+	logPath := filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	cmd := exec.Command(exe, "cluster", "up", "--dir", dir, "--nodes", strconv.Itoa(nodes))
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the cluster supervisor: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var off int64
+	follow := func() {
+		f, err := os.Open(logPath)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		if _, err := f.Seek(off, io.SeekStart); err == nil {
+			n, _ := io.Copy(stderr, f)
+			off += n
+		}
+	}
+	for {
+		follow()
+		if st, ok := running(dir); ok && st.PID == cmd.Process.Pid {
+			fmt.Fprintf(stderr, "canaryline: cluster running in the background (pid %d, log %s); `canaryline cluster down` stops it\n", st.PID, logPath)
+			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
+			return nil
+		}
+		select {
+		case err := <-exited:
+			follow()
+			return fmt.Errorf("the cluster did not start (%v); log: %s", err, logPath)
+		case <-ctx.Done():
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// down stops the supervisor in dir with SIGTERM; it stops its components and removes dir.
+func down(ctx context.Context, dir string, stderr io.Writer) error {
+	st, ok := running(dir)
+	if !ok {
+		fmt.Fprintf(stderr, "canaryline: no cluster runs in %s\n", dir)
+		return nil
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop pid %d: %w", st.PID, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(st.PID, 0) == nil && !isZombie(st.PID) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(st.PID, syscall.SIGKILL) // its components die with it (Pdeathsig)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(stderr, "canaryline: cluster in %s stopped\n", dir)
+	return nil
+}

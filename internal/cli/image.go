@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/canaryline/canaryline/internal/image"
+)
+
+func imageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("image", stderr)
+	out := fs.String("out", "_output/image/oci", "write the image as an OCI layout into this directory")
+	tarball := fs.String("tarball", "", "also write a docker-loadable tarball to this file")
+	ref := fs.String("ref", "", "image reference recorded in the layout (default: the image package's)")
+	version := fs.String("version", "dev", "version label")
+	revision := fs.String("revision", "", "source revision label (e.g. git rev-parse HEAD)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	rep, err := image.Build(ctx, image.Options{RepoRoot: root, LayoutDir: *out, TarballPath: *tarball, Ref: *ref,
+		Version: *version, Revision: *revision})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "canaryline: image written to %s\n", *out)
+	fmt.Fprintln(stdout, rep.String())
+	return nil
+}

@@ -1,0 +1,344 @@
+package devcluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Versions pins what the control plane is built from. All of it comes from the Go module proxy.
+type Versions struct {
+	Kubernetes string // k8s.io/kubernetes tag; staging modules use v0.<minor>.<patch>
+	Etcd       string // go.etcd.io/etcd/server/v3
+	KWOK       string // sigs.k8s.io/kwok
+}
+
+// DefaultVersions are the versions known to build with Go 1.26 from the module proxy.
+var DefaultVersions = Versions{Kubernetes: "v1.34.4", Etcd: "v3.6.16", KWOK: "v0.8.0"}
+
+// recipe is bumped whenever the way binaries are built changes, so old caches are not reused.
+const recipe = "r1"
+
+// binaries is the order in which the control plane is built, fastest-to-fail first.
+var binaries = []string{"etcd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "kwok"}
+
+// Key names the cache entry for these versions.
+func (v Versions) Key() string {
+	return fmt.Sprintf("k8s-%s_etcd-%s_kwok-%s_%s", v.Kubernetes, v.Etcd, v.KWOK, recipe)
+}
+
+// DefaultCacheDir is where built binaries are kept: $CANARYLINE_CACHE_DIR, else the user cache directory.
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("CANARYLINE_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find the user cache directory (set CANARYLINE_CACHE_DIR): %w", err)
+	}
+	return filepath.Join(d, "canaryline"), nil
+}
+
+// Binaries are the paths of a built control plane.
+type Binaries struct {
+	Dir        string // bin/ with etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+	KWOKStages string // the kwok stage configuration (node and pod lifecycles)
+}
+
+// Path returns the path of one binary.
+func (b Binaries) Path(name string) string { return filepath.Join(b.Dir, name) }
+
+// EnsureBinaries returns the cached control-plane binaries for v, building them first when the cache has none.
+// Concurrent callers (parallel test packages) wait for one build instead of building twice.
+func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Writer) (Binaries, error) {
+	root := filepath.Join(cacheDir, "controlplane", v.Key())
+	bins := Binaries{Dir: filepath.Join(root, "bin"), KWOKStages: filepath.Join(root, "kwok-stages.yaml")}
+	if complete(bins) {
+		return bins, nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return bins, fmt.Errorf("create cache directory %s: %w", root, err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(root, ".lock"), log)
+	if err != nil {
+		return bins, err
+	}
+	defer unlock()
+	if complete(bins) { // built by another process while we waited
+		return bins, nil
+	}
+	b := &builder{root: root, v: v, log: log, start: time.Now()}
+	fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 9 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
+	if err := b.buildAll(ctx, bins); err != nil {
+		return bins, err
+	}
+	fmt.Fprintf(log, "devcluster: control plane built in %s\n", time.Since(b.start).Round(time.Second))
+	return bins, nil
+}
+
+func complete(b Binaries) bool {
+	for _, n := range binaries {
+		if fi, err := os.Stat(b.Path(n)); err != nil || fi.Size() == 0 {
+			return false
+		}
+	}
+	_, err := os.Stat(b.KWOKStages)
+	return err == nil
+}
+
+// lockFile takes an exclusive flock, printing once that it waits for another builder.
+func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	said := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !said {
+			fmt.Fprintf(log, "devcluster: another process is building the control plane; waiting for it (%s)\n", path)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+type builder struct {
+	root  string
+	v     Versions
+	log   io.Writer
+	start time.Time
+}
+
+func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
+	tmpBin := filepath.Join(b.root, "bin.tmp")
+	if err := os.RemoveAll(tmpBin); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmpBin, 0o755); err != nil {
+		return err
+	}
+
+	k8sMod, err := b.kubernetesModule(ctx)
+	if err != nil {
+		return err
+	}
+	etcdMod, err := b.scratchModule(ctx, "etcd", "go.etcd.io/etcd/server/v3@"+b.v.Etcd, "go.etcd.io/etcd/server/v3")
+	if err != nil {
+		return err
+	}
+	kwokMod, err := b.scratchModule(ctx, "kwok", "sigs.k8s.io/kwok@"+b.v.KWOK, "sigs.k8s.io/kwok/cmd/kwok")
+	if err != nil {
+		return err
+	}
+
+	minor := strings.SplitN(strings.TrimPrefix(b.v.Kubernetes, "v1."), ".", 2)[0]
+	var stamp []string
+	for _, p := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		stamp = append(stamp, "-X", p+".gitVersion="+b.v.Kubernetes, "-X", p+".gitMajor=1", "-X", p+".gitMinor="+minor,
+			"-X", p+".gitTreeState=clean")
+	}
+	targets := map[string]struct{ dir, pkg, ldflags string }{
+		"etcd":                    {etcdMod, "go.etcd.io/etcd/server/v3", "-s -w"},
+		"kube-scheduler":          {k8sMod, "k8s.io/kubernetes/cmd/kube-scheduler", "-s -w " + strings.Join(stamp, " ")},
+		"kube-controller-manager": {k8sMod, "k8s.io/kubernetes/cmd/kube-controller-manager", "-s -w " + strings.Join(stamp, " ")},
+		"kube-apiserver":          {k8sMod, "k8s.io/kubernetes/cmd/kube-apiserver", "-s -w " + strings.Join(stamp, " ")},
+		"kwok":                    {kwokMod, "sigs.k8s.io/kwok/cmd/kwok", "-s -w"},
+	}
+	for i, name := range binaries {
+		t := targets[name]
+		step := fmt.Sprintf("build %s (%d/%d)", name, i+1, len(binaries))
+		if err := b.goCmd(ctx, step, t.dir, "build", "-ldflags="+t.ldflags, "-o", filepath.Join(tmpBin, name), t.pkg); err != nil {
+			return err
+		}
+	}
+	if err := b.writeKWOKStages(ctx, kwokMod, filepath.Join(b.root, "kwok-stages.yaml")); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(bins.Dir); err != nil {
+		return err
+	}
+	return os.Rename(tmpBin, bins.Dir)
+}
+
+// kubernetesModule prepares a scratch module requiring k8s.io/kubernetes. `go install k8s.io/kubernetes/cmd/...`
+// does not work because kubernetes replaces its staging modules with local paths; the main module must pin them.
+func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
+	dir := filepath.Join(b.root, "src", "kubernetes")
+	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	mod := "k8s.io/kubernetes@" + b.v.Kubernetes
+	var info struct{ GoMod, Error string }
+	out, err := b.goOutput(ctx, dir, "mod", "download", "-json", mod)
+	if err != nil {
+		return "", fmt.Errorf("download %s: %w", mod, err)
+	}
+	if err := json.Unmarshal(out, &info); err != nil || info.GoMod == "" {
+		return "", fmt.Errorf("download %s: %s", mod, info.Error)
+	}
+	gomod, err := os.ReadFile(info.GoMod)
+	if err != nil {
+		return "", err
+	}
+	staging := "v0." + strings.TrimPrefix(b.v.Kubernetes, "v1.")
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "module canaryline.local/controlplane\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\n", b.v.Kubernetes)
+	sc := bufio.NewScanner(bytes.NewReader(gomod))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.Index(line, "=> ./staging/"); i > 0 {
+			m := strings.Fields(strings.TrimPrefix(line, "replace"))[0]
+			fmt.Fprintf(&sb, "replace %s => %s %s\n", m, m, staging)
+		}
+	}
+	tools := "//go:build tools\n\npackage tools\n\nimport (\n\t_ \"k8s.io/kubernetes/cmd/kube-apiserver\"\n" +
+		"\t_ \"k8s.io/kubernetes/cmd/kube-controller-manager\"\n\t_ \"k8s.io/kubernetes/cmd/kube-scheduler\"\n)\n"
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(sb.String()), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
+		return "", err
+	}
+	if err := b.goCmd(ctx, "resolve k8s.io/kubernetes "+b.v.Kubernetes+" modules", dir, "mod", "tidy"); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// scratchModule prepares a module of its own for one upstream binary, so its dependencies resolve as upstream says.
+func (b *builder) scratchModule(ctx context.Context, name, modVersion, pkg string) (string, error) {
+	dir := filepath.Join(b.root, "src", name)
+	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	gomod := "module canaryline.local/" + name + "build\n\ngo 1.26.0\n"
+	tools := "//go:build tools\n\npackage tools\n\nimport _ \"" + pkg + "\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
+		return "", err
+	}
+	if err := b.goCmd(ctx, "resolve "+modVersion, dir, "get", modVersion); err != nil {
+		return "", err
+	}
+	if err := b.goCmd(ctx, "resolve "+modVersion+" dependencies", dir, "mod", "tidy"); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// writeKWOKStages concatenates the stage files shipped in the kwok module: the standalone kwok binary has none
+// built in. These give fake nodes that stay Ready and pods that become Running/Ready and disappear when deleted.
+func (b *builder) writeKWOKStages(ctx context.Context, kwokMod, dst string) error {
+	out, err := b.goOutput(ctx, kwokMod, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
+	if err != nil {
+		return fmt.Errorf("locate the kwok module: %w", err)
+	}
+	stages := filepath.Join(strings.TrimSpace(string(out)), "kustomize", "stage")
+	var buf bytes.Buffer
+	for _, f := range []string{
+		"node/fast/node-initialize.yaml",
+		"node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+		"pod/fast/pod-ready.yaml",
+		"pod/fast/pod-complete.yaml",
+		"pod/fast/pod-delete.yaml",
+	} {
+		data, err := os.ReadFile(filepath.Join(stages, f))
+		if err != nil {
+			return fmt.Errorf("read kwok stage %s: %w", f, err)
+		}
+		buf.WriteString("---\n")
+		buf.Write(data)
+		buf.WriteString("\n")
+	}
+	return os.WriteFile(dst, buf.Bytes(), 0o644)
+}
+
+// goCmd runs one go command, logging its output to build.log and printing progress every 30 s.
+func (b *builder) goCmd(ctx context.Context, step, dir string, args ...string) error {
+	logPath := filepath.Join(b.root, "build.log")
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	fmt.Fprintf(lf, "== %s: go %s\n", step, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Stdout, cmd.Stderr = lf, lf
+	t0 := time.Now()
+	fmt.Fprintf(b.log, "devcluster: [%s] %s...\n", time.Since(b.start).Round(time.Second), step)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: start go: %w", step, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("%s: go %s: %w (log: %s)", step, strings.Join(args, " "), err, logPath)
+			}
+			fmt.Fprintf(b.log, "devcluster: [%s] %s done in %s\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
+			return nil
+		case <-tick.C:
+			fmt.Fprintf(b.log, "devcluster: [%s] still working: %s (%s so far)\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
+		}
+	}
+}
+
+func (b *builder) goOutput(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// Prepare builds (or finds cached) everything Start needs: the binaries and the CRDs.
+func Prepare(ctx context.Context, cacheDir string, v Versions, log io.Writer) (Binaries, error) {
+	bins, err := EnsureBinaries(ctx, cacheDir, v, log)
+	if err != nil {
+		return bins, err
+	}
+	_, err = ensureCRDs(ctx, cacheDir, log)
+	return bins, err
+}

@@ -1,0 +1,138 @@
+package devcluster
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// pki holds the files kube-apiserver and the shim need: a CA, one serving certificate for 127.0.0.1, the
+// ServiceAccount signing key pair and a static token file.
+type pki struct {
+	CACert, CAKey         string
+	ServingCert, ServeKey string
+	SAKey, SAPub          string
+	Tokens                string
+	CAData                []byte
+	AdminToken            string
+	// Tokens of the components, each its own user in system:masters, so the audit log tells them apart.
+	ComponentTokens map[string]string
+}
+
+// components that get a token of their own; the audit policy leaves them out.
+var components = []string{"kube-controller-manager", "kube-scheduler", "kwok", "devcluster-shim"}
+
+func newPKI(dir string) (*pki, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &pki{
+		CACert: filepath.Join(dir, "ca.crt"), CAKey: filepath.Join(dir, "ca.key"),
+		ServingCert: filepath.Join(dir, "serving.crt"), ServeKey: filepath.Join(dir, "serving.key"),
+		SAKey: filepath.Join(dir, "sa.key"), SAPub: filepath.Join(dir, "sa.pub"),
+		Tokens: filepath.Join(dir, "tokens.csv"),
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().Add(-time.Hour)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "canaryline-devcluster-ca"},
+		NotBefore: now, NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("create CA certificate: %w", err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	p.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	if err := writePEM(p.CACert, "CERTIFICATE", caDER); err != nil {
+		return nil, err
+	}
+	if err := writeKey(p.CAKey, caKey); err != nil {
+		return nil, err
+	}
+
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: now, NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("create serving certificate: %w", err)
+	}
+	if err := writePEM(p.ServingCert, "CERTIFICATE", srvDER); err != nil {
+		return nil, err
+	}
+	if err := writeKey(p.ServeKey, srvKey); err != nil {
+		return nil, err
+	}
+
+	// ServiceAccount tokens are signed with RSA (RS256 is what every verifier accepts).
+	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePEM(p.SAKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)); err != nil {
+		return nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePEM(p.SAPub, "PUBLIC KEY", pub); err != nil {
+		return nil, err
+	}
+
+	p.AdminToken = randomToken()
+	tokens := fmt.Sprintf("%s,admin,uid-admin,\"system:masters\"\n", p.AdminToken)
+	p.ComponentTokens = map[string]string{}
+	for _, c := range components {
+		t := randomToken()
+		p.ComponentTokens[c] = t
+		tokens += fmt.Sprintf("%s,system:devcluster:%s,uid-%s,\"system:masters\"\n", t, c, c)
+	}
+	if err := os.WriteFile(p.Tokens, []byte(tokens), 0o600); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writePEM(path, typ string, der []byte) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+func writeKey(path string, k *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "EC PRIVATE KEY", der)
+}

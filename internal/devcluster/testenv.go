@@ -1,0 +1,107 @@
+package devcluster
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// EnvDir names the run directory of a running cluster (`canaryline cluster up`) that tests attach to instead of
+// starting their own. `make test` starts one cluster this way and shares it between test packages.
+const EnvDir = "CANARYLINE_DEVCLUSTER_DIR"
+
+// RunTests is a TestMain body: it starts (or attaches to) a cluster, runs the tests, and stops what it started,
+// also on SIGINT/SIGTERM. With -short no cluster is started and Require skips the tests that need one.
+func RunTests(m *testing.M, c **Cluster) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
+	if dir := os.Getenv(EnvDir); dir != "" {
+		cl, err := Attach(dir)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "devcluster: %s=%s: %v\n", EnvDir, dir, err)
+			return 1
+		}
+		*c = cl
+		return m.Run()
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var cl *Cluster
+	go func() { // an interrupt stops the cluster, whether it is starting or running tests
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		cancel()
+		mu.Lock()
+		if cl != nil {
+			cl.Stop()
+		}
+		os.Exit(130)
+	}()
+	started, err := Start(ctx, Options{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "devcluster: %v\n", err)
+		return 1
+	}
+	mu.Lock()
+	cl, *c = started, started
+	mu.Unlock()
+	code := m.Run()
+	mu.Lock()
+	cl.Stop()
+	cl = nil
+	mu.Unlock()
+	return code
+}
+
+// Require skips t when no cluster runs (go test -short).
+func Require(t testing.TB, c *Cluster) {
+	t.Helper()
+	if c == nil {
+		t.Skip("needs the local control plane (not started with -short)")
+	}
+}
+
+// Namespace creates a fresh namespace for t, named after the test, waits until its default ServiceAccount
+// exists (pods cannot be created before), and deletes it when t ends.
+func (c *Cluster) Namespace(t testing.TB) string {
+	t.Helper()
+	kube := kubernetes.NewForConfigOrDie(c.Config())
+	base := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	ctx := context.Background()
+	ns, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: strings.Trim(base, "-") + "-", Labels: map[string]string{"canaryline.dev/test": "true"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = kube.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	if err := waitFor(ctx, "default ServiceAccount in "+ns.Name, 30*time.Second, nil, func(ctx context.Context) bool {
+		_, err := kube.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
