@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	_ "github.com/canaryline/canaryline/internal/build" // start-build, wait-build
 	"github.com/canaryline/canaryline/internal/steps"
 )
 

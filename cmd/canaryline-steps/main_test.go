@@ -79,10 +79,17 @@ func TestBinaryDispatch(t *testing.T) {
 			wantStderr: "canaryline: step \"verify-health\" is not implemented in this build\n",
 		},
 		{
-			name:       "step by hardlink",
+			name:       "step by hardlink reaches the step, which validates its params first",
 			path:       filepath.Join(dir, "wait-build"),
-			wantCode:   3,
-			wantStderr: "canaryline: step \"wait-build\" is not implemented in this build\n",
+			wantCode:   2,
+			wantStderr: "ERROR param BUILD_NAME: BUILD_NAME and IMAGE are both empty; pass start-build's BUILD_NAME result, or IMAGE for an image built elsewhere\n",
+		},
+		{
+			name:       "step by argument",
+			path:       bin,
+			args:       []string{"start-build"},
+			wantCode:   2,
+			wantStderr: "ERROR param BUILD_CONFIG: is required; give the name of the application's BuildConfig (oc get bc)\n",
 		},
 		{
 			name:       "unknown step",
@@ -96,6 +103,7 @@ func TestBinaryDispatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.CommandContext(t.Context(), tt.path, tt.args...)
+			cmd.Env = []string{"PATH=/usr/bin:/bin"} // no params from the test's own environment
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()

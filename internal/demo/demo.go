@@ -4,7 +4,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	buildv1 "github.com/openshift/api/build/v1"
 	routev1 "github.com/openshift/api/route/v1"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
+	imageclient "github.com/openshift/client-go/image/clientset/versioned"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +29,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/ptr"
+
+	"github.com/canaryline/canaryline/internal/build"
+	"github.com/canaryline/canaryline/internal/step"
 )
 
 // Options configure a demo run.
@@ -58,6 +60,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	images, err := imageclient.NewForConfig(o.Config)
+	if err != nil {
+		return res, err
+	}
 	routes, err := routeclient.NewForConfig(o.Config)
 	if err != nil {
 		return res, err
@@ -83,32 +89,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if _, err := builds.BuildV1().BuildConfigs(o.Namespace).Create(ctx, bc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return res, fmt.Errorf("create BuildConfig %s/%s: %w", o.Namespace, o.App, err)
 	}
-	b, err := builds.BuildV1().BuildConfigs(o.Namespace).Instantiate(ctx, o.App, &buildv1.BuildRequest{
-		ObjectMeta:  metav1.ObjectMeta{Name: o.App},
-		Revision:    &buildv1.SourceRevision{Type: buildv1.BuildSourceGit, Git: &buildv1.GitSourceRevision{Commit: o.Commit, Message: "demo"}},
-		TriggeredBy: []buildv1.BuildTriggerCause{{Message: "canaryline demo"}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return res, fmt.Errorf("start a build of BuildConfig %s/%s: %w", o.Namespace, o.App, err)
-	}
-	res.Build = b.Name
-	say("started build %s/%s of commit %s", o.Namespace, b.Name, o.Commit)
-	if err := followLog(ctx, builds, o.Namespace, b.Name, o.Out); err != nil {
-		return res, err
-	}
-	done, err := untilBuildDone(ctx, builds, o.Namespace, b.Name)
+	log := step.NewLogger(o.Out, false)
+	started, err := build.Start(ctx, &build.StartConfig{BuildConfig: o.App, Commit: o.Commit, CommitMessage: "demo"}, o.Namespace, builds, log)
 	if err != nil {
 		return res, err
 	}
-	if done.Status.Phase != buildv1.BuildPhaseComplete || done.Status.Output.To == nil {
-		return res, fmt.Errorf("build %s ended %s: %s %s", b.Name, done.Status.Phase, done.Status.Reason, done.Status.Message)
-	}
-	ref, err := name.ParseReference(done.Status.OutputDockerImageReference)
+	res.Build = started.Build
+	img, err := build.Wait(ctx, &build.WaitConfig{BuildName: started.Build, Timeout: 5 * time.Minute, CancelOnStop: true,
+		FollowLogs: true}, o.Namespace, build.Clients{Build: builds, Image: images}, o.Out, log)
 	if err != nil {
-		return res, fmt.Errorf("build %s: output reference %q: %w", b.Name, done.Status.OutputDockerImageReference, err)
+		return res, err
 	}
-	res.Image = ref.Context().Name() + "@" + done.Status.Output.To.ImageDigest
-	say("build %s complete: %s", b.Name, res.Image)
+	res.Image = img.URL
 
 	labels := map[string]string{"app": o.App, "canaryline.dev/track": "stable"}
 	dep := &appsv1.Deployment{
@@ -160,51 +152,6 @@ func headCommit() string {
 		return "0000000000000000000000000000000000000000"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func followLog(ctx context.Context, c buildclient.Interface, ns, name string, out io.Writer) error {
-	rc, err := c.BuildV1().RESTClient().Get().Namespace(ns).Resource("builds").Name(name).SubResource("log").
-		Param("follow", "true").Stream(ctx)
-	if err != nil {
-		return fmt.Errorf("follow the log of build %s/%s: %w", ns, name, err)
-	}
-	defer rc.Close()
-	sc := bufio.NewScanner(rc)
-	for sc.Scan() {
-		fmt.Fprintf(out, "  [%s] %s\n", name, sc.Text())
-	}
-	return sc.Err()
-}
-
-func untilBuildDone(ctx context.Context, c buildclient.Interface, ns, name string) (*buildv1.Build, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return c.BuildV1().Builds(ns).List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return c.BuildV1().Builds(ns).Watch(ctx, o)
-		},
-	}
-	ev, err := watchtools.UntilWithSync(ctx, lw, &buildv1.Build{}, nil, func(e watch.Event) (bool, error) {
-		b, ok := e.Object.(*buildv1.Build)
-		if !ok {
-			return false, nil
-		}
-		switch b.Status.Phase {
-		case buildv1.BuildPhaseComplete, buildv1.BuildPhaseFailed, buildv1.BuildPhaseError, buildv1.BuildPhaseCancelled:
-			return true, nil
-		}
-		return false, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("wait for build %s/%s: %w", ns, name, err)
-	}
-	return ev.Object.(*buildv1.Build), nil
 }
 
 func untilAvailable(ctx context.Context, k kubernetes.Interface, ns, name string) (*appsv1.Deployment, error) {

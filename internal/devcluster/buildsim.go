@@ -87,9 +87,6 @@ func newBuild(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) *buildv1.Build
 	for k, v := range bc.Labels {
 		labels[k] = v
 	}
-	for k, v := range req.Labels {
-		labels[k] = v
-	}
 	short := bc.Name
 	if len(short) > 63 {
 		short = short[:63]
@@ -97,12 +94,22 @@ func newBuild(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) *buildv1.Build
 	labels[buildv1.BuildConfigLabel] = short
 	labels[buildv1.BuildConfigLabelDeprecated] = short
 	labels[buildv1.BuildRunPolicyLabel] = string(policy)
-	annotations := map[string]string{}
-	for k, v := range req.Annotations {
-		annotations[k] = v
+	annotations := map[string]string{
+		buildv1.BuildConfigAnnotation: bc.Name,
+		buildv1.BuildNumberAnnotation: strconv.FormatInt(n, 10),
 	}
-	annotations[buildv1.BuildConfigAnnotation] = bc.Name
-	annotations[buildv1.BuildNumberAnnotation] = strconv.FormatInt(n, 10)
+	// As OpenShift's build generator: the request's labels and annotations are added, but never replace the
+	// ones the build already has.
+	for k, v := range req.Labels {
+		if _, ok := labels[k]; !ok {
+			labels[k] = v
+		}
+	}
+	for k, v := range req.Annotations {
+		if _, ok := annotations[k]; !ok {
+			annotations[k] = v
+		}
+	}
 
 	spec := *bc.Spec.CommonSpec.DeepCopy()
 	if req.Revision != nil {

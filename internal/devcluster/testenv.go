@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,7 +66,13 @@ func RunTests(m *testing.M, c **Cluster) int {
 	mu.Unlock()
 	code := m.Run()
 	mu.Lock()
-	cl.Stop()
+	if code != 0 {
+		// Keep the components' logs and the audit log of a failed run for reading.
+		cl.stop(false)
+		fmt.Fprintf(os.Stderr, "devcluster: tests failed; logs kept in %s\n", filepath.Join(cl.RunDir, "logs"))
+	} else {
+		cl.Stop()
+	}
 	cl = nil
 	mu.Unlock()
 	return code

@@ -32,7 +32,7 @@ func TestDemoBuildsAndDeploysStable(t *testing.T) {
 		if res.Build != wantBuild || !digestRef.MatchString(res.Image) || res.Ready != 3 {
 			t.Errorf("run %d: %+v; want build %s, an image pinned by digest, 3 ready", i+1, res, wantBuild)
 		}
-		if !strings.Contains(out.String(), "["+wantBuild+"] Push successful") {
+		if !strings.Contains(out.String(), "started build "+wantBuild) || !strings.Contains(out.String(), "\nPush successful\n") {
 			t.Errorf("run %d: the build log was not streamed:\n%s", i+1, out.String())
 		}
 		d, err := k.AppsV1().Deployments(ns).Get(ctx, "sample-app", metav1.GetOptions{})

@@ -1,0 +1,38 @@
+package step
+
+import (
+	"fmt"
+	"os"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// RESTConfig is the in-cluster config in a pod (the step's ServiceAccount), else KUBECONFIG (or ~/.kube/config)
+// with its current context. The namespace is the pod's own, else the kubeconfig context's.
+func RESTConfig(env func(string) (string, bool)) (*rest.Config, string, error) {
+	if _, inPod := env("KUBERNETES_SERVICE_HOST"); inPod {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			ns, _ := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+			return tune(cfg), string(ns), nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kc, ok := env("KUBECONFIG"); ok && kc != "" {
+		rules.ExplicitPath = kc
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", &InvalidError{Msg: fmt.Sprintf("no cluster to talk to: %v", err),
+			Fix: "run in a pod with a ServiceAccount, or set KUBECONFIG"}
+	}
+	ns, _, _ := cc.Namespace()
+	return tune(cfg), ns, nil
+}
+
+func tune(cfg *rest.Config) *rest.Config {
+	cfg.UserAgent = "canaryline"
+	cfg.QPS, cfg.Burst = 50, 100
+	return cfg
+}
