@@ -1,6 +1,7 @@
 package devcluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -124,9 +125,27 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m := istagPath.FindStringSubmatch(p)
 		s.imageStreamTag(w, r, m[1], m[2])
 	default:
+		// kube-apiserver may answer (a 403, say) before it reads the request body. Proxying a body that is still
+		// streaming in over HTTP/2 can then stall the response, so the body, small for the API, is read first.
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+			r.Body.Close()
+			if err != nil {
+				writeError(w, apierrors.NewBadRequest("read request body: "+err.Error()))
+				return
+			}
+			if len(body) > maxBody {
+				writeError(w, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("request body over %d bytes", maxBody)))
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
 		s.proxy.ServeHTTP(w, r)
 	}
 }
+
+// maxBody is above kube-apiserver's own limit (3 MiB) for a request body.
+const maxBody = 4 << 20
 
 // authorize checks, with the caller's own credentials, that RBAC allows attrs, as OpenShift's API server does.
 func (s *Shim) authorize(r *http.Request, attrs authorizationv1.ResourceAttributes) error {
