@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	buildv1 "github.com/openshift/api/build/v1"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -424,5 +425,22 @@ func TestWaitBuildResolvesAnImageBuiltElsewhere(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "param IMAGE") || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want 2 naming IMAGE and %q", tc.name, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+func TestWaitBuildFailsClearlyWithoutADigest(t *testing.T) {
+	t.Parallel()
+	devcluster.Require(t, cluster)
+	ns := cluster.Namespace(t)
+	kc := stepsKubeconfig(t, ns, nil)
+	bc := newBuildConfig("app", map[string]string{devcluster.SimOmitDigest: "true"})
+	bc.Spec.Output.To = &corev1.ObjectReference{Kind: "DockerImage", Name: "quay.io/team/app:latest"} // no ImageStreamTag
+	if _, err := buildclient.NewForConfigOrDie(cluster.Config()).BuildV1().BuildConfigs(ns).Create(context.Background(), bc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := runStep(t, "start-build", kc, map[string]string{"BUILD_CONFIG": "app"})
+	wait := runStep(t, "wait-build", kc, map[string]string{"BUILD_NAME": start.results["BUILD_NAME"]})
+	if wait.code != 1 || !strings.Contains(wait.stderr, "no image digest can be found") || wait.results["IMAGE_URL"] != "" {
+		t.Errorf("exit %d results %v; want 1 and a clear error", wait.code, wait.results)
 	}
 }
