@@ -14,7 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	_ "github.com/canaryline/canaryline/internal/build" // start-build, wait-build
+	_ "github.com/canaryline/canaryline/internal/build"   // start-build, wait-build
+	_ "github.com/canaryline/canaryline/internal/release" // shift-canary, promote-or-rollback
 	"github.com/canaryline/canaryline/internal/steps"
 )
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,12 +87,14 @@ func Require(t testing.TB, c *Cluster) {
 	}
 }
 
+var nonName = regexp.MustCompile(`[^a-z0-9-]+`)
+
 // Namespace creates a fresh namespace for t, named after the test, waits until its default ServiceAccount
 // exists (pods cannot be created before), and deletes it when t ends.
 func (c *Cluster) Namespace(t testing.TB) string {
 	t.Helper()
 	kube := kubernetes.NewForConfigOrDie(c.Config())
-	base := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	base := strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
 	if len(base) > 40 {
 		base = base[:40]
 	}

@@ -25,7 +25,14 @@ const (
 	ExitInvalid = 2
 	// ExitFailed is a verdict: the build failed or was cancelled, the canary is unhealthy.
 	ExitFailed = 4
+	// ExitBusy is another release of the same application holding the lock. Nothing was changed.
+	ExitBusy = 5
 )
+
+// BusyError is another release holding the application's lock.
+type BusyError struct{ Msg string }
+
+func (e *BusyError) Error() string { return e.Msg }
 
 // InvalidError is bad input. Param names the Tekton param (and env variable) at fault, Fix says what to do.
 type InvalidError struct {
@@ -63,9 +70,12 @@ func Failed(format string, args ...any) error { return &FailedError{Msg: fmt.Spr
 func ExitCode(err error) int {
 	var inv *InvalidError
 	var failed *FailedError
+	var busy *BusyError
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &busy):
+		return ExitBusy
 	case errors.As(err, &inv):
 		return ExitInvalid
 	case errors.As(err, &failed):

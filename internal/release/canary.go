@@ -1,0 +1,391 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/canaryline/canaryline/internal/traffic"
+)
+
+// Labels and annotations on what a release creates or changes.
+const (
+	TrackLabel         = "canaryline.dev/track"
+	ReleaseLabel       = "canaryline.dev/release"
+	ReleaseAnnotation  = "canaryline.dev/release"
+	ImageAnnotation    = "canaryline.dev/image"
+	WeightAnnotation   = "canaryline.dev/weight"
+	PromotedAnnotation = "canaryline.dev/promoted-release"
+	podTemplateHash    = "pod-template-hash"
+)
+
+// Tracks.
+const (
+	TrackCanary   = "canary"
+	TrackBaseline = "baseline"
+)
+
+func canaryName(app string) string   { return app + "-canary" }
+func baselineName(app string) string { return app + "-baseline" }
+
+// releaseAnnotations are put on every object a release creates or changes.
+func releaseAnnotations(st *State) map[string]string {
+	return map[string]string{ReleaseAnnotation: st.ID, ImageAnnotation: st.Image, WeightAnnotation: fmt.Sprint(st.Weight)}
+}
+
+// labelValue makes a release id usable as a label value.
+func labelValue(s string) string {
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	return strings.Trim(s, "-.")
+}
+
+// trackDeployment is a copy of the stable Deployment for track: its own name, the track label on the selector
+// and the pods, image (when not empty) in container, and replicas.
+func trackDeployment(stable *appsv1.Deployment, st *State, track, image string, replicas int32) *appsv1.Deployment {
+	name := canaryName(stable.Name)
+	if track == TrackBaseline {
+		name = baselineName(stable.Name)
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stable.Namespace, Labels: maps.Clone(stable.Labels), Annotations: releaseAnnotations(st)},
+		Spec:       *stable.Spec.DeepCopy(),
+	}
+	if d.Labels == nil {
+		d.Labels = map[string]string{}
+	}
+	d.Labels[TrackLabel], d.Labels[ReleaseLabel] = track, labelValue(st.ID)
+	d.Spec.Replicas = &replicas
+	d.Spec.Selector = stable.Spec.Selector.DeepCopy()
+	if d.Spec.Selector.MatchLabels == nil {
+		d.Spec.Selector.MatchLabels = map[string]string{}
+	}
+	d.Spec.Selector.MatchLabels[TrackLabel] = track
+	if d.Spec.Template.Labels == nil {
+		d.Spec.Template.Labels = map[string]string{}
+	}
+	d.Spec.Template.Labels[TrackLabel] = track
+	d.Spec.Template.Labels[ReleaseLabel] = labelValue(st.ID)
+	if image != "" {
+		for i := range d.Spec.Template.Spec.Containers {
+			if d.Spec.Template.Spec.Containers[i].Name == st.Container {
+				d.Spec.Template.Spec.Containers[i].Image = image
+			}
+		}
+	}
+	d.Spec.Paused = false
+	return d
+}
+
+// ensureDeployment creates d, or brings an existing one to d's template, replicas and annotations.
+func ensureDeployment(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) error {
+	api := kube.AppsV1().Deployments(d.Namespace)
+	_, err := api.Create(ctx, d, metav1.CreateOptions{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.Labels[TrackLabel] == "" {
+			return fmt.Errorf("Deployment %s/%s exists and was not made by canaryline (no %s label): rename it or delete it", d.Namespace, d.Name, TrackLabel)
+		}
+		cur.Spec.Template, cur.Spec.Replicas = d.Spec.Template, d.Spec.Replicas
+		maps.Copy(cur.Annotations, d.Annotations)
+		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("update Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	return nil
+}
+
+// trackService is a copy of the stable Service for track: its ports, its selector plus the track label.
+func trackService(stable *corev1.Service, st *State, name, track string) *corev1.Service {
+	sel := maps.Clone(st.StableSelector)
+	sel[TrackLabel] = track
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stable.Namespace, Labels: maps.Clone(stable.Labels), Annotations: releaseAnnotations(st)},
+		Spec:       corev1.ServiceSpec{Selector: sel, Type: corev1.ServiceTypeClusterIP},
+	}
+	if svc.Labels == nil {
+		svc.Labels = map[string]string{}
+	}
+	svc.Labels[TrackLabel] = track
+	for _, p := range stable.Spec.Ports {
+		p.NodePort = 0
+		svc.Spec.Ports = append(svc.Spec.Ports, p)
+	}
+	return svc
+}
+
+func ensureService(ctx context.Context, kube kubernetes.Interface, svc *corev1.Service) error {
+	api := kube.CoreV1().Services(svc.Namespace)
+	_, err := api.Create(ctx, svc, metav1.CreateOptions{})
+	if err == nil || !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("create Service %s/%s: %w", svc.Namespace, svc.Name, err)
+		}
+		return nil
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := api.Get(ctx, svc.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.Labels[TrackLabel] == "" {
+			return fmt.Errorf("Service %s/%s exists and was not made by canaryline: rename it or delete it", svc.Namespace, svc.Name)
+		}
+		cur.Spec.Selector, cur.Spec.Ports = svc.Spec.Selector, svc.Spec.Ports
+		maps.Copy(cur.Annotations, svc.Annotations)
+		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("update Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+// stableHash is the pod-template-hash of the stable Deployment's current ReplicaSet.
+func stableHash(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) (string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return "", err
+	}
+	rss, err := kube.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return "", fmt.Errorf("list ReplicaSets of Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	rev := d.Annotations["deployment.kubernetes.io/revision"]
+	for _, rs := range rss.Items {
+		owned := false
+		for _, o := range rs.OwnerReferences {
+			owned = owned || o.UID == d.UID
+		}
+		if owned && rs.Annotations["deployment.kubernetes.io/revision"] == rev && rs.Labels[podTemplateHash] != "" {
+			return rs.Labels[podTemplateHash], nil
+		}
+	}
+	return "", fmt.Errorf("Deployment %s/%s: no ReplicaSet of its revision %s", d.Namespace, d.Name, rev)
+}
+
+// setServiceSelector makes the Service select sel, with annotations added (or removed, when remove is set).
+func setServiceSelector(ctx context.Context, kube kubernetes.Interface, ns, name string, sel, ann map[string]string, remove bool) error {
+	api := kube.CoreV1().Services(ns)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := api.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		changed := !maps.Equal(svc.Spec.Selector, sel)
+		for k, v := range ann {
+			if remove {
+				if _, ok := svc.Annotations[k]; ok {
+					delete(svc.Annotations, k)
+					changed = true
+				}
+			} else if svc.Annotations[k] != v {
+				svc.Annotations[k] = v
+				changed = true
+			}
+		}
+		if !changed {
+			return nil
+		}
+		svc.Spec.Selector = sel
+		_, err = api.Update(ctx, svc, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("update Service %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// rolledOut reports whether a Deployment runs its current template on all replicas, all available.
+func rolledOut(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want &&
+		d.Status.AvailableReplicas == want && d.Status.Replicas == want
+}
+
+// untilRolledOut waits with list+watch until the Deployment is rolled out, or timeout; the error then says why.
+func untilRolledOut(ctx context.Context, kube kubernetes.Interface, ns, name string, timeout time.Duration) (*appsv1.Deployment, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	api := kube.AppsV1().Deployments(ns)
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return api.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return api.Watch(ctx, o)
+		},
+	}
+	var last *appsv1.Deployment
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
+		d, ok := e.Object.(*appsv1.Deployment)
+		if !ok {
+			return false, nil
+		}
+		last = d
+		return rolledOut(d), nil
+	})
+	if err == nil {
+		return last, nil
+	}
+	if last == nil {
+		return nil, fmt.Errorf("wait for Deployment %s/%s: %w", ns, name, err)
+	}
+	return last, fmt.Errorf("Deployment %s/%s is not ready after %s: %d of %d replicas available, %d updated%s",
+		ns, name, timeout, last.Status.AvailableReplicas, ptrOr(last.Spec.Replicas, 1), last.Status.UpdatedReplicas, whyNotReady(ctx, kube, last))
+}
+
+func ptrOr(p *int32, d int32) int32 {
+	if p == nil {
+		return d
+	}
+	return *p
+}
+
+// whyNotReady collects what the Deployment and its pods say about it: failed conditions, waiting reasons.
+func whyNotReady(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var reasons []string
+	for _, c := range d.Status.Conditions {
+		if c.Status != corev1.ConditionTrue || c.Type == appsv1.DeploymentReplicaFailure {
+			reasons = append(reasons, fmt.Sprintf("%s: %s", c.Reason, c.Message))
+		}
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err == nil {
+		if rss, err := kube.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
+			for _, rs := range rss.Items {
+				for _, c := range rs.Status.Conditions {
+					if c.Type == appsv1.ReplicaSetReplicaFailure && c.Status == corev1.ConditionTrue {
+						reasons = append(reasons, fmt.Sprintf("ReplicaSet %s: %s: %s", rs.Name, c.Reason, c.Message))
+					}
+				}
+			}
+		}
+		if pods, err := kube.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()}); err == nil {
+			for _, p := range pods.Items {
+				for _, cs := range p.Status.ContainerStatuses {
+					if w := cs.State.Waiting; w != nil && w.Reason != "" {
+						reasons = append(reasons, fmt.Sprintf("pod %s container %s: %s %s", p.Name, cs.Name, w.Reason, w.Message))
+					}
+				}
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+						reasons = append(reasons, fmt.Sprintf("pod %s: %s: %s", p.Name, c.Reason, c.Message))
+					}
+				}
+			}
+		}
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	if len(reasons) > 5 {
+		reasons = append(reasons[:5], fmt.Sprintf("and %d more", len(reasons)-5))
+	}
+	return " (" + strings.Join(reasons, "; ") + ")"
+}
+
+// untilEndpoints waits with list+watch until the Service has n ready endpoints: then the router can send it
+// traffic without a 503.
+func untilEndpoints(ctx context.Context, kube kubernetes.Interface, ns, svc string, n int32, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	api := kube.DiscoveryV1().EndpointSlices(ns)
+	sel := labels.Set{discoveryv1.LabelServiceName: svc}.String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel
+			return api.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return api.Watch(ctx, o)
+		},
+	}
+	ready := func(store cache.Store) int32 {
+		seen := map[string]bool{}
+		for _, obj := range store.List() {
+			for _, ep := range obj.(*discoveryv1.EndpointSlice).Endpoints {
+				if key := traffic.EndpointKey(ep); key != "" && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+					seen[key] = true
+				}
+			}
+		}
+		return int32(len(seen))
+	}
+	var store cache.Store
+	_, err := watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, func(s cache.Store) (bool, error) {
+		store = s
+		return ready(s) >= n, nil
+	}, func(watch.Event) (bool, error) { return ready(store) >= n, nil })
+	if err != nil {
+		got := int32(0)
+		if store != nil {
+			got = ready(store)
+		}
+		return fmt.Errorf("Service %s/%s has %d of %d ready endpoints after %s: %w", ns, svc, got, n, timeout, err)
+	}
+	return nil
+}
+
+// replicasFor is the canary size: a count, or a share of the stable replicas (at least 1).
+func replicasFor(spec string, stable int32) int32 {
+	count, percent, _ := parseReplicas(spec)
+	if percent == 0 {
+		return count
+	}
+	n := int32(math.Ceil(float64(stable) * float64(percent) / 100))
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+func deleteIgnoringNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,286 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/canaryline/canaryline/internal/step"
+	"github.com/canaryline/canaryline/internal/traffic"
+)
+
+// Clients are the API clients of the release steps.
+type Clients struct {
+	Kube    kubernetes.Interface
+	Route   routev1client.RouteV1Interface
+	Dynamic dynamic.Interface
+}
+
+// Decided is what promote-or-rollback hands on.
+type Decided struct {
+	Decision    string
+	ReleaseID   string
+	Weight      int32 // the canary's final weight: 0
+	StableImage string
+	Reason      string
+}
+
+// Results are promote-or-rollback's Tekton results.
+func (d Decided) Results() map[string]string {
+	return map[string]string{"DECISION": d.Decision, "RELEASE_ID": d.ReleaseID, "CANARY_WEIGHT": fmt.Sprint(d.Weight),
+		"STABLE_IMAGE": d.StableImage}
+}
+
+// decision is what auto decides: promote only a release whose pipeline succeeded and whose canary was not found
+// unhealthy; anything else (a failure, a cancellation, a timeout) rolls back.
+func decision(cfg *DecideConfig) (string, string) {
+	what, why := autoDecision(cfg)
+	if cfg.Reason != "" && what == DecisionRollback && cfg.Decision == DecisionAuto {
+		why = cfg.Reason + " (" + why + ")"
+	}
+	return what, why
+}
+
+func autoDecision(cfg *DecideConfig) (string, string) {
+	if cfg.Decision != DecisionAuto {
+		reason := cfg.Reason
+		if reason == "" {
+			reason = "asked for " + cfg.Decision
+		}
+		return cfg.Decision, reason
+	}
+	switch {
+	case cfg.Verdict == "unhealthy":
+		return DecisionRollback, "verify-health found the canary unhealthy"
+	case cfg.PipelineStatus == "Succeeded" || cfg.PipelineStatus == "Completed":
+		if cfg.Verdict == "inconclusive" {
+			return DecisionRollback, "the verdict was inconclusive"
+		}
+		return DecisionPromote, "the pipeline succeeded"
+	case cfg.PipelineStatus == "None":
+		return DecisionRollback, "the pipeline was cancelled or timed out before it finished"
+	}
+	return DecisionRollback, "the pipeline failed (tasks.status " + cfg.PipelineStatus + ")"
+}
+
+// Decide promotes or rolls back the application's release in progress.
+func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *slog.Logger) (Decided, error) {
+	t := &cfg.Target
+	probe := newLock(c.Kube.CoordinationV1(), ns, t.App, "", t.LockTTL, log)
+	_, st, last, err := probe.read(ctx)
+	if err != nil {
+		return Decided{}, err
+	}
+	if st == nil || (t.ReleaseID != "" && st.ID != t.ReleaseID) {
+		// Nothing of this release is in progress: it finished already (a rerun), or never moved traffic.
+		if last != nil && (t.ReleaseID == "" || last.ID == t.ReleaseID) && t.ReleaseID != "" {
+			log.Info(fmt.Sprintf("release %s already ended: %s", last.ID, last.Decision), "stableImage", last.StableImage)
+			return Decided{Decision: last.Decision, ReleaseID: last.ID, StableImage: last.StableImage, Reason: last.Reason}, nil
+		}
+		if cfg.Decision == DecisionAuto {
+			log.Info("no release of " + describe(ns, t.App) + " to decide on: nothing to do")
+			return Decided{Decision: DecisionNone, ReleaseID: t.ReleaseID}, nil
+		}
+		if st != nil {
+			return Decided{}, step.Invalid("RELEASE_ID", "give the id of the release in progress, or leave RELEASE_ID empty",
+				"the release in progress for %s is %s, not %s", t.App, st.ID, t.ReleaseID)
+		}
+		return Decided{}, step.Invalid("APP", "check APP and NAMESPACE", "no release of %s is in progress", describe(ns, t.App))
+	}
+	what, reason := decision(cfg)
+	switch st.Phase {
+	case PhasePromoting:
+		if what != DecisionPromote {
+			log.Warn("the release was being promoted when the step stopped: the promotion is finished instead of rolled back")
+		}
+		what = DecisionPromote
+	case PhaseRollingBack:
+		if what != DecisionRollback {
+			log.Warn("the release was being rolled back when the step stopped: the rollback is finished")
+		}
+		what, reason = DecisionRollback, st.Reason
+	}
+	lk := newLock(c.Kube.CoordinationV1(), ns, t.App, st.ID, t.LockTTL, log)
+	if _, err := lk.acquire(ctx); err != nil {
+		return Decided{}, err
+	}
+	stop := lk.keep(ctx)
+	defer stop()
+	if what == DecisionPromote {
+		err = promote(ctx, lk, st, c, cfg.RolloutTimeout, log)
+	} else {
+		err = rollback(ctx, lk, st, c, reason, log)
+	}
+	if err != nil {
+		return Decided{}, err
+	}
+	out := Decided{Decision: what, ReleaseID: st.ID, StableImage: st.Image, Reason: reason}
+	if what == DecisionRollback {
+		out.StableImage = st.StableImage
+	}
+	return out, nil
+}
+
+// Parts of promoting and rolling back, recorded in State.Done as they finish.
+const (
+	partServiceRestored = "stable-service-restored"
+	partStableUpdated   = "stable-updated"
+	partTrafficZero     = "canary-traffic-zero"
+	partCanaryRemoved   = "canary-removed"
+	partRouterRestored  = "router-restored"
+)
+
+// run does one part of ending a release once: skipped when State.Done has it, recorded when it finishes.
+func run(ctx context.Context, lk *lock, st *State, part string, f func() error) error {
+	if st.done(part) {
+		return nil
+	}
+	if err := f(); err != nil {
+		return err
+	}
+	st.Done = append(st.Done, part)
+	st.UpdatedAt = time.Now().UTC()
+	return lk.save(ctx, st)
+}
+
+// promote makes the canary's image stable: the stable Service selects every pod again, the stable Deployment
+// rolls out the canary's image, the router goes back to all-stable, and the canary is removed.
+func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.Duration, log *slog.Logger) error {
+	ns := lk.lease.Namespace
+	st.Phase = PhasePromoting
+	if err := lk.save(ctx, st); err != nil {
+		return err
+	}
+	t := Target{App: st.App, StableService: st.StableService}
+	b := backends(&t, ns, st.Baseline, st)
+	apps := c.Kube.AppsV1().Deployments(ns)
+	if err := run(ctx, lk, st, partServiceRestored, func() error {
+		return setServiceSelector(ctx, c.Kube, ns, st.StableService, st.StableSelector, releaseAnnotations(st), true)
+	}); err != nil {
+		return err
+	}
+	if err := run(ctx, lk, st, partStableUpdated, func() error {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d, err := apps.Get(ctx, st.App, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			changed := false
+			for i := range d.Spec.Template.Spec.Containers {
+				if ct := &d.Spec.Template.Spec.Containers[i]; ct.Name == st.Container && ct.Image != st.Image {
+					ct.Image, changed = st.Image, true
+				}
+			}
+			if d.Annotations[PromotedAnnotation] != st.ID {
+				if d.Annotations == nil {
+					d.Annotations = map[string]string{}
+				}
+				d.Annotations[PromotedAnnotation], changed = st.ID, true
+			}
+			if !changed {
+				return nil
+			}
+			_, err = apps.Update(ctx, d, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("update Deployment %s/%s to %s: %w", ns, st.App, st.Image, err)
+		}
+		log.Info(fmt.Sprintf("rolling out %s on Deployment %s", st.Image, describe(ns, st.App)))
+		_, err = untilRolledOut(ctx, c.Kube, ns, st.App, timeout)
+		return err
+	}); err != nil {
+		return err
+	}
+	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
+	if err != nil {
+		return err
+	}
+	if err := run(ctx, lk, st, partRouterRestored, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
+		return err
+	}
+	if err := run(ctx, lk, st, partCanaryRemoved, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("release %s promoted: %s is now stable (was %s)", st.ID, st.Image, st.StableImage)
+	log.Info(msg)
+	if d, err := apps.Get(ctx, st.App, metav1.GetOptions{}); err == nil {
+		event(ctx, c.Kube, d, corev1.EventTypeNormal, "CanaryPromoted", msg, log)
+	}
+	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, StableImage: st.Image, FinishedAt: time.Now().UTC()})
+}
+
+// rollback puts everything back as it was, the canary's traffic first. The stable Deployment is never touched.
+func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string, log *slog.Logger) error {
+	ns := lk.lease.Namespace
+	if st.Phase != PhaseRollingBack {
+		st.Phase, st.Reason = PhaseRollingBack, reason
+		if err := lk.save(ctx, st); err != nil {
+			return err
+		}
+	}
+	t := Target{App: st.App, StableService: st.StableService}
+	b := backends(&t, ns, st.Baseline, st)
+	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
+	if err != nil {
+		return err
+	}
+	// First of all, no traffic to the canary.
+	if err := run(ctx, lk, st, partTrafficZero, func() error {
+		a, err := router.SetWeights(ctx, b, traffic.Weights{})
+		if err != nil {
+			return err
+		}
+		log.Info("canary traffic is 0", "detail", a.Detail)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := run(ctx, lk, st, partCanaryRemoved, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
+		return err
+	}
+	if err := run(ctx, lk, st, partRouterRestored, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
+		return err
+	}
+	if err := run(ctx, lk, st, partServiceRestored, func() error {
+		return setServiceSelector(ctx, c.Kube, ns, st.StableService, st.StableSelector, releaseAnnotations(st), true)
+	}); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("release %s rolled back: %s; %s stays stable", st.ID, st.Reason, st.StableImage)
+	log.Info(msg)
+	if d, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, st.App, metav1.GetOptions{}); err == nil {
+		event(ctx, c.Kube, d, corev1.EventTypeWarning, "CanaryRolledBack", msg, log)
+	}
+	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionRollback, StableImage: st.StableImage, Reason: st.Reason, FinishedAt: time.Now().UTC()})
+}
+
+// removeTracks deletes the canary and baseline Deployments and Services (gone already is fine).
+func removeTracks(ctx context.Context, kube kubernetes.Interface, ns string, b traffic.Backends) error {
+	fg := metav1.DeletePropagationBackground
+	for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
+		if d == "" {
+			continue
+		}
+		if err := deleteIgnoringNotFound(kube.AppsV1().Deployments(ns).Delete(ctx, d, metav1.DeleteOptions{PropagationPolicy: &fg})); err != nil {
+			return fmt.Errorf("delete Deployment %s/%s: %w", ns, d, err)
+		}
+	}
+	for _, s := range []string{b.Canary, b.Baseline} {
+		if s == "" {
+			continue
+		}
+		if err := deleteIgnoringNotFound(kube.CoreV1().Services(ns).Delete(ctx, s, metav1.DeleteOptions{})); err != nil {
+			return fmt.Errorf("delete Service %s/%s: %w", ns, s, err)
+		}
+	}
+	return nil
+}

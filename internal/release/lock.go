@@ -1,0 +1,278 @@
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coordv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+
+	"github.com/canaryline/canaryline/internal/step"
+)
+
+// Annotations on the release Lease.
+const (
+	// StateAnnotation holds the release in progress (State, JSON).
+	StateAnnotation = "canaryline.dev/release-state"
+	// LastAnnotation holds the outcome of the last release (Outcome, JSON).
+	LastAnnotation = "canaryline.dev/last-release"
+)
+
+// State is a release in progress: enough for any later step, or a rerun, to continue it or undo it.
+type State struct {
+	ID          string `json:"id"`
+	App         string `json:"app"`
+	Image       string `json:"image"`
+	Container   string `json:"container"`
+	StableImage string `json:"stableImage"`
+	Router      string `json:"router"`
+	RouterName  string `json:"routerName,omitempty"`
+	// RouterSnapshot is the router object's state before the release.
+	RouterSnapshot string `json:"routerSnapshot"`
+	StableService  string `json:"stableService"`
+	// StableSelector is the stable Service's selector before the release.
+	StableSelector map[string]string `json:"stableSelector"`
+	Baseline       bool              `json:"baseline,omitempty"`
+	KeepCookies    bool              `json:"keepCookies,omitempty"`
+	Weight         int32             `json:"weight"`
+	// Phase is shifting, promoting or rolling-back; Done lists the finished parts of promoting or rolling back.
+	Phase     string    `json:"phase"`
+	Done      []string  `json:"done,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Phases of a release.
+const (
+	PhaseShifting    = "shifting"
+	PhasePromoting   = "promoting"
+	PhaseRollingBack = "rolling-back"
+)
+
+func (s *State) done(part string) bool {
+	for _, d := range s.Done {
+		if d == part {
+			return true
+		}
+	}
+	return false
+}
+
+// Outcome is how the last release ended.
+type Outcome struct {
+	ID          string    `json:"id"`
+	Decision    string    `json:"decision"`
+	StableImage string    `json:"stableImage"`
+	Reason      string    `json:"reason,omitempty"`
+	FinishedAt  time.Time `json:"finishedAt"`
+}
+
+// lock is the application's release Lease: one release at a time. Its holder is the release id; a holder that
+// stops renewing (a crashed run) loses it after the lease duration.
+type lock struct {
+	leases coordv1client.LeaseInterface
+	name   string
+	holder string
+	ttl    time.Duration
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu    sync.Mutex
+	lease *coordinationv1.Lease // as last read or written
+}
+
+func leaseName(app string) string { return "canaryline-" + app }
+
+func newLock(c coordv1client.LeasesGetter, ns, app, holder string, ttl time.Duration, log *slog.Logger) *lock {
+	return &lock{leases: c.Leases(ns), name: leaseName(app), holder: holder, ttl: ttl, log: log, now: time.Now}
+}
+
+// read returns the Lease (nil when there is none) and its release state.
+func (l *lock) read(ctx context.Context) (*coordinationv1.Lease, *State, *Outcome, error) {
+	lease, err := l.leases.Get(ctx, l.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("get Lease %s: %w", l.name, err)
+	}
+	st, out, err := decode(lease)
+	return lease, st, out, err
+}
+
+func decode(lease *coordinationv1.Lease) (*State, *Outcome, error) {
+	var st *State
+	var out *Outcome
+	if v := lease.Annotations[StateAnnotation]; v != "" {
+		st = &State{}
+		if err := json.Unmarshal([]byte(v), st); err != nil {
+			return nil, nil, fmt.Errorf("read the release state on Lease %s: %w", lease.Name, err)
+		}
+	}
+	if v := lease.Annotations[LastAnnotation]; v != "" {
+		out = &Outcome{}
+		if err := json.Unmarshal([]byte(v), out); err != nil {
+			out = nil
+		}
+	}
+	return st, out, nil
+}
+
+func (l *lock) expired(lease *coordinationv1.Lease) bool {
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" || lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	return l.now().After(lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second))
+}
+
+// busy is a BusyError naming the holder when another release holds the lock, read-only.
+func (l *lock) busy(lease *coordinationv1.Lease) error {
+	if lease == nil || l.expired(lease) || *lease.Spec.HolderIdentity == l.holder {
+		return nil
+	}
+	holder := *lease.Spec.HolderIdentity
+	expires := lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+	return &step.BusyError{Msg: fmt.Sprintf("another release of %s is in progress: Lease %s is held by %q "+
+		"(renewed %s, expires in %s); wait for it to finish, or end it with promote-or-rollback RELEASE_ID=%s",
+		strings.TrimPrefix(l.name, "canaryline-"), l.name, holder, lease.Spec.RenewTime.Format(time.RFC3339),
+		time.Until(expires).Round(time.Second), holder)}
+}
+
+// acquire takes the lock for l.holder, or renews it. It fails fast with a BusyError naming the holder when another
+// release holds it. It returns the state found on the Lease (possibly another, abandoned release's).
+func (l *lock) acquire(ctx context.Context) (*State, error) {
+	for attempt := 0; ; attempt++ {
+		lease, st, _, err := l.read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		now := metav1.NewMicroTime(l.now())
+		secs := int32(l.ttl.Seconds())
+		if lease == nil {
+			lease = &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: l.name, Labels: map[string]string{"app.kubernetes.io/managed-by": "canaryline"}},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.holder, LeaseDurationSeconds: &secs,
+					AcquireTime: &now, RenewTime: &now},
+			}
+			created, err := l.leases.Create(ctx, lease, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) && attempt < 5 {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create Lease %s: %w", l.name, err)
+			}
+			l.lease = created
+			return nil, nil
+		}
+		holder := ""
+		if lease.Spec.HolderIdentity != nil {
+			holder = *lease.Spec.HolderIdentity
+		}
+		if err := l.busy(lease); err != nil {
+			return nil, err
+		}
+		if holder != l.holder {
+			if holder != "" {
+				l.log.Warn("taking over an expired release lock", "lease", l.name, "holder", holder, "renewed", lease.Spec.RenewTime)
+			}
+			lease.Spec.AcquireTime = &now
+		}
+		lease.Spec.HolderIdentity, lease.Spec.RenewTime, lease.Spec.LeaseDurationSeconds = &l.holder, &now, &secs
+		updated, err := l.leases.Update(ctx, lease, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) && attempt < 5 {
+			continue // someone else moved first: look again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("take Lease %s: %w", l.name, err)
+		}
+		l.lease = updated
+		return st, nil
+	}
+}
+
+// save writes the release state to the Lease, renewing it. The lock must be held.
+func (l *lock) save(ctx context.Context, st *State) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return l.update(ctx, func(lease *coordinationv1.Lease) {
+		lease.Annotations[StateAnnotation] = string(data)
+	})
+}
+
+// update applies mutate to the Lease, checking first that it is still ours.
+func (l *lock) update(ctx context.Context, mutate func(*coordinationv1.Lease)) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		lease := l.lease.DeepCopy()
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.holder {
+			return &step.BusyError{Msg: fmt.Sprintf("lost the release lock %s to %v", l.name, lease.Spec.HolderIdentity)}
+		}
+		if lease.Annotations == nil {
+			lease.Annotations = map[string]string{}
+		}
+		now := metav1.NewMicroTime(l.now())
+		lease.Spec.RenewTime = &now
+		mutate(lease)
+		updated, err := l.leases.Update(ctx, lease, metav1.UpdateOptions{})
+		if err == nil {
+			l.lease = updated
+			return nil
+		}
+		if !apierrors.IsConflict(err) || attempt >= 5 {
+			return fmt.Errorf("update Lease %s: %w", l.name, err)
+		}
+		fresh, gerr := l.leases.Get(ctx, l.name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("get Lease %s: %w", l.name, gerr)
+		}
+		l.lease = fresh
+	}
+}
+
+// keep renews the lock in the background every third of its duration until the returned stop is called.
+func (l *lock) keep(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := l.update(ctx, func(*coordinationv1.Lease) {}); err != nil && !errors.Is(err, context.Canceled) {
+					l.log.Warn("could not renew the release lock", "lease", l.name, "error", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// finish ends the release: the outcome is recorded, the state removed and the lock released.
+func (l *lock) finish(ctx context.Context, out Outcome) error {
+	data, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return l.update(ctx, func(lease *coordinationv1.Lease) {
+		lease.Annotations[LastAnnotation] = string(data)
+		delete(lease.Annotations, StateAnnotation)
+		empty := ""
+		lease.Spec.HolderIdentity = &empty
+	})
+}

@@ -1,0 +1,44 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ReadyEndpoints counts the ready endpoints of a Service, from its EndpointSlices.
+func ReadyEndpoints(ctx context.Context, kube kubernetes.Interface, ns, svc string) (int32, error) {
+	slices, err := kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil {
+		return 0, fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, svc, err)
+	}
+	seen := map[string]bool{}
+	var n int32
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if key := EndpointKey(ep); key != "" && !seen[key] {
+				seen[key] = true
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// EndpointKey identifies an endpoint: its pod when it names one (pod IPs need not be unique across fake
+// nodes), else its first address.
+func EndpointKey(ep discoveryv1.Endpoint) string {
+	if ep.TargetRef != nil && ep.TargetRef.Name != "" {
+		return ep.TargetRef.Namespace + "/" + ep.TargetRef.Name
+	}
+	if len(ep.Addresses) > 0 {
+		return ep.Addresses[0]
+	}
+	return ""
+}

@@ -1,0 +1,539 @@
+package traffic
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// httpRouteGVR is the Gateway API HTTPRoute resource.
+var httpRouteGVR = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
+
+// httpRoute is a Gateway API HTTPRoute: every rule whose backendRefs go to the stable Service gets weighted
+// backendRefs to the stable, canary (and baseline) Services.
+//
+// The object is read with the dynamic client and converted to the typed HTTPRoute to find the rules; only the
+// backendRefs of those rules (and the release annotations) are written back into the unstructured object, so
+// fields this version of the Gateway API types does not know survive the update.
+type httpRoute struct {
+	name string
+	c    Clients
+}
+
+var _ Router = (*httpRoute)(nil)
+
+func (r *httpRoute) Kind() string { return KindHTTPRoute }
+
+func (r *httpRoute) client(ns string) dynamic.ResourceInterface {
+	return r.c.Dynamic.Resource(httpRouteGVR).Namespace(ns)
+}
+
+// get reads the HTTPRoute both as it is stored (to write back) and as the typed Gateway API object (to read).
+func (r *httpRoute) get(ctx context.Context, ns string) (*unstructured.Unstructured, *gatewayv1.HTTPRoute, error) {
+	u, err := r.client(ns).Get(ctx, r.name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("get HTTPRoute %s/%s: %w", ns, r.name, err)
+	}
+	var hr gatewayv1.HTTPRoute
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &hr); err != nil {
+		return nil, nil, fmt.Errorf("read HTTPRoute %s/%s: %w", ns, r.name, err)
+	}
+	return u, &hr, nil
+}
+
+func (r *httpRoute) Check(ctx context.Context, b Backends) error {
+	_, hr, err := r.get(ctx, b.Namespace)
+	if apierrors.IsNotFound(err) {
+		return checkErrorf(fmt.Sprintf("create it (the Gateway API CRDs must be installed) with a rule whose backendRefs go to Service %s, "+
+			"or set ROUTER_NAME to the HTTPRoute that serves the application", b.Stable),
+			"HTTPRoute %s/%s does not exist", b.Namespace, r.name)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = httpRouteStableRules(hr, b)
+	return err
+}
+
+// httpRouteRefRole says which of the release's Services a backendRef points at.
+func httpRouteRefRole(ref gatewayv1.BackendObjectReference, b Backends) backendRole {
+	if ref.Group != nil && *ref.Group != "" && *ref.Group != "core" {
+		return backendOther
+	}
+	if ref.Kind != nil && *ref.Kind != "Service" {
+		return backendOther
+	}
+	if ref.Namespace != nil && string(*ref.Namespace) != b.Namespace {
+		return backendOther
+	}
+	return roleOfService(string(ref.Name), b)
+}
+
+// httpRouteRuleRefs finds the stable, canary and baseline backendRefs of one rule (-1: none). It fails when the
+// rule goes to the stable Service together with another backend, or names one of the Services more than once:
+// the release could not control the shares of such a rule.
+func httpRouteRuleRefs(hr *gatewayv1.HTTPRoute, i int, b Backends) (refIndexes, error) {
+	idx := refIndexes{stable: -1, canary: -1, baseline: -1}
+	var others []string
+	var dup error
+	for j, ref := range hr.Spec.Rules[i].BackendRefs {
+		role := httpRouteRefRole(ref.BackendObjectReference, b)
+		if role == backendOther {
+			others = append(others, httpRouteRefString(ref.BackendObjectReference))
+			continue
+		}
+		if err := idx.set(role, j); err != nil && dup == nil {
+			dup = err
+		}
+	}
+	if idx.stable < 0 {
+		return idx, nil // not a rule of the release
+	}
+	if dup != nil {
+		return idx, checkErrorf("leave one backendRef per Service in the rule before the release",
+			"rule %d of HTTPRoute %s/%s has more than one backendRef to %s", i, hr.Namespace, hr.Name, dup)
+	}
+	if len(others) > 0 {
+		return idx, checkErrorf(fmt.Sprintf("make the rule send its traffic to Service %s alone before the release", b.Stable),
+			"rule %d of HTTPRoute %s/%s sends traffic to %s besides the stable Service %s: the shares of a release could not be controlled",
+			i, hr.Namespace, hr.Name, strings.Join(others, ", "), b.Stable)
+	}
+	return idx, nil
+}
+
+func httpRouteRefString(ref gatewayv1.BackendObjectReference) string {
+	kind := "Service"
+	if ref.Kind != nil {
+		kind = string(*ref.Kind)
+	}
+	s := kind + " " + string(ref.Name)
+	if ref.Namespace != nil {
+		s = kind + " " + string(*ref.Namespace) + "/" + string(ref.Name)
+	}
+	return s
+}
+
+// httpRouteStableRules returns the indexes of the rules that send traffic to the stable Service, or a
+// CheckError when there is none or one cannot be split.
+func httpRouteStableRules(hr *gatewayv1.HTTPRoute, b Backends) ([]int, error) {
+	var rules []int
+	for i := range hr.Spec.Rules {
+		idx, err := httpRouteRuleRefs(hr, i, b)
+		if err != nil {
+			return nil, err
+		}
+		if idx.stable >= 0 {
+			rules = append(rules, i)
+		}
+	}
+	if len(rules) == 0 {
+		return nil, checkErrorf(fmt.Sprintf("add a backendRef to Service %s (port as the Service) to the rules that serve the application, "+
+			"or set ROUTER_NAME to the HTTPRoute that does", b.Stable),
+			"HTTPRoute %s/%s has no rule with a backendRef to the stable Service %s", hr.Namespace, hr.Name, b.Stable)
+	}
+	return rules, nil
+}
+
+// httpRouteSnapshot is what the release changes on an HTTPRoute.
+type httpRouteSnapshot struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Rules are the backendRefs of the rules that went to the stable Service, as stored.
+	Rules []savedList `json:"rules"`
+	// Annotations are the release annotations' keys the object already had, with their values.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+func (r *httpRoute) Snapshot(ctx context.Context, b Backends) (string, error) {
+	u, hr, err := r.get(ctx, b.Namespace)
+	if err != nil {
+		return "", err
+	}
+	rules, err := httpRouteStableRules(hr, b)
+	if err != nil {
+		return "", err
+	}
+	uRules, _, err := unstructured.NestedSlice(u.Object, "spec", "rules")
+	if err != nil {
+		return "", fmt.Errorf("read HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+	}
+	s := httpRouteSnapshot{Kind: KindHTTPRoute, Name: r.name, Annotations: annotationsBeforeRelease(u.GetAnnotations(), b.Annotations)}
+	for _, i := range rules {
+		refs, err := unstructuredRuleSlice(uRules, i, "backendRefs")
+		if err != nil {
+			return "", fmt.Errorf("read HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		s.Rules = append(s.Rules, savedList{Index: i, Items: refs})
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("encode the HTTPRoute snapshot: %w", err)
+	}
+	return string(data), nil
+}
+
+// httpRouteBackendRefs builds the backendRefs of one stable rule for w: the stable ref as it is (with its filters
+// and any field this version of the types does not know), then the canary and the baseline refs, kept as they are
+// when the rule already has them, else new ones on the stable ref's port. Every weight is explicit, 0 included.
+func httpRouteBackendRefs(hr *gatewayv1.HTTPRoute, uRefs []any, i int, b Backends, w Weights) ([]any, error) {
+	idx, err := httpRouteRuleRefs(hr, i, b)
+	if err != nil {
+		return nil, err
+	}
+	stableRef := hr.Spec.Rules[i].BackendRefs[idx.stable]
+	ref := func(j int, svc string, weight int32) (any, error) {
+		if j >= 0 {
+			m, ok := uRefs[j].(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("backendRef %d of rule %d is not an object", j, i)
+			}
+			m = runtime.DeepCopyJSON(m)
+			m["weight"] = int64(weight)
+			return m, nil
+		}
+		obj := stableRef.BackendObjectReference.DeepCopy()
+		obj.Name = gatewayv1.ObjectName(svc)
+		return runtime.DefaultUnstructuredConverter.ToUnstructured(&gatewayv1.HTTPBackendRef{
+			BackendRef: gatewayv1.BackendRef{BackendObjectReference: *obj, Weight: &weight},
+		})
+	}
+	var out []any
+	for _, x := range []struct {
+		j      int
+		svc    string
+		weight int32
+	}{{idx.stable, b.Stable, w.Stable()}, {idx.canary, b.Canary, w.Canary}, {idx.baseline, b.Baseline, w.Baseline}} {
+		if x.svc == "" {
+			continue
+		}
+		v, err := ref(x.j, x.svc, x.weight)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (r *httpRoute) SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error) {
+	if err := weightsFit(b, w); err != nil {
+		return Applied{}, err
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, hr, err := r.get(ctx, b.Namespace)
+		if err != nil {
+			return err
+		}
+		rules, err := httpRouteStableRules(hr, b)
+		if err != nil {
+			return err
+		}
+		uRules, _, err := unstructured.NestedSlice(u.Object, "spec", "rules")
+		if err != nil {
+			return fmt.Errorf("read HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		for _, i := range rules {
+			uRefs, err := unstructuredRuleSlice(uRules, i, "backendRefs")
+			if err == nil {
+				uRefs, err = httpRouteBackendRefs(hr, uRefs, i, b, w)
+			}
+			if err != nil {
+				return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+			}
+			uRules[i].(map[string]any)["backendRefs"] = uRefs
+		}
+		if err := unstructured.SetNestedSlice(u.Object, uRules, "spec", "rules"); err != nil {
+			return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), b.Annotations))
+		if _, err := r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Applied{}, err
+	}
+	return r.readBack(ctx, b, w)
+}
+
+// readBack reads the HTTPRoute again and checks that every stable rule holds the weights of w.
+func (r *httpRoute) readBack(ctx context.Context, b Backends, w Weights) (Applied, error) {
+	_, hr, err := r.get(ctx, b.Namespace)
+	if err != nil {
+		return Applied{}, err
+	}
+	rules, err := httpRouteStableRules(hr, b)
+	if err != nil {
+		return Applied{}, readBackError("HTTPRoute "+b.Namespace+"/"+r.name, err)
+	}
+	var a Applied
+	for n, i := range rules {
+		idx, err := httpRouteRuleRefs(hr, i, b)
+		if err != nil {
+			return Applied{}, readBackError("HTTPRoute "+b.Namespace+"/"+r.name, err)
+		}
+		refs := hr.Spec.Rules[i].BackendRefs
+		weight := func(j int) int32 {
+			if j < 0 {
+				return -1 // missing
+			}
+			if refs[j].Weight == nil {
+				return 1 // the Gateway API's default
+			}
+			return *refs[j].Weight
+		}
+		stable, canary, baseline := weight(idx.stable), weight(idx.canary), weight(idx.baseline)
+		if b.Baseline == "" {
+			baseline = 0
+		}
+		got := Weights{Canary: canary, Baseline: baseline}
+		if n == 0 {
+			a = Applied{Stored: got, EffectiveCanary: float64(canary), EffectiveBaseline: float64(baseline),
+				Detail: splitDetail("HTTPRoute "+r.name, stable, canary, baseline, b.Baseline != "")}
+			if len(rules) > 1 {
+				a.Detail += fmt.Sprintf(" (%d rules)", len(rules))
+			}
+		}
+		if stable != w.Stable() || canary != w.Canary || baseline != w.Baseline {
+			return a, fmt.Errorf("HTTPRoute %s/%s rule %d holds %s after the update; want %s", b.Namespace, r.name, i,
+				splitDetail("", stable, canary, baseline, b.Baseline != ""), splitDetail("", w.Stable(), w.Canary, w.Baseline, b.Baseline != ""))
+		}
+	}
+	return a, nil
+}
+
+func (r *httpRoute) Restore(ctx context.Context, b Backends, snapshot string) error {
+	var s httpRouteSnapshot
+	if err := utiljson.Unmarshal([]byte(snapshot), &s); err != nil {
+		return fmt.Errorf("read the HTTPRoute snapshot: %w", err)
+	}
+	if s.Kind != KindHTTPRoute {
+		return fmt.Errorf("read the HTTPRoute snapshot: it is of router kind %q", s.Kind)
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := r.client(b.Namespace).Get(ctx, r.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil // deleted: nothing of the release is left on it
+		}
+		if err != nil {
+			return fmt.Errorf("get HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		changed, err := putBackLists(u.Object, []string{"spec", "rules"}, "backendRefs", s.Rules)
+		if err != nil {
+			return fmt.Errorf("restore HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		anns := annotationsAfterRestore(u.GetAnnotations(), b.Annotations, s.Annotations)
+		if !maps.Equal(anns, u.GetAnnotations()) {
+			u.SetAnnotations(anns)
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
+		if _, err := r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("restore HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		}
+		return nil
+	})
+}
+
+// savedList is a list field of one entry of a list in an unstructured object, as it was stored before the
+// release: the backendRefs of an HTTPRoute rule, the route of a VirtualService http entry.
+type savedList struct {
+	Index int   `json:"index"`
+	Items []any `json:"items"`
+}
+
+// putBackLists sets field of the entries of the list at path as saved recorded them. It says whether anything
+// changed.
+func putBackLists(obj map[string]any, path []string, field string, saved []savedList) (bool, error) {
+	list, _, err := unstructured.NestedSlice(obj, path...)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for _, sv := range saved {
+		if sv.Index >= len(list) {
+			return false, fmt.Errorf("%s[%d] is gone (%d entries now)", strings.Join(path, "."), sv.Index, len(list))
+		}
+		entry, ok := list[sv.Index].(map[string]any)
+		if !ok {
+			return false, fmt.Errorf("%s[%d] is not an object", strings.Join(path, "."), sv.Index)
+		}
+		cur, found := entry[field]
+		if (!found && sv.Items == nil) || (found && apiequality.Semantic.DeepEqual(cur, sv.Items)) {
+			continue
+		}
+		if sv.Items == nil {
+			delete(entry, field)
+		} else {
+			entry[field] = sv.Items
+		}
+		changed = true
+	}
+	if !changed {
+		return false, nil
+	}
+	return true, unstructured.SetNestedSlice(obj, list, path...)
+}
+
+// unstructuredRuleSlice returns field (a list) of rules[i], as stored.
+func unstructuredRuleSlice(rules []any, i int, field string) ([]any, error) {
+	if i >= len(rules) {
+		return nil, fmt.Errorf("no rule %d", i)
+	}
+	rule, ok := rules[i].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("rule %d is not an object", i)
+	}
+	v, found, err := unstructured.NestedSlice(rule, field)
+	if err != nil {
+		return nil, fmt.Errorf("rule %d: %w", i, err)
+	}
+	if !found {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// The helpers below are shared by the httproute, istio and nginx routers.
+
+// backendRole is which of a release's Services a backend is.
+type backendRole int
+
+const (
+	backendOther backendRole = iota
+	backendStable
+	backendCanary
+	backendBaseline
+)
+
+func (r backendRole) String() string {
+	return [...]string{"another backend", "the stable Service", "the canary Service", "the baseline Service"}[r]
+}
+
+// roleOfService says which of the release's Services svc is.
+func roleOfService(svc string, b Backends) backendRole {
+	switch {
+	case svc == "":
+		return backendOther
+	case svc == b.Stable:
+		return backendStable
+	case svc == b.Canary:
+		return backendCanary
+	case svc == b.Baseline:
+		return backendBaseline
+	}
+	return backendOther
+}
+
+// refIndexes are the positions of the stable, canary and baseline backends in one list (-1: absent).
+type refIndexes struct{ stable, canary, baseline int }
+
+// set records backend j as role; it fails when the role was already seen.
+func (x *refIndexes) set(role backendRole, j int) error {
+	p := map[backendRole]*int{backendStable: &x.stable, backendCanary: &x.canary, backendBaseline: &x.baseline}[role]
+	if p == nil {
+		return nil
+	}
+	if *p >= 0 {
+		return fmt.Errorf("%s", role)
+	}
+	*p = j
+	return nil
+}
+
+// readBackError is a router object that no longer has a shape the release can use when it is read back after
+// the update. It is no CheckError: the release did change the object.
+func readBackError(what string, err error) error {
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("read back %s: it changed under the release: %s", what, ce.Msg)
+	}
+	return fmt.Errorf("read back %s: %w", what, err)
+}
+
+// weightsFit checks that w can be given to b: shares in 0..100 that add up to at most 100, and a baseline share
+// only with a baseline Service.
+func weightsFit(b Backends, w Weights) error {
+	if w.Canary < 0 || w.Baseline < 0 || w.Stable() < 0 {
+		return fmt.Errorf("weights %s: shares must be 0 to 100 percent and add up to at most 100", w)
+	}
+	if w.Baseline > 0 && b.Baseline == "" {
+		return fmt.Errorf("weights %s: the release has no baseline Service", w)
+	}
+	return nil
+}
+
+// splitDetail describes a split for the log: "HTTPRoute shop: stable=90 canary=10 baseline=5".
+func splitDetail(what string, stable, canary, baseline int32, withBaseline bool) string {
+	s := fmt.Sprintf("stable=%d canary=%d", stable, canary)
+	if withBaseline {
+		s += fmt.Sprintf(" baseline=%d", baseline)
+	}
+	if what == "" {
+		return s
+	}
+	return what + ": " + s
+}
+
+// annotationsWithRelease returns cur with the release annotations set (a new map).
+func annotationsWithRelease(cur, release map[string]string) map[string]string {
+	out := maps.Clone(cur)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, release)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// annotationsBeforeRelease returns the release annotations' keys that cur already has, with their values.
+func annotationsBeforeRelease(cur, release map[string]string) map[string]string {
+	out := map[string]string{}
+	for k := range release {
+		if v, ok := cur[k]; ok {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// annotationsAfterRestore returns cur with the release annotations removed again, and those the object had
+// before the release (before) put back (a new map; nil when empty).
+func annotationsAfterRestore(cur, release, before map[string]string) map[string]string {
+	out := maps.Clone(cur)
+	for k := range release {
+		delete(out, k)
+	}
+	for k, v := range before {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

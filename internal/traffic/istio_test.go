@@ -1,0 +1,466 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// istioTestManifest routes http[0] (FQDN host, port and subset) and http[3] (short host) to the stable Service.
+const istioTestManifest = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: shop
+  namespace: apps
+  annotations: {team: payments}
+spec:
+  hosts: [shop.example.com]
+  gateways: [istio-system/public]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}}]
+    timeout: 5s
+    route:
+    - destination:
+        host: shop.apps.svc.cluster.local
+        port: {number: 8080}
+        subset: v1
+      headers:
+        response: {set: {x-served-by: shop}}
+  - name: docs
+    redirect: {uri: /docs/, authority: docs.example.com}
+  - name: static
+    route:
+    - destination: {host: static}
+  - name: web
+    route:
+    - destination: {host: shop}
+  tcp:
+  - match: [{port: 9000}]
+    route:
+    - destination: {host: shop.apps, port: {number: 9000}}
+`
+
+// istioTestWant is the test VirtualService as SetWeights(w) must leave it.
+func istioTestWant(t *testing.T, b Backends, w Weights) *unstructured.Unstructured {
+	u := routerTestObject(t, istioTestManifest)
+	http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+	dest := func(host string, port bool) map[string]any {
+		d := map[string]any{"host": host}
+		if port {
+			d["port"] = map[string]any{"number": int64(8080)}
+		}
+		return d
+	}
+	route := func(suffix string, port bool, stable map[string]any) []any {
+		stable["weight"] = int64(w.Stable())
+		out := []any{stable, map[string]any{"destination": dest("shop-canary"+suffix, port), "weight": int64(w.Canary)}}
+		if b.Baseline != "" {
+			out = append(out, map[string]any{"destination": dest("shop-baseline"+suffix, port), "weight": int64(w.Baseline)})
+		}
+		return out
+	}
+	api := http[0].(map[string]any)
+	api["route"] = route(".apps.svc.cluster.local", true, api["route"].([]any)[0].(map[string]any))
+	web := http[3].(map[string]any)
+	web["route"] = route("", false, web["route"].([]any)[0].(map[string]any))
+	if err := unstructured.SetNestedSlice(u.Object, http, "spec", "http"); err != nil {
+		t.Fatal(err)
+	}
+	u.SetAnnotations(map[string]string{"team": "payments", "canaryline.dev/release": "r-7", "canaryline.dev/weights": "set by the release"})
+	return u
+}
+
+func istioTestRouter(objs ...*unstructured.Unstructured) (*istio, *k8stesting.Fake) {
+	dyn := routerTestDynamic(objs...)
+	return &istio{name: "shop", c: Clients{Dynamic: dyn}}, &dyn.Fake
+}
+
+func istioTestStored(t *testing.T, r *istio) *unstructured.Unstructured {
+	t.Helper()
+	return routerTestGet(t, r.c.Dynamic, virtualServiceGVR, r.name)
+}
+
+// istioTestVS is a VirtualService with one http route of the given destinations.
+func istioTestVS(route string) string {
+	return fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: apps}
+spec:
+  hosts: [shop]
+  http:
+  - route: %s
+`, route)
+}
+
+func TestIstioHostSuffix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		host   string
+		suffix string
+		ok     bool
+	}{
+		{"shop", "", true},
+		{"shop.apps", ".apps", true},
+		{"shop.apps.svc", ".apps.svc", true},
+		{"shop.apps.svc.cluster.local", ".apps.svc.cluster.local", true},
+		{"shop.apps.svc.corp.example", ".apps.svc.corp.example", true},
+		{"shop.other", "", false},
+		{"shop.other.svc.cluster.local", "", false},
+		{"shop.apps.svcx", "", false},
+		{"shop.apps.svc.", "", false},
+		{"shopping", "", false},
+		{"shop.example.com", "", false},
+	} {
+		suffix, ok := istioHostSuffix(tc.host, "shop", "apps")
+		if suffix != tc.suffix || ok != tc.ok {
+			t.Errorf("istioHostSuffix(%q) = %q, %v; want %q, %v", tc.host, suffix, ok, tc.suffix, tc.ok)
+		}
+	}
+}
+
+func TestIstioCheck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		manifest string // "" for none
+		baseline bool
+		want     string // "" for no error; else a CheckError that says this
+	}{
+		{name: "routes to stable", manifest: istioTestManifest},
+		{name: "with baseline", manifest: istioTestManifest, baseline: true},
+		{name: "ns host", manifest: istioTestVS(`[{destination: {host: shop.apps}}]`)},
+		{name: "svc host", manifest: istioTestVS(`[{destination: {host: shop.apps.svc}}]`)},
+		{name: "already split by an earlier release", manifest: istioTestVS(
+			`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`)},
+		{name: "missing", want: "VirtualService apps/shop does not exist; create it"},
+		{name: "not routing to stable", manifest: istioTestVS(`[{destination: {host: static}}]`),
+			want: "VirtualService apps/shop has no http route to the stable Service shop"},
+		{name: "stable of another namespace", manifest: istioTestVS(`[{destination: {host: shop.other.svc.cluster.local}}]`),
+			want: "VirtualService apps/shop has no http route to the stable Service shop"},
+		{name: "stable only on tcp", manifest: `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: apps}
+spec:
+  tcp:
+  - route: [{destination: {host: shop}}]
+`, want: "has no http route to the stable Service shop"},
+		{name: "stable shares a route with another host", manifest: istioTestVS(
+			`[{destination: {host: shop}, weight: 90}, {destination: {host: legacy}, weight: 10}]`),
+			want: "http[0] of VirtualService apps/shop sends traffic to legacy besides the stable Service shop"},
+		{name: "stable split by subsets", manifest: istioTestVS(
+			`[{destination: {host: shop, subset: v1}, weight: 90}, {destination: {host: shop, subset: v2}, weight: 10}]`),
+			want: "http[0] of VirtualService apps/shop has more than one destination on the stable Service"},
+		{name: "destination without host", manifest: istioTestVS(`[{destination: {subset: v1}}]`),
+			want: "http[0] of VirtualService apps/shop cannot be read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var objs []*unstructured.Unstructured
+			if tc.manifest != "" {
+				objs = append(objs, routerTestObject(t, tc.manifest))
+			}
+			r, fake := istioTestRouter(objs...)
+			err := r.Check(context.Background(), routerTestBackends(tc.baseline))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+			} else {
+				routerTestWantCheckError(t, err, tc.want)
+			}
+			if n := routerTestWrites(fake); n != 0 {
+				t.Errorf("Check made %d writes; want none", n)
+			}
+		})
+	}
+}
+
+func TestIstioSetWeightsAndRestore(t *testing.T) {
+	t.Parallel()
+	warnings := []string{"VirtualService shop: tcp[0] goes to the stable Service shop and keeps doing so: only http routes are split"}
+	for _, tc := range []struct {
+		name     string
+		baseline bool
+		w        Weights
+		want     Applied
+	}{
+		{name: "0", w: Weights{}, want: Applied{Detail: "VirtualService shop: stable=100 canary=0 (2 http routes)"}},
+		{name: "10", w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
+			Detail: "VirtualService shop: stable=90 canary=10 (2 http routes)"}},
+		{name: "50", w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
+			Detail: "VirtualService shop: stable=50 canary=50 (2 http routes)"}},
+		{name: "100", w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
+			Detail: "VirtualService shop: stable=0 canary=100 (2 http routes)"}},
+		{name: "baseline at 0", baseline: true, w: Weights{}, want: Applied{
+			Detail: "VirtualService shop: stable=100 canary=0 baseline=0 (2 http routes)"}},
+		{name: "baseline 10 canary 10", baseline: true, w: Weights{Canary: 10, Baseline: 10}, want: Applied{
+			Stored: Weights{Canary: 10, Baseline: 10}, EffectiveCanary: 10, EffectiveBaseline: 10,
+			Detail: "VirtualService shop: stable=80 canary=10 baseline=10 (2 http routes)"}},
+		{name: "baseline 50 canary 50", baseline: true, w: Weights{Canary: 50, Baseline: 50}, want: Applied{
+			Stored: Weights{Canary: 50, Baseline: 50}, EffectiveCanary: 50, EffectiveBaseline: 50,
+			Detail: "VirtualService shop: stable=0 canary=50 baseline=50 (2 http routes)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := routerTestBackends(tc.baseline)
+			orig := routerTestObject(t, istioTestManifest)
+			r, fake := istioTestRouter(orig)
+
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			// A first step, then the one under test: the second write starts from the split routes.
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 1}); err != nil {
+				t.Fatalf("SetWeights(1%%): %v", err)
+			}
+			got, err := r.SetWeights(ctx, b, tc.w)
+			if err != nil {
+				t.Fatalf("SetWeights: %v", err)
+			}
+			tc.want.Warnings = warnings
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Applied (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(routerTestStripped(istioTestWant(t, b, tc.w)).Object, istioTestStored(t, r).Object); diff != "" {
+				t.Errorf("stored VirtualService (-want +got):\n%s", diff)
+			}
+			if err := r.Check(ctx, b); err != nil {
+				t.Errorf("Check during the release: %v", err)
+			}
+
+			for i := range 2 {
+				if err := r.Restore(ctx, b, snap); err != nil {
+					t.Fatalf("Restore #%d: %v", i+1, err)
+				}
+				if diff := cmp.Diff(routerTestStripped(orig).Object, istioTestStored(t, r).Object); diff != "" {
+					t.Errorf("VirtualService after Restore #%d (-want +got):\n%s", i+1, diff)
+				}
+			}
+			writes := routerTestWrites(fake)
+			if err := r.Restore(ctx, b, snap); err != nil {
+				t.Fatalf("Restore again: %v", err)
+			}
+			if n := routerTestWrites(fake) - writes; n != 0 {
+				t.Errorf("Restore of a restored VirtualService made %d writes; want none", n)
+			}
+		})
+	}
+}
+
+// The canary destination's host is written like the stable one, and gets its port but not its subset (a subset
+// belongs to the stable host's DestinationRule).
+func TestIstioHostForms(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		stable, canary string
+	}{
+		{"{host: shop}", "{host: shop-canary}"},
+		{"{host: shop.apps}", "{host: shop-canary.apps}"},
+		{"{host: shop.apps.svc, port: {number: 80}}", "{host: shop-canary.apps.svc, port: {number: 80}}"},
+		{"{host: shop.apps.svc.cluster.local, subset: stable, port: {number: 8080}}", "{host: shop-canary.apps.svc.cluster.local, port: {number: 8080}}"},
+		{"{host: shop.apps.svc.cluster.local, subset: stable}", "{host: shop-canary.apps.svc.cluster.local}"},
+	} {
+		t.Run(tc.stable, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := routerTestBackends(false)
+			orig := routerTestObject(t, istioTestVS(`[{destination: `+tc.stable+`}]`))
+			r, _ := istioTestRouter(orig)
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 30}); err != nil {
+				t.Fatalf("SetWeights: %v", err)
+			}
+			want := routerTestObject(t, istioTestVS(`[{destination: `+tc.stable+`, weight: 70}, {destination: `+tc.canary+`, weight: 30}]`))
+			want.SetAnnotations(b.Annotations)
+			if diff := cmp.Diff(routerTestStripped(want).Object, istioTestStored(t, r).Object); diff != "" {
+				t.Errorf("stored VirtualService (-want +got):\n%s", diff)
+			}
+			if err := r.Restore(ctx, b, snap); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			if diff := cmp.Diff(routerTestStripped(orig).Object, istioTestStored(t, r).Object); diff != "" {
+				t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A canary destination that the VirtualService already has (prepared at weight 0) is kept as it is.
+func TestIstioKeepsPreparedCanary(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+	orig := routerTestObject(t, istioTestVS(`[{destination: {host: shop, port: {number: 80}}, weight: 100}, {destination: {host: shop-canary.apps, port: {number: 8080}}, weight: 0}]`))
+	r, _ := istioTestRouter(orig)
+	snap, err := r.Snapshot(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SetWeights(ctx, b, Weights{Canary: 25}); err != nil {
+		t.Fatalf("SetWeights: %v", err)
+	}
+	want := routerTestObject(t, istioTestVS(`[{destination: {host: shop, port: {number: 80}}, weight: 75}, {destination: {host: shop-canary.apps, port: {number: 8080}}, weight: 25}]`))
+	want.SetAnnotations(b.Annotations)
+	if diff := cmp.Diff(routerTestStripped(want).Object, istioTestStored(t, r).Object); diff != "" {
+		t.Errorf("stored VirtualService (-want +got):\n%s", diff)
+	}
+	if err := r.Restore(ctx, b, snap); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(routerTestStripped(orig).Object, istioTestStored(t, r).Object); diff != "" {
+		t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
+	}
+}
+
+func TestIstioAPIErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+	for _, tc := range []struct {
+		name       string
+		verb       string
+		run        func(r *istio, snap string) error
+		verbObject string
+	}{
+		{name: "check get", verb: "get", verbObject: "get VirtualService apps/shop",
+			run: func(r *istio, _ string) error { return r.Check(ctx, b) }},
+		{name: "snapshot get", verb: "get", verbObject: "get VirtualService apps/shop",
+			run: func(r *istio, _ string) error { _, err := r.Snapshot(ctx, b); return err }},
+		{name: "set weights update", verb: "update", verbObject: "update VirtualService apps/shop",
+			run: func(r *istio, _ string) error { _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); return err }},
+		{name: "restore get", verb: "get", verbObject: "get VirtualService apps/shop",
+			run: func(r *istio, snap string) error { return r.Restore(ctx, b, snap) }},
+		{name: "restore update", verb: "update", verbObject: "restore VirtualService apps/shop",
+			run: func(r *istio, snap string) error { return r.Restore(ctx, b, snap) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, fake := istioTestRouter(routerTestObject(t, istioTestManifest))
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 5}); err != nil {
+				t.Fatal(err)
+			}
+			fake.PrependReactor(tc.verb, "virtualservices", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, routerTestAPIError
+			})
+			routerTestWantAPIError(t, tc.run(r, snap), tc.verbObject)
+		})
+	}
+}
+
+func TestIstioRetriesConflicts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(true)
+	r, fake := istioTestRouter(routerTestObject(t, istioTestManifest))
+	snap, err := r.Snapshot(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conflict := apierrors.NewConflict(virtualServiceGVR.GroupResource(), "shop", nil)
+	routerTestFailOnce(fake, "update", "virtualservices", conflict)
+	if _, err := r.SetWeights(ctx, b, Weights{Canary: 20, Baseline: 20}); err != nil {
+		t.Fatalf("SetWeights after a conflict: %v", err)
+	}
+	routerTestFailOnce(fake, "update", "virtualservices", conflict)
+	if err := r.Restore(ctx, b, snap); err != nil {
+		t.Fatalf("Restore after a conflict: %v", err)
+	}
+	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, istioTestManifest)).Object, istioTestStored(t, r).Object); diff != "" {
+		t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
+	}
+}
+
+// Something that changes the route on the way (a webhook, another controller): the read-back catches it.
+func TestIstioSetWeightsReadBackMismatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(route []any)
+		want   string
+	}{
+		{name: "different split", change: func(route []any) {
+			route[0].(map[string]any)["weight"] = int64(95)
+			route[1].(map[string]any)["weight"] = int64(5)
+		}, want: "VirtualService apps/shop http[0] holds stable=95 canary=5 after the update; want stable=90 canary=10"},
+		{name: "second canary destination", change: func(route []any) {
+			route[0].(map[string]any)["destination"] = map[string]any{"host": "shop-canary.apps"}
+		}, want: "read back VirtualService apps/shop: it changed under the release: VirtualService apps/shop has no http route to the stable Service shop"},
+		{name: "canary weight dropped", change: func(route []any) {
+			delete(route[1].(map[string]any), "weight")
+		}, want: "VirtualService apps/shop http[0] holds stable=90 canary=0 after the update; want stable=90 canary=10"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, fake := istioTestRouter(routerTestObject(t, istioTestVS(`[{destination: {host: shop}}]`)))
+			fake.PrependReactor("update", "virtualservices", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				u := a.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured)
+				http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+				tc.change(http[0].(map[string]any)["route"].([]any))
+				_ = unstructured.SetNestedSlice(u.Object, http, "spec", "http")
+				return false, nil, nil // the tracker stores the changed object
+			})
+			_, err := r.SetWeights(context.Background(), routerTestBackends(false), Weights{Canary: 10})
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("SetWeights = %v; want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestIstioRestoreEdgeCases(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+
+	// Nothing was changed: Restore writes nothing.
+	r, fake := istioTestRouter(routerTestObject(t, istioTestManifest))
+	snap, err := r.Snapshot(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(ctx, b, snap); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if n := routerTestWrites(fake); n != 0 {
+		t.Errorf("Restore of an unchanged VirtualService made %d writes", n)
+	}
+
+	// Deleted since: nothing to put back.
+	empty, _ := istioTestRouter()
+	if err := empty.Restore(ctx, b, snap); err != nil {
+		t.Errorf("Restore of a deleted VirtualService: %v", err)
+	}
+
+	// Another router's snapshot, or garbage.
+	for _, bad := range []string{`{"kind":"httproute"}`, "", "{"} {
+		if err := r.Restore(ctx, b, bad); err == nil {
+			t.Errorf("Restore(%q) = nil; want an error", bad)
+		}
+	}
+
+	// Weights out of range, or a baseline share without a baseline Service.
+	for _, w := range []Weights{{Canary: -1}, {Canary: 101}, {Canary: 60, Baseline: 50}, {Baseline: 5}} {
+		if _, err := r.SetWeights(ctx, b, w); err == nil {
+			t.Errorf("SetWeights(%+v) = nil; want an error", w)
+		}
+	}
+}

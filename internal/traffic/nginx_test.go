@@ -1,0 +1,407 @@
+package traffic
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func nginxTestPath(path string, pathType networkingv1.PathType, svc string, port networkingv1.ServiceBackendPort) networkingv1.HTTPIngressPath {
+	return networkingv1.HTTPIngressPath{Path: path, PathType: &pathType, Backend: networkingv1.IngressBackend{
+		Service: &networkingv1.IngressServiceBackend{Name: svc, Port: port}}}
+}
+
+func nginxTestRule(host string, paths ...networkingv1.HTTPIngressPath) networkingv1.IngressRule {
+	return networkingv1.IngressRule{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: paths}}}
+}
+
+var (
+	nginxTestPort8080 = networkingv1.ServiceBackendPort{Number: 8080}
+	nginxTestPortHTTP = networkingv1.ServiceBackendPort{Name: "http"}
+)
+
+// nginxTestPrimary is the primary Ingress: shop.example.com / and /api/health and shop.internal / go to the
+// stable Service shop; /static and static.example.com go elsewhere.
+func nginxTestPrimary() *networkingv1.Ingress {
+	class := "nginx"
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: routerTestNS, Labels: map[string]string{"app": "shop"},
+			Annotations: map[string]string{"nginx.ingress.kubernetes.io/proxy-body-size": "8m"}},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: &class,
+			TLS:              []networkingv1.IngressTLS{{Hosts: []string{"shop.example.com", "static.example.com"}, SecretName: "shop-tls"}},
+			Rules: []networkingv1.IngressRule{
+				nginxTestRule("shop.example.com",
+					nginxTestPath("/", networkingv1.PathTypePrefix, "shop", nginxTestPort8080),
+					nginxTestPath("/static", networkingv1.PathTypePrefix, "static", networkingv1.ServiceBackendPort{Number: 80}),
+					nginxTestPath("/api/health", networkingv1.PathTypeExact, "shop", nginxTestPortHTTP)),
+				nginxTestRule("static.example.com", nginxTestPath("/", networkingv1.PathTypePrefix, "static", networkingv1.ServiceBackendPort{Number: 80})),
+				nginxTestRule("shop.internal", nginxTestPath("/", networkingv1.PathTypeImplementationSpecific, "shop", nginxTestPort8080)),
+			},
+		},
+	}
+}
+
+// nginxTestCanary is the canary Ingress SetWeights(canary) must make for nginxTestPrimary.
+func nginxTestCanary(b Backends, canary string) *networkingv1.Ingress {
+	class := "nginx"
+	anns := map[string]string{
+		"nginx.ingress.kubernetes.io/canary":              "true",
+		"nginx.ingress.kubernetes.io/canary-weight":       canary,
+		"nginx.ingress.kubernetes.io/canary-weight-total": "100",
+	}
+	for k, v := range b.Annotations {
+		anns[k] = v
+	}
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-canary", Namespace: routerTestNS, Annotations: anns},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: &class,
+			TLS:              []networkingv1.IngressTLS{{Hosts: []string{"shop.example.com", "static.example.com"}, SecretName: "shop-tls"}},
+			Rules: []networkingv1.IngressRule{
+				nginxTestRule("shop.example.com",
+					nginxTestPath("/", networkingv1.PathTypePrefix, "shop-canary", nginxTestPort8080),
+					nginxTestPath("/api/health", networkingv1.PathTypeExact, "shop-canary", nginxTestPortHTTP)),
+				nginxTestRule("shop.internal", nginxTestPath("/", networkingv1.PathTypeImplementationSpecific, "shop-canary", nginxTestPort8080)),
+			},
+		},
+	}
+}
+
+// nginxTestForeignCanary is a canary Ingress someone else made.
+func nginxTestForeignCanary() *networkingv1.Ingress {
+	return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "shop-canary", Namespace: routerTestNS,
+		Annotations: map[string]string{"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-by-header": "x-beta"}},
+		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{
+			nginxTestRule("shop.example.com", nginxTestPath("/", networkingv1.PathTypePrefix, "shop-beta", nginxTestPort8080))}}}
+}
+
+func nginxTestRouter(objs ...runtime.Object) (*nginx, *kubefake.Clientset) {
+	kube := kubefake.NewClientset(objs...)
+	return &nginx{name: "shop", c: Clients{Kube: kube}}, kube
+}
+
+// nginxTestIngress reads an Ingress back (nil when there is none), keeping what the router sets.
+func nginxTestIngress(t *testing.T, r *nginx, name string) *networkingv1.Ingress {
+	t.Helper()
+	ing, err := r.c.Kube.NetworkingV1().Ingresses(routerTestNS).Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("get Ingress %s: %v", name, err)
+	}
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: ing.Name, Namespace: ing.Namespace, Labels: ing.Labels, Annotations: ing.Annotations},
+		Spec:       ing.Spec,
+	}
+}
+
+func TestNginxCheck(t *testing.T) {
+	t.Parallel()
+	leftover := nginxTestCanary(routerTestBackends(false), "30")
+	noStable := nginxTestPrimary()
+	noStable.Spec.Rules = noStable.Spec.Rules[1:2]
+	noStable.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "shop", Port: nginxTestPort8080}}
+	isCanary := nginxTestPrimary()
+	isCanary.Annotations["nginx.ingress.kubernetes.io/canary"] = "true"
+	for _, tc := range []struct {
+		name     string
+		objs     []runtime.Object
+		baseline bool
+		want     string // "" for no error; else a CheckError that says this
+	}{
+		{name: "routes to stable", objs: []runtime.Object{nginxTestPrimary()}},
+		{name: "canary Ingress left by an earlier release", objs: []runtime.Object{nginxTestPrimary(), leftover}},
+		{name: "baseline", objs: []runtime.Object{nginxTestPrimary()}, baseline: true,
+			want: "the nginx router cannot send traffic to a baseline; use another router or BASELINE=false"},
+		{name: "missing", want: "Ingress apps/shop does not exist; create it"},
+		{name: "not routing to stable", objs: []runtime.Object{noStable},
+			want: "Ingress apps/shop has no rule with a backend on the stable Service shop"},
+		{name: "primary is a canary", objs: []runtime.Object{isCanary},
+			want: "Ingress apps/shop is itself a canary Ingress"},
+		{name: "canary Ingress of someone else", objs: []runtime.Object{nginxTestPrimary(), nginxTestForeignCanary()},
+			want: "Ingress apps/shop-canary exists and was not made by canaryline; delete it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, kube := nginxTestRouter(tc.objs...)
+			err := r.Check(context.Background(), routerTestBackends(tc.baseline))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+			} else {
+				routerTestWantCheckError(t, err, tc.want)
+			}
+			if n := routerTestWrites(&kube.Fake); n != 0 {
+				t.Errorf("Check made %d writes; want none", n)
+			}
+		})
+	}
+}
+
+func TestNginxCheckNames(t *testing.T) {
+	t.Parallel()
+	long := &nginx{name: strings.Repeat("a", 250), c: Clients{Kube: kubefake.NewClientset()}}
+	routerTestWantCheckError(t, long.Check(context.Background(), routerTestBackends(false)), "is not valid")
+
+	r, _ := nginxTestRouter(nginxTestPrimary())
+	b := routerTestBackends(false)
+	b.Annotations = nil
+	var ce *CheckError
+	if err := r.Check(context.Background(), b); err == nil || errors.As(err, &ce) {
+		t.Errorf("Check without release annotations = %v; want a plain error", err)
+	}
+}
+
+func TestNginxSetWeightsAndRestore(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		w    Weights
+		want Applied
+	}{
+		{name: "0", w: Weights{}, want: Applied{Detail: "Ingress shop-canary (canary of shop): stable=100 canary=0"}},
+		{name: "10", w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
+			Detail: "Ingress shop-canary (canary of shop): stable=90 canary=10"}},
+		{name: "50", w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
+			Detail: "Ingress shop-canary (canary of shop): stable=50 canary=50"}},
+		{name: "100", w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
+			Detail: "Ingress shop-canary (canary of shop): stable=0 canary=100"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := routerTestBackends(false)
+			r, kube := nginxTestRouter(nginxTestPrimary())
+
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			// The first SetWeights creates the canary Ingress, the second updates it.
+			for _, w := range []Weights{tc.w, {Canary: 1}, tc.w} {
+				got, err := r.SetWeights(ctx, b, w)
+				if err != nil {
+					t.Fatalf("SetWeights(%s): %v", w, err)
+				}
+				if w == tc.w {
+					if diff := cmp.Diff(tc.want, got); diff != "" {
+						t.Errorf("Applied (-want +got):\n%s", diff)
+					}
+				}
+			}
+			want := nginxTestCanary(b, tc.want.Detail[strings.LastIndex(tc.want.Detail, "=")+1:])
+			if diff := cmp.Diff(want, nginxTestIngress(t, r, "shop-canary")); diff != "" {
+				t.Errorf("canary Ingress (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(nginxTestPrimary(), nginxTestIngress(t, r, "shop")); diff != "" {
+				t.Errorf("the primary Ingress changed (-want +got):\n%s", diff)
+			}
+			if err := r.Check(ctx, b); err != nil {
+				t.Errorf("Check during the release: %v", err)
+			}
+
+			for i := range 2 {
+				if err := r.Restore(ctx, b, snap); err != nil {
+					t.Fatalf("Restore #%d: %v", i+1, err)
+				}
+				if got := nginxTestIngress(t, r, "shop-canary"); got != nil {
+					t.Errorf("canary Ingress after Restore #%d: %+v; want none", i+1, got)
+				}
+				if diff := cmp.Diff(nginxTestPrimary(), nginxTestIngress(t, r, "shop")); diff != "" {
+					t.Errorf("the primary Ingress after Restore #%d (-want +got):\n%s", i+1, diff)
+				}
+			}
+			for _, a := range kube.Actions() {
+				var name string
+				switch a := a.(type) {
+				case k8stesting.CreateAction:
+					name = a.GetObject().(*networkingv1.Ingress).Name
+				case k8stesting.UpdateAction:
+					name = a.GetObject().(*networkingv1.Ingress).Name
+				case k8stesting.DeleteAction:
+					name = a.GetName()
+				case k8stesting.PatchAction:
+					name = a.GetName()
+				}
+				if name == "shop" {
+					t.Errorf("%s of the primary Ingress; it is never changed", a.GetVerb())
+				}
+			}
+		})
+	}
+}
+
+// Legacy class annotation, a default backend to stable, and a canary Ingress left by an earlier release.
+func TestNginxLegacyClassAndLeftover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+	primary := nginxTestPrimary()
+	primary.Spec.IngressClassName = nil
+	primary.Annotations["kubernetes.io/ingress.class"] = "nginx-public"
+	primary.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "shop", Port: nginxTestPort8080}}
+	leftover := nginxTestCanary(b, "40")
+	leftover.Spec.Rules = leftover.Spec.Rules[:1]
+	r, _ := nginxTestRouter(primary, leftover)
+
+	snap, err := r.Snapshot(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"kind":"nginx","name":"shop","canaryIngress":"shop-canary","canaryExisted":true}`; snap != want {
+		t.Errorf("Snapshot = %s; want %s", snap, want)
+	}
+	got, err := r.SetWeights(ctx, b, Weights{Canary: 20})
+	if err != nil {
+		t.Fatalf("SetWeights: %v", err)
+	}
+	want := Applied{Stored: Weights{Canary: 20}, EffectiveCanary: 20, Detail: "Ingress shop-canary (canary of shop): stable=80 canary=20",
+		Warnings: []string{"the default backend of Ingress shop goes to the stable Service shop and keeps doing so: only the paths of its rules are split"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Applied (-want +got):\n%s", diff)
+	}
+	wantCanary := nginxTestCanary(b, "20")
+	wantCanary.Spec.IngressClassName = nil
+	wantCanary.Annotations["kubernetes.io/ingress.class"] = "nginx-public"
+	if diff := cmp.Diff(wantCanary, nginxTestIngress(t, r, "shop-canary")); diff != "" {
+		t.Errorf("canary Ingress (-want +got):\n%s", diff)
+	}
+	if err := r.Restore(ctx, b, snap); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got := nginxTestIngress(t, r, "shop-canary"); got != nil {
+		t.Errorf("canary Ingress after Restore: %+v; want none", got)
+	}
+}
+
+func TestNginxRefusals(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// No baseline, ever.
+	r, _ := nginxTestRouter(nginxTestPrimary())
+	if _, err := r.SetWeights(ctx, routerTestBackends(true), Weights{Canary: 10}); err == nil {
+		t.Error("SetWeights with a baseline Service = nil; want an error")
+	}
+	for _, w := range []Weights{{Baseline: 5}, {Canary: -1}, {Canary: 101}} {
+		if _, err := r.SetWeights(ctx, routerTestBackends(false), w); err == nil {
+			t.Errorf("SetWeights(%+v) = nil; want an error", w)
+		}
+	}
+	if got := nginxTestIngress(t, r, "shop-canary"); got != nil {
+		t.Errorf("a refused SetWeights made the canary Ingress: %+v", got)
+	}
+
+	// Someone else's canary Ingress is neither changed nor deleted.
+	r, _ = nginxTestRouter(nginxTestPrimary(), nginxTestForeignCanary())
+	if _, err := r.SetWeights(ctx, routerTestBackends(false), Weights{Canary: 10}); err == nil ||
+		!strings.HasPrefix(err.Error(), "update Ingress apps/shop-canary: Ingress apps/shop-canary exists and was not made by canaryline") {
+		t.Errorf("SetWeights over a foreign canary Ingress = %v", err)
+	}
+	if err := r.Restore(ctx, routerTestBackends(false), `{"kind":"nginx"}`); err == nil ||
+		!strings.HasPrefix(err.Error(), "delete Ingress apps/shop-canary: Ingress apps/shop-canary exists and was not made by canaryline") {
+		t.Errorf("Restore of a foreign canary Ingress = %v", err)
+	}
+	if diff := cmp.Diff(nginxTestForeignCanary(), nginxTestIngress(t, r, "shop-canary")); diff != "" {
+		t.Errorf("the foreign canary Ingress changed (-want +got):\n%s", diff)
+	}
+
+	// Another router's snapshot, or garbage.
+	for _, bad := range []string{`{"kind":"istio"}`, "", "{"} {
+		if err := r.Restore(ctx, routerTestBackends(false), bad); err == nil {
+			t.Errorf("Restore(%q) = nil; want an error", bad)
+		}
+	}
+}
+
+func TestNginxAPIErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+	for _, tc := range []struct {
+		name       string
+		verb       string
+		prepared   bool // the canary Ingress exists
+		run        func(r *nginx) error
+		verbObject string
+	}{
+		{name: "check get", verb: "get", verbObject: "get Ingress apps/shop",
+			run: func(r *nginx) error { return r.Check(ctx, b) }},
+		{name: "snapshot get", verb: "get", verbObject: "get Ingress apps/shop",
+			run: func(r *nginx) error { _, err := r.Snapshot(ctx, b); return err }},
+		{name: "set weights create", verb: "create", verbObject: "create Ingress apps/shop-canary",
+			run: func(r *nginx) error { _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); return err }},
+		{name: "set weights update", verb: "update", prepared: true, verbObject: "update Ingress apps/shop-canary",
+			run: func(r *nginx) error { _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); return err }},
+		{name: "restore get", verb: "get", prepared: true, verbObject: "get Ingress apps/shop-canary",
+			run: func(r *nginx) error { return r.Restore(ctx, b, `{"kind":"nginx"}`) }},
+		{name: "restore delete", verb: "delete", prepared: true, verbObject: "delete Ingress apps/shop-canary",
+			run: func(r *nginx) error { return r.Restore(ctx, b, `{"kind":"nginx"}`) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, kube := nginxTestRouter(nginxTestPrimary())
+			if tc.prepared {
+				if _, err := r.SetWeights(ctx, b, Weights{Canary: 5}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			kube.PrependReactor(tc.verb, "ingresses", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, routerTestAPIError
+			})
+			routerTestWantAPIError(t, tc.run(r), tc.verbObject)
+		})
+	}
+}
+
+func TestNginxRetries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+	r, kube := nginxTestRouter(nginxTestPrimary())
+	gr := networkingv1.Resource("ingresses")
+	// Made by someone else between the read and the create: read again.
+	routerTestFailOnce(&kube.Fake, "create", "ingresses", apierrors.NewAlreadyExists(gr, "shop-canary"))
+	if _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); err != nil {
+		t.Fatalf("SetWeights after AlreadyExists: %v", err)
+	}
+	routerTestFailOnce(&kube.Fake, "update", "ingresses", apierrors.NewConflict(gr, "shop-canary", nil))
+	got, err := r.SetWeights(ctx, b, Weights{Canary: 30})
+	if err != nil {
+		t.Fatalf("SetWeights after a conflict: %v", err)
+	}
+	if got.Stored.Canary != 30 {
+		t.Errorf("stored canary = %d; want 30", got.Stored.Canary)
+	}
+	// Deleted between the read and the delete: done all the same.
+	routerTestFailOnce(&kube.Fake, "delete", "ingresses", apierrors.NewNotFound(gr, "shop-canary"))
+	if err := r.Restore(ctx, b, `{"kind":"nginx"}`); err != nil {
+		t.Errorf("Restore after NotFound: %v", err)
+	}
+}
+
+// Something that changes the weight on the way (a webhook): the read-back catches it.
+func TestNginxSetWeightsReadBackMismatch(t *testing.T) {
+	t.Parallel()
+	r, kube := nginxTestRouter(nginxTestPrimary())
+	kube.PrependReactor("create", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		a.(k8stesting.CreateAction).GetObject().(*networkingv1.Ingress).Annotations["nginx.ingress.kubernetes.io/canary-weight"] = "1"
+		return false, nil, nil // the tracker stores the changed object
+	})
+	_, err := r.SetWeights(context.Background(), routerTestBackends(false), Weights{Canary: 10})
+	if err == nil || err.Error() != "Ingress apps/shop-canary holds nginx.ingress.kubernetes.io/canary-weight=1 after the update; want 10" {
+		t.Errorf("SetWeights = %v; want the read-back mismatch", err)
+	}
+}

@@ -1,0 +1,123 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+)
+
+// replicas is no router at all: the stable Service selects the pods of every track, so the share of traffic is
+// the share of Ready pods. Setting a weight scales the canary (and baseline) Deployment against the stable one.
+type replicas struct {
+	c Clients
+}
+
+var _ Router = (*replicas)(nil)
+
+func (r *replicas) Kind() string { return KindReplicas }
+
+func (r *replicas) Check(ctx context.Context, b Backends) error {
+	if _, err := r.c.Kube.AppsV1().Deployments(b.Namespace).Get(ctx, b.StableDeployment, metav1.GetOptions{}); err != nil {
+		return fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, b.StableDeployment, err)
+	}
+	return nil
+}
+
+// Snapshot: the replicas router changes nothing but the canary's own Deployment, which the release removes.
+func (r *replicas) Snapshot(context.Context, Backends) (string, error) { return "{}", nil }
+
+// canaryReplicas is the canary size for share percent of traffic next to stable pods: at least 1 for any
+// non-zero share. 100% cannot be expressed without scaling the stable Deployment, which this router never does.
+func canaryReplicas(stable int32, percent int32) (int32, error) {
+	switch {
+	case percent <= 0:
+		return 0, nil
+	case percent >= 100:
+		return 0, fmt.Errorf("the replicas router cannot send 100%% of traffic to the canary (it never scales the stable Deployment)")
+	}
+	n := int32(math.Round(float64(stable) * float64(percent) / float64(100-percent)))
+	if n < 1 {
+		n = 1
+	}
+	return n, nil
+}
+
+func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error) {
+	apps := r.c.Kube.AppsV1().Deployments(b.Namespace)
+	st, err := apps.Get(ctx, b.StableDeployment, metav1.GetOptions{})
+	if err != nil {
+		return Applied{}, fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, b.StableDeployment, err)
+	}
+	stable := int32(1)
+	if st.Spec.Replicas != nil {
+		stable = *st.Spec.Replicas
+	}
+	want := map[string]int32{}
+	if want[b.CanaryDeployment], err = canaryReplicas(stable, w.Canary+w.Baseline); err != nil {
+		return Applied{}, err
+	}
+	if b.BaselineDeployment != "" {
+		// The baseline runs at the canary's size and takes the same share.
+		n, err := canaryReplicas(stable, w.Canary+w.Baseline)
+		if err != nil {
+			return Applied{}, err
+		}
+		half := int32(math.Round(float64(n) / 2))
+		if w.Canary > 0 && half < 1 {
+			half = 1
+		}
+		want[b.CanaryDeployment], want[b.BaselineDeployment] = half, half
+		if w.Canary == 0 {
+			want[b.CanaryDeployment], want[b.BaselineDeployment] = 0, 0
+		}
+	}
+	for name, n := range want {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d, err := apps.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			d.Spec.Replicas = &n
+			_, err = apps.Update(ctx, d, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			return Applied{}, fmt.Errorf("scale Deployment %s/%s to %d: %w", b.Namespace, name, n, err)
+		}
+	}
+	// Read back.
+	got := map[string]int32{}
+	for _, name := range []string{b.StableDeployment, b.CanaryDeployment, b.BaselineDeployment} {
+		if name == "" {
+			continue
+		}
+		d, err := apps.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return Applied{}, fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, name, err)
+		}
+		got[name] = *d.Spec.Replicas
+		if n, ok := want[name]; ok && got[name] != n {
+			return Applied{}, fmt.Errorf("Deployment %s/%s has %d replicas after scaling; want %d", b.Namespace, name, got[name], n)
+		}
+	}
+	total := float64(got[b.StableDeployment] + got[b.CanaryDeployment] + got[b.BaselineDeployment])
+	a := Applied{Detail: fmt.Sprintf("replicas: stable %d, canary %d", got[b.StableDeployment], got[b.CanaryDeployment])}
+	a.EffectiveCanary = 100 * float64(got[b.CanaryDeployment]) / total
+	a.Stored.Canary = int32(math.Round(a.EffectiveCanary))
+	if b.BaselineDeployment != "" {
+		a.EffectiveBaseline = 100 * float64(got[b.BaselineDeployment]) / total
+		a.Stored.Baseline = int32(math.Round(a.EffectiveBaseline))
+		a.Detail += fmt.Sprintf(", baseline %d", got[b.BaselineDeployment])
+	}
+	if d := a.EffectiveCanary - float64(w.Canary); math.Abs(d) > 1 {
+		a.Warnings = append(a.Warnings, fmt.Sprintf("the canary gets %.1f%% of requests, not %d%%: with %d stable pods the nearest replica ratio is %s",
+			a.EffectiveCanary, w.Canary, got[b.StableDeployment], a.Detail))
+	}
+	return a, nil
+}
+
+// Restore: nothing to put back; the release removes the canary Deployment.
+func (r *replicas) Restore(context.Context, Backends, string) error { return nil }

@@ -1,0 +1,277 @@
+package traffic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+
+	routev1 "github.com/openshift/api/route/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+)
+
+// DisableCookiesAnnotation turns off the OpenShift router's sticky cookies for a Route. With cookies on, a client
+// keeps going to the backend that served it first, even after that backend's weight drops to 0, until its pods
+// are gone. During a release the route router sets it, so the weights apply to every request and a rollback
+// reaches every client at once; Restore puts the Route's own setting back.
+const DisableCookiesAnnotation = "haproxy.router.openshift.io/disable_cookies"
+
+// routeScale is the OpenShift Route weight range: 0..256.
+const routeScale = 256
+
+// route is an OpenShift Route: spec.to is the stable Service, alternateBackends hold the canary (and baseline).
+type route struct {
+	name string
+	c    Clients
+	// KeepCookies leaves sticky cookies as they are during the release.
+	KeepCookies bool
+}
+
+var _ Router = (*route)(nil)
+
+func (r *route) Kind() string { return KindRoute }
+
+func (r *route) get(ctx context.Context, ns string) (*routev1.Route, error) {
+	rt, err := r.c.Route.Routes(ns).Get(ctx, r.name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get Route %s/%s: %w", ns, r.name, err)
+	}
+	return rt, nil
+}
+
+func (r *route) Check(ctx context.Context, b Backends) error {
+	rt, err := r.get(ctx, b.Namespace)
+	if apierrors.IsNotFound(err) {
+		return checkErrorf(fmt.Sprintf("create it (oc expose service %s) or set ROUTER_NAME to the Route that serves the application", b.Stable),
+			"Route %s/%s does not exist", b.Namespace, r.name)
+	}
+	if err != nil {
+		return err
+	}
+	if rt.Spec.To.Kind != "Service" || rt.Spec.To.Name != b.Stable {
+		return checkErrorf("point spec.to at the stable Service, or set STABLE_SERVICE",
+			"Route %s/%s sends traffic to %s %q, not to the stable Service %q", b.Namespace, r.name, rt.Spec.To.Kind, rt.Spec.To.Name, b.Stable)
+	}
+	ours := map[string]bool{b.Canary: true, b.Baseline: true}
+	for _, alt := range rt.Spec.AlternateBackends {
+		if !ours[alt.Name] {
+			return checkErrorf("remove it (oc set route-backends "+r.name+" "+b.Stable+"=100) before the release",
+				"Route %s/%s already has an alternate backend %q: the shares of a release could not be controlled", b.Namespace, r.name, alt.Name)
+		}
+	}
+	return nil
+}
+
+// routeSnapshot is what the release changes on a Route.
+type routeSnapshot struct {
+	To             routev1.RouteTargetReference   `json:"to"`
+	Alternates     []routev1.RouteTargetReference `json:"alternateBackends,omitempty"`
+	DisableCookies *string                        `json:"disableCookies,omitempty"`
+}
+
+func (r *route) Snapshot(ctx context.Context, b Backends) (string, error) {
+	rt, err := r.get(ctx, b.Namespace)
+	if err != nil {
+		return "", err
+	}
+	s := routeSnapshot{To: rt.Spec.To, Alternates: rt.Spec.AlternateBackends}
+	if v, ok := rt.Annotations[DisableCookiesAnnotation]; ok {
+		s.DisableCookies = &v
+	}
+	data, err := json.Marshal(s)
+	return string(data), err
+}
+
+// routeWeights turns percent into Route weights (0..256): the largest share gets 256, the others in proportion,
+// and a non-zero share never rounds to 0.
+func routeWeights(w Weights) (stable, canary, baseline int32) {
+	max := w.Stable()
+	if w.Canary > max {
+		max = w.Canary
+	}
+	if w.Baseline > max {
+		max = w.Baseline
+	}
+	scale := func(p int32) int32 {
+		if p == 0 {
+			return 0
+		}
+		v := int32(math.Round(float64(p) * routeScale / float64(max)))
+		if v < 1 {
+			v = 1
+		}
+		return v
+	}
+	return scale(w.Stable()), scale(w.Canary), scale(w.Baseline)
+}
+
+func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error) {
+	stable, canary, baseline := routeWeights(w)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		rt, err := r.get(ctx, b.Namespace)
+		if err != nil {
+			return err
+		}
+		rt.Spec.To.Weight = &stable
+		alts := []routev1.RouteTargetReference{{Kind: "Service", Name: b.Canary, Weight: &canary}}
+		if b.Baseline != "" {
+			alts = append(alts, routev1.RouteTargetReference{Kind: "Service", Name: b.Baseline, Weight: &baseline})
+		}
+		rt.Spec.AlternateBackends = alts
+		if rt.Annotations == nil {
+			rt.Annotations = map[string]string{}
+		}
+		for k, v := range b.Annotations {
+			rt.Annotations[k] = v
+		}
+		if !r.KeepCookies {
+			rt.Annotations[DisableCookiesAnnotation] = "true"
+		}
+		_, err = r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return Applied{}, fmt.Errorf("update Route %s/%s: %w", b.Namespace, r.name, err)
+	}
+	// Read back what was stored.
+	rt, err := r.get(ctx, b.Namespace)
+	if err != nil {
+		return Applied{}, err
+	}
+	got := map[string]int32{rt.Spec.To.Name: weightOf(rt.Spec.To.Weight)}
+	for _, a := range rt.Spec.AlternateBackends {
+		got[a.Name] = weightOf(a.Weight)
+	}
+	if got[b.Stable] != stable || got[b.Canary] != canary || (b.Baseline != "" && got[b.Baseline] != baseline) {
+		return Applied{}, fmt.Errorf("Route %s/%s holds weights %v after the update; want %s=%d %s=%d", b.Namespace, r.name, got, b.Stable, stable, b.Canary, canary)
+	}
+	stored := percentOf(got, b)
+	a := Applied{Stored: stored, Detail: fmt.Sprintf("Route %s: to %s=%d, alternates %s", r.name, b.Stable, stable, altDetail(rt))}
+	// The OpenShift router divides each Service's weight among its endpoints: compute what each will really get.
+	eps := map[string]int32{}
+	for _, svc := range []string{b.Stable, b.Canary, b.Baseline} {
+		if svc == "" {
+			continue
+		}
+		n, err := ReadyEndpoints(ctx, r.c.Kube, b.Namespace, svc)
+		if err != nil {
+			return a, err
+		}
+		eps[svc] = n
+	}
+	shares := haproxyShares(got, eps)
+	a.EffectiveCanary, a.EffectiveBaseline = shares[b.Canary], shares[b.Baseline]
+	a.Warnings = shareWarnings(w, a.EffectiveCanary, a.EffectiveBaseline, eps, b)
+	return a, nil
+}
+
+func weightOf(w *int32) int32 {
+	if w == nil {
+		return 100 // the Route API's default
+	}
+	return *w
+}
+
+func altDetail(rt *routev1.Route) string {
+	var parts []string
+	for _, a := range rt.Spec.AlternateBackends {
+		parts = append(parts, fmt.Sprintf("%s=%d", a.Name, weightOf(a.Weight)))
+	}
+	return strings.Join(parts, " ")
+}
+
+// percentOf turns stored Route weights back into whole percent of the total.
+func percentOf(got map[string]int32, b Backends) Weights {
+	total := got[b.Stable] + got[b.Canary] + got[b.Baseline]
+	if total == 0 {
+		return Weights{}
+	}
+	pct := func(v int32) int32 { return int32(math.Round(float64(v) * 100 / float64(total))) }
+	w := Weights{Canary: pct(got[b.Canary])}
+	if b.Baseline != "" {
+		w.Baseline = pct(got[b.Baseline])
+	}
+	return w
+}
+
+// haproxyShares computes the share of requests (percent) each Service gets from the OpenShift router, which
+// divides each Service's weight among its endpoints, scales the largest endpoint weight to 256, truncates, and
+// gives every endpoint of a non-zero weight at least 1 (openshift/router calculateServiceWeights).
+func haproxyShares(weights map[string]int32, endpoints map[string]int32) map[string]float64 {
+	epWeight := map[string]float64{}
+	max := 0.0
+	for svc, w := range weights {
+		if n := endpoints[svc]; n > 0 {
+			epWeight[svc] = float64(w) / float64(n)
+			if epWeight[svc] > max {
+				max = epWeight[svc]
+			}
+		}
+	}
+	out := map[string]float64{}
+	if max == 0 {
+		return out
+	}
+	scale := float32(256.0 / max)
+	total := 0.0
+	perSvc := map[string]float64{}
+	for svc, ew := range epWeight {
+		v := int32(float32(ew) * scale)
+		if ew > 0 && v < 1 {
+			v = 1
+		}
+		perSvc[svc] = float64(v) * float64(endpoints[svc])
+		total += perSvc[svc]
+	}
+	for svc, v := range perSvc {
+		out[svc] = 100 * v / total
+	}
+	return out
+}
+
+// shareWarnings says when the effective share differs from the requested one by more than a point.
+func shareWarnings(w Weights, canary, baseline float64, eps map[string]int32, b Backends) []string {
+	var out []string
+	if d := canary - float64(w.Canary); math.Abs(d) > 1 {
+		out = append(out, fmt.Sprintf("the canary gets %.1f%% of requests, not %d%%: the router splits each Service's weight across its endpoints "+
+			"(stable %d, canary %d); fewer canary pods or a larger weight step brings them closer", canary, w.Canary, eps[b.Stable], eps[b.Canary]))
+	}
+	if b.Baseline != "" {
+		if d := baseline - float64(w.Baseline); math.Abs(d) > 1 {
+			out = append(out, fmt.Sprintf("the baseline gets %.1f%% of requests, not %d%% (baseline endpoints %d)", baseline, w.Baseline, eps[b.Baseline]))
+		}
+	}
+	return out
+}
+
+func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error {
+	var s routeSnapshot
+	if err := json.Unmarshal([]byte(snapshot), &s); err != nil {
+		return fmt.Errorf("read the Route snapshot: %w", err)
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		rt, err := r.get(ctx, b.Namespace)
+		if err != nil {
+			return err
+		}
+		rt.Spec.To = s.To
+		rt.Spec.AlternateBackends = s.Alternates
+		for k := range b.Annotations {
+			delete(rt.Annotations, k)
+		}
+		if s.DisableCookies != nil {
+			rt.Annotations[DisableCookiesAnnotation] = *s.DisableCookies
+		} else {
+			delete(rt.Annotations, DisableCookiesAnnotation)
+		}
+		_, err = r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("restore Route %s/%s: %w", b.Namespace, r.name, err)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+// Package traffic moves an application's traffic between its stable, canary and baseline Services. Each router
+// kind is one file behind the Router interface, chosen by an explicit factory.
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Router kinds.
+const (
+	KindRoute     = "route"     // OpenShift Route: spec.to / alternateBackends weights
+	KindHTTPRoute = "httproute" // Gateway API HTTPRoute: backendRefs weights
+	KindIstio     = "istio"     // Istio VirtualService: http route destination weights
+	KindNginx     = "nginx"     // NGINX Ingress canary: a second Ingress with canary annotations
+	KindReplicas  = "replicas"  // no router: the replica ratio behind the shared stable Service
+)
+
+// Kinds lists the router kinds.
+var Kinds = []string{KindRoute, KindHTTPRoute, KindIstio, KindNginx, KindReplicas}
+
+// Backends are the objects that share an application's traffic.
+type Backends struct {
+	Namespace string
+	// Services. Baseline is empty when the release has no baseline.
+	Stable, Canary, Baseline string
+	// Deployments behind them (the replicas router scales these).
+	StableDeployment, CanaryDeployment, BaselineDeployment string
+	// Annotations the release puts on every object it changes (removed again by Restore).
+	Annotations map[string]string
+}
+
+// Weights are shares of all traffic in percent. The stable Service gets the rest.
+type Weights struct {
+	Canary, Baseline int32
+}
+
+// Stable is the stable share.
+func (w Weights) Stable() int32 { return 100 - w.Canary - w.Baseline }
+
+func (w Weights) String() string {
+	if w.Baseline > 0 {
+		return fmt.Sprintf("stable %d%% / canary %d%% / baseline %d%%", w.Stable(), w.Canary, w.Baseline)
+	}
+	return fmt.Sprintf("stable %d%% / canary %d%%", w.Stable(), w.Canary)
+}
+
+// Applied is what the router stored, read back after the change.
+type Applied struct {
+	// Stored is what the router object holds now, in percent, read back from the API.
+	Stored Weights
+	// EffectiveCanary and EffectiveBaseline are the shares of requests the data plane will really send, in
+	// percent: for the OpenShift router they depend on the endpoint counts; elsewhere they equal Stored.
+	EffectiveCanary, EffectiveBaseline float64
+	// Detail says how the router expresses it, for the log, e.g. "Route shop: to shop=230 alternate shop-canary=26".
+	Detail string
+	// Warnings are differences between what was asked and what will happen.
+	Warnings []string
+}
+
+// Router moves traffic for one router object. Implementations never change anything in Check.
+type Router interface {
+	// Kind is the router kind.
+	Kind() string
+	// Check verifies, read-only, that the router object exists and routes to the stable Service, and that the
+	// backends can be expressed (for example at most 3 alternate backends on a Route).
+	Check(ctx context.Context, b Backends) error
+	// Snapshot returns the router's state before the release (opaque; stored with the release).
+	Snapshot(ctx context.Context, b Backends) (string, error)
+	// SetWeights moves traffic to w, reads the object back and checks that what was stored is what was asked.
+	SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error)
+	// Restore puts the router back as snapshot recorded it, removing what the release added.
+	Restore(ctx context.Context, b Backends, snapshot string) error
+}
+
+// Clients are what the routers use.
+type Clients struct {
+	Kube    kubernetes.Interface
+	Route   routev1client.RouteV1Interface
+	Dynamic dynamic.Interface
+}
+
+// UnknownKindError is a router kind that does not exist.
+type UnknownKindError struct{ Kind string }
+
+func (e *UnknownKindError) Error() string {
+	return fmt.Sprintf("unknown router kind %q; use one of %s", e.Kind, strings.Join(Kinds, ", "))
+}
+
+// Options tune a router.
+type Options struct {
+	// KeepCookies leaves the OpenShift router's sticky cookies as they are during a release (route).
+	KeepCookies bool
+}
+
+// New returns the router of kind for the router object name. An unknown kind is an error, never a fallback.
+func New(kind, name string, c Clients, o Options) (Router, error) {
+	switch kind {
+	case KindRoute:
+		return &route{name: name, c: c, KeepCookies: o.KeepCookies}, nil
+	case KindHTTPRoute:
+		return &httpRoute{name: name, c: c}, nil
+	case KindIstio:
+		return &istio{name: name, c: c}, nil
+	case KindNginx:
+		return &nginx{name: name, c: c}, nil
+	case KindReplicas:
+		return &replicas{c: c}, nil
+	}
+	return nil, &UnknownKindError{Kind: kind}
+}
+
+// CheckError is a router object that cannot be used as it is: bad input, nothing was changed.
+type CheckError struct{ Msg, Fix string }
+
+func (e *CheckError) Error() string {
+	if e.Fix == "" {
+		return e.Msg
+	}
+	return e.Msg + "; " + e.Fix
+}
+
+func checkErrorf(fix, format string, args ...any) error {
+	return &CheckError{Msg: fmt.Sprintf(format, args...), Fix: fix}
+}

@@ -1,0 +1,141 @@
+package traffic
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/yaml"
+)
+
+// Shared by the httproute, istio and nginx router tests.
+
+const routerTestNS = "apps"
+
+// routerTestBackends are the Services of the router tests: shop, shop-canary and (with baseline) shop-baseline.
+func routerTestBackends(baseline bool) Backends {
+	b := Backends{
+		Namespace: routerTestNS,
+		Stable:    "shop",
+		Canary:    "shop-canary",
+		Annotations: map[string]string{
+			"canaryline.dev/release": "r-7",
+			"canaryline.dev/weights": "set by the release",
+		},
+	}
+	if baseline {
+		b.Baseline = "shop-baseline"
+	}
+	return b
+}
+
+// routerTestObject parses a YAML manifest into an unstructured object (integers as int64, as the API gives them).
+func routerTestObject(t *testing.T, manifest string) *unstructured.Unstructured {
+	t.Helper()
+	data, err := yaml.YAMLToJSON([]byte(manifest))
+	if err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(data); err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	return u
+}
+
+// routerTestDynamic is a fake dynamic client holding objs, with the HTTPRoute and VirtualService list kinds.
+func routerTestDynamic(objs ...*unstructured.Unstructured) *dynamicfake.FakeDynamicClient {
+	var ros []runtime.Object
+	for _, o := range objs {
+		ros = append(ros, o.DeepCopy())
+	}
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		httpRouteGVR:      "HTTPRouteList",
+		virtualServiceGVR: "VirtualServiceList",
+	}, ros...)
+}
+
+// routerTestGet reads an object from the fake dynamic client's tracker, without resourceVersion.
+func routerTestGet(t *testing.T, dyn dynamic.Interface, gvr schema.GroupVersionResource, name string) *unstructured.Unstructured {
+	t.Helper()
+	u, err := dyn.Resource(gvr).Namespace(routerTestNS).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get %s %s: %v", gvr.Resource, name, err)
+	}
+	return routerTestStripped(u)
+}
+
+// routerTestStripped drops the fields the API server (or the fake) sets on every write.
+func routerTestStripped(u *unstructured.Unstructured) *unstructured.Unstructured {
+	u = u.DeepCopy()
+	for _, f := range []string{"resourceVersion", "generation", "managedFields", "uid", "creationTimestamp"} {
+		unstructured.RemoveNestedField(u.Object, "metadata", f)
+	}
+	return u
+}
+
+// routerTestWantCheckError fails unless err is a *CheckError whose text has want.
+func routerTestWantCheckError(t *testing.T, err error, want string) {
+	t.Helper()
+	var ce *CheckError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error = %v (%T), want a *CheckError", err, err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %q, want it to say %q", err, want)
+	}
+}
+
+// routerTestFailOnce makes the first verb on resource fail with err, and lets later calls through.
+func routerTestFailOnce(f *k8stesting.Fake, verb, resource string, err error) {
+	done := false
+	f.PrependReactor(verb, resource, func(k8stesting.Action) (bool, runtime.Object, error) {
+		if done {
+			return false, nil, nil
+		}
+		done = true
+		return true, nil, err
+	})
+}
+
+// routerTestAPIError is an injected API failure.
+var routerTestAPIError = apierrors.NewInternalError(errors.New("etcd is on fire"))
+
+// routerTestWantAPIError fails unless err wraps routerTestAPIError and names verbObject ("update HTTPRoute apps/shop").
+func routerTestWantAPIError(t *testing.T, err error, verbObject string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want the injected API error")
+	}
+	if !apierrors.IsInternalError(err) {
+		t.Errorf("error = %v; want it to wrap the injected internal error", err)
+	}
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		t.Errorf("error = %v is a CheckError; an API failure is not bad input", err)
+	}
+	if !strings.HasPrefix(err.Error(), verbObject+": ") {
+		t.Errorf("error = %q; want it to start with %q", err, verbObject+": ")
+	}
+}
+
+// routerTestWrites counts the write verbs that reached the fake.
+func routerTestWrites(f *k8stesting.Fake) int {
+	n := 0
+	for _, a := range f.Actions() {
+		switch a.GetVerb() {
+		case "create", "update", "patch", "delete":
+			n++
+		}
+	}
+	return n
+}
