@@ -18,7 +18,7 @@ build:
 	$(GOBUILD) -o $(BIN)/canaryline ./cmd/canaryline
 	$(GOBUILD) -o $(BIN)/sample-app ./test/app/sample-app
 
-## controlplane: build (first run, ~9 min on 2 cores) or find cached the local control plane, with progress
+## controlplane: build (first run, ~7 min on 2 cores) or find cached the local control plane, with progress
 controlplane:
 	$(GO) run ./cmd/canaryline cluster build
 

@@ -66,11 +66,11 @@ func TestBinaryDispatch(t *testing.T) {
 			wantStdout: "start-build\nwait-build\nshift-canary\nverify-health\npromote-or-rollback\n",
 		},
 		{
-			name:       "step by argument is honestly unimplemented",
+			name:       "shift-canary by argument validates first",
 			path:       bin,
-			args:       []string{"shift-canary", "--weight=10"},
-			wantCode:   3,
-			wantStderr: "canaryline: step \"shift-canary\" is not implemented in this build\n",
+			args:       []string{"shift-canary"},
+			wantCode:   2,
+			wantStderr: "ERROR param APP: is required; give the name of the application's stable Deployment\n",
 		},
 		{
 			name:       "step by symlink",

@@ -78,7 +78,7 @@ func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Wri
 		return bins, nil
 	}
 	b := &builder{root: root, v: v, log: log, start: time.Now()}
-	fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 9 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
+	fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 7 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
 	if err := b.buildAll(ctx, bins); err != nil {
 		return bins, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -17,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
@@ -96,7 +96,7 @@ func trackDeployment(stable *appsv1.Deployment, st *State, track, image string, 
 }
 
 // ensureDeployment creates d, or brings an existing one to d's template, replicas and annotations.
-func ensureDeployment(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) error {
+func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) error {
 	api := kube.AppsV1().Deployments(d.Namespace)
 	_, err := api.Create(ctx, d, metav1.CreateOptions{})
 	if err == nil {
@@ -143,7 +143,7 @@ func trackService(stable *corev1.Service, st *State, name, track string) *corev1
 	return svc
 }
 
-func ensureService(ctx context.Context, kube kubernetes.Interface, svc *corev1.Service) error {
+func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.Service) error {
 	api := kube.CoreV1().Services(svc.Namespace)
 	_, err := api.Create(ctx, svc, metav1.CreateOptions{})
 	if err == nil || !apierrors.IsAlreadyExists(err) {
@@ -172,7 +172,7 @@ func ensureService(ctx context.Context, kube kubernetes.Interface, svc *corev1.S
 }
 
 // stableHash is the pod-template-hash of the stable Deployment's current ReplicaSet.
-func stableHash(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) (string, error) {
+func stableHash(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) (string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return "", err
@@ -195,7 +195,7 @@ func stableHash(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deploy
 }
 
 // setServiceSelector makes the Service select sel, with annotations added (or removed, when remove is set).
-func setServiceSelector(ctx context.Context, kube kubernetes.Interface, ns, name string, sel, ann map[string]string, remove bool) error {
+func setServiceSelector(ctx context.Context, kube kubeclient.Interface, ns, name string, sel, ann map[string]string, remove bool) error {
 	api := kube.CoreV1().Services(ns)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		svc, err := api.Get(ctx, name, metav1.GetOptions{})
@@ -241,7 +241,7 @@ func rolledOut(d *appsv1.Deployment) bool {
 }
 
 // untilRolledOut waits with list+watch until the Deployment is rolled out, or timeout; the error then says why.
-func untilRolledOut(ctx context.Context, kube kubernetes.Interface, ns, name string, timeout time.Duration) (*appsv1.Deployment, error) {
+func untilRolledOut(ctx context.Context, kube kubeclient.Interface, ns, name string, timeout time.Duration) (*appsv1.Deployment, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	api := kube.AppsV1().Deployments(ns)
@@ -283,7 +283,7 @@ func ptrOr(p *int32, d int32) int32 {
 }
 
 // whyNotReady collects what the Deployment and its pods say about it: failed conditions, waiting reasons.
-func whyNotReady(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) string {
+func whyNotReady(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var reasons []string
@@ -327,9 +327,9 @@ func whyNotReady(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deplo
 	return " (" + strings.Join(reasons, "; ") + ")"
 }
 
-// untilEndpoints waits with list+watch until the Service has n ready endpoints: then the router can send it
-// traffic without a 503.
-func untilEndpoints(ctx context.Context, kube kubernetes.Interface, ns, svc string, n int32, timeout time.Duration) error {
+// untilEndpoints waits with list+watch until the number of the Service's ready endpoints satisfies ok (want says
+// how many, for the error): then the router can send it traffic without a 503, or without reaching other pods.
+func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc string, ok func(int32) bool, want string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	api := kube.DiscoveryV1().EndpointSlices(ns)
@@ -358,14 +358,14 @@ func untilEndpoints(ctx context.Context, kube kubernetes.Interface, ns, svc stri
 	var store cache.Store
 	_, err := watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, func(s cache.Store) (bool, error) {
 		store = s
-		return ready(s) >= n, nil
-	}, func(watch.Event) (bool, error) { return ready(store) >= n, nil })
+		return ok(ready(s)), nil
+	}, func(watch.Event) (bool, error) { return ok(ready(store)), nil })
 	if err != nil {
 		got := int32(0)
 		if store != nil {
 			got = ready(store)
 		}
-		return fmt.Errorf("Service %s/%s has %d of %d ready endpoints after %s: %w", ns, svc, got, n, timeout, err)
+		return fmt.Errorf("Service %s/%s has %d ready endpoints after %s, not %s: %w", ns, svc, got, timeout, want, err)
 	}
 	return nil
 }

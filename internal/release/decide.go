@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryline/canaryline/internal/step"
@@ -19,7 +19,7 @@ import (
 
 // Clients are the API clients of the release steps.
 type Clients struct {
-	Kube    kubernetes.Interface
+	Kube    kubeclient.Interface
 	Route   routev1client.RouteV1Interface
 	Dynamic dynamic.Interface
 }
@@ -264,7 +264,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 }
 
 // removeTracks deletes the canary and baseline Deployments and Services (gone already is fine).
-func removeTracks(ctx context.Context, kube kubernetes.Interface, ns string, b traffic.Backends) error {
+func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, b traffic.Backends) error {
 	fg := metav1.DeletePropagationBackground
 	for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
 		if d == "" {

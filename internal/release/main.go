@@ -7,8 +7,8 @@ import (
 
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/steps"
 )
@@ -24,7 +24,7 @@ func clients(env func(string) (string, bool)) (Clients, string, error) {
 		return Clients{}, "", err
 	}
 	var c Clients
-	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {
+	if c.Kube, err = kubeclient.NewForConfig(rc); err != nil {
 		return c, "", err
 	}
 	if c.Route, err = routev1client.NewForConfig(rc); err != nil {

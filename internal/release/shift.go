@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/traffic"
@@ -157,6 +157,24 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 	}
 	b = backends(t, ns, st.Baseline, st)
 
+	if cfg.Router != traffic.KindReplicas {
+		// The stable Service must not send traffic to canary or baseline pods: pin it to the stable ReplicaSet
+		// before any of them exists, and wait until its endpoints are the stable pods alone.
+		hash, err := stableHash(ctx, kube, stable)
+		if err != nil {
+			return Shifted{}, err
+		}
+		sel := maps.Clone(st.StableSelector)
+		sel[podTemplateHash] = hash
+		if err := setServiceSelector(ctx, kube, ns, svc.Name, sel, releaseAnnotations(st), false); err != nil {
+			return Shifted{}, err
+		}
+		n := ptrOr(stable.Spec.Replicas, 1)
+		if err := untilEndpoints(ctx, kube, ns, svc.Name, func(got int32) bool { return got == n }, fmt.Sprintf("exactly %d", n), cfg.ReadyTimeout); err != nil {
+			return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
+		}
+	}
+
 	// The canary (and baseline) next to stable.
 	size := replicasFor(cfg.CanaryReplicas, ptrOr(stable.Spec.Replicas, 1))
 	if cfg.Router == traffic.KindReplicas {
@@ -179,19 +197,6 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 			return Shifted{}, err
 		}
 	}
-	if cfg.Router != traffic.KindReplicas {
-		// The stable Service must not send traffic to canary or baseline pods: pin it to the stable ReplicaSet.
-		hash, err := stableHash(ctx, kube, stable)
-		if err != nil {
-			return Shifted{}, err
-		}
-		sel := maps.Clone(st.StableSelector)
-		sel[podTemplateHash] = hash
-		if err := setServiceSelector(ctx, kube, ns, svc.Name, sel, releaseAnnotations(st), false); err != nil {
-			return Shifted{}, err
-		}
-	}
-
 	// No traffic moves before the canary is Ready, and its Service has the endpoints.
 	if size > 0 {
 		for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
@@ -206,7 +211,7 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 			if s == "" {
 				continue
 			}
-			if err := untilEndpoints(ctx, kube, ns, s, size, cfg.ReadyTimeout); err != nil {
+			if err := untilEndpoints(ctx, kube, ns, s, func(got int32) bool { return got >= size }, fmt.Sprint(size), cfg.ReadyTimeout); err != nil {
 				return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
 			}
 		}
@@ -296,7 +301,7 @@ func labelsMatch(sel, lbls map[string]string) bool {
 }
 
 // event records a Kubernetes Event on the stable Deployment. It is best effort: a release does not fail for it.
-func event(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment, typ, reason, msg string, log *slog.Logger) {
+func event(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, typ, reason, msg string, log *slog.Logger) {
 	now := metav1.Now()
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: d.Name + ".", Namespace: d.Namespace},

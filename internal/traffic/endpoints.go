@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // ReadyEndpoints counts the ready endpoints of a Service, from its EndpointSlices.
-func ReadyEndpoints(ctx context.Context, kube kubernetes.Interface, ns, svc string) (int32, error) {
+func ReadyEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc string) (int32, error) {
 	slices, err := kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
 	if err != nil {
 		return 0, fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, svc, err)

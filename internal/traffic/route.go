@@ -162,6 +162,7 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		}
 		eps[svc] = n
 	}
+	a.Detail += fmt.Sprintf("; ready endpoints: %s=%d %s=%d", b.Stable, eps[b.Stable], b.Canary, eps[b.Canary])
 	shares := haproxyShares(got, eps)
 	a.EffectiveCanary, a.EffectiveBaseline = shares[b.Canary], shares[b.Baseline]
 	a.Warnings = shareWarnings(w, a.EffectiveCanary, a.EffectiveBaseline, eps, b)

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Router kinds.
@@ -80,7 +80,7 @@ type Router interface {
 
 // Clients are what the routers use.
 type Clients struct {
-	Kube    kubernetes.Interface
+	Kube    kubeclient.Interface
 	Route   routev1client.RouteV1Interface
 	Dynamic dynamic.Interface
 }

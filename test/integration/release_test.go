@@ -395,6 +395,16 @@ func TestRouteEffectiveShare(t *testing.T) {
 			}
 			if r.results["CANARY_SHARE"] != tc.wantShare {
 				t.Errorf("CANARY_SHARE %s; want %s", r.results["CANARY_SHARE"], tc.wantShare)
+				pods, _ := a.kube.CoreV1().Pods(a.ns).List(context.Background(), metav1.ListOptions{})
+				for _, p := range pods.Items {
+					t.Logf("pod %s phase %s labels %v deleting %v node %s ip %s", p.Name, p.Status.Phase, p.Labels, p.DeletionTimestamp, p.Spec.NodeName, p.Status.PodIP)
+				}
+				slices, _ := a.kube.DiscoveryV1().EndpointSlices(a.ns).List(context.Background(), metav1.ListOptions{})
+				for _, sl := range slices.Items {
+					for _, ep := range sl.Endpoints {
+						t.Logf("slice %s (%s) endpoint %v ready %v target %v", sl.Name, sl.Labels["kubernetes.io/service-name"], ep.Addresses, *ep.Conditions.Ready, ep.TargetRef.Name)
+					}
+				}
 			}
 			if warned := strings.Contains(r.stderr, "WARN the canary gets"); warned != tc.wantWarning {
 				t.Errorf("warning %v; want %v", warned, tc.wantWarning)
@@ -477,3 +487,46 @@ func TestShiftRerunAfterKill(t *testing.T) {
 }
 
 var _ = routev1.Route{}
+
+// TestPromoteRerunAfterKill: promote-or-rollback killed while the stable Deployment rolls out the new image
+// (held back by a quota) continues the promotion when run again, even with another decision asked.
+func TestPromoteRerunAfterKill(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	ctx := context.Background()
+	before := a.routerState()
+	if r := a.shift(30, nil); r.code != 0 {
+		t.Fatalf("shift: exit %d", r.code)
+	}
+	// 2 stable pods and 1 canary pod: no room for the rollout's surge pod.
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "pods"}, Spec: corev1.ResourceQuotaSpec{
+		Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("3")}}}
+	if _, err := a.kube.CoreV1().ResourceQuotas(a.ns).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd, wait := startStep(t, "promote-or-rollback", a.kubeconfig, map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "DECISION": "promote"})
+	waitUntil(t, 20*time.Second, "the stable Deployment to take the new image", func() bool {
+		d, err := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "shop", metav1.GetOptions{})
+		return err == nil && d.Spec.Template.Spec.Containers[0].Image == canaryImage
+	})
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if r := wait(); r.code != -int(syscall.SIGKILL) {
+		t.Fatalf("exit %d; want killed", r.code)
+	}
+	if err := a.kube.CoreV1().ResourceQuotas(a.ns).Delete(ctx, "pods", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A finally task asking for a rollback now cannot undo a half-done promotion: it finishes it.
+	r := a.decide(map[string]string{"DECISION": "auto", "PIPELINE_STATUS": "Failed"})
+	if r.code != 0 || r.results["DECISION"] != "promote" || !strings.Contains(r.stderr, "the promotion is finished instead") {
+		t.Fatalf("rerun: exit %d results %v", r.code, r.results)
+	}
+	st, _ := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "shop", metav1.GetOptions{})
+	if st.Status.UpdatedReplicas != 2 || st.Status.AvailableReplicas != 2 || a.exists("deployment", "shop-canary") || a.routerState() != before {
+		t.Errorf("after the rerun: stable %d updated %d available, canary exists %v, router restored %v",
+			st.Status.UpdatedReplicas, st.Status.AvailableReplicas, a.exists("deployment", "shop-canary"), a.routerState() == before)
+	}
+}

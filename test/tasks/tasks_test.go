@@ -17,13 +17,19 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/canaryline/canaryline/internal/build"
+	"github.com/canaryline/canaryline/internal/release"
 )
 
 // configs are the step configurations, by Task name.
 var configs = map[string]any{
-	"start-build": build.StartConfig{},
-	"wait-build":  build.WaitConfig{},
+	"start-build":         build.StartConfig{},
+	"wait-build":          build.WaitConfig{},
+	"shift-canary":        release.ShiftConfig{},
+	"promote-or-rollback": release.DecideConfig{},
 }
+
+// required are params without a default: the ones a Task cannot run without.
+var required = map[string]bool{"BUILD_CONFIG": true, "APP": true, "IMAGE": true, "WEIGHT": true}
 
 // libraryEnv are variables read by libraries, not by the Config: DOCKER_CONFIG by go-containerregistry's keychain.
 var libraryEnv = map[string]bool{"DOCKER_CONFIG": true}
@@ -94,7 +100,7 @@ func TestTasks(t *testing.T) {
 				if env[p.Name] != "$(params."+p.Name+")" {
 					t.Errorf("param %s is not passed as env %s=$(params.%s)", p.Name, p.Name, p.Name)
 				}
-				if p.Default == nil && p.Name != "BUILD_CONFIG" {
+				if p.Default == nil && !required[p.Name] && !(name == "wait-build" && p.Name == "IMAGE") {
 					t.Errorf("param %s has no default", p.Name)
 				}
 				if p.Description == "" {
