@@ -7,7 +7,7 @@ PKGS    := ./...
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid='
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build test unit lint image controlplane cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint image controlplane prometheus cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -22,9 +22,18 @@ build:
 controlplane:
 	$(GO) run ./cmd/canaryline cluster build
 
-## test: lint, then unit and integration tests on the real local control plane (started and stopped by the tests)
-test: lint controlplane
+## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
+## started and stopped by the tests)
+test: lint controlplane prometheus
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests
+## build Prometheus from the Go module proxy and cache it (about 7 min, once)
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+	  || echo "prometheus: not installed from Debian; the tests will build it from the Go module proxy"; }
+	@command -v prometheus >/dev/null 2>&1 && prometheus --version 2>&1 | head -1 || true
 
 ## unit: the fast tests only (no control plane)
 unit:

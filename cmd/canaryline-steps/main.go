@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	_ "github.com/canaryline/canaryline/internal/build"   // start-build, wait-build
+	_ "github.com/canaryline/canaryline/internal/health"  // verify-health
 	_ "github.com/canaryline/canaryline/internal/release" // shift-canary, promote-or-rollback
 	"github.com/canaryline/canaryline/internal/steps"
 )

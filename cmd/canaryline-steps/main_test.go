@@ -75,8 +75,8 @@ func TestBinaryDispatch(t *testing.T) {
 		{
 			name:       "step by symlink",
 			path:       filepath.Join(dir, "verify-health"),
-			wantCode:   3,
-			wantStderr: "canaryline: step \"verify-health\" is not implemented in this build\n",
+			wantCode:   2,
+			wantStderr: "ERROR param APP: is required; give the name of the application's stable Deployment\n",
 		},
 		{
 			name:       "step by hardlink reaches the step, which validates its params first",

@@ -27,7 +27,14 @@ const (
 	ExitFailed = 4
 	// ExitBusy is another release of the same application holding the lock. Nothing was changed.
 	ExitBusy = 5
+	// ExitInconclusive is a verdict that could not be reached: no data, not enough samples, checks in error.
+	ExitInconclusive = 6
 )
+
+// InconclusiveError is a verdict that could not be reached.
+type InconclusiveError struct{ Msg string }
+
+func (e *InconclusiveError) Error() string { return e.Msg }
 
 // BusyError is another release holding the application's lock.
 type BusyError struct{ Msg string }
@@ -71,7 +78,10 @@ func ExitCode(err error) int {
 	var inv *InvalidError
 	var failed *FailedError
 	var busy *BusyError
+	var inconclusive *InconclusiveError
 	switch {
+	case errors.As(err, &inconclusive):
+		return ExitInconclusive
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &busy):
@@ -210,8 +220,11 @@ func Main[C Step](ctx context.Context, sio IO, cfg C, run func(context.Context, 
 	}
 	if err != nil {
 		var failed *FailedError
+		var inconclusive *InconclusiveError
 		if errors.As(err, &failed) {
 			log.Error("failed: " + err.Error())
+		} else if errors.As(err, &inconclusive) {
+			log.Warn("inconclusive: " + err.Error())
 		} else {
 			log.Error(err.Error())
 		}

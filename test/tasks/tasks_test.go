@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/canaryline/canaryline/internal/build"
+	"github.com/canaryline/canaryline/internal/health"
 	"github.com/canaryline/canaryline/internal/release"
 )
 
@@ -26,6 +27,7 @@ var configs = map[string]any{
 	"wait-build":          build.WaitConfig{},
 	"shift-canary":        release.ShiftConfig{},
 	"promote-or-rollback": release.DecideConfig{},
+	"verify-health":       health.Config{},
 }
 
 // required are params without a default: the ones a Task cannot run without.

@@ -1,0 +1,321 @@
+// Package health is the verify-health step: it measures the canary with any combination of checks (pods, http,
+// prometheus, compare), applies the analysis rules (interval, limits, no-data policy, minimum samples, early
+// stop), and gives a verdict with the evidence behind it.
+package health
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/canaryline/canaryline/internal/stats"
+	"github.com/canaryline/canaryline/internal/step"
+)
+
+// Config is verify-health's configuration.
+type Config struct {
+	step.Common
+	App       string `env:"APP"`
+	Namespace string `env:"NAMESPACE"`
+	ReleaseID string `env:"RELEASE_ID"`
+
+	// The analysis.
+	Interval     time.Duration `env:"INTERVAL, default=30s"`
+	Count        int           `env:"COUNT, default=0"`     // measurements; or
+	Duration     time.Duration `env:"DURATION, default=0s"` // how long (COUNT = DURATION / INTERVAL)
+	InitialDelay time.Duration `env:"INITIAL_DELAY, default=0s"`
+	// FailureLimit: a check fails the analysis when it has more failures than this.
+	FailureLimit int `env:"FAILURE_LIMIT, default=0"`
+	// ConsecutiveFailureLimit: ... or more failures in a row than this (0 = not used).
+	ConsecutiveFailureLimit int `env:"CONSECUTIVE_FAILURE_LIMIT, default=0"`
+	// ConsecutiveErrorLimit: a check that cannot be evaluated this many times in a row more ends the analysis as
+	// inconclusive. Errors are never failures.
+	ConsecutiveErrorLimit int `env:"CONSECUTIVE_ERROR_LIMIT, default=4"`
+	// NoData is what a check with nothing to measure counts as: inconclusive, fail or pass.
+	NoData string `env:"NO_DATA, default=inconclusive"`
+
+	// pods
+	Pods             bool   `env:"PODS, default=true"`
+	CanaryDeployment string `env:"CANARY_DEPLOYMENT"`
+	MaxRestarts      int    `env:"MAX_RESTARTS, default=0"`
+
+	// http
+	HTTPURLs        string        `env:"HTTP_URLS"` // one URL a line
+	HTTPRate        float64       `env:"HTTP_RATE, default=5"`
+	HTTPHeaders     string        `env:"HTTP_HEADERS"` // one "Name: value" a line
+	HTTPCAFile      string        `env:"HTTP_CA_FILE"`
+	HTTPTimeout     time.Duration `env:"HTTP_TIMEOUT, default=5s"`
+	HTTPMinSuccess  float64       `env:"HTTP_MIN_SUCCESS, default=0.99"`
+	HTTPPercentile  float64       `env:"HTTP_LATENCY_PERCENTILE, default=95"`
+	HTTPMaxLatency  time.Duration `env:"HTTP_MAX_LATENCY, default=500ms"`
+	HTTPBaselineURL string        `env:"HTTP_BASELINE_URL"` // compares per-request latencies with the canary's
+
+	// prometheus
+	PrometheusURL       string `env:"PROMETHEUS_URL"`
+	PrometheusTokenFile string `env:"PROMETHEUS_TOKEN_FILE"`
+	PrometheusCAFile    string `env:"PROMETHEUS_CA_FILE"`
+	Queries             string `env:"QUERIES"` // YAML: [{name, query, threshold}]
+	Compare             string `env:"COMPARE"` // YAML: [{name, query, direction, tolerance}]
+	CompareAgainst      string `env:"COMPARE_AGAINST, default=auto"`
+
+	// statistics
+	Confidence float64 `env:"CONFIDENCE, default=0.98"`
+	Tolerance  float64 `env:"TOLERANCE, default=0.1"`
+	MinSamples int     `env:"MIN_SAMPLES, default=10"`
+
+	// EvidenceDir is where evidence.json, report.md and chart.svg go (a workspace); nothing is written when empty.
+	EvidenceDir string `env:"EVIDENCE_DIR"`
+
+	urls     []*url.URL
+	headers  map[string]string
+	queries  []Query
+	compares []Comparison
+	count    int
+}
+
+// Query is a PromQL query held against a threshold.
+type Query struct {
+	Name      string `json:"name"`
+	Query     string `json:"query"`
+	Threshold string `json:"threshold"`
+	op        string
+	limit     float64
+	tmpl      *queryTemplate
+}
+
+// Comparison is a metric compared between the canary and the baseline (or stable). Its query is templated with
+// {{.Track}} (and {{.Hash}}) for each side.
+type Comparison struct {
+	Name      string   `json:"name"`
+	Query     string   `json:"query"`
+	Direction string   `json:"direction"`
+	Tolerance *float64 `json:"tolerance"`
+	dir       stats.Direction
+	tmpl      *queryTemplate
+}
+
+// Validate checks every param before anything is measured.
+func (c *Config) Validate() error {
+	if c.App == "" {
+		return step.Invalid("APP", "give the name of the application's stable Deployment", "is required")
+	}
+	if errs := validation.IsDNS1123Label(c.App); len(errs) > 0 {
+		return step.Invalid("APP", "give the stable Deployment's name", "%q is not a valid name", c.App)
+	}
+	if c.Namespace != "" && len(validation.IsDNS1123Label(c.Namespace)) > 0 {
+		return step.Invalid("NAMESPACE", "give a namespace name, or leave it empty for the step's own", "%q is not a valid namespace", c.Namespace)
+	}
+	if c.CanaryDeployment == "" {
+		c.CanaryDeployment = c.App + "-canary"
+	}
+	if c.Interval <= 0 {
+		return step.Invalid("INTERVAL", "give a positive Go duration such as 30s", "%s is not positive", c.Interval)
+	}
+	switch {
+	case c.Count < 0:
+		return step.Invalid("COUNT", "give a number of measurements, or DURATION", "%d is negative", c.Count)
+	case c.Duration < 0:
+		return step.Invalid("DURATION", "give a positive Go duration, or COUNT", "%s is negative", c.Duration)
+	case c.Count > 0 && c.Duration > 0:
+		return step.Invalid("DURATION", "give COUNT or DURATION, not both", "is set together with COUNT %d", c.Count)
+	case c.Count > 0:
+		c.count = c.Count
+	case c.Duration > 0:
+		c.count = int(c.Duration / c.Interval)
+		if c.count < 1 {
+			return step.Invalid("DURATION", "make DURATION at least one INTERVAL", "%s is shorter than INTERVAL %s", c.Duration, c.Interval)
+		}
+	default:
+		c.count = 10
+	}
+	if c.InitialDelay < 0 {
+		return step.Invalid("INITIAL_DELAY", "give a Go duration of 0s or more", "%s is negative", c.InitialDelay)
+	}
+	for param, v := range map[string]int{"FAILURE_LIMIT": c.FailureLimit, "CONSECUTIVE_FAILURE_LIMIT": c.ConsecutiveFailureLimit,
+		"CONSECUTIVE_ERROR_LIMIT": c.ConsecutiveErrorLimit, "MAX_RESTARTS": c.MaxRestarts} {
+		if v < 0 {
+			return step.Invalid(param, "give 0 or more", "%d is negative", v)
+		}
+	}
+	switch c.NoData {
+	case "inconclusive", "fail", "pass":
+	default:
+		return step.Invalid("NO_DATA", `say "inconclusive", "fail" or "pass"`, "unknown policy %q", c.NoData)
+	}
+	if c.Confidence <= 0.5 || c.Confidence >= 1 {
+		return step.Invalid("CONFIDENCE", "give a confidence between 0.5 and 1, such as 0.98", "%v is out of range", c.Confidence)
+	}
+	if c.Tolerance < 0 {
+		return step.Invalid("TOLERANCE", "give a relative tolerance of 0 or more, such as 0.1 (10%)", "%v is negative", c.Tolerance)
+	}
+	if c.MinSamples < 3 {
+		return step.Invalid("MIN_SAMPLES", "give at least 3 samples per side (Kayenta suggests 50)", "%d is too few", c.MinSamples)
+	}
+	if err := c.validateHTTP(); err != nil {
+		return err
+	}
+	if err := c.validatePrometheus(); err != nil {
+		return err
+	}
+	switch c.CompareAgainst {
+	case "auto", "baseline", "stable":
+	default:
+		return step.Invalid("COMPARE_AGAINST", `say "baseline", "stable" or "auto" (baseline when there is one)`, "unknown %q", c.CompareAgainst)
+	}
+	if !c.Pods && len(c.urls) == 0 && len(c.queries) == 0 && len(c.compares) == 0 {
+		return step.Invalid("PODS", "configure at least one check: PODS, HTTP_URLS, QUERIES or COMPARE", "no check is configured")
+	}
+	return nil
+}
+
+func (c *Config) validateHTTP() error {
+	for i, line := range lines(c.HTTPURLs) {
+		u, err := url.Parse(line)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return step.Invalid("HTTP_URLS", "give one absolute http(s) URL a line, such as http://shop-canary.team.svc:8080/healthz", "line %d %q is not an http(s) URL", i+1, line)
+		}
+		c.urls = append(c.urls, u)
+	}
+	if c.HTTPBaselineURL != "" {
+		u, err := url.Parse(c.HTTPBaselineURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return step.Invalid("HTTP_BASELINE_URL", "give an absolute http(s) URL of the baseline (or stable) Service", "%q is not an http(s) URL", c.HTTPBaselineURL)
+		}
+		if len(c.urls) == 0 {
+			return step.Invalid("HTTP_BASELINE_URL", "set HTTP_URLS to the canary's URL too", "needs HTTP_URLS")
+		}
+	}
+	c.headers = map[string]string{}
+	for i, line := range lines(c.HTTPHeaders) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(strings.TrimSpace(k), " \t") {
+			return step.Invalid("HTTP_HEADERS", `write one "Name: value" a line`, "line %d %q is not a header", i+1, line)
+		}
+		c.headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if len(c.urls) > 0 {
+		if c.HTTPRate <= 0 || c.HTTPRate > 1000 {
+			return step.Invalid("HTTP_RATE", "give requests per second between 0 and 1000", "%v is out of range", c.HTTPRate)
+		}
+		if c.HTTPMinSuccess < 0 || c.HTTPMinSuccess > 1 {
+			return step.Invalid("HTTP_MIN_SUCCESS", "give a ratio between 0 and 1, such as 0.99", "%v is out of range", c.HTTPMinSuccess)
+		}
+		if c.HTTPPercentile <= 0 || c.HTTPPercentile > 100 {
+			return step.Invalid("HTTP_LATENCY_PERCENTILE", "give a percentile between 0 and 100, such as 95", "%v is out of range", c.HTTPPercentile)
+		}
+		if c.HTTPMaxLatency <= 0 || c.HTTPTimeout <= 0 {
+			return step.Invalid("HTTP_MAX_LATENCY", "give positive Go durations for HTTP_MAX_LATENCY and HTTP_TIMEOUT", "must be positive")
+		}
+	}
+	return nil
+}
+
+func (c *Config) validatePrometheus() error {
+	if c.Queries != "" {
+		if err := yaml.UnmarshalStrict([]byte(c.Queries), &c.queries); err != nil {
+			return step.Invalid("QUERIES", "give a YAML list of {name, query, threshold}, such as - {name: errors, query: 'sum(...)', threshold: '< 0.01'}", "%v", err)
+		}
+		for i := range c.queries {
+			q := &c.queries[i]
+			if q.Name == "" || q.Query == "" {
+				return step.Invalid("QUERIES", "give each query a name and a query", "entry %d has no name or no query", i+1)
+			}
+			op, limit, err := parseThreshold(q.Threshold)
+			if err != nil {
+				return step.Invalid("QUERIES", `give a threshold such as "< 0.01" or ">= 0.99"`, "query %s: %v", q.Name, err)
+			}
+			q.op, q.limit = op, limit
+			if q.tmpl, err = parseTemplate(q.Name, q.Query); err != nil {
+				return step.Invalid("QUERIES", "fix the query's template ({{.Namespace}}, {{.App}}, {{.CanaryTrack}}, {{.CanaryHash}}, ...)", "query %s: %v", q.Name, err)
+			}
+			if err := checkPromQL(q.Query); err != nil {
+				return step.Invalid("QUERIES", "fix the PromQL", "query %s: %v", q.Name, err)
+			}
+		}
+	}
+	if c.Compare != "" {
+		if err := yaml.UnmarshalStrict([]byte(c.Compare), &c.compares); err != nil {
+			return step.Invalid("COMPARE", "give a YAML list of {name, query, direction, tolerance}", "%v", err)
+		}
+		for i := range c.compares {
+			m := &c.compares[i]
+			if m.Name == "" || m.Query == "" {
+				return step.Invalid("COMPARE", "give each comparison a name and a query", "entry %d has no name or no query", i+1)
+			}
+			if m.Direction == "" {
+				m.Direction = "increase"
+			}
+			d, err := stats.ParseDirection(m.Direction)
+			if err != nil {
+				return step.Invalid("COMPARE", `say direction "increase", "decrease" or "either"`, "comparison %s: %v", m.Name, err)
+			}
+			m.dir = d
+			if m.Tolerance != nil && *m.Tolerance < 0 {
+				return step.Invalid("COMPARE", "give a tolerance of 0 or more", "comparison %s: tolerance %v", m.Name, *m.Tolerance)
+			}
+			if !strings.Contains(m.Query, "{{") {
+				return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
+			}
+			if m.tmpl, err = parseTemplate(m.Name, m.Query); err != nil {
+				return step.Invalid("COMPARE", "fix the query's template ({{.Track}}, {{.Hash}}, {{.Namespace}}, {{.App}})", "comparison %s: %v", m.Name, err)
+			}
+			if err := checkPromQL(m.Query); err != nil {
+				return step.Invalid("COMPARE", "fix the PromQL", "comparison %s: %v", m.Name, err)
+			}
+		}
+	}
+	if len(c.queries)+len(c.compares) > 0 {
+		u, err := url.Parse(c.PrometheusURL)
+		if c.PrometheusURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return step.Invalid("PROMETHEUS_URL", "give the Prometheus (or OpenShift Thanos querier) URL, such as https://thanos-querier.openshift-monitoring.svc:9091",
+				"%q is not an http(s) URL", c.PrometheusURL)
+		}
+	} else if c.PrometheusURL != "" {
+		return step.Invalid("QUERIES", "give QUERIES or COMPARE to use PROMETHEUS_URL, or leave PROMETHEUS_URL empty", "PROMETHEUS_URL is set but no query is")
+	}
+	return nil
+}
+
+func lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// parseThreshold reads "< 0.01", "<= 300", "> 0.99", ">= 0.5".
+func parseThreshold(s string) (string, float64, error) {
+	s = strings.TrimSpace(s)
+	for _, op := range []string{"<=", ">=", "<", ">"} {
+		if rest, ok := strings.CutPrefix(s, op); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				return "", 0, fmt.Errorf("threshold %q: %q is not a number", s, strings.TrimSpace(rest))
+			}
+			return op, v, nil
+		}
+	}
+	return "", 0, fmt.Errorf("threshold %q does not start with <, <=, > or >=", s)
+}
+
+func holds(op string, v, limit float64) bool {
+	switch op {
+	case "<":
+		return v < limit
+	case "<=":
+		return v <= limit
+	case ">":
+		return v > limit
+	case ">=":
+		return v >= limit
+	}
+	return false
+}

@@ -1,0 +1,38 @@
+package health
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/step"
+	"github.com/canaryline/canaryline/internal/steps"
+)
+
+func init() { steps.Register(steps.VerifyHealth, Main) }
+
+// Main is the verify-health step.
+func Main(ctx context.Context, _ []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	var results map[string]string
+	code := step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env}, &Config{},
+		func(ctx context.Context, cfg *Config, log *slog.Logger) (map[string]string, error) {
+			rc, ns, err := step.RESTConfig(env)
+			if err != nil {
+				return nil, err
+			}
+			if cfg.Namespace != "" {
+				ns = cfg.Namespace
+			}
+			kube, err := kubeclient.NewForConfig(rc)
+			if err != nil {
+				return nil, err
+			}
+			v, err := Verify(ctx, cfg, ns, Deps{Kube: kube}, stdout, log)
+			if v.Verdict != "" {
+				results = v.Results() // an unhealthy or inconclusive verdict still writes its results
+			}
+			return results, err
+		})
+	return code
+}

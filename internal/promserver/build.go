@@ -1,0 +1,265 @@
+package promserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Module and Version pin the Prometheus server built from the Go module proxy when the system has none.
+// Prometheus publishes its Go module as v0.<major*100+minor>.<patch>: v0.309.1 is Prometheus 3.9.1.
+const (
+	Module  = "github.com/prometheus/prometheus"
+	Version = "v0.309.1"
+	// releaseVersion is what the built binary reports as its version (stamped with -ldflags).
+	releaseVersion = "3.9.1"
+	mainPackage    = Module + "/cmd/prometheus"
+)
+
+// SystemBinary is the path of Debian's (and most distributions') packaged Prometheus server.
+const SystemBinary = "/usr/bin/prometheus"
+
+// EnvBinary names an environment variable that, when set, overrides which Prometheus binary Binary returns.
+const EnvBinary = "CANARYLINE_PROMETHEUS"
+
+// DefaultCacheDir is where built binaries are kept: $CANARYLINE_CACHE_DIR, else <user cache dir>/canaryline
+// (the same place internal/devcluster uses).
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("CANARYLINE_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find the user cache directory (set CANARYLINE_CACHE_DIR): %w", err)
+	}
+	return filepath.Join(d, "canaryline"), nil
+}
+
+// cachedPath is where the binary built from the module proxy is kept.
+func cachedPath(cacheDir string) string {
+	return filepath.Join(cacheDir, "prometheus", Version, "bin", "prometheus")
+}
+
+// Lookup returns a Prometheus binary that is available without building anything: $CANARYLINE_PROMETHEUS when
+// set, else /usr/bin/prometheus when it runs, else one already built into cacheDir. ok is false when there is none.
+func Lookup(ctx context.Context, cacheDir string) (path string, ok bool) {
+	if p := os.Getenv(EnvBinary); p != "" {
+		return p, true
+	}
+	if runs(ctx, SystemBinary) {
+		return SystemBinary, true
+	}
+	if p := cachedPath(cacheDir); usable(p) {
+		return p, true
+	}
+	return "", false
+}
+
+// Binary returns a Prometheus server binary: $CANARYLINE_PROMETHEUS when set (it must run), else /usr/bin/prometheus
+// (Debian's package `prometheus`) when present and `prometheus --version` succeeds, else one built from the Go
+// module proxy and cached under cacheDir/prometheus/<version>/. Building takes about 7 minutes cold on 2 cores and
+// prints progress to log every 30 s; concurrent callers (parallel test packages) wait for a single build.
+func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
+	if log == nil {
+		log = io.Discard
+	}
+	if p := os.Getenv(EnvBinary); p != "" {
+		if err := version(ctx, p); err != nil {
+			return "", fmt.Errorf("$%s=%s: %w", EnvBinary, p, err)
+		}
+		return p, nil
+	}
+	if runs(ctx, SystemBinary) {
+		return SystemBinary, nil
+	}
+	if cacheDir == "" {
+		return "", errors.New("promserver: no cache directory to build Prometheus into")
+	}
+	bin := cachedPath(cacheDir)
+	if usable(bin) {
+		return bin, nil
+	}
+	root := filepath.Join(cacheDir, "prometheus", Version)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("create cache directory %s: %w", root, err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(root, ".lock"), log)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if usable(bin) { // built by another process while we waited
+		return bin, nil
+	}
+	b := &builder{root: root, log: log, start: time.Now()}
+	fmt.Fprintf(log, "promserver: %s not found; building Prometheus %s (%s@%s) into %s "+
+		"(first run only: about 7 min on 2 cores, less with a warm Go build cache)\n",
+		SystemBinary, releaseVersion, Module, Version, root)
+	if err := b.build(ctx, bin); err != nil {
+		return "", err
+	}
+	if err := version(ctx, bin); err != nil {
+		return "", fmt.Errorf("promserver: the built %s does not run: %w", bin, err)
+	}
+	fmt.Fprintf(log, "promserver: Prometheus built in %s\n", time.Since(b.start).Round(time.Second))
+	return bin, nil
+}
+
+func usable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && fi.Mode()&0o111 != 0
+}
+
+func runs(ctx context.Context, path string) bool {
+	if !usable(path) {
+		return false
+	}
+	return version(ctx, path) == nil
+}
+
+// version runs `path --version`, which every Prometheus release supports.
+func version(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s --version: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	if !bytes.Contains(out, []byte("prometheus")) {
+		return fmt.Errorf("%s --version: does not look like Prometheus: %q", path, firstLine(string(out)))
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// lockFile takes an exclusive flock, printing once that it waits for another builder.
+func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	said := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !said {
+			fmt.Fprintf(log, "promserver: another process is building Prometheus; waiting for it (%s)\n", path)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+type builder struct {
+	root  string
+	log   io.Writer
+	start time.Time
+}
+
+// build compiles cmd/prometheus in a scratch module that requires the Prometheus module. `go install
+// github.com/prometheus/prometheus/cmd/prometheus@version` is refused because Prometheus's go.mod has exclude
+// directives; as a dependency of another module those directives are simply ignored.
+func (b *builder) build(ctx context.Context, dst string) error {
+	dir := filepath.Join(b.root, "src")
+	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err != nil {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		gomod := "module canaryline.local/prometheusbuild\n\ngo 1.26.0\n"
+		tools := "//go:build tools\n\npackage tools\n\nimport _ \"" + mainPackage + "\"\n"
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
+			return err
+		}
+		if err := b.goCmd(ctx, "resolve "+Module+"@"+Version, dir, "get", Module+"@"+Version); err != nil {
+			return err
+		}
+		if err := b.goCmd(ctx, "resolve "+Module+"@"+Version+" dependencies", dir, "mod", "tidy"); err != nil {
+			// Leave no go.sum behind, so that the next attempt starts over rather than building a half-resolved module.
+			_ = os.Remove(filepath.Join(dir, "go.sum"))
+			return err
+		}
+	}
+	const v = "github.com/prometheus/common/version"
+	ldflags := strings.Join([]string{"-s", "-w",
+		"-X", v + ".Version=" + releaseVersion,
+		"-X", v + ".Revision=" + Version,
+		"-X", v + ".Branch=module-proxy",
+		"-X", v + ".BuildUser=canaryline",
+		"-X", v + ".BuildDate=" + time.Now().UTC().Format("20060102-15:04:05"),
+	}, " ")
+	tmp := dst + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	// No "builtinassets" tag: the web UI's compiled assets are not part of the module, and only the HTTP API is used.
+	if err := b.goCmd(ctx, "build prometheus", dir, "build", "-trimpath", "-ldflags="+ldflags, "-o", tmp, mainPackage); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// goCmd runs one go command, logging its output to build.log and printing progress every 30 s.
+func (b *builder) goCmd(ctx context.Context, step, dir string, args ...string) error {
+	logPath := filepath.Join(b.root, "build.log")
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	fmt.Fprintf(lf, "== %s: go %s\n", step, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = lf, lf
+	t0 := time.Now()
+	fmt.Fprintf(b.log, "promserver: [%s] %s...\n", time.Since(b.start).Round(time.Second), step)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: start go: %w", step, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("promserver: %s: go %s: %w (log: %s)", step, strings.Join(args, " "), err, logPath)
+			}
+			fmt.Fprintf(b.log, "promserver: [%s] %s done in %s\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
+			return nil
+		case <-tick.C:
+			fmt.Fprintf(b.log, "promserver: [%s] still working: %s (%s so far)\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
+		}
+	}
+}

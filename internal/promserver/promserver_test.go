@@ -1,0 +1,426 @@
+package promserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"sigs.k8s.io/yaml"
+)
+
+// EnvBuild makes the tests build Prometheus from the module proxy (about 7 minutes) when no binary is at hand.
+const EnvBuild = "CANARYLINE_PROMETHEUS_BUILD"
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// prometheusBinary returns a Prometheus binary, or skips the test when none can be had quickly.
+func prometheusBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		cache, err := DefaultCacheDir()
+		if err != nil {
+			binErr = err
+			return
+		}
+		if os.Getenv(EnvBuild) == "1" {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			binPath, binErr = Binary(ctx, cache, t.Output())
+			return
+		}
+		if p, ok := Lookup(context.Background(), cache); ok {
+			binPath = p
+			return
+		}
+		binErr = errSkip(fmt.Sprintf("no Prometheus binary: %s is absent (apt-get install prometheus) and none is built in %s; "+
+			"set %s=1 to build Prometheus %s from the Go module proxy (about 7 min)", SystemBinary, cachedPath(cache), EnvBuild, Version))
+	})
+	var skip errSkip
+	if errors.As(binErr, &skip) {
+		t.Skip(string(skip))
+	}
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+type errSkip string
+
+func (e errSkip) Error() string { return string(e) }
+
+func TestRenderConfig(t *testing.T) {
+	o := Options{
+		Scrape: 2 * time.Second,
+		Targets: map[string][]string{
+			"shop":  {"127.0.0.1:8081", "127.0.0.1:8082"},
+			"admin": {"localhost:9000"},
+		},
+		Labels: map[string]map[string]string{
+			"127.0.0.1:8081": {"track": "stable", "namespace": "shop", "app": "shop"},
+			"127.0.0.1:8082": {"track": "canary", "namespace": "shop", "app": "shop"},
+		},
+	}
+	out, err := renderConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got promConfig
+	if err := yaml.UnmarshalStrict(out, &got); err != nil {
+		t.Fatalf("rendered config does not parse: %v\n%s", err, out)
+	}
+	want := promConfig{
+		Global: globalConfig{ScrapeInterval: "2s", ScrapeTimeout: "2s", EvaluationInterval: "2s"},
+		ScrapeConfigs: []scrapeConfig{
+			{JobName: "admin", MetricsPath: "/metrics", Scheme: "http", StaticConfigs: []staticConfig{
+				{Targets: []string{"localhost:9000"}},
+			}},
+			{JobName: "shop", MetricsPath: "/metrics", Scheme: "http", StaticConfigs: []staticConfig{
+				{Targets: []string{"127.0.0.1:8081"}, Labels: map[string]string{"track": "stable", "namespace": "shop", "app": "shop"}},
+				{Targets: []string{"127.0.0.1:8082"}, Labels: map[string]string{"track": "canary", "namespace": "shop", "app": "shop"}},
+			}},
+		},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("config (-want +got):\n%s\n%s", d, out)
+	}
+	for _, s := range []string{"scrape_interval: 2s", "job_name: shop", "track: canary", "- 127.0.0.1:8082"} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("config lacks %q:\n%s", s, out)
+		}
+	}
+
+	// Defaults: a 1 s interval; no targets is a valid, empty configuration.
+	out, err = renderConfig(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = promConfig{}
+	if err := yaml.UnmarshalStrict(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(promConfig{Global: globalConfig{ScrapeInterval: "1s", ScrapeTimeout: "1s", EvaluationInterval: "1s"}}, got); d != "" {
+		t.Errorf("default config (-want +got):\n%s", d)
+	}
+	out, err = renderConfig(Options{Scrape: 500 * time.Millisecond})
+	if err != nil || !strings.Contains(string(out), "scrape_interval: 500ms") {
+		t.Errorf("500ms interval: %v\n%s", err, out)
+	}
+}
+
+func TestBadTargetConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"not host:port", Options{Targets: map[string][]string{"shop": {"http://127.0.0.1:8080/metrics"}}}, `target "http://127.0.0.1:8080/metrics" is not host:port`},
+		{"no port", Options{Targets: map[string][]string{"shop": {"127.0.0.1"}}}, `is not host:port`},
+		{"bad port", Options{Targets: map[string][]string{"shop": {"127.0.0.1:99999"}}}, `invalid port`},
+		{"empty job", Options{Targets: map[string][]string{"": {"127.0.0.1:80"}}}, `job name is empty`},
+		{"no targets", Options{Targets: map[string][]string{"shop": nil}}, `job "shop" has no targets`},
+		{"duplicate", Options{Targets: map[string][]string{"shop": {"127.0.0.1:80", "127.0.0.1:80"}}}, `twice`},
+		{"labels for unknown target", Options{
+			Targets: map[string][]string{"shop": {"127.0.0.1:80"}},
+			Labels:  map[string]map[string]string{"127.0.0.1:81": {"track": "canary"}},
+		}, `labels are given for "127.0.0.1:81", which is not a target of any job`},
+		{"bad label name", Options{
+			Targets: map[string][]string{"shop": {"127.0.0.1:80"}},
+			Labels:  map[string]map[string]string{"127.0.0.1:80": {"app.kubernetes.io/name": "shop"}},
+		}, `"app.kubernetes.io/name" is not a valid label name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			tc.o.Binary = "/nonexistent/prometheus" // never run: the configuration is checked first
+			s, err := Start(t.Context(), tc.o)
+			if err == nil {
+				s.Stop()
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+				t.Errorf("Start left %d entries in the temp dir", len(entries))
+			}
+		})
+	}
+}
+
+// TestStartFailsClearly checks that a server that exits at once is reported with its log, and cleaned up.
+func TestStartFailsClearly(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	_, err := Start(t.Context(), Options{Binary: "/bin/false"})
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "prometheus.log") {
+		t.Fatalf("Start with /bin/false: %v", err)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("Start left %d entries in the temp dir", len(entries))
+	}
+	if _, err := Start(t.Context(), Options{}); err == nil || !strings.Contains(err.Error(), "Binary is empty") {
+		t.Errorf("Start without a binary: %v", err)
+	}
+}
+
+func TestBinaryOverride(t *testing.T) {
+	t.Setenv(EnvBinary, "/bin/true") // runs, but is not Prometheus
+	if _, err := Binary(t.Context(), t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "does not look like Prometheus") {
+		t.Errorf("Binary with $%s=/bin/true: %v", EnvBinary, err)
+	}
+}
+
+// app is a sample application exposing http_requests_total{code} from a private registry. It serves one request
+// every tick; every errEvery-th one fails with a 500.
+type app struct {
+	addr string
+	stop func()
+}
+
+func startApp(t *testing.T, errEvery int) app {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total", Help: "Requests served."}, []string{"code"})
+	reg.MustRegister(requests)
+	requests.WithLabelValues("200").Add(0)
+	requests.WithLabelValues("500").Add(0)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(l) }()
+
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			if i%errEvery == 0 {
+				requests.WithLabelValues("500").Inc()
+			} else {
+				requests.WithLabelValues("200").Inc()
+			}
+		}
+	}()
+	a := app{addr: l.Addr().String(), stop: func() { close(quit); wg.Wait(); srv.Close() }}
+	t.Cleanup(a.stop)
+	return a
+}
+
+func TestCanaryErrorRatio(t *testing.T) {
+	bin := prometheusBinary(t)
+	stable := startApp(t, 100) // 1% errors
+	canary := startApp(t, 10)  // 10% errors
+	// A target nobody listens on: Start must still return (its first scrape reports up == 0).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := l.Addr().String()
+	l.Close()
+
+	t0 := time.Now()
+	s, err := Start(t.Context(), Options{
+		Binary: bin,
+		Targets: map[string][]string{
+			"shop": {stable.addr, canary.addr},
+			"dead": {deadAddr},
+		},
+		Labels: map[string]map[string]string{
+			stable.addr: {"track": "stable", "namespace": "shop", "app": "shop"},
+			canary.addr: {"track": "canary", "namespace": "shop", "app": "shop"},
+		},
+		Log: t.Output(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	t.Logf("Prometheus %s (%s) started and scraped every target in %s", s.Version, bin, time.Since(t0).Round(time.Millisecond))
+	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") {
+		t.Errorf("URL = %q", s.URL)
+	}
+
+	up, err := s.Query(t.Context(), `up`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := map[string]float64{}
+	for _, smp := range up.(model.Vector) {
+		ups[string(smp.Metric["instance"])] = float64(smp.Value)
+		if smp.Metric["instance"] == model.LabelValue(canary.addr) && (smp.Metric["track"] != "canary" || smp.Metric["app"] != "shop" || smp.Metric["job"] != "shop") {
+			t.Errorf("canary target labels: %v", smp.Metric)
+		}
+	}
+	if ups[stable.addr] != 1 || ups[canary.addr] != 1 || ups[deadAddr] != 0 || len(ups) != 3 {
+		t.Errorf("up = %v, want stable and canary 1, dead 0", ups)
+	}
+
+	// Give the 5 s rate window a few scrapes, then poll until both tracks have a ratio.
+	time.Sleep(4 * DefaultScrape)
+	const q = `sum by (track) (rate(http_requests_total{code="500"}[5s])) / sum by (track) (rate(http_requests_total[5s]))`
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var ratios map[string]float64
+	for {
+		v, err := s.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ratios = map[string]float64{}
+		for _, smp := range v.(model.Vector) {
+			if f := float64(smp.Value); !math.IsNaN(f) && len(smp.Metric) == 1 {
+				ratios[string(smp.Metric["track"])] = f
+			}
+		}
+		if len(ratios) == 2 && ratios["stable"] > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("query %s: got %v, want a ratio for each of stable and canary", q, v)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	t.Logf("error ratio: stable %.4f, canary %.4f", ratios["stable"], ratios["canary"])
+	if ratios["canary"] < 3*ratios["stable"] || ratios["canary"] < 0.05 || ratios["canary"] > 0.2 || ratios["stable"] > 0.03 {
+		t.Errorf("ratios %v: want canary ≈ 0.10 clearly above stable ≈ 0.01", ratios)
+	}
+
+	pid, dir := s.Pid(), s.Dir
+	if _, err := os.Stat(s.LogPath); err != nil {
+		t.Errorf("log: %v", err)
+	}
+	t1 := time.Now()
+	s.Stop()
+	t.Logf("stopped in %s", time.Since(t1).Round(time.Millisecond))
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("pid %d still exists after Stop (kill 0: %v)", pid, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("temp dir %s not removed: %v", dir, err)
+	}
+	s.Stop() // idempotent
+}
+
+// TestOwnDir checks that a caller's directory is used for config, data and log, and kept by Stop.
+func TestOwnDir(t *testing.T) {
+	bin := prometheusBinary(t)
+	dir := t.TempDir()
+	s, err := Start(t.Context(), Options{Binary: bin, Dir: dir, Scrape: 2 * time.Second, Log: t.Output()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.Query(t.Context(), `vector(42)`)
+	s.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vec, ok := v.(model.Vector); !ok || len(vec) != 1 || vec[0].Value != 42 {
+		t.Errorf("vector(42) = %v", v)
+	}
+	for _, f := range []string{"prometheus.yml", "prometheus.log", "data"} {
+		if _, err := os.Stat(dir + "/" + f); err != nil {
+			t.Errorf("Stop removed the caller's %s: %v", f, err)
+		}
+	}
+}
+
+// TestDiesWithParent checks that Prometheus never outlives the process that started it, even one killed with
+// SIGKILL (which runs no cleanup): a helper process starts a server and is killed.
+func TestDiesWithParent(t *testing.T) {
+	if os.Getenv("PROMSERVER_HELPER_DIR") != "" {
+		return // the helper's work is done in TestMain
+	}
+	bin := prometheusBinary(t)
+	dir := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROMSERVER_HELPER_DIR="+dir, "PROMSERVER_HELPER_BIN="+bin)
+	cmd.Stderr = t.Output()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	if !alive(pid) {
+		t.Fatalf("Prometheus (pid %d) is not running", pid)
+	}
+	_ = cmd.Process.Kill() // SIGKILL: no deferred Stop runs
+	_ = cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("Prometheus (pid %d) outlived the process that started it", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid runs (a zombie waiting for init to reap it counts as dead).
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(data), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("PROMSERVER_HELPER_DIR"); dir != "" {
+		s, err := Start(context.Background(), Options{Binary: os.Getenv("PROMSERVER_HELPER_BIN"), Dir: dir})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(s.Pid())
+		select {} // until killed
+	}
+	os.Exit(m.Run())
+}

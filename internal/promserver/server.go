@@ -1,0 +1,373 @@
+// Package promserver runs a real Prometheus server on loopback for tests and the demo: it finds (or builds and
+// caches) a Prometheus binary, writes a scrape configuration for the given targets, starts the server on a free
+// port and waits until every target has been scraped once, so PromQL checks run against real data.
+package promserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// DefaultScrape is the scrape and rule evaluation interval used when Options.Scrape is zero.
+const DefaultScrape = time.Second
+
+const (
+	readyTimeout = 60 * time.Second // process start to /-/ready
+	stopGrace    = 5 * time.Second  // SIGTERM to SIGKILL
+	// Prometheus hands discovered targets to the scrape manager at most every 5 s (not configurable in 2.x), so
+	// the first scrape comes 5-6 s (plus up to one scrape interval) after /-/ready. Start allows this plus two intervals.
+	firstScrapeTimeout = 30 * time.Second
+)
+
+// Options configure a Prometheus server.
+type Options struct {
+	Binary  string                       // from Binary
+	Dir     string                       // data + config directory; a temp dir when empty (removed by Stop)
+	Scrape  time.Duration                // scrape and evaluation interval, default 1s
+	Targets map[string][]string          // job name -> host:port targets, scraped over HTTP at /metrics
+	Labels  map[string]map[string]string // per target "host:port" -> extra target labels, e.g. {"track": "canary"}
+	Log     io.Writer                    // progress lines; nil discards them
+}
+
+// Server is a running Prometheus server started by Start.
+type Server struct {
+	URL     string // http://127.0.0.1:PORT
+	Dir     string // config (prometheus.yml), data (data/) and log (prometheus.log)
+	LogPath string // the server's own output
+	Version string // as reported by /api/v1/status/buildinfo, e.g. "2.42.0+ds" or "3.9.1"
+
+	api     v1.API
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error
+	tempDir bool
+	log     io.Writer
+	stop    sync.Once
+}
+
+// Start runs Prometheus on a free 127.0.0.1 port scraping o.Targets every o.Scrape, and returns once /-/ready
+// answers 200 and every target has been scraped at least once (its `up` series exists; a target that is down is
+// reported to o.Log but is not an error). ctx bounds the start only: the server runs until Stop, and never
+// outlives the calling process (it gets SIGKILL when the process dies).
+func Start(ctx context.Context, o Options) (*Server, error) {
+	log := o.Log
+	if log == nil {
+		log = io.Discard
+	}
+	if o.Binary == "" {
+		return nil, errors.New("promserver: Options.Binary is empty (use promserver.Binary)")
+	}
+	targets, err := validate(o)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := renderConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{})}
+	if s.Dir == "" {
+		if s.Dir, err = os.MkdirTemp("", "promserver-"); err != nil {
+			return nil, fmt.Errorf("promserver: %w", err)
+		}
+		s.tempDir = true
+	} else if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("promserver: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Stop()
+		}
+	}()
+	cfgPath := filepath.Join(s.Dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return nil, fmt.Errorf("promserver: %w", err)
+	}
+	s.LogPath = filepath.Join(s.Dir, "prometheus.log")
+
+	t0 := time.Now()
+	for attempt := 1; ; attempt++ {
+		err := s.startOnce(ctx, o.Binary, cfgPath)
+		if err == nil {
+			break
+		}
+		// The port was free when chosen but another process may have taken it since; try another one.
+		if attempt < 3 && s.exited() && strings.Contains(s.logTail(), "address already in use") {
+			fmt.Fprintf(log, "promserver: port taken before Prometheus could bind it; retrying\n")
+			s.done = make(chan struct{})
+			continue
+		}
+		return nil, err
+	}
+	ready := time.Since(t0)
+
+	client, err := api.NewClient(api.Config{Address: s.URL})
+	if err != nil {
+		return nil, fmt.Errorf("promserver: %w", err)
+	}
+	s.api = v1.NewAPI(client)
+	if bi, err := s.api.Buildinfo(ctx); err == nil {
+		s.Version = bi.Version
+	}
+	fmt.Fprintf(log, "promserver: Prometheus %s (pid %d) ready at %s in %s; dir %s\n",
+		s.Version, s.Pid(), s.URL, ready.Round(time.Millisecond), s.Dir)
+
+	scrape := o.Scrape
+	if scrape <= 0 {
+		scrape = DefaultScrape
+	}
+	if err := s.waitScraped(ctx, targets, firstScrapeTimeout+2*scrape); err != nil {
+		return nil, err
+	}
+	if len(targets) > 0 {
+		fmt.Fprintf(log, "promserver: first scrape of %d target(s) done %s after start\n",
+			len(targets), time.Since(t0).Round(time.Millisecond))
+	}
+	ok = true
+	return s, nil
+}
+
+// startOnce starts the process on a fresh port and waits for /-/ready.
+func (s *Server) startOnce(ctx context.Context, bin, cfgPath string) error {
+	port, err := freePort()
+	if err != nil {
+		return fmt.Errorf("promserver: find a free port: %w", err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.URL = "http://" + addr
+	// Only flags that Prometheus 2.x (Debian 12 ships 2.42) and 3.x both have.
+	args := []string{
+		"--config.file=" + cfgPath,
+		"--storage.tsdb.path=" + filepath.Join(s.Dir, "data"),
+		"--storage.tsdb.retention.time=1h",
+		"--web.listen-address=" + addr,
+		"--web.enable-lifecycle",
+	}
+	lf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("promserver: %w", err)
+	}
+	fmt.Fprintf(lf, "== %s %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = lf, lf
+	// Its own process group, so a terminal's ^C reaches only the test; Pdeathsig, so it dies with this process.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := spawn(cmd); err != nil {
+		lf.Close()
+		return fmt.Errorf("promserver: start %s: %w", bin, err)
+	}
+	s.cmd = cmd
+	done := s.done
+	go func() {
+		s.waitErr = cmd.Wait()
+		lf.Close()
+		close(done)
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		if s.get(ctx, hc, "/-/ready") == http.StatusOK {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("promserver: %s exited before it was ready (%v); %s:\n%s", bin, s.waitErr, s.LogPath, s.logTail())
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("promserver: Prometheus not ready at %s after %s; %s:\n%s", s.URL, readyTimeout, s.LogPath, s.logTail())
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) get(ctx context.Context, hc *http.Client, path string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+path, nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitScraped polls `up` until every target has a sample, i.e. has been scraped once.
+func (s *Server) waitScraped(ctx context.Context, targets []target, timeout time.Duration) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var missing []string
+	for {
+		v, err := s.Query(ctx, "up")
+		if err == nil {
+			missing = missing[:0]
+			have := map[[2]string]model.SampleValue{}
+			if vec, ok := v.(model.Vector); ok {
+				for _, smp := range vec {
+					have[[2]string{string(smp.Metric["job"]), string(smp.Metric["instance"])}] = smp.Value
+				}
+			}
+			var down []string
+			for _, t := range targets {
+				up, ok := have[[2]string{t.jobLabel, t.inLabel}]
+				switch {
+				case !ok:
+					missing = append(missing, t.job+"/"+t.addr)
+				case up != 1:
+					down = append(down, t.job+"/"+t.addr)
+				}
+			}
+			if len(missing) == 0 {
+				if len(down) > 0 {
+					fmt.Fprintf(s.log, "promserver: warning: target(s) down after the first scrape (up == 0): %s\n", strings.Join(down, ", "))
+				}
+				return nil
+			}
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("promserver: Prometheus exited (%v); %s:\n%s", s.waitErr, s.LogPath, s.logTail())
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("promserver: targets not scraped within %s: %s (query error: %v); %s:\n%s",
+					timeout, strings.Join(missing, ", "), err, s.LogPath, s.logTail())
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Query evaluates an instant PromQL query now. Warnings from the server are printed to the log.
+func (s *Server) Query(ctx context.Context, q string) (model.Value, error) {
+	if s.api == nil {
+		return nil, errors.New("promserver: server not started")
+	}
+	v, warnings, _, err := s.api.Query(ctx, q, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("promserver: query %q: %w", q, err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(s.log, "promserver: query %q: warning: %s\n", q, w)
+	}
+	return v, nil
+}
+
+// API returns the client_golang Prometheus API client, for range queries, target listings and the like.
+func (s *Server) API() v1.API { return s.api }
+
+// Pid returns the server's process id, or 0 before it has started.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Stop ends the server (SIGTERM, then SIGKILL after 5 s) and removes Dir when Start created it. It is safe to
+// call more than once.
+func (s *Server) Stop() {
+	s.stop.Do(func() {
+		if s.cmd != nil && s.cmd.Process != nil {
+			if !s.exited() {
+				_ = s.cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-s.done:
+				case <-time.After(stopGrace):
+					// The whole process group: Prometheus starts no children, but make sure nothing is left.
+					_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+					<-s.done
+				}
+			}
+		}
+		if s.tempDir {
+			if err := os.RemoveAll(s.Dir); err != nil {
+				fmt.Fprintf(s.log, "promserver: remove %s: %v\n", s.Dir, err)
+			}
+		}
+	})
+}
+
+func (s *Server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logTail returns the last lines of the server's log, for error messages.
+func (s *Server) logTail() string {
+	data, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// spawner starts children from one OS thread that never exits. Pdeathsig fires when the thread that forked a
+// child dies, not the process, so the thread is pinned for good: the kernel kills Prometheus when this process
+// dies for any reason (even SIGKILL or a test timeout), and never earlier.
+var spawnReqs = func() chan spawnReq {
+	reqs := make(chan spawnReq)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+		for r := range reqs {
+			r.resp <- r.cmd.Start()
+		}
+	}()
+	return reqs
+}()
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	resp chan error
+}
+
+func spawn(cmd *exec.Cmd) error {
+	resp := make(chan error, 1)
+	spawnReqs <- spawnReq{cmd: cmd, resp: resp}
+	return <-resp
+}
