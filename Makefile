@@ -7,7 +7,7 @@ PKGS    := ./...
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid='
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build test unit lint image controlplane prometheus cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines image controlplane prometheus cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -45,6 +45,10 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) build -tags tools -o /dev/null ./internal/tools
+
+## pipelines: generate pipelines/ (the 1, 3 and 5 step canary releases, blue-green, prebuilt variants) from one source
+pipelines:
+	$(GO) run ./cmd/canaryline generate pipelines
 
 ## image: the step image as an OCI layout (_output/image/oci) and a docker tarball, built without a container engine
 image:

@@ -89,7 +89,7 @@ func TestBinaryDispatch(t *testing.T) {
 			path:       bin,
 			args:       []string{"start-build"},
 			wantCode:   2,
-			wantStderr: "ERROR param BUILD_CONFIG: is required; give the name of the application's BuildConfig (oc get bc)\n",
+			wantStderr: "ERROR param BUILD_CONFIG: is required; give the name of the application's BuildConfig (oc get bc), or APP when they share it\n",
 		},
 		{
 			name:       "unknown step",

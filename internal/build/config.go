@@ -20,8 +20,9 @@ type StartConfig struct {
 	step.Common
 	// Namespace of the BuildConfig; the step's own namespace when empty.
 	Namespace string `env:"NAMESPACE"`
-	// BuildConfig to instantiate.
+	// BuildConfig to instantiate; App's name when empty (oc new-app names both after the application).
 	BuildConfig string `env:"BUILD_CONFIG"`
+	App         string `env:"APP"`
 	// Commit to build (the pushed revision); the BuildConfig's ref when empty.
 	Commit        string `env:"COMMIT"`
 	CommitAuthor  string `env:"COMMIT_AUTHOR"` // "Name <email>" or a name
@@ -45,7 +46,10 @@ var commitRE = regexp.MustCompile(`^([0-9a-f]{7,40}|[0-9a-f]{64})$`)
 // Validate checks every param before anything is read from or written to the cluster.
 func (c *StartConfig) Validate() error {
 	if c.BuildConfig == "" {
-		return step.Invalid("BUILD_CONFIG", "give the name of the application's BuildConfig (oc get bc)", "is required")
+		c.BuildConfig = c.App
+	}
+	if c.BuildConfig == "" {
+		return step.Invalid("BUILD_CONFIG", "give the name of the application's BuildConfig (oc get bc), or APP when they share it", "is required")
 	}
 	if errs := validation.IsDNS1123Subdomain(c.BuildConfig); len(errs) > 0 {
 		return step.Invalid("BUILD_CONFIG", "use the BuildConfig's name as `oc get bc` shows it", "%q is not a valid name: %s", c.BuildConfig, strings.Join(errs, "; "))

@@ -47,6 +47,8 @@ Commands:
   demo [--kubeconfig F] [--namespace NS]
                      the demo on the embedded control plane (or on F's cluster): build sample-app with its
                      BuildConfig and deploy it by digest as the stable version behind a Route
+  generate pipelines [--check]
+                     write pipelines/ from internal/pipelinegen (all variants from one source)
   image [--out DIR] [--tarball FILE] [--ref REF]
                      build the step image (all five steps, one multi-call binary) as an OCI layout
                      without a container engine, and print its size
@@ -94,6 +96,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return imageCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, env, args[1:], stdout, stderr)
+	case "generate":
+		return generateCmd(args[1:], stdout, stderr)
 	default:
 		return usagef("unknown command %q", args[0])
 	}

@@ -165,13 +165,24 @@ type Results struct {
 	Dir string
 }
 
-// maxResult keeps each result well under Tekton's 4096-byte termination message, which all results share.
-const maxResult = 1024
+// maxResult and maxResults keep results well under Tekton's 4096-byte termination message, which all results
+// of a step share with Tekton's own data.
+const (
+	maxResult  = 1024
+	maxResults = 3072
+)
 
 // Write writes the named results. An empty Dir writes nothing (a local run without Tekton).
 func (r Results) Write(values map[string]string) error {
 	if r.Dir == "" {
 		return nil
+	}
+	total := 0
+	for _, v := range values {
+		total += len(v)
+	}
+	if total > maxResults {
+		return fmt.Errorf("results are %d bytes together; they stay under %d", total, maxResults)
 	}
 	for name, v := range values {
 		if len(v) > maxResult {

@@ -95,6 +95,10 @@ func TestResults(t *testing.T) {
 	if err := (Results{Dir: dir}).Write(map[string]string{"BIG": strings.Repeat("x", 2000)}); err == nil {
 		t.Error("a 2000-byte result was written; results must stay small")
 	}
+	if err := (Results{Dir: dir}).Write(map[string]string{"A": strings.Repeat("x", 1000), "B": strings.Repeat("x", 1000),
+		"C": strings.Repeat("x", 1000), "D": strings.Repeat("x", 1000)}); err == nil {
+		t.Error("4000 bytes of results were written; together they must stay under 3072")
+	}
 	if err := (Results{}).Write(map[string]string{"A": "1"}); err != nil {
 		t.Errorf("no results dir: %v", err)
 	}

@@ -1,0 +1,228 @@
+// Package pipelines checks pipelines/ against its generator, Tekton's own validation, and the Tasks it uses.
+package pipelines
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/canaryline/canaryline/internal/pipelinegen"
+)
+
+const root = "../.."
+
+func loadTasks(t *testing.T) map[string]*v1.Task {
+	t.Helper()
+	tasks := map[string]*v1.Task{}
+	files, _ := filepath.Glob(filepath.Join(root, "tasks", "*.yaml"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		if !bytes.Contains(data, []byte("kind: Task\n")) {
+			continue
+		}
+		task := &v1.Task{}
+		if err := yaml.UnmarshalStrict(data, task); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		tasks[task.Name] = task
+	}
+	return tasks
+}
+
+// TestGeneratedPipelinesAreFresh fails when pipelines/ differs from what `make pipelines` writes.
+func TestGeneratedPipelinesAreFresh(t *testing.T) {
+	t.Parallel()
+	files, err := pipelinegen.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(root, "pipelines", name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("pipelines/%s is stale or missing: run make pipelines", name)
+		}
+	}
+	onDisk, _ := filepath.Glob(filepath.Join(root, "pipelines", "*.yaml"))
+	for _, f := range onDisk {
+		if _, ok := files[filepath.Base(f)]; !ok {
+			t.Errorf("%s is not generated: add it to internal/pipelinegen or remove it", f)
+		}
+	}
+	if len(files) != 6 {
+		t.Errorf("%d pipelines; want 6 (canary 1/3/5, canary prebuilt, blue-green, blue-green prebuilt)", len(files))
+	}
+}
+
+var (
+	paramRef  = regexp.MustCompile(`\$\(params\.([a-zA-Z0-9_-]+)\)`)
+	resultRef = regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za-z0-9_-]+)\)`)
+)
+
+func TestPipelines(t *testing.T) {
+	t.Parallel()
+	tasks := loadTasks(t)
+	if len(tasks) != 5 {
+		t.Fatalf("%d Tasks; want the five steps", len(tasks))
+	}
+	for _, name := range pipelinegen.Names() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			data, err := os.ReadFile(filepath.Join(root, "pipelines", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &v1.Pipeline{}
+			if err := yaml.UnmarshalStrict(data, p); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			p.SetDefaults(ctx)
+			if err := p.Validate(ctx); err != nil {
+				t.Fatalf("Tekton's validation: %v", err)
+			}
+			declared := map[string]bool{}
+			for _, ps := range p.Spec.Params {
+				declared[ps.Name] = true
+				if ps.Default == nil {
+					t.Errorf("param %s has no default (the console needs one)", ps.Name)
+				}
+			}
+			byName := map[string]v1.PipelineTask{}
+			for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
+				byName[pt.Name] = pt
+			}
+			promoteFinally := false
+			for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
+				task, ok := tasks[pt.TaskRef.Name]
+				if !ok {
+					t.Fatalf("task %s uses Task %q, which tasks/ does not have", pt.Name, pt.TaskRef.Name)
+				}
+				taskParams := map[string]v1.ParamSpec{}
+				for _, ps := range task.Spec.Params {
+					taskParams[ps.Name] = ps
+				}
+				passed := map[string]bool{}
+				for _, prm := range pt.Params {
+					passed[prm.Name] = true
+					if _, ok := taskParams[prm.Name]; !ok {
+						t.Errorf("task %s passes %s, which Task %s does not declare", pt.Name, prm.Name, task.Name)
+					}
+					for _, m := range paramRef.FindAllStringSubmatch(prm.Value.StringVal, -1) {
+						if !declared[m[1]] {
+							t.Errorf("task %s uses $(params.%s), which the Pipeline does not declare", pt.Name, m[1])
+						}
+					}
+					for _, m := range resultRef.FindAllStringSubmatch(prm.Value.StringVal, -1) {
+						checkResult(t, pt.Name, m[1], m[2], byName, tasks)
+					}
+				}
+				for name, ps := range taskParams {
+					if ps.Default == nil && !passed[name] {
+						t.Errorf("task %s does not pass %s, which Task %s requires", pt.Name, name, task.Name)
+					}
+				}
+				if task.Name == "promote-or-rollback" && slices.ContainsFunc(p.Spec.Finally, func(f v1.PipelineTask) bool { return f.Name == pt.Name }) {
+					promoteFinally = true
+					for _, prm := range pt.Params {
+						if resultRef.MatchString(prm.Value.StringVal) {
+							t.Errorf("finally task %s uses a task result: it would be skipped when that task did not run", pt.Name)
+						}
+						if prm.Name == "DECISION" && prm.Value.StringVal != "auto" {
+							t.Errorf("finally DECISION %q; want auto", prm.Value.StringVal)
+						}
+					}
+				}
+			}
+			if !promoteFinally {
+				t.Error("no finally task runs promote-or-rollback: a failure would leave the canary in place")
+			}
+			for _, r := range p.Spec.Results {
+				for _, m := range resultRef.FindAllStringSubmatch(r.Value.StringVal, -1) {
+					checkResult(t, "result "+r.Name, m[1], m[2], byName, tasks)
+				}
+			}
+			if bytes.Contains(data, []byte("script:")) {
+				t.Error("the Pipeline uses script:")
+			}
+			// The weight steps run in order, each followed by an analysis.
+			var order []string
+			for _, pt := range p.Spec.Tasks {
+				order = append(order, pt.TaskRef.Name)
+			}
+			seq := strings.Join(order, ",")
+			if !strings.Contains(seq, "shift-canary,verify-health") || !strings.HasSuffix(seq, "verify-health,promote-or-rollback") {
+				t.Errorf("task order %s", seq)
+			}
+		})
+	}
+}
+
+func checkResult(t *testing.T, user, from, result string, byName map[string]v1.PipelineTask, tasks map[string]*v1.Task) {
+	t.Helper()
+	pt, ok := byName[from]
+	if !ok {
+		t.Errorf("%s uses results of %s, which is not a task of the Pipeline", user, from)
+		return
+	}
+	for _, r := range tasks[pt.TaskRef.Name].Spec.Results {
+		if r.Name == result {
+			return
+		}
+	}
+	t.Errorf("%s uses result %s of %s; Task %s has no such result", user, result, from, pt.TaskRef.Name)
+}
+
+// TestNoScriptAnywhere: params reach binaries through env, never through script.
+func TestNoScriptAnywhere(t *testing.T) {
+	t.Parallel()
+	for _, dir := range []string{"tasks", "pipelines", "triggers", ".tekton", "catalog"} {
+		_ = filepath.WalkDir(filepath.Join(root, dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
+				return nil
+			}
+			data, _ := os.ReadFile(p)
+			if regexp.MustCompile(`(?m)^\s*(- )?script:`).Match(data) {
+				t.Errorf("%s uses script:", p)
+			}
+			return nil
+		})
+	}
+}
+
+// TestKustomization: `oc apply -k .` installs every Task, Pipeline and the RBAC, and nothing that does not exist.
+func TestKustomization(t *testing.T) {
+	t.Parallel()
+	var k struct {
+		APIVersion string   `json:"apiVersion"`
+		Kind       string   `json:"kind"`
+		Resources  []string `json:"resources"`
+	}
+	data, err := os.ReadFile(filepath.Join(root, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, &k); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range k.Resources {
+		if _, err := os.Stat(filepath.Join(root, r)); err != nil {
+			t.Errorf("resource %s: %v", r, err)
+		}
+	}
+	want, _ := filepath.Glob(filepath.Join(root, "tasks", "*.yaml"))
+	more, _ := filepath.Glob(filepath.Join(root, "pipelines", "*.yaml"))
+	for _, f := range append(want, more...) {
+		rel, _ := filepath.Rel(root, f)
+		if !slices.Contains(k.Resources, rel) {
+			t.Errorf("kustomization.yaml does not install %s", rel)
+		}
+	}
+}
