@@ -7,7 +7,7 @@ PKGS    := ./...
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid='
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all build test unit lint pipelines image controlplane prometheus cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -50,10 +50,18 @@ lint:
 pipelines:
 	$(GO) run ./cmd/canaryline generate pipelines
 
+## catalog: generate catalog/ (tektoncd/catalog layout, Artifact Hub annotations, pinned step image) from tasks/ and pipelines/
+catalog:
+	$(GO) run ./cmd/canaryline catalog generate
+
+## bundle: push every Task and Pipeline as a Tekton bundle: make bundle BUNDLE=quay.io/team/canaryline-bundle:v0.1
+bundle:
+	$(GO) run ./cmd/canaryline bundle push --ref $(BUNDLE)
+
 ## image: the step image as an OCI layout (_output/image/oci) and a docker tarball, built without a container engine
 image:
 	$(GO) run ./cmd/canaryline image --out $(OUT)/image/oci --tarball $(OUT)/image/canaryline-steps.tar \
-	  --revision "$$(git rev-parse HEAD 2>/dev/null)"
+	  --digest-file catalog/IMAGE_DIGEST
 
 ## cluster-up / cluster-down: the local control plane in the background; eval the printed line for KUBECONFIG
 cluster-up: build

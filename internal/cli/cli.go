@@ -10,6 +10,9 @@ import (
 	"os"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/canaryline/canaryline/internal/bundle"
+	"github.com/canaryline/canaryline/internal/catalog"
 )
 
 // Exit codes.
@@ -49,6 +52,10 @@ Commands:
                      BuildConfig and deploy it by digest as the stable version behind a Route
   generate pipelines [--check]
                      write pipelines/ from internal/pipelinegen (all variants from one source)
+  catalog generate [--image-digest sha256:...] [--check]
+                     write catalog/ (tektoncd/catalog layout) from tasks/ and pipelines/
+  bundle push --ref REGISTRY/REPO:TAG [--insecure]
+                     push every Task and Pipeline as a Tekton bundle and print its pinned reference
   image [--out DIR] [--tarball FILE] [--ref REF]
                      build the step image (all five steps, one multi-call binary) as an OCI layout
                      without a container engine, and print its size
@@ -61,9 +68,12 @@ CANARYLINE_CLUSTER_DIR (default: $CANARYLINE_CACHE_DIR/cluster), CANARYLINE_NODE
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := run(ctx, args, os.LookupEnv, stdout, stderr)
 	var ue usageError
+	var code exitCode
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &code):
+		return int(code)
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -98,9 +108,25 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return demoCmd(ctx, env, args[1:], stdout, stderr)
 	case "generate":
 		return generateCmd(args[1:], stdout, stderr)
+	case "catalog":
+		return codeErr(catalog.Main(args[1:], stdout, stderr))
+	case "bundle":
+		return codeErr(bundle.Main(ctx, args[1:], stdout, stderr))
 	default:
 		return usagef("unknown command %q", args[0])
 	}
+}
+
+// exitCode carries a subcommand's own exit code (it has printed its messages already).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func codeErr(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitCode(code)
 }
 
 type lookupFunc func(string) (string, bool)

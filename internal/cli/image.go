@@ -16,6 +16,7 @@ func imageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ref := fs.String("ref", "", "image reference recorded in the layout (default: the image package's)")
 	version := fs.String("version", "dev", "version label")
 	revision := fs.String("revision", "", "source revision label (e.g. git rev-parse HEAD)")
+	digestFile := fs.String("digest-file", "", "also write the image digest here (catalog/IMAGE_DIGEST pins the catalog's step images)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -29,6 +30,11 @@ func imageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stderr, "canaryline: image written to %s\n", *out)
+	if *digestFile != "" {
+		if err := os.WriteFile(*digestFile, []byte(rep.Digest.String()+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintln(stdout, rep.String())
 	return nil
 }

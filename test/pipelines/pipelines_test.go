@@ -14,6 +14,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/canaryline/canaryline/internal/catalog"
 	"github.com/canaryline/canaryline/internal/pipelinegen"
 )
 
@@ -224,5 +225,26 @@ func TestKustomization(t *testing.T) {
 		if !slices.Contains(k.Resources, rel) {
 			t.Errorf("kustomization.yaml does not install %s", rel)
 		}
+	}
+}
+
+// TestCatalogIsFresh fails when catalog/ differs from what `make catalog` writes from tasks/, pipelines/ and the
+// step image digest in catalog/IMAGE_DIGEST.
+func TestCatalogIsFresh(t *testing.T) {
+	t.Parallel()
+	files, err := catalog.Generate(catalog.Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := catalog.Diff(root, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stale) > 0 {
+		t.Errorf("catalog/ is stale (run make catalog): %v", stale)
+	}
+	task, ok := files["catalog/task/shift-canary/0.1/shift-canary.yaml"]
+	if !ok || !bytes.Contains(task, []byte("canaryline-steps:v0.1.0@sha256:")) {
+		t.Errorf("the catalog's shift-canary Task is missing or its step image is not pinned")
 	}
 }
