@@ -5,33 +5,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/canaryline/canaryline/internal/gobuild"
 )
 
 // TknVersion is the tektoncd/cli release TknBinary builds.
 const TknVersion = "v0.43.0"
 
 // DefaultCacheDir is where built tools are kept: $CANARYLINE_CACHE_DIR, else <user cache dir>/canaryline.
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("CANARYLINE_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find the user cache directory (set CANARYLINE_CACHE_DIR): %w", err)
-	}
-	return filepath.Join(d, "canaryline"), nil
-}
+func DefaultCacheDir() (string, error) { return gobuild.DefaultCacheDir() }
 
 // TknBinary returns the path of the tkn CLI (tektoncd/cli TknVersion) under cacheDir (DefaultCacheDir when empty),
 // at cacheDir/tkn/<version>/bin/tkn, building it from the Go module proxy first when it is not there: about 3 min on
@@ -80,7 +70,7 @@ func (s scratchBuild) ensure(ctx context.Context, log io.Writer) (string, error)
 	if err := os.MkdirAll(s.Root, 0o755); err != nil {
 		return "", fmt.Errorf("create cache directory %s: %w", s.Root, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(s.Root, ".lock"), s.Name, log)
+	unlock, err := gobuild.Lock(ctx, filepath.Join(s.Root, ".lock"), s.Name, log)
 	if err != nil {
 		return "", err
 	}
@@ -88,7 +78,7 @@ func (s scratchBuild) ensure(ctx context.Context, log io.Writer) (string, error)
 	if usable(bin) { // built by another process while we waited
 		return bin, nil
 	}
-	r := &runner{name: s.Name, log: log, logPath: filepath.Join(s.Root, "build.log"), start: time.Now()}
+	r := &runner{Runner: gobuild.NewRunner(s.Name, filepath.Join(s.Root, "build.log"), log, "GOFLAGS=-mod=mod -buildvcs=false")}
 	fmt.Fprintf(log, "%s: building %s@%s into %s (first run only: %s)\n", s.Name, s.Module, s.Version, s.Root, s.Estimate)
 
 	src := filepath.Join(s.Root, "src")
@@ -142,7 +132,7 @@ func (s scratchBuild) ensure(ctx context.Context, log io.Writer) (string, error)
 	if err := os.Rename(tmp, filepath.Join(s.Root, "bin")); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(log, "%s: built %s in %s\n", s.Name, bin, time.Since(r.start).Round(time.Second))
+	fmt.Fprintf(log, "%s: built %s in %s\n", s.Name, bin, r.Elapsed().Round(time.Second))
 	return bin, nil
 }
 
@@ -208,47 +198,13 @@ func parseReplaces(gomod []byte) ([]string, error) {
 	return out, sc.Err()
 }
 
-func usable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && fi.Mode()&0o111 != 0
-}
+func usable(path string) bool { return gobuild.Usable(path) }
 
-// lockFile takes an exclusive flock on path, printing once that it waits for another builder.
-func lockFile(ctx context.Context, path, name string, log io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	said := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !said {
-			fmt.Fprintf(log, "%s: another process is building it; waiting (%s)\n", name, path)
-			said = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// runner runs go commands for one build, logging their output to logPath and progress to log.
+// runner runs go commands for one build (gobuild.Runner), repeating a command when the checksum database has
+// no record of some module versions (see goCmd).
 type runner struct {
-	name    string
-	log     io.Writer
-	logPath string
-	start   time.Time
-	noSumDB []string // module paths the checksum database does not know (see goCmd)
+	*gobuild.Runner
+	noSumDB []string // module paths the checksum database does not know
 }
 
 // sumDB404 matches the go command's error when the checksum database has no record of a module version, e.g.
@@ -277,8 +233,8 @@ func (r *runner) goCmd(ctx context.Context, step, dir string, args ...string) ([
 			return stdout, err
 		}
 		sort.Strings(fresh)
-		fmt.Fprintf(r.log, "%s: the checksum database has no record of %s (404); using the module proxy's checksums for them\n",
-			r.name, strings.Join(fresh, ", "))
+		fmt.Fprintf(r.Log, "%s: the checksum database has no record of %s (404); using the module proxy's checksums for them\n",
+			r.Name, strings.Join(fresh, ", "))
 		r.noSumDB = append(r.noSumDB, fresh...)
 	}
 }
@@ -293,60 +249,15 @@ func contains(list []string, s string) bool {
 }
 
 func (r *runner) goOnce(ctx context.Context, step, dir string, args ...string) (stdout, combined []byte, err error) {
-	lf, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer lf.Close()
-	fmt.Fprintf(lf, "== %s: go %s\n", step, strings.Join(args, " "))
-	var out, all bytes.Buffer
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod -buildvcs=false", "GOWORK=off")
+	var env []string
 	if len(r.noSumDB) > 0 {
 		list := r.noSumDB
 		if prev := os.Getenv("GONOSUMDB"); prev != "" {
 			list = append([]string{prev}, list...)
 		}
-		cmd.Env = append(cmd.Env, "GONOSUMDB="+strings.Join(list, ","))
-		fmt.Fprintf(lf, "== GONOSUMDB=%s\n", strings.Join(list, ","))
+		env = append(env, "GONOSUMDB="+strings.Join(list, ","))
 	}
-	cmd.Stdout = io.MultiWriter(&out, &all, lf)
-	cmd.Stderr = io.MultiWriter(&all, lf)
-	t0 := time.Now()
-	fmt.Fprintf(r.log, "%s: [%s] %s...\n", r.name, time.Since(r.start).Round(time.Second), step)
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("%s: start go: %w", step, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return out.Bytes(), all.Bytes(), fmt.Errorf("%s: go %s: %w: %s (full log: %s)", step, strings.Join(args, " "), err,
-					lastLines(all.String(), 8), r.logPath)
-			}
-			fmt.Fprintf(r.log, "%s: [%s] %s done in %s\n", r.name, time.Since(r.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
-			return out.Bytes(), all.Bytes(), nil
-		case <-tick.C:
-			fmt.Fprintf(r.log, "%s: [%s] still working: %s (%s so far)\n", r.name, time.Since(r.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
-		}
-	}
+	return r.Run(ctx, step, dir, env, args...)
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	var keep []string
-	for _, l := range lines {
-		if !strings.HasPrefix(l, "go: downloading ") {
-			keep = append(keep, l)
-		}
-	}
-	if len(keep) > n {
-		keep = keep[len(keep)-n:]
-	}
-	return strings.Join(keep, "\n")
-}
+func lastLines(s string, n int) string { return gobuild.LastLines(s, n) }

@@ -5,15 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/canaryline/canaryline/internal/gobuild"
 )
 
 // Versions pins what the control plane is built from. All of it comes from the Go module proxy.
@@ -38,16 +37,7 @@ func (v Versions) Key() string {
 }
 
 // DefaultCacheDir is where built binaries are kept: $CANARYLINE_CACHE_DIR, else the user cache directory.
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("CANARYLINE_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find the user cache directory (set CANARYLINE_CACHE_DIR): %w", err)
-	}
-	return filepath.Join(d, "canaryline"), nil
-}
+func DefaultCacheDir() (string, error) { return gobuild.DefaultCacheDir() }
 
 // Binaries are the paths of a built control plane.
 type Binaries struct {
@@ -69,7 +59,7 @@ func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Wri
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return bins, fmt.Errorf("create cache directory %s: %w", root, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(root, ".lock"), log)
+	unlock, err := gobuild.Lock(ctx, filepath.Join(root, ".lock"), "devcluster", log)
 	if err != nil {
 		return bins, err
 	}
@@ -77,12 +67,12 @@ func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Wri
 	if complete(bins) { // built by another process while we waited
 		return bins, nil
 	}
-	b := &builder{root: root, v: v, log: log, start: time.Now()}
+	b := &builder{root: root, v: v, run: gobuild.NewRunner("devcluster", filepath.Join(root, "build.log"), log)}
 	fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 7 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
 	if err := b.buildAll(ctx, bins); err != nil {
 		return bins, err
 	}
-	fmt.Fprintf(log, "devcluster: control plane built in %s\n", time.Since(b.start).Round(time.Second))
+	fmt.Fprintf(log, "devcluster: control plane built in %s\n", b.run.Elapsed().Round(time.Second))
 	return bins, nil
 }
 
@@ -96,40 +86,10 @@ func complete(b Binaries) bool {
 	return err == nil
 }
 
-// lockFile takes an exclusive flock, printing once that it waits for another builder.
-func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	said := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !said {
-			fmt.Fprintf(log, "devcluster: another process is building the control plane; waiting for it (%s)\n", path)
-			said = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
 type builder struct {
-	root  string
-	v     Versions
-	log   io.Writer
-	start time.Time
+	root string
+	v    Versions
+	run  *gobuild.Runner
 }
 
 func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
@@ -170,7 +130,7 @@ func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
 	for i, name := range binaries {
 		t := targets[name]
 		step := fmt.Sprintf("build %s (%d/%d)", name, i+1, len(binaries))
-		if err := b.goCmd(ctx, step, t.dir, "build", "-ldflags="+t.ldflags, "-o", filepath.Join(tmpBin, name), t.pkg); err != nil {
+		if err := b.run.Go(ctx, step, t.dir, "build", "-ldflags="+t.ldflags, "-o", filepath.Join(tmpBin, name), t.pkg); err != nil {
 			return err
 		}
 	}
@@ -190,12 +150,9 @@ func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 		return dir, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	mod := "k8s.io/kubernetes@" + b.v.Kubernetes
 	var info struct{ GoMod, Error string }
-	out, err := b.goOutput(ctx, dir, "mod", "download", "-json", mod)
+	out, err := gobuild.Output(ctx, os.TempDir(), "mod", "download", "-json", mod)
 	if err != nil {
 		return "", fmt.Errorf("download %s: %w", mod, err)
 	}
@@ -207,25 +164,20 @@ func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
 		return "", err
 	}
 	staging := "v0." + strings.TrimPrefix(b.v.Kubernetes, "v1.")
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "module canaryline.local/controlplane\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\n", b.v.Kubernetes)
+	extra := "require k8s.io/kubernetes " + b.v.Kubernetes + "\n\n"
 	sc := bufio.NewScanner(bytes.NewReader(gomod))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if i := strings.Index(line, "=> ./staging/"); i > 0 {
 			m := strings.Fields(strings.TrimPrefix(line, "replace"))[0]
-			fmt.Fprintf(&sb, "replace %s => %s %s\n", m, m, staging)
+			extra += fmt.Sprintf("replace %s => %s %s\n", m, m, staging)
 		}
 	}
-	tools := "//go:build tools\n\npackage tools\n\nimport (\n\t_ \"k8s.io/kubernetes/cmd/kube-apiserver\"\n" +
-		"\t_ \"k8s.io/kubernetes/cmd/kube-controller-manager\"\n\t_ \"k8s.io/kubernetes/cmd/kube-scheduler\"\n)\n"
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(sb.String()), 0o644); err != nil {
+	if err := gobuild.WriteScratchModule(dir, "canaryline.local/controlplane", []string{"k8s.io/kubernetes/cmd/kube-apiserver",
+		"k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes/cmd/kube-scheduler"}, extra); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
-		return "", err
-	}
-	if err := b.goCmd(ctx, "resolve k8s.io/kubernetes "+b.v.Kubernetes+" modules", dir, "mod", "tidy"); err != nil {
+	if err := b.run.Go(ctx, "resolve k8s.io/kubernetes "+b.v.Kubernetes+" modules", dir, "mod", "tidy"); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -237,21 +189,13 @@ func (b *builder) scratchModule(ctx context.Context, name, modVersion, pkg strin
 	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 		return dir, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := gobuild.WriteScratchModule(dir, "canaryline.local/"+name+"build", []string{pkg}, ""); err != nil {
 		return "", err
 	}
-	gomod := "module canaryline.local/" + name + "build\n\ngo 1.26.0\n"
-	tools := "//go:build tools\n\npackage tools\n\nimport _ \"" + pkg + "\"\n"
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+	if err := b.run.Go(ctx, "resolve "+modVersion, dir, "get", modVersion); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
-		return "", err
-	}
-	if err := b.goCmd(ctx, "resolve "+modVersion, dir, "get", modVersion); err != nil {
-		return "", err
-	}
-	if err := b.goCmd(ctx, "resolve "+modVersion+" dependencies", dir, "mod", "tidy"); err != nil {
+	if err := b.run.Go(ctx, "resolve "+modVersion+" dependencies", dir, "mod", "tidy"); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -260,7 +204,7 @@ func (b *builder) scratchModule(ctx context.Context, name, modVersion, pkg strin
 // writeKWOKStages concatenates the stage files shipped in the kwok module: the standalone kwok binary has none
 // built in. These give fake nodes that stay Ready and pods that become Running/Ready and disappear when deleted.
 func (b *builder) writeKWOKStages(ctx context.Context, kwokMod, dst string) error {
-	out, err := b.goOutput(ctx, kwokMod, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
+	out, err := gobuild.Output(ctx, kwokMod, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
 	if err != nil {
 		return fmt.Errorf("locate the kwok module: %w", err)
 	}
@@ -282,55 +226,6 @@ func (b *builder) writeKWOKStages(ctx context.Context, kwokMod, dst string) erro
 		buf.WriteString("\n")
 	}
 	return os.WriteFile(dst, buf.Bytes(), 0o644)
-}
-
-// goCmd runs one go command, logging its output to build.log and printing progress every 30 s.
-func (b *builder) goCmd(ctx context.Context, step, dir string, args ...string) error {
-	logPath := filepath.Join(b.root, "build.log")
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	fmt.Fprintf(lf, "== %s: go %s\n", step, strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	cmd.Stdout, cmd.Stderr = lf, lf
-	t0 := time.Now()
-	fmt.Fprintf(b.log, "devcluster: [%s] %s...\n", time.Since(b.start).Round(time.Second), step)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: start go: %w", step, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("%s: go %s: %w (log: %s)", step, strings.Join(args, " "), err, logPath)
-			}
-			fmt.Fprintf(b.log, "devcluster: [%s] %s done in %s\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
-			return nil
-		case <-tick.C:
-			fmt.Fprintf(b.log, "devcluster: [%s] still working: %s (%s so far)\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
-		}
-	}
-}
-
-func (b *builder) goOutput(ctx context.Context, dir string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
 }
 
 // Prepare builds (or finds cached) everything Start needs: the binaries and the CRDs.

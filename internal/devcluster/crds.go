@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,6 +19,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/canaryline/canaryline/internal/gobuild"
 )
 
 // Modules the CRDs come from. OpenShiftAPI must match go.mod (a test checks it).
@@ -86,10 +87,7 @@ func ensureCRDs(ctx context.Context, cacheDir string, log io.Writer) ([]*apiexte
 
 // moduleDir downloads module@version through the Go module proxy and returns its directory.
 func moduleDir(ctx context.Context, modVersion string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", modVersion)
-	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	out, err := cmd.Output()
+	out, err := gobuild.Output(ctx, os.TempDir(), "mod", "download", "-json", modVersion)
 	var info struct{ Dir, Error string }
 	_ = json.Unmarshal(out, &info)
 	if err != nil || info.Dir == "" {

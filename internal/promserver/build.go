@@ -10,8 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/canaryline/canaryline/internal/gobuild"
 )
 
 // Module and Version pin the Prometheus server built from the Go module proxy when the system has none.
@@ -32,16 +33,7 @@ const EnvBinary = "CANARYLINE_PROMETHEUS"
 
 // DefaultCacheDir is where built binaries are kept: $CANARYLINE_CACHE_DIR, else <user cache dir>/canaryline
 // (the same place internal/devcluster uses).
-func DefaultCacheDir() (string, error) {
-	if d := os.Getenv("CANARYLINE_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("find the user cache directory (set CANARYLINE_CACHE_DIR): %w", err)
-	}
-	return filepath.Join(d, "canaryline"), nil
-}
+func DefaultCacheDir() (string, error) { return gobuild.DefaultCacheDir() }
 
 // cachedPath is where the binary built from the module proxy is kept.
 func cachedPath(cacheDir string) string {
@@ -91,7 +83,7 @@ func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error)
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("create cache directory %s: %w", root, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(root, ".lock"), log)
+	unlock, err := gobuild.Lock(ctx, filepath.Join(root, ".lock"), "promserver", log)
 	if err != nil {
 		return "", err
 	}
@@ -99,7 +91,7 @@ func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error)
 	if usable(bin) { // built by another process while we waited
 		return bin, nil
 	}
-	b := &builder{root: root, log: log, start: time.Now()}
+	b := &builder{root: root, run: gobuild.NewRunner("promserver", filepath.Join(root, "build.log"), log, "CGO_ENABLED=0")}
 	fmt.Fprintf(log, "promserver: %s not found; building Prometheus %s (%s@%s) into %s "+
 		"(first run only: about 7 min on 2 cores, less with a warm Go build cache)\n",
 		SystemBinary, releaseVersion, Module, Version, root)
@@ -109,14 +101,11 @@ func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error)
 	if err := version(ctx, bin); err != nil {
 		return "", fmt.Errorf("promserver: the built %s does not run: %w", bin, err)
 	}
-	fmt.Fprintf(log, "promserver: Prometheus built in %s\n", time.Since(b.start).Round(time.Second))
+	fmt.Fprintf(log, "promserver: Prometheus built in %s\n", b.run.Elapsed().Round(time.Second))
 	return bin, nil
 }
 
-func usable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && fi.Mode()&0o111 != 0
-}
+func usable(path string) bool { return gobuild.Usable(path) }
 
 func runs(ctx context.Context, path string) bool {
 	if !usable(path) {
@@ -144,39 +133,9 @@ func firstLine(s string) string {
 	return s
 }
 
-// lockFile takes an exclusive flock, printing once that it waits for another builder.
-func lockFile(ctx context.Context, path string, log io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	said := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !said {
-			fmt.Fprintf(log, "promserver: another process is building Prometheus; waiting for it (%s)\n", path)
-			said = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
 type builder struct {
-	root  string
-	log   io.Writer
-	start time.Time
+	root string
+	run  *gobuild.Runner
 }
 
 // build compiles cmd/prometheus in a scratch module that requires the Prometheus module. `go install
@@ -188,21 +147,13 @@ func (b *builder) build(ctx context.Context, dst string) error {
 		if err := os.RemoveAll(dir); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := gobuild.WriteScratchModule(dir, "canaryline.local/prometheusbuild", []string{mainPackage}, ""); err != nil {
 			return err
 		}
-		gomod := "module canaryline.local/prometheusbuild\n\ngo 1.26.0\n"
-		tools := "//go:build tools\n\npackage tools\n\nimport _ \"" + mainPackage + "\"\n"
-		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		if err := b.run.Go(ctx, "resolve "+Module+"@"+Version, dir, "get", Module+"@"+Version); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "tools.go"), []byte(tools), 0o644); err != nil {
-			return err
-		}
-		if err := b.goCmd(ctx, "resolve "+Module+"@"+Version, dir, "get", Module+"@"+Version); err != nil {
-			return err
-		}
-		if err := b.goCmd(ctx, "resolve "+Module+"@"+Version+" dependencies", dir, "mod", "tidy"); err != nil {
+		if err := b.run.Go(ctx, "resolve "+Module+"@"+Version+" dependencies", dir, "mod", "tidy"); err != nil {
 			// Leave no go.sum behind, so that the next attempt starts over rather than building a half-resolved module.
 			_ = os.Remove(filepath.Join(dir, "go.sum"))
 			return err
@@ -221,45 +172,9 @@ func (b *builder) build(ctx context.Context, dst string) error {
 		return err
 	}
 	// No "builtinassets" tag: the web UI's compiled assets are not part of the module, and only the HTTP API is used.
-	if err := b.goCmd(ctx, "build prometheus", dir, "build", "-trimpath", "-ldflags="+ldflags, "-o", tmp, mainPackage); err != nil {
+	if err := b.run.Go(ctx, "build prometheus", dir, "build", "-trimpath", "-ldflags="+ldflags, "-o", tmp, mainPackage); err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-// goCmd runs one go command, logging its output to build.log and printing progress every 30 s.
-func (b *builder) goCmd(ctx context.Context, step, dir string, args ...string) error {
-	logPath := filepath.Join(b.root, "build.log")
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	fmt.Fprintf(lf, "== %s: go %s\n", step, strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = lf, lf
-	t0 := time.Now()
-	fmt.Fprintf(b.log, "promserver: [%s] %s...\n", time.Since(b.start).Round(time.Second), step)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%s: start go: %w", step, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("promserver: %s: go %s: %w (log: %s)", step, strings.Join(args, " "), err, logPath)
-			}
-			fmt.Fprintf(b.log, "promserver: [%s] %s done in %s\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
-			return nil
-		case <-tick.C:
-			fmt.Fprintf(b.log, "promserver: [%s] still working: %s (%s so far)\n", time.Since(b.start).Round(time.Second), step, time.Since(t0).Round(time.Second))
-		}
-	}
 }

@@ -325,19 +325,27 @@ func (r *httpRoute) Restore(ctx context.Context, b Backends, snapshot string) er
 	if s.Kind != KindHTTPRoute {
 		return fmt.Errorf("read the HTTPRoute snapshot: it is of router kind %q", s.Kind)
 	}
+	return restoreLists(ctx, r.client(b.Namespace), "HTTPRoute "+b.Namespace+"/"+r.name, r.name,
+		[]string{"spec", "rules"}, "backendRefs", s.Rules, b.Annotations, s.Annotations)
+}
+
+// restoreLists puts back on an unstructured router object (what names it in errors) the lists a snapshot saved,
+// and its annotations as they were before the release. An object deleted since has nothing of the release left.
+func restoreLists(ctx context.Context, c dynamic.ResourceInterface, what, name string, path []string, field string,
+	saved []savedList, release, before map[string]string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := r.client(b.Namespace).Get(ctx, r.name, metav1.GetOptions{})
+		u, err := c.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil // deleted: nothing of the release is left on it
+			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("get HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+			return fmt.Errorf("get %s: %w", what, err)
 		}
-		changed, err := putBackLists(u.Object, []string{"spec", "rules"}, "backendRefs", s.Rules)
+		changed, err := putBackLists(u.Object, path, field, saved)
 		if err != nil {
-			return fmt.Errorf("restore HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+			return fmt.Errorf("restore %s: %w", what, err)
 		}
-		anns := annotationsAfterRestore(u.GetAnnotations(), b.Annotations, s.Annotations)
+		anns := annotationsAfterRestore(u.GetAnnotations(), release, before)
 		if !maps.Equal(anns, u.GetAnnotations()) {
 			u.SetAnnotations(anns)
 			changed = true
@@ -345,8 +353,8 @@ func (r *httpRoute) Restore(ctx context.Context, b Backends, snapshot string) er
 		if !changed {
 			return nil
 		}
-		if _, err := r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("restore HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
+		if _, err := c.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("restore %s: %w", what, err)
 		}
 		return nil
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -415,29 +414,6 @@ func (r *istio) Restore(ctx context.Context, b Backends, snapshot string) error 
 	if s.Kind != KindIstio {
 		return fmt.Errorf("read the VirtualService snapshot: it is of router kind %q", s.Kind)
 	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := r.client(b.Namespace).Get(ctx, r.name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil // deleted: nothing of the release is left on it
-		}
-		if err != nil {
-			return fmt.Errorf("get VirtualService %s/%s: %w", b.Namespace, r.name, err)
-		}
-		changed, err := putBackLists(u.Object, []string{"spec", "http"}, "route", s.HTTP)
-		if err != nil {
-			return fmt.Errorf("restore VirtualService %s/%s: %w", b.Namespace, r.name, err)
-		}
-		anns := annotationsAfterRestore(u.GetAnnotations(), b.Annotations, s.Annotations)
-		if !maps.Equal(anns, u.GetAnnotations()) {
-			u.SetAnnotations(anns)
-			changed = true
-		}
-		if !changed {
-			return nil
-		}
-		if _, err := r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("restore VirtualService %s/%s: %w", b.Namespace, r.name, err)
-		}
-		return nil
-	})
+	return restoreLists(ctx, r.client(b.Namespace), "VirtualService "+b.Namespace+"/"+r.name, r.name,
+		[]string{"spec", "http"}, "route", s.HTTP, b.Annotations, s.Annotations)
 }
