@@ -50,6 +50,9 @@ Commands:
   demo [--kubeconfig F] [--namespace NS]
                      the demo on the embedded control plane (or on F's cluster): build sample-app with its
                      BuildConfig and deploy it by digest as the stable version behind a Route
+  run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
+                     run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order
+                     and with Tekton's substitution (when, finally, $(tasks.status), retries, timeouts)
   generate pipelines [--check]
                      write pipelines/ from internal/pipelinegen (all variants from one source)
   catalog generate [--image-digest sha256:...] [--check]
@@ -108,6 +111,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return demoCmd(ctx, env, args[1:], stdout, stderr)
 	case "generate":
 		return generateCmd(args[1:], stdout, stderr)
+	case "run":
+		return runCmd(ctx, args[1:], stdout, stderr)
 	case "catalog":
 		return codeErr(catalog.Main(args[1:], stdout, stderr))
 	case "bundle":

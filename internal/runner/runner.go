@@ -1,0 +1,505 @@
+// Package runner executes a Tekton Pipeline of canaryline's Tasks without Tekton: each step runs as a local
+// process of the step binary with the Task's env mapping and a results directory. The order comes from Tekton's
+// own DAG code and every $(...) from Tekton's own substitution functions, so `when`, `finally`, $(tasks.status),
+// results, timeouts and retries mean what they mean in Tekton. What it does not support is an error, never a skip.
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
+	"github.com/tektoncd/pipeline/pkg/substitution"
+	"sigs.k8s.io/yaml"
+)
+
+// Options configure a run.
+type Options struct {
+	Pipeline  string            // the Pipeline's file
+	TasksDir  string            // where its Tasks are (tasks/)
+	Params    map[string]string // param values; the rest take their defaults
+	Steps     string            // the multi-call step binary (canaryline-steps)
+	Env       []string          // environment of the steps (KUBECONFIG, ...)
+	Namespace string            // $(context.pipelineRun.namespace)
+	RunName   string            // $(context.pipelineRun.name); generated when empty
+	Timeout   time.Duration     // the whole run (tasks and finally); 1h when 0
+	Workspace string            // a directory for the Pipeline's workspaces (a temporary one when empty)
+	Out       io.Writer         // progress and step logs
+}
+
+// Task statuses, as $(tasks.<name>.status) gives them.
+const (
+	Succeeded = "Succeeded"
+	Failed    = "Failed"
+	None      = "None" // skipped, or not run
+)
+
+// TaskRun is how one pipeline task went.
+type TaskRun struct {
+	Name, Task string
+	Status     string
+	Reason     string
+	Attempts   int
+	Duration   time.Duration
+	Results    map[string]string
+	Finally    bool
+}
+
+// Summary is the run.
+type Summary struct {
+	Name     string
+	Status   string // Succeeded, Failed (as a PipelineRun's Succeeded condition reason: Succeeded, Completed or Failed)
+	Tasks    []*TaskRun
+	Results  map[string]string
+	Duration time.Duration
+}
+
+// UnsupportedError is a Tekton feature canaryline run does not have.
+type UnsupportedError struct{ What string }
+
+func (e *UnsupportedError) Error() string {
+	return "canaryline run does not support " + e.What + "; run this Pipeline on Tekton"
+}
+
+// Run executes the Pipeline.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	p, tasks, err := load(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.RunName == "" {
+		o.RunName = fmt.Sprintf("%s-run-%d", p.Name, time.Now().Unix()%100000)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Hour
+	}
+	if o.Workspace == "" {
+		if o.Workspace, err = os.MkdirTemp("", "canaryline-run-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(o.Workspace)
+	}
+	params, err := paramValues(p, o.Params)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{o: o, p: p, tasks: tasks, params: params, results: map[string]map[string]string{}, status: map[string]string{}}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	sum := &Summary{Name: o.RunName}
+	fmt.Fprintf(o.Out, "run %s: Pipeline %s\n", o.RunName, p.Name)
+
+	list := v1.PipelineTaskList(p.Spec.Tasks)
+	graph, err := dag.Build(list, list.Deps())
+	if err != nil {
+		return nil, fmt.Errorf("order the tasks of Pipeline %s: %w", p.Name, err)
+	}
+	byName := map[string]v1.PipelineTask{}
+	for _, pt := range p.Spec.Tasks {
+		byName[pt.Name] = pt
+	}
+	var done []string
+	failed := false
+	for !failed {
+		next, err := dag.GetCandidateTasks(graph, done...)
+		if err != nil {
+			return nil, err
+		}
+		if next.Len() == 0 {
+			break
+		}
+		names := next.List()
+		sort.Strings(names)
+		for _, name := range names {
+			tr := r.runTask(ctx, byName[name], false)
+			sum.Tasks = append(sum.Tasks, tr)
+			done = append(done, name)
+			if tr.Status == Failed {
+				failed = true // as Tekton: no new task starts after a failure; finally runs
+				break
+			}
+		}
+	}
+	// Tasks never started are None; their dependents are too.
+	for _, pt := range p.Spec.Tasks {
+		if _, ok := r.status[pt.Name]; !ok {
+			r.status[pt.Name] = None
+			sum.Tasks = append(sum.Tasks, &TaskRun{Name: pt.Name, Task: pt.TaskRef.Name, Status: None, Reason: "not run"})
+		}
+	}
+	sum.Status = r.aggregate()
+	// finally: with a fresh deadline of its own when the run's ran out, as Tekton's timeouts.finally.
+	fctx := ctx
+	if ctx.Err() != nil {
+		var fcancel context.CancelFunc
+		fctx, fcancel = context.WithTimeout(context.WithoutCancel(ctx), 15*time.Minute)
+		defer fcancel()
+	}
+	for _, pt := range p.Spec.Finally {
+		tr := r.runTask(fctx, pt, true)
+		tr.Finally = true
+		sum.Tasks = append(sum.Tasks, tr)
+		if tr.Status == Failed {
+			sum.Status = Failed
+		}
+	}
+	sum.Results = map[string]string{}
+	for _, res := range p.Spec.Results {
+		sum.Results[res.Name] = substitution.ApplyReplacements(res.Value.StringVal, r.replacements(false))
+	}
+	sum.Duration = time.Since(start)
+	if sum.Status == Failed {
+		return sum, errors.New("PipelineRun " + o.RunName + " failed")
+	}
+	return sum, nil
+}
+
+type run struct {
+	o       Options
+	p       *v1.Pipeline
+	tasks   map[string]*v1.Task
+	params  map[string]string
+	mu      sync.Mutex
+	results map[string]map[string]string
+	status  map[string]string
+}
+
+// aggregate is $(tasks.status): Failed when a task failed, Completed when some were skipped, else Succeeded.
+func (r *run) aggregate() string {
+	agg := Succeeded
+	for _, pt := range r.p.Spec.Tasks {
+		switch r.status[pt.Name] {
+		case Failed:
+			return Failed
+		case None:
+			agg = "Completed"
+		}
+	}
+	return agg
+}
+
+// replacements are the pipeline-level variables: params, context, task results (and in finally, statuses).
+func (r *run) replacements(finally bool) map[string]string {
+	m := map[string]string{
+		"context.pipelineRun.name": r.o.RunName, "context.pipelineRun.namespace": r.o.Namespace,
+		"context.pipelineRun.uid": r.o.RunName, "context.pipeline.name": r.p.Name,
+	}
+	for k, v := range r.params {
+		m["params."+k] = v
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, res := range r.results {
+		for k, v := range res {
+			m["tasks."+t+".results."+k] = v
+		}
+	}
+	if finally {
+		m["tasks.status"] = r.aggregate()
+		for t, s := range r.status {
+			m["tasks."+t+".status"] = s
+		}
+	}
+	return m
+}
+
+func (r *run) runTask(ctx context.Context, pt v1.PipelineTask, finally bool) *TaskRun {
+	tr := &TaskRun{Name: pt.Name, Task: pt.TaskRef.Name, Results: map[string]string{}}
+	repl := r.replacements(finally)
+	// A task whose params use a result that was not produced is skipped, as in Tekton.
+	for _, prm := range pt.Params {
+		if missing := unresolved(substitution.ApplyReplacements(prm.Value.StringVal, repl)); missing != "" {
+			tr.Status, tr.Reason = None, "skipped: "+missing+" was not produced"
+			r.setStatus(pt.Name, None)
+			fmt.Fprintf(r.o.Out, "[%s] %s\n", pt.Name, tr.Reason)
+			return tr
+		}
+	}
+	if wes := pt.When.ReplaceVariables(repl, nil); len(wes) > 0 && !wes.AllowsExecution(nil) {
+		tr.Status, tr.Reason = None, "skipped: when expressions are false"
+		r.setStatus(pt.Name, None)
+		fmt.Fprintf(r.o.Out, "[%s] %s\n", pt.Name, tr.Reason)
+		return tr
+	}
+	task := r.tasks[pt.TaskRef.Name]
+	taskParams := map[string]string{}
+	for _, ps := range task.Spec.Params {
+		if ps.Default != nil {
+			taskParams[ps.Name] = ps.Default.StringVal
+		}
+	}
+	for _, prm := range pt.Params {
+		taskParams[prm.Name] = substitution.ApplyReplacements(prm.Value.StringVal, repl)
+	}
+	attempts := 1 + pt.Retries
+	start := time.Now()
+	for tr.Attempts = 1; tr.Attempts <= attempts; tr.Attempts++ {
+		err := r.runSteps(ctx, pt, task, taskParams, tr)
+		if err == nil {
+			tr.Status = Succeeded
+			break
+		}
+		tr.Status, tr.Reason = Failed, err.Error()
+		if tr.Attempts < attempts && ctx.Err() == nil {
+			fmt.Fprintf(r.o.Out, "[%s] attempt %d failed (%v); retrying\n", pt.Name, tr.Attempts, err)
+			continue
+		}
+		break
+	}
+	if tr.Attempts > attempts {
+		tr.Attempts = attempts
+	}
+	tr.Duration = time.Since(start)
+	r.setStatus(pt.Name, tr.Status)
+	r.mu.Lock()
+	r.results[pt.Name] = tr.Results
+	r.mu.Unlock()
+	fmt.Fprintf(r.o.Out, "[%s] %s in %s%s\n", pt.Name, tr.Status, tr.Duration.Round(100*time.Millisecond), resultsLine(tr.Results))
+	return tr
+}
+
+func (r *run) setStatus(name, s string) {
+	r.mu.Lock()
+	r.status[name] = s
+	r.mu.Unlock()
+}
+
+// runSteps runs the Task's steps as local processes of the step binary, with their env mapping.
+func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, params map[string]string, tr *TaskRun) error {
+	if pt.Timeout != nil && pt.Timeout.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, pt.Timeout.Duration)
+		defer cancel()
+	}
+	results, err := os.MkdirTemp("", "canaryline-results-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(results)
+	repl := map[string]string{"context.taskRun.name": r.o.RunName + "-" + pt.Name, "context.taskRun.namespace": r.o.Namespace,
+		"context.task.name": task.Name}
+	for k, v := range params {
+		repl["params."+k] = v
+	}
+	for _, res := range task.Spec.Results {
+		repl["results."+res.Name+".path"] = filepath.Join(results, res.Name)
+	}
+	for _, ws := range task.Spec.Workspaces {
+		path := ""
+		for _, b := range pt.Workspaces {
+			if b.Name == ws.Name {
+				path = filepath.Join(r.o.Workspace, b.Workspace, b.SubPath)
+				_ = os.MkdirAll(path, 0o755)
+			}
+		}
+		repl["workspaces."+ws.Name+".path"] = path
+		repl["workspaces."+ws.Name+".bound"] = fmt.Sprint(path != "")
+	}
+	for _, st := range task.Spec.Steps {
+		if len(st.Command) != 1 || !strings.HasPrefix(st.Command[0], "/usr/local/bin/") {
+			return &UnsupportedError{What: fmt.Sprintf("step %s of Task %s (command %v): only canaryline step binaries run locally", st.Name, task.Name, st.Command)}
+		}
+		env := append([]string{}, r.o.Env...)
+		for _, e := range st.Env {
+			v := substitution.ApplyReplacements(e.Value, repl)
+			if e.Name == "RESULTS_DIR" {
+				v = results // /tekton/results in a pod
+			}
+			env = append(env, e.Name+"="+v)
+		}
+		cmd := exec.CommandContext(ctx, r.o.Steps, filepath.Base(st.Command[0]))
+		cmd.Env = env
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // the step cancels what it started, as on SIGTERM
+		cmd.WaitDelay = 45 * time.Second
+		pw := &prefixWriter{w: r.o.Out, prefix: "[" + pt.Name + "] "}
+		cmd.Stdout, cmd.Stderr = pw, pw
+		err := cmd.Run()
+		pw.flush()
+		for _, res := range task.Spec.Results {
+			if data, rerr := os.ReadFile(filepath.Join(results, res.Name)); rerr == nil {
+				tr.Results[res.Name] = string(data)
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("step %s: %w", st.Name, ctx.Err())
+			}
+			return fmt.Errorf("step %s: %w", st.Name, err)
+		}
+	}
+	return nil
+}
+
+// unresolved returns the first $(tasks.X.results.Y) left in s, or "".
+func unresolved(s string) string {
+	i := strings.Index(s, "$(tasks.")
+	if i < 0 {
+		return ""
+	}
+	j := strings.Index(s[i:], ")")
+	if j < 0 {
+		return s[i:]
+	}
+	return s[i : i+j+1]
+}
+
+func resultsLine(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		v := m[k]
+		if len(v) > 80 {
+			v = v[:77] + "..."
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return ": " + strings.Join(parts, " ")
+}
+
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    bytes.Buffer
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf.Write(b)
+	for {
+		line, err := p.buf.ReadString('\n')
+		if err != nil {
+			p.buf.WriteString(line)
+			break
+		}
+		fmt.Fprint(p.w, p.prefix+line)
+	}
+	return len(b), nil
+}
+
+func (p *prefixWriter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf.Len() > 0 {
+		fmt.Fprintln(p.w, p.prefix+p.buf.String())
+		p.buf.Reset()
+	}
+}
+
+// load reads the Pipeline and its Tasks, and refuses what the runner does not support.
+func load(o Options) (*v1.Pipeline, map[string]*v1.Task, error) {
+	data, err := os.ReadFile(o.Pipeline)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the Pipeline: %w", err)
+	}
+	p := &v1.Pipeline{}
+	if err := yaml.UnmarshalStrict(data, p); err != nil {
+		return nil, nil, fmt.Errorf("%s is not a tekton.dev/v1 Pipeline: %w", o.Pipeline, err)
+	}
+	ctx := context.Background()
+	p.SetDefaults(ctx)
+	if err := p.Validate(ctx); err != nil {
+		return nil, nil, fmt.Errorf("Pipeline %s: %w", p.Name, err)
+	}
+	tasks := map[string]*v1.Task{}
+	files, _ := filepath.Glob(filepath.Join(o.TasksDir, "*.yaml"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		if !bytes.Contains(data, []byte("kind: Task\n")) {
+			continue
+		}
+		t := &v1.Task{}
+		if err := yaml.UnmarshalStrict(data, t); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f, err)
+		}
+		tasks[t.Name] = t
+	}
+	for _, ps := range p.Spec.Params {
+		if ps.Type != "" && ps.Type != v1.ParamTypeString {
+			return nil, nil, &UnsupportedError{What: fmt.Sprintf("param %s of type %s (string params only)", ps.Name, ps.Type)}
+		}
+	}
+	for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
+		switch {
+		case pt.Matrix != nil:
+			return nil, nil, &UnsupportedError{What: "matrix (task " + pt.Name + ")"}
+		case pt.TaskSpec != nil:
+			return nil, nil, &UnsupportedError{What: "embedded taskSpec (task " + pt.Name + ")"}
+		case pt.TaskRef == nil || pt.TaskRef.Resolver != "" || pt.TaskRef.Name == "":
+			return nil, nil, &UnsupportedError{What: "a remote or missing taskRef (task " + pt.Name + "): Tasks are read from " + o.TasksDir}
+		case pt.PipelineRef != nil || pt.PipelineSpec != nil:
+			return nil, nil, &UnsupportedError{What: "pipelines in pipelines (task " + pt.Name + ")"}
+		}
+		for _, we := range pt.When {
+			if we.CEL != "" {
+				return nil, nil, &UnsupportedError{What: "CEL when expressions (task " + pt.Name + ")"}
+			}
+		}
+		if _, ok := tasks[pt.TaskRef.Name]; !ok {
+			return nil, nil, fmt.Errorf("task %s uses Task %q, which %s does not have", pt.Name, pt.TaskRef.Name, o.TasksDir)
+		}
+	}
+	return p, tasks, nil
+}
+
+func paramValues(p *v1.Pipeline, given map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	declared := map[string]bool{}
+	for _, ps := range p.Spec.Params {
+		declared[ps.Name] = true
+		if ps.Default != nil {
+			out[ps.Name] = ps.Default.StringVal
+		}
+	}
+	for k, v := range given {
+		if !declared[k] {
+			return nil, fmt.Errorf("--param %s: Pipeline %s has no such param", k, p.Name)
+		}
+		out[k] = v
+	}
+	for _, ps := range p.Spec.Params {
+		if _, ok := out[ps.Name]; !ok {
+			return nil, fmt.Errorf("--param %s: required by Pipeline %s (it has no default)", ps.Name, p.Name)
+		}
+	}
+	return out, nil
+}
+
+// Table is the end-of-run summary: each task's status and duration.
+func (s *Summary) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-22s %-22s %-10s %-9s %s\n", "TASK", "TASK REF", "STATUS", "DURATION", "RESULTS / REASON")
+	for _, t := range s.Tasks {
+		name := t.Name
+		if t.Finally {
+			name += " (finally)"
+		}
+		detail := strings.TrimPrefix(resultsLine(t.Results), ": ")
+		if t.Status != Succeeded && t.Reason != "" {
+			detail = t.Reason
+		}
+		fmt.Fprintf(&b, "%-22s %-22s %-10s %-9s %s\n", name, t.Task, t.Status, t.Duration.Round(100*time.Millisecond), detail)
+	}
+	fmt.Fprintf(&b, "PipelineRun %s: %s in %s\n", s.Name, s.Status, s.Duration.Round(time.Second))
+	return b.String()
+}
