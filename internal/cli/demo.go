@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -13,12 +16,34 @@ import (
 
 func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
-	kubeconfig := fs.String("kubeconfig", "", "run on this cluster instead of the embedded one (it needs the OpenShift build API)")
+	kubeconfig := fs.String("kubeconfig", "", "run on this cluster instead of the embedded one (it needs the OpenShift build and route APIs)")
 	namespace := fs.String("namespace", "canaryline-demo", "namespace of the demo application")
+	evidence := fs.String("evidence", "_output/demo", "where the releases' evidence, reports and charts go")
+	steps := fs.String("steps", "", "the step binary (canaryline-steps); built from the repository when not found")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	o := demo.Options{Namespace: *namespace, App: "sample-app", Out: stdout}
+	cacheDir := env.CacheDir
+	if cacheDir == "" {
+		var err error
+		if cacheDir, err = devcluster.DefaultCacheDir(); err != nil {
+			return err
+		}
+	}
+	bin, err := stepsBinary(ctx, *steps)
+	if err != nil {
+		return err
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	evDir, err := filepath.Abs(*evidence)
+	if err != nil {
+		return err
+	}
+	_ = os.RemoveAll(evDir)
+	o := demo.Options{Namespace: *namespace, App: "sample-app", Root: root, Steps: bin, CacheDir: cacheDir, Evidence: evDir, Out: stdout}
 	if *kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 		if err != nil {
@@ -26,19 +51,19 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		}
 		o.Config = cfg
 	} else {
-		fmt.Fprintln(stderr, "canaryline: starting the embedded control plane (built on first use)")
-		c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: env.CacheDir, Nodes: env.Nodes, Log: stderr})
+		fmt.Fprintln(stderr, "canaryline: starting the embedded control plane (built on first use, about 7 minutes)")
+		c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, Nodes: env.Nodes, Log: stderr})
 		if err != nil {
 			return err
 		}
-		defer c.Stop()
+		defer c.Stop() // also on Ctrl-C: the context ends, the runs stop, and everything started here is removed
 		o.Config = c.Config()
 	}
-	res, err := demo.Run(ctx, o)
-	if err != nil {
-		return err
+	t0 := time.Now()
+	releases, err := demo.Run(ctx, o)
+	fmt.Fprintf(stdout, "\nsummary (%s):\n", time.Since(t0).Round(time.Second))
+	for _, r := range releases {
+		fmt.Fprintf(stdout, "  %-3s %-9s verdict %-12s %s\n      report: %s\n", r.Version, r.Decision, r.Verdict, r.Reason, r.Report)
 	}
-	fmt.Fprintf(stdout, "\nsummary: build %s produced %s; stable sample-app has %d pods ready behind its Route.\n", res.Build, res.Image, res.Ready)
-	fmt.Fprintln(stdout, "next: the canary steps (shift-canary, verify-health, promote-or-rollback) join this demo as they are built.")
-	return nil
+	return err
 }

@@ -1,180 +1,346 @@
-// Package demo runs the canaryline demo: on the embedded control plane (or on the cluster of a kubeconfig) it
-// builds sample-app through an OpenShift BuildConfig and deploys it, pinned by digest, as the stable version
-// behind a Route. The canary release that follows joins here as its steps are built.
+// Package demo runs canaryline's main job on a cluster (the embedded local control plane by default): sample-app
+// v1 runs as the stable version behind a Route; two releases then go through the canary-release Pipeline with
+// `canaryline run`: a healthy v2, which is promoted, and a faulty v3, which verify-health catches and the finally
+// task rolls back. Real sample-app processes serve the stable and canary versions, a real Prometheus scrapes them,
+// and a router simulator (no OpenShift router runs locally) sends them load in the Route's proportions.
 package demo
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	buildv1 "github.com/openshift/api/build/v1"
 	routev1 "github.com/openshift/api/route/v1"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
-	imageclient "github.com/openshift/client-go/image/clientset/versioned"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
-	"github.com/canaryline/canaryline/internal/build"
-	"github.com/canaryline/canaryline/internal/step"
+	"github.com/canaryline/canaryline/internal/promserver"
+	"github.com/canaryline/canaryline/internal/runner"
+	sampleapp "github.com/canaryline/canaryline/test/app"
 )
 
-// Options configure a demo run.
+// Options configure the demo.
 type Options struct {
-	Config    *rest.Config // the cluster; its build API is used for the build
+	Config    *rest.Config // the cluster, as an admin
 	Namespace string
 	App       string
-	Commit    string // the commit to build; the repository's HEAD when empty
+	Root      string // the repository: tasks/ and pipelines/
+	Steps     string // the canaryline-steps binary
+	CacheDir  string // for a Prometheus built from the module proxy
+	Evidence  string // where the releases' evidence, reports and charts go
+	Interval  time.Duration
+	Count     int
 	Out       io.Writer
 }
 
-// Result is what the demo produced.
-type Result struct {
-	Build, Image string
-	Ready        int32
+// Release is how one release went.
+type Release struct {
+	Version, Image, Status, Decision, Verdict, Reason, Report string
 }
 
-// Run builds and deploys the stable version. It is safe to run again: existing objects are updated.
-func Run(ctx context.Context, o Options) (Result, error) {
-	var res Result
+// A version of sample-app: what its process does.
+type version struct {
+	name      string
+	errorRate float64
+	latency   time.Duration
+}
+
+var (
+	v1     = version{"v1", 0.005, 0}
+	stages = []version{{"v2", 0.005, 0}, {"v3", 0.3, 80 * time.Millisecond}}
+)
+
+const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}",code="500"}[10s])) / ` +
+	`sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}"}[10s]))`
+
+// Run runs the demo and returns the two releases.
+func Run(ctx context.Context, o Options) ([]Release, error) {
+	say := func(format string, args ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", args...) }
+	if o.Interval == 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.Count == 0 {
+		o.Count = 4
+	}
 	kube, err := kubernetes.NewForConfig(o.Config)
 	if err != nil {
-		return res, err
+		return nil, err
+	}
+	if err := setup(ctx, o, kube); err != nil {
+		return nil, err
+	}
+	kubeconfig, err := stepsKubeconfig(ctx, o, kube)
+	if err != nil {
+		return nil, err
+	}
+	say("sample-app %s is the stable version of %s/%s, behind Route %s", v1.name, o.Namespace, o.App, o.App)
+
+	// Real processes for the stable and canary versions, a real Prometheus, and the router simulator.
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	serve := func(v version, seed uint64) (*sampleapp.Server, string, error) {
+		srv, err := sampleapp.New(sampleapp.Config{Version: v.name, ErrorRate: v.errorRate, Latency: v.latency, Seed: seed})
+		if err != nil {
+			return nil, "", err
+		}
+		ready := make(chan net.Addr, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = srv.ListenAndServe(runCtx, "127.0.0.1:0", func(a net.Addr) { ready <- a })
+		}()
+		select {
+		case a := <-ready:
+			return srv, a.String(), nil
+		case <-time.After(10 * time.Second):
+			return nil, "", fmt.Errorf("sample-app %s did not start", v.name)
+		}
+	}
+	stable, stableAddr, err := serve(v1, 1)
+	if err != nil {
+		return nil, err
+	}
+	canary, canaryAddr, err := serve(v1, 2)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := promserver.Binary(ctx, o.CacheDir, o.Out)
+	if err != nil {
+		return nil, err
+	}
+	prom, err := promserver.Start(ctx, promserver.Options{Binary: bin, Scrape: time.Second,
+		Targets: map[string][]string{"sample-app": {stableAddr, canaryAddr}},
+		Labels: map[string]map[string]string{
+			stableAddr: {"track": "stable", "namespace": o.Namespace, "app": o.App},
+			canaryAddr: {"track": "canary", "namespace": o.Namespace, "app": o.App},
+		}})
+	if err != nil {
+		return nil, err
+	}
+	defer prom.Stop()
+	say("Prometheus %s scrapes stable (%s) and canary (%s)", prom.URL, stableAddr, canaryAddr)
+	routes, err := routeclient.NewForConfig(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	sim := &RouterSimulator{Routes: routes.RouteV1(), NS: o.Namespace, Name: o.App, Rate: 50,
+		Backends: func(svc string) string {
+			switch svc {
+			case o.App:
+				return stableAddr
+			case o.App + "-canary":
+				return canaryAddr
+			}
+			return ""
+		}}
+	wg.Add(1)
+	go func() { defer wg.Done(); sim.Run(runCtx) }()
+	say("router simulator: 50 requests/s split by Route %s's weights (it stands in for the OpenShift router)", o.App)
+
+	var releases []Release
+	for _, v := range stages {
+		if err := canary.SetVersion(v.name); err != nil {
+			return releases, err
+		}
+		_ = canary.SetErrorRate(v.errorRate)
+		_ = canary.SetLatency(v.latency)
+		sum := sha256.Sum256([]byte(v.name))
+		commit := hex.EncodeToString(sum[:])[:40]
+		say("release %s: commit %s (error rate %.1f%%, added latency %s)", v.name, commit[:12], 100*v.errorRate, v.latency)
+		var log strings.Builder
+		out := io.MultiWriter(o.Out, &log)
+		s, runErr := runner.Run(ctx, runner.Options{
+			Pipeline: filepath.Join(o.Root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(o.Root, "tasks"),
+			Steps: o.Steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
+			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: o.App + "-release-" + v.name, Out: out,
+			Params: map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
+				"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": prom.URL,
+				// Judged on ~50 canary requests per 10 s window even at the first weight: a 0.5% canary
+				// fails a window with a probability of about 1e-4; a 30% one is caught at the first weight.
+				"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
+				"ready-timeout": "1m"},
+		})
+		if s == nil {
+			return releases, runErr
+		}
+		r := Release{Version: v.name, Image: s.Results["image-url"], Status: s.Status}
+		for _, tr := range s.Tasks {
+			if tr.Finally {
+				r.Decision = tr.Results["DECISION"]
+			}
+			if vv := tr.Results["VERDICT"]; vv != "" {
+				r.Verdict, r.Reason, r.Report = vv, tr.Results["REASON"], tr.Results["EVIDENCE"]
+			}
+		}
+		fmt.Fprint(o.Out, "\n"+s.Table()+"\n")
+		if r.Decision == "promote" {
+			// The stable process now serves what was promoted.
+			_ = stable.SetVersion(v.name)
+			_ = stable.SetErrorRate(v.errorRate)
+			_ = stable.SetLatency(v.latency)
+		}
+		say("release %s: %s; verdict %s (%s); evidence %s", v.name, r.Decision, r.Verdict, r.Reason, r.Report)
+		releases = append(releases, r)
+	}
+	return releases, nil
+}
+
+// setup creates the application as `oc new-app` and `oc expose` would, and canaryline's Role and ServiceAccount.
+func setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
+	ns := o.Namespace
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", ns, err)
 	}
 	builds, err := buildclient.NewForConfig(o.Config)
 	if err != nil {
-		return res, err
-	}
-	images, err := imageclient.NewForConfig(o.Config)
-	if err != nil {
-		return res, err
-	}
-	routes, err := routeclient.NewForConfig(o.Config)
-	if err != nil {
-		return res, err
-	}
-	say := func(format string, args ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", args...) }
-	if o.Commit == "" {
-		o.Commit = headCommit()
-	}
-
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return res, fmt.Errorf("create namespace %s: %w", o.Namespace, err)
+		return err
 	}
 	bc := &buildv1.BuildConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: map[string]string{"app": o.App}},
+		ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: map[string]string{"app": o.App},
+			Annotations: map[string]string{"buildsim.canaryline.dev/line-interval": "10ms"}},
 		Spec: buildv1.BuildConfigSpec{CommonSpec: buildv1.CommonSpec{
-			Source: buildv1.BuildSource{Type: buildv1.BuildSourceGit, Git: &buildv1.GitBuildSource{URI: "https://github.com/canaryline/canaryline", Ref: "main"},
-				ContextDir: "test/app"},
+			Source: buildv1.BuildSource{Type: buildv1.BuildSourceGit, Git: &buildv1.GitBuildSource{URI: "https://github.com/canaryline/canaryline"}, ContextDir: "test/app"},
 			Strategy: buildv1.BuildStrategy{Type: buildv1.SourceBuildStrategyType, SourceStrategy: &buildv1.SourceBuildStrategy{
-				From: corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: "openshift", Name: "golang:latest"}}},
+				From: corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: "openshift", Name: "golang:1.26"}}},
 			Output: buildv1.BuildOutput{To: &corev1.ObjectReference{Kind: "ImageStreamTag", Name: o.App + ":latest"}},
 		}},
 	}
-	if _, err := builds.BuildV1().BuildConfigs(o.Namespace).Create(ctx, bc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return res, fmt.Errorf("create BuildConfig %s/%s: %w", o.Namespace, o.App, err)
+	if _, err := builds.BuildV1().BuildConfigs(ns).Create(ctx, bc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create BuildConfig %s/%s: %w", ns, o.App, err)
 	}
-	log := step.NewLogger(o.Out, false)
-	started, err := build.Start(ctx, &build.StartConfig{BuildConfig: o.App, Commit: o.Commit, CommitMessage: "demo"}, o.Namespace, builds, log)
+	sum := sha256.Sum256([]byte(v1.name))
+	labels := map[string]string{"app": o.App}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: labels}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "image-registry.openshift-image-registry.svc:5000/" + ns + "/" + o.App + "@sha256:" + hex.EncodeToString(sum[:]),
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}}}}
+	if _, err := kube.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Deployment %s/%s: %w", ns, o.App, err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: labels}, Spec: corev1.ServiceSpec{Selector: labels,
+		Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}}}}
+	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Service %s/%s: %w", ns, o.App, err)
+	}
+	routes, err := routeclient.NewForConfig(o.Config)
 	if err != nil {
-		return res, err
+		return err
 	}
-	res.Build = started.Build
-	img, err := build.Wait(ctx, &build.WaitConfig{BuildName: started.Build, Timeout: 5 * time.Minute, CancelOnStop: true,
-		FollowLogs: true}, o.Namespace, build.Clients{Build: builds, Image: images}, o.Out, log)
-	if err != nil {
-		return res, err
-	}
-	res.Image = img.URL
-
-	labels := map[string]string{"app": o.App, "canaryline.dev/track": "stable"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: res.Image,
-					Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
-			},
-		},
-	}
-	if _, err := kube.AppsV1().Deployments(o.Namespace).Create(ctx, dep, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		cur, err := kube.AppsV1().Deployments(o.Namespace).Get(ctx, o.App, metav1.GetOptions{})
-		if err != nil {
-			return res, err
-		}
-		cur.Spec = dep.Spec
-		if _, err := kube.AppsV1().Deployments(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			return res, fmt.Errorf("update Deployment %s/%s: %w", o.Namespace, o.App, err)
-		}
-	} else if err != nil {
-		return res, fmt.Errorf("create Deployment %s/%s: %w", o.Namespace, o.App, err)
-	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: labels}, Spec: corev1.ServiceSpec{
-		Selector: labels, Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}}}
-	if _, err := kube.CoreV1().Services(o.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return res, fmt.Errorf("create Service %s/%s: %w", o.Namespace, o.App, err)
-	}
-	route := &routev1.Route{ObjectMeta: metav1.ObjectMeta{Name: o.App}, Spec: routev1.RouteSpec{
+	route := &routev1.Route{ObjectMeta: metav1.ObjectMeta{Name: o.App}, Spec: routev1.RouteSpec{Host: o.App + ".apps.example.com",
 		To: routev1.RouteTargetReference{Kind: "Service", Name: o.App, Weight: ptr.To[int32](100)}}}
-	if _, err := routes.RouteV1().Routes(o.Namespace).Create(ctx, route, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return res, fmt.Errorf("create Route %s/%s: %w", o.Namespace, o.App, err)
+	if _, err := routes.RouteV1().Routes(ns).Create(ctx, route, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Route %s/%s: %w", ns, o.App, err)
 	}
-	d, err := untilAvailable(ctx, kube, o.Namespace, o.App)
-	if err != nil {
-		return res, err
+	// canaryline's Role, ServiceAccount and RoleBinding, as `oc apply -k .` installs them.
+	for _, f := range []string{"role.yaml", "serviceaccount.yaml"} {
+		data, err := os.ReadFile(filepath.Join(o.Root, "tasks", f))
+		if err != nil {
+			return err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(string(data)), 4096)
+		for {
+			var raw map[string]any
+			if err := dec.Decode(&raw); err != nil {
+				if err == io.EOF {
+					break
+				}
+				return fmt.Errorf("read tasks/%s: %w", f, err)
+			}
+			if err := applyRBAC(ctx, kube, ns, raw); err != nil {
+				return err
+			}
+		}
 	}
-	res.Ready = d.Status.AvailableReplicas
-	say("stable %s: %d/%d pods ready, Route %s sends 100%% of traffic to Service %s", o.App, res.Ready, *d.Spec.Replicas, o.App, o.App)
-	return res, nil
+	// Wait for the stable version.
+	for {
+		d, err := kube.AppsV1().Deployments(ns).Get(ctx, o.App, metav1.GetOptions{})
+		if err == nil && d.Status.AvailableReplicas == 3 && d.Status.UpdatedReplicas == 3 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
-func headCommit() string {
-	out, err := exec.Command("git", "rev-parse", "HEAD").Output()
-	if err != nil {
-		return "0000000000000000000000000000000000000000"
+func applyRBAC(ctx context.Context, kube kubernetes.Interface, ns string, raw map[string]any) error {
+	data, _ := json.Marshal(raw)
+	var err error
+	switch raw["kind"] {
+	case "Role":
+		obj := &rbacv1.Role{}
+		if err = json.Unmarshal(data, obj); err == nil {
+			_, err = kube.RbacV1().Roles(ns).Create(ctx, obj, metav1.CreateOptions{})
+		}
+	case "RoleBinding":
+		obj := &rbacv1.RoleBinding{}
+		if err = json.Unmarshal(data, obj); err == nil {
+			for i := range obj.Subjects {
+				obj.Subjects[i].Namespace = ns
+			}
+			_, err = kube.RbacV1().RoleBindings(ns).Create(ctx, obj, metav1.CreateOptions{})
+		}
+	case "ServiceAccount":
+		obj := &corev1.ServiceAccount{}
+		if err = json.Unmarshal(data, obj); err == nil {
+			_, err = kube.CoreV1().ServiceAccounts(ns).Create(ctx, obj, metav1.CreateOptions{})
+		}
 	}
-	return strings.TrimSpace(string(out))
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create %v: %w", raw["kind"], err)
+	}
+	return nil
 }
 
-func untilAvailable(ctx context.Context, k kubernetes.Interface, ns, name string) (*appsv1.Deployment, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return k.AppsV1().Deployments(ns).List(ctx, o)
-		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return k.AppsV1().Deployments(ns).Watch(ctx, o)
-		},
-	}
-	ev, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
-		d, ok := e.Object.(*appsv1.Deployment)
-		return ok && d.Status.ObservedGeneration >= d.Generation && d.Spec.Replicas != nil &&
-			d.Status.UpdatedReplicas == *d.Spec.Replicas && d.Status.AvailableReplicas == *d.Spec.Replicas, nil
-	})
+// stepsKubeconfig is a kubeconfig with a token of the `canaryline` ServiceAccount: the steps run with exactly
+// the shipped Role, as in a PipelineRun.
+func stepsKubeconfig(ctx context.Context, o Options, kube kubernetes.Interface) (string, error) {
+	tr, err := kube.CoreV1().ServiceAccounts(o.Namespace).CreateToken(ctx, "canaryline",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](7200)}}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("wait for Deployment %s/%s to be available: %w", ns, name, err)
+		return "", fmt.Errorf("mint a token for ServiceAccount canaryline: %w", err)
 	}
-	return ev.Object.(*appsv1.Deployment), nil
+	ca := o.Config.CAData
+	if len(ca) == 0 && o.Config.CAFile != "" {
+		if ca, err = os.ReadFile(o.Config.CAFile); err != nil {
+			return "", err
+		}
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: o.Config.Host, CertificateAuthorityData: ca, InsecureSkipTLSVerify: o.Config.Insecure}
+	cfg.AuthInfos["canaryline"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "canaryline", Namespace: o.Namespace}
+	cfg.CurrentContext = "c"
+	if err := os.MkdirAll(o.Evidence, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(o.Evidence, "steps.kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
 }

@@ -3,41 +3,58 @@ package integration
 import (
 	"bytes"
 	"context"
-	"regexp"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
-// TestDemoBuildsAndDeploysStable runs the demo twice in one namespace: the second run builds again and converges
-// on the same objects.
-func TestDemoBuildsAndDeploysStable(t *testing.T) {
+// TestDemo runs the demo as CI does: a healthy v2 is promoted, a faulty v3 is caught and rolled back.
+func TestDemo(t *testing.T) {
 	t.Parallel()
-	k := kube(t)
+	devcluster.Require(t, cluster)
 	ns := cluster.Namespace(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cache, _ := devcluster.DefaultCacheDir()
+	root, _ := filepath.Abs("../..")
+	evidence := t.TempDir()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	digestRef := regexp.MustCompile(`^image-registry\.openshift-image-registry\.svc:5000/` + ns + `/sample-app@sha256:[0-9a-f]{64}$`)
-
-	for i, wantBuild := range []string{"sample-app-1", "sample-app-2"} {
-		var out bytes.Buffer
-		res, err := demo.Run(ctx, demo.Options{Config: cluster.Config(), Namespace: ns, App: "sample-app", Commit: strings.Repeat("ab", 20), Out: &out})
-		if err != nil {
-			t.Fatalf("run %d: %v\n%s", i+1, err, out.String())
+	releases, err := demo.Run(ctx, demo.Options{Config: cluster.Config(), Namespace: ns, App: "sample-app", Root: root,
+		Steps: stepsBinary(t), CacheDir: cache, Evidence: evidence, Out: &out, Interval: time.Second, Count: 4})
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil || len(releases) != 2 {
+		t.Fatalf("demo: %v, %d releases", err, len(releases))
+	}
+	v2, v3 := releases[0], releases[1]
+	if v2.Decision != "promote" || v2.Verdict != "healthy" || !strings.Contains(v2.Image, "@sha256:") {
+		t.Errorf("v2: %+v; want promoted, healthy", v2)
+	}
+	if v3.Decision != "rollback" || v3.Verdict != "unhealthy" || !strings.Contains(v3.Reason, "threshold") {
+		t.Errorf("v3: %+v; want rolled back, unhealthy with the reason", v3)
+	}
+	k := kubernetes.NewForConfigOrDie(cluster.Config())
+	d, err := k.AppsV1().Deployments(ns).Get(ctx, "sample-app", metav1.GetOptions{})
+	if err != nil || d.Spec.Template.Spec.Containers[0].Image != v2.Image {
+		t.Errorf("stable image %v; want v2's %s", d.Spec.Template.Spec.Containers[0].Image, v2.Image)
+	}
+	if _, err := k.AppsV1().Deployments(ns).Get(ctx, "sample-app-canary", metav1.GetOptions{}); err == nil {
+		t.Error("a canary Deployment is left after the rollback")
+	}
+	for _, r := range releases {
+		if r.Report == "" {
+			t.Errorf("%s: no report", r.Version)
+			continue
 		}
-		if res.Build != wantBuild || !digestRef.MatchString(res.Image) || res.Ready != 3 {
-			t.Errorf("run %d: %+v; want build %s, an image pinned by digest, 3 ready", i+1, res, wantBuild)
-		}
-		if !strings.Contains(out.String(), "started build "+wantBuild) || !strings.Contains(out.String(), "\nPush successful\n") {
-			t.Errorf("run %d: the build log was not streamed:\n%s", i+1, out.String())
-		}
-		d, err := k.AppsV1().Deployments(ns).Get(ctx, "sample-app", metav1.GetOptions{})
-		if err != nil || d.Spec.Template.Spec.Containers[0].Image != res.Image {
-			t.Errorf("run %d: Deployment image %v (%v); want %s", i+1, d.Spec.Template.Spec.Containers[0].Image, err, res.Image)
+		if _, err := os.Stat(filepath.Join(filepath.Dir(r.Report), "chart.svg")); err != nil {
+			t.Errorf("%s: no chart next to the report %s: %v", r.Version, r.Report, err)
 		}
 	}
 }
