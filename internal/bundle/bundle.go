@@ -328,3 +328,49 @@ func Pinned(ref string, digest v1.Hash) string {
 	}
 	return ref + "@" + digest.String()
 }
+
+// Pull reads a bundle back: every resource of the image at ref, from its layers' dev.tekton.image.* annotations
+// and the single file each layer holds.
+func Pull(ctx context.Context, ref string, insecure bool) ([]Resource, error) {
+	opts := []name.Option{}
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %q: %w", ref, err)
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	if err != nil {
+		return nil, fmt.Errorf("pull bundle %s: %w", ref, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	var out []Resource
+	for i, l := range layers {
+		ann := m.Layers[i].Annotations
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return nil, err
+		}
+		tr := tar.NewReader(rc)
+		if _, err := tr.Next(); err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("bundle %s layer %d: %w", ref, i, err)
+		}
+		data, err := io.ReadAll(tr)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Resource{APIVersion: ann[AnnotationAPIVersion], Kind: ann[AnnotationKind],
+			Name: ann[AnnotationName], Data: data})
+	}
+	return out, nil
+}

@@ -53,6 +53,9 @@ Commands:
   run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
                      run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order
                      and with Tekton's substitution (when, finally, $(tasks.status), retries, timeouts)
+  status APP [--kubeconfig F] [--namespace NS]
+                     the application's release state: stable and canary images, the lock holder, the release
+                     in progress (weight), and the last release's decision and reason
   generate pipelines [--check]
                      write pipelines/ from internal/pipelinegen (all variants from one source)
   catalog generate [--image-digest sha256:...] [--check]
@@ -113,6 +116,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return generateCmd(args[1:], stdout, stderr)
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[1:], stdout, stderr)
 	case "catalog":
 		return codeErr(catalog.Main(args[1:], stdout, stderr))
 	case "bundle":

@@ -37,6 +37,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "the cluster the steps act on")
 	namespace := fs.String("namespace", "", "the application's namespace (the namespace param)")
 	tasks := fs.String("tasks", "tasks", "where the Pipeline's Tasks are")
+	bundleRef := fs.String("bundle", "", "take the Tasks from this Tekton bundle instead of --tasks")
+	insecure := fs.Bool("insecure-registry", false, "the bundle's registry is plain HTTP")
 	steps := fs.String("steps", "", "the step binary (canaryline-steps); next to canaryline, on PATH, or built from the repository")
 	timeout := fs.Duration("timeout", time.Hour, "the whole run")
 	if err := parse(fs, args[1:]); err != nil {
@@ -49,7 +51,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	sum, err := runner.Run(ctx, runner.Options{Pipeline: file, TasksDir: *tasks, Params: params, Steps: bin,
+	sum, err := runner.Run(ctx, runner.Options{Pipeline: file, TasksDir: *tasks, Bundle: *bundleRef, Insecure: *insecure, Params: params, Steps: bin,
 		Env:       []string{"KUBECONFIG=" + *kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
 		Namespace: *namespace, Timeout: *timeout, Out: stderr})
 	if sum != nil {

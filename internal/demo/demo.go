@@ -89,6 +89,15 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The demo builds each version with its BuildConfig: the cluster needs OpenShift's build API (the embedded
+	// control plane serves it). Checked before anything is created.
+	for _, gv := range []string{"build.openshift.io/v1", "route.openshift.io/v1"} {
+		if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
+			return nil, fmt.Errorf("the demo needs the %s API, which this cluster does not serve (%v): run it on OpenShift or on "+
+				"the embedded control plane (canaryline demo without --kubeconfig); elsewhere, release an image built by "+
+				"another CI with canaryline run pipelines/canary-release-prebuilt.yaml", gv, err)
+		}
+	}
 	if err := setup(ctx, o, kube); err != nil {
 		return nil, err
 	}

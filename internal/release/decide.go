@@ -115,6 +115,11 @@ func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *s
 	stop := lk.keep(ctx)
 	defer stop()
 	if what == DecisionPromote {
+		if cfg.Verdict != "" {
+			st.Reason = "verdict " + cfg.Verdict + "; " + reason
+		} else {
+			st.Reason = reason
+		}
 		err = promote(ctx, lk, st, c, cfg.RolloutTimeout, log)
 	} else {
 		err = rollback(ctx, lk, st, c, reason, log)
@@ -215,7 +220,7 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if d, err := apps.Get(ctx, st.App, metav1.GetOptions{}); err == nil {
 		event(ctx, c.Kube, d, corev1.EventTypeNormal, "CanaryPromoted", msg, log)
 	}
-	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, StableImage: st.Image, FinishedAt: time.Now().UTC()})
+	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
 }
 
 // rollback puts everything back as it was, the canary's traffic first. The stable Deployment is never touched.

@@ -22,12 +22,16 @@ import (
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	"github.com/tektoncd/pipeline/pkg/substitution"
 	"sigs.k8s.io/yaml"
+
+	"github.com/canaryline/canaryline/internal/bundle"
 )
 
 // Options configure a run.
 type Options struct {
 	Pipeline  string            // the Pipeline's file
 	TasksDir  string            // where its Tasks are (tasks/)
+	Bundle    string            // or a Tekton bundle holding them (REF or REF@sha256:...)
+	Insecure  bool              // the bundle's registry is plain HTTP
 	Params    map[string]string // param values; the rest take their defaults
 	Steps     string            // the multi-call step binary (canaryline-steps)
 	Env       []string          // environment of the steps (KUBECONFIG, ...)
@@ -422,7 +426,26 @@ func load(o Options) (*v1.Pipeline, map[string]*v1.Task, error) {
 		return nil, nil, fmt.Errorf("Pipeline %s: %w", p.Name, err)
 	}
 	tasks := map[string]*v1.Task{}
-	files, _ := filepath.Glob(filepath.Join(o.TasksDir, "*.yaml"))
+	var files []string
+	if o.Bundle != "" {
+		rs, err := bundle.Pull(context.Background(), o.Bundle, o.Insecure)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range rs {
+			if r.Kind != "task" {
+				continue
+			}
+			t := &v1.Task{}
+			if err := yaml.UnmarshalStrict(r.Data, t); err != nil {
+				return nil, nil, fmt.Errorf("bundle %s, Task %s: %w", o.Bundle, r.Name, err)
+			}
+			tasks[t.Name] = t
+		}
+		o.TasksDir = "bundle " + o.Bundle
+	} else {
+		files, _ = filepath.Glob(filepath.Join(o.TasksDir, "*.yaml"))
+	}
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		if !bytes.Contains(data, []byte("kind: Task\n")) {
@@ -501,5 +524,19 @@ func (s *Summary) Table() string {
 		fmt.Fprintf(&b, "%-22s %-22s %-10s %-9s %s\n", name, t.Task, t.Status, t.Duration.Round(100*time.Millisecond), detail)
 	}
 	fmt.Fprintf(&b, "PipelineRun %s: %s in %s\n", s.Name, s.Status, s.Duration.Round(time.Second))
+	// The verdicts, with their values and thresholds, and where the evidence is.
+	first := true
+	for _, t := range s.Tasks {
+		if v := t.Results["VERDICT"]; v != "" {
+			if first {
+				b.WriteString("\nverdicts:\n")
+				first = false
+			}
+			fmt.Fprintf(&b, "  %-12s %-12s %s\n", t.Name, v, t.Results["REASON"])
+			if e := t.Results["EVIDENCE"]; e != "" {
+				fmt.Fprintf(&b, "  %-12s evidence: %s\n", "", e)
+			}
+		}
+	}
 	return b.String()
 }

@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/canaryline/canaryline/internal/bundle"
 	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/runner"
 )
 
@@ -154,5 +160,78 @@ spec:
 	var unsupported *runner.UnsupportedError
 	if !errors.As(err, &unsupported) || !strings.Contains(err.Error(), "matrix") {
 		t.Errorf("matrix: %v; want an UnsupportedError naming it", err)
+	}
+}
+
+// TestRunInterruptedRollsBack: an interrupted run (Ctrl-C) stops its running step, and the finally task still
+// runs and rolls the release back. canaryline status reads the outcome.
+func TestRunInterruptedRollsBack(t *testing.T) {
+	t.Parallel()
+	a := appWithBuildConfig(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // interrupt while verify-1 measures
+		for ctx.Err() == nil {
+			if a.exists("deployment", "shop-canary") {
+				time.Sleep(1500 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	var out bytes.Buffer
+	sum, err := runner.Run(ctx, runner.Options{Pipeline: "../../pipelines/canary-release.yaml", TasksDir: "../../tasks",
+		Params: map[string]string{"app": "shop", "namespace": a.ns, "git-revision": commitA, "interval": "1s", "count": "20"},
+		Steps:  stepsBinary(t), Env: []string{"KUBECONFIG=" + a.kubeconfig, "PATH=/usr/bin:/bin", "HOME=" + t.TempDir()},
+		Namespace: a.ns, Out: &out})
+	t.Logf("%s", out.String())
+	if err == nil || sum.Status != runner.Failed || status(sum, "end-release") != runner.Succeeded {
+		t.Fatalf("interrupted run: %v, status %v, end-release %s", err, sum.Status, status(sum, "end-release"))
+	}
+	if a.exists("deployment", "shop-canary") {
+		t.Error("the canary is still there after the interrupted run")
+	}
+	s, err := release.ReadStatus(context.Background(), kubernetes.NewForConfigOrDie(cluster.Config()), a.ns, "shop")
+	if err != nil || s.Last == nil || s.Last.Decision != "rollback" || s.Holder != "" || s.CanaryImage != "" || s.StableImage != stableImage {
+		t.Errorf("status after the interrupted run: %+v, %v", s, err)
+	}
+	var w bytes.Buffer
+	s.Write(&w)
+	if !strings.Contains(w.String(), "lock          free") || !strings.Contains(w.String(), ": rollback at") {
+		t.Errorf("status output:\n%s", w.String())
+	}
+}
+
+// TestRunTasksFromABundle: the Tasks come from a Tekton bundle in a real registry.
+func TestRunTasksFromABundle(t *testing.T) {
+	t.Parallel()
+	devcluster.Require(t, cluster)
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	rs, err := bundle.Load("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := bundle.Image(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/canaryline/bundle:test"
+	if _, err := bundle.Push(context.Background(), img, ref, true); err != nil {
+		t.Fatal(err)
+	}
+	a := appWithBuildConfig(t, 2)
+	var out bytes.Buffer
+	sum, err := runner.Run(context.Background(), runner.Options{Pipeline: "../../pipelines/canary-release-1.yaml", Bundle: ref, Insecure: true,
+		Params: map[string]string{"app": "shop", "namespace": a.ns, "git-revision": commitA, "interval": "1s", "count": "1"},
+		Steps:  stepsBinary(t), Env: []string{"KUBECONFIG=" + a.kubeconfig, "PATH=/usr/bin:/bin", "HOME=" + t.TempDir()},
+		Namespace: a.ns, Out: &out})
+	if err != nil || sum.Status != runner.Succeeded || sum.Results["decision"] != "promote" {
+		t.Fatalf("run with the bundle's Tasks: %v, %v\n%s", sum, err, out.String())
+	}
+	if _, err := runner.Run(context.Background(), runner.Options{Pipeline: "../../pipelines/canary-release-1.yaml", Bundle: ref + "-missing",
+		Insecure: true, Steps: stepsBinary(t), Out: &out}); err == nil {
+		t.Error("a missing bundle was not an error")
 	}
 }
