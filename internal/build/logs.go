@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	buildv1 "github.com/openshift/api/build/v1"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -130,5 +129,3 @@ func splitTimestamp(line string) (time.Time, string, bool) {
 	}
 	return t, text, true
 }
-
-var _ = buildv1.BuildPhaseNew

@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/canaryline/canaryline/internal/gobuild"
 )
@@ -162,20 +161,4 @@ func installCRDs(ctx context.Context, cfg *rest.Config, crds []*apiextensionsv1.
 		}
 	}
 	return nil
-}
-
-// CRDManifest renders the CRDs as YAML (for `canaryline cluster crds` and for reading).
-func CRDManifest(crds []*apiextensionsv1.CustomResourceDefinition) ([]byte, error) {
-	var buf bytes.Buffer
-	for _, c := range crds {
-		c = c.DeepCopy()
-		c.APIVersion, c.Kind = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
-		data, err := yaml.Marshal(c)
-		if err != nil {
-			return nil, err
-		}
-		buf.WriteString("---\n")
-		buf.Write(data)
-	}
-	return buf.Bytes(), nil
 }

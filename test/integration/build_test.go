@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
@@ -334,5 +333,3 @@ func buildScheme() *runtime.Scheme {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-var _ = rest.Config{}

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -235,5 +234,3 @@ func TestVerifyHealthPodsCheckFailsFastOnCrashLoop(t *testing.T) {
 		t.Errorf("exit %d reason %q after %s; want 4 at once, naming CrashLoopBackOff", r.code, r.results["REASON"], time.Since(t0))
 	}
 }
-
-var _ = fmt.Sprint

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	routev1 "github.com/openshift/api/route/v1"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -485,8 +484,6 @@ func TestShiftRerunAfterKill(t *testing.T) {
 		t.Errorf("promote after the rerun: exit %d", d.code)
 	}
 }
-
-var _ = routev1.Route{}
 
 // TestPromoteRerunAfterKill: promote-or-rollback killed while the stable Deployment rolls out the new image
 // (held back by a quota) continues the promotion when run again, even with another decision asked.
