@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryline/canaryline/internal/step"
 )
@@ -61,32 +62,55 @@ func Start(ctx context.Context, cfg *StartConfig, ns string, c buildclient.Inter
 	}
 
 	key := runKey(ns, cfg)
-	if key != "" {
-		found, err := c.BuildV1().Builds(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{
-			buildv1.BuildConfigLabel: shortLabel(bc.Name), RunKeyLabel: key}.String()})
-		if err != nil {
-			return Started{}, apiError(err, "list", "builds", ns, "", "")
-		}
-		if b := newest(found.Items); b != nil {
-			switch b.Status.Phase {
-			case buildv1.BuildPhaseFailed, buildv1.BuildPhaseError, buildv1.BuildPhaseCancelled:
-				log.Info("this run's earlier build ended; starting a new one", "build", b.Name, "phase", b.Status.Phase)
-			default:
-				n, _ := strconv.ParseInt(b.Annotations[buildv1.BuildNumberAnnotation], 10, 64)
-				log.Info("reusing the build this run started before", "build", b.Name, "phase", b.Status.Phase,
-					"buildconfig", bc.Name, "commit", cfg.Commit)
-				return Started{Build: b.Name, Number: n, BuildConfig: bc.Name, Reused: true}, nil
-			}
-		}
-	}
-
 	req, err := buildRequest(cfg, bc.Name, key)
 	if err != nil {
 		return Started{}, err
 	}
-	b, err := bcs.Instantiate(ctx, bc.Name, req, metav1.CreateOptions{})
+	// Starting a build is not idempotent: when an attempt fails for a passing reason, the build may have been
+	// created before the answer was lost. So each attempt first looks for this run's build (by its run key), and
+	// instantiate is sent once per attempt. Without a run key only a refused request (429) is tried again.
+	var b *buildv1.Build
+	attempt, reused, listing := 0, false, false
+	err = retry.OnError(step.APIBackoff, func(err error) bool {
+		return step.IsTransient(err) && (key != "" || apierrors.IsTooManyRequests(err))
+	}, func() error {
+		attempt++
+		if key != "" {
+			found, err := c.BuildV1().Builds(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{
+				buildv1.BuildConfigLabel: shortLabel(bc.Name), RunKeyLabel: key}.String()})
+			if listing = err != nil; listing {
+				return err
+			}
+			if prev := newest(found.Items); prev != nil {
+				switch prev.Status.Phase {
+				case buildv1.BuildPhaseFailed, buildv1.BuildPhaseError, buildv1.BuildPhaseCancelled:
+					if attempt == 1 {
+						log.Info("this run's earlier build ended; starting a new one", "build", prev.Name, "phase", prev.Status.Phase)
+					}
+				default:
+					b, reused = prev, attempt == 1 // found later, it is the build a lost attempt started
+					return nil
+				}
+			}
+		}
+		var err error
+		b, err = bcs.Instantiate(step.WithoutTransportRetry(ctx), bc.Name, req, metav1.CreateOptions{})
+		if err != nil && step.IsTransient(err) {
+			log.Warn("starting the build failed, trying again", "attempt", attempt, "error", err)
+		}
+		return err
+	})
+	if err != nil && listing {
+		return Started{}, apiError(err, "list", "builds", ns, "", "")
+	}
 	if err != nil {
 		return Started{}, apiError(err, "create", "buildconfigs/instantiate", ns, bc.Name, notFoundBuildConfig(ns, bc.Name))
+	}
+	if reused {
+		n, _ := strconv.ParseInt(b.Annotations[buildv1.BuildNumberAnnotation], 10, 64)
+		log.Info("reusing the build this run started before", "build", b.Name, "phase", b.Status.Phase,
+			"buildconfig", bc.Name, "commit", cfg.Commit)
+		return Started{Build: b.Name, Number: n, BuildConfig: bc.Name, Reused: true}, nil
 	}
 	n, _ := strconv.ParseInt(b.Annotations[buildv1.BuildNumberAnnotation], 10, 64)
 	commit := cfg.Commit

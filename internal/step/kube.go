@@ -34,5 +34,6 @@ func RESTConfig(env func(string) (string, bool)) (*rest.Config, string, error) {
 func tune(cfg *rest.Config) *rest.Config {
 	cfg.UserAgent = "canaryline"
 	cfg.QPS, cfg.Burst = 50, 100
+	cfg.Wrap(RetryTransport)
 	return cfg
 }

@@ -225,6 +225,7 @@ func Main[C Step](ctx context.Context, sio IO, cfg C, run func(context.Context, 
 		return ExitCode(err)
 	}
 	log := NewLogger(sio.Stderr, cfg.common().Debug)
+	slog.SetDefault(log) // for what logs without a logger at hand: the API transport's retries
 	results, err := run(ctx, cfg, log)
 	if werr := (Results{Dir: cfg.common().ResultsDir}).Write(results); werr != nil && err == nil {
 		err = werr
