@@ -45,9 +45,16 @@ const (
 func canaryName(app string) string   { return app + "-canary" }
 func baselineName(app string) string { return app + "-baseline" }
 
-// releaseAnnotations are put on every object a release creates or changes.
+// releaseAnnotations are put on every object a release creates or changes: which release, which image.
 func releaseAnnotations(st *State) map[string]string {
-	return map[string]string{ReleaseAnnotation: st.ID, ImageAnnotation: st.Image, WeightAnnotation: fmt.Sprint(st.Weight)}
+	return map[string]string{ReleaseAnnotation: st.ID, ImageAnnotation: st.Image}
+}
+
+// routerAnnotations are put on the router object: the release's annotations and the canary weight it carries.
+func routerAnnotations(st *State) map[string]string {
+	a := releaseAnnotations(st)
+	a[WeightAnnotation] = fmt.Sprint(st.Weight)
+	return a
 }
 
 // labelValue makes a release id usable as a label value.

@@ -222,7 +222,7 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 		w.Baseline = cfg.weight
 	}
 	st.Weight = cfg.weight
-	b.Annotations = releaseAnnotations(st)
+	b.Annotations = routerAnnotations(st)
 	applied, err := router.SetWeights(ctx, b, w)
 	if err != nil {
 		return Shifted{}, err
@@ -259,7 +259,7 @@ func backends(t *Target, ns string, baseline bool, st *State) traffic.Backends {
 		b.Baseline, b.BaselineDeployment = baselineName(t.stableService()), baselineName(t.App)
 	}
 	if st != nil {
-		b.Annotations = releaseAnnotations(st)
+		b.Annotations = routerAnnotations(st)
 	}
 	return b
 }

@@ -3,6 +3,8 @@ package step
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -32,8 +34,24 @@ func RESTConfig(env func(string) (string, bool)) (*rest.Config, string, error) {
 }
 
 func tune(cfg *rest.Config) *rest.Config {
-	cfg.UserAgent = "canaryline"
+	cfg.UserAgent = userAgent(os.Args)
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.Wrap(RetryTransport)
 	return cfg
+}
+
+// userAgent names the step in every API request ("canaryline/shift-canary"), so that the apiserver's audit log
+// tells which step did what.
+func userAgent(args []string) string {
+	name := ""
+	if len(args) > 0 {
+		name = filepath.Base(args[0])
+	}
+	if name == "canaryline-steps" && len(args) > 1 {
+		name = args[1]
+	}
+	if name == "" || strings.ContainsAny(name, " /") || strings.HasSuffix(name, ".test") {
+		return "canaryline"
+	}
+	return "canaryline/" + name
 }

@@ -56,7 +56,7 @@ var AllFaults = []Fault{Status500, Status503, Status429, Conflict, Reset, Slow, 
 type Request struct {
 	Verb, Resource, Subresource, Namespace, Name string
 	Method, Path                                 string
-	User                                         string // the bearer token's first characters: which client sent it
+	UserAgent                                    string // canaryline/<step> for a step
 }
 
 // Mutating says whether the request writes.
@@ -268,9 +268,7 @@ func Classify(r *http.Request) Request {
 			req.Verb = "deletecollection"
 		}
 	}
-	if tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "); len(tok) > 12 {
-		req.User = tok[len(tok)-12:]
-	}
+	req.UserAgent = r.Header.Get("User-Agent")
 	return req
 }
 
