@@ -78,7 +78,7 @@ func redactQuery(q string) string {
 }
 
 // urlRE finds URLs in free text, such as the URL Go's HTTP client puts in its errors.
-var urlRE = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
+var urlRE = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>\\` + "`" + `]+`)
 
 // secrets are the credentials this process was given (header values, token file contents, URL passwords); Redact
 // replaces them wherever they appear.
