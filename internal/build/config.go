@@ -45,14 +45,15 @@ var commitRE = regexp.MustCompile(`^([0-9a-f]{7,40}|[0-9a-f]{64})$`)
 
 // Validate checks every param before anything is read from or written to the cluster.
 func (c *StartConfig) Validate() error {
+	param := "BUILD_CONFIG"
 	if c.BuildConfig == "" {
-		c.BuildConfig = c.App
+		c.BuildConfig, param = c.App, "APP"
 	}
 	if c.BuildConfig == "" {
 		return step.Invalid("BUILD_CONFIG", "give the name of the application's BuildConfig (oc get bc), or APP when they share it", "is required")
 	}
 	if errs := validation.IsDNS1123Subdomain(c.BuildConfig); len(errs) > 0 {
-		return step.Invalid("BUILD_CONFIG", "use the BuildConfig's name as `oc get bc` shows it", "%q is not a valid name: %s", c.BuildConfig, strings.Join(errs, "; "))
+		return step.Invalid(param, "use the BuildConfig's name as `oc get bc` shows it", "%q is not a valid name: %s", c.BuildConfig, strings.Join(errs, "; "))
 	}
 	if err := validNamespace(c.Namespace); err != nil {
 		return err

@@ -35,6 +35,7 @@ func TestStartConfigValidation(t *testing.T) {
 		{"no buildconfig", map[string]string{}, "BUILD_CONFIG"},
 		{"uppercase name", map[string]string{"BUILD_CONFIG": "Shop"}, "BUILD_CONFIG"},
 		{"name too long", map[string]string{"BUILD_CONFIG": strings.Repeat("a", 254)}, "BUILD_CONFIG"},
+		{"invalid app as the buildconfig", map[string]string{"APP": "Shop"}, "param APP"},
 		{"branch as commit", map[string]string{"BUILD_CONFIG": "shop", "COMMIT": "main"}, "COMMIT"},
 		{"uppercase sha", map[string]string{"BUILD_CONFIG": "shop", "COMMIT": strings.ToUpper(sha)}, "COMMIT"},
 		{"41 hex digits", map[string]string{"BUILD_CONFIG": "shop", "COMMIT": sha + "a"}, "COMMIT"},

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +37,26 @@ func Resolve(ctx context.Context, cfg *WaitConfig, log *slog.Logger) (Image, err
 	if err != nil {
 		return Image{}, err
 	}
-	desc, err := remote.Head(ref, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	// The registry's credentials are never printed: register them for redaction before anything can echo them.
+	auth, err := authn.DefaultKeychain.Resolve(ref.Context())
+	if err != nil {
+		return Image{}, step.Invalid("IMAGE", "bind a docker-config workspace whose config.json is valid JSON (a secret with .dockerconfigjson)",
+			"reading the registry credentials for %s: %v", ref.Context().RegistryStr(), err)
+	}
+	if ac, err := auth.Authorization(); err == nil && ac != nil {
+		for _, s := range []string{ac.Password, ac.Auth, ac.IdentityToken, ac.RegistryToken} {
+			step.AddSecret(s)
+		}
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
+	if cfg.InsecureRegistry {
+		log.Warn(fmt.Sprintf("INSECURE_REGISTRY=true: TLS verification is off for registry %s (plain HTTP and untrusted certificates are accepted)",
+			ref.Context().RegistryStr()))
+		tr := remote.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		opts = append(opts, remote.WithTransport(tr))
+	}
+	desc, err := remote.Head(ref, opts...)
 	if err != nil {
 		var terr *transport.Error
 		if errors.As(err, &terr) {

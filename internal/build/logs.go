@@ -12,6 +12,8 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/canaryline/canaryline/internal/step"
 )
 
 // logFollower streams a build's log (builds/{name}/log?follow=true through the REST client; openshift/client-go
@@ -114,7 +116,7 @@ func (f *logFollower) stream(ctx context.Context) error {
 
 func (f *logFollower) emit(text string) {
 	f.printed++
-	fmt.Fprintln(f.out, text)
+	fmt.Fprintln(f.out, step.Redact(text))
 }
 
 // splitTimestamp splits "2006-01-02T15:04:05.999999999Z text" into its time and text.

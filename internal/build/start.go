@@ -101,7 +101,7 @@ func Start(ctx context.Context, cfg *StartConfig, ns string, c buildclient.Inter
 		return err
 	})
 	if err != nil && listing {
-		return Started{}, apiError(err, "list", "builds", ns, "", "")
+		return Started{}, apiError(err, "list", "builds", ns, "", notFound{})
 	}
 	if err != nil {
 		return Started{}, apiError(err, "create", "buildconfigs/instantiate", ns, bc.Name, notFoundBuildConfig(ns, bc.Name))
@@ -216,24 +216,28 @@ func shortLabel(s string) string {
 	return s
 }
 
-func notFoundBuildConfig(ns, name string) string {
-	return fmt.Sprintf("BuildConfig %s does not exist. Create it once for the application, for example "+
-		"`oc new-app BUILDER_IMAGE~REPO_URL --name=%s --strategy=source -n %s` (S2I), or --strategy=docker for a "+
-		"repository with a Dockerfile. If oc new-app answers \"No language matched the source repository\", it "+
-		"could not detect the language: name the builder image explicitly before the ~ (for example "+
-		"registry.access.redhat.com/ubi9/go-toolset~REPO_URL), or use --strategy=docker", describe(ns, name), name, ns)
+func notFoundBuildConfig(ns, name string) notFound {
+	return notFound{Param: "BUILD_CONFIG", Msg: fmt.Sprintf("BuildConfig %s does not exist", describe(ns, name)),
+		Fix: fmt.Sprintf("give the name of an existing BuildConfig (oc get bc -n %s), or create it once for the application, for example "+
+			"`oc new-app BUILDER_IMAGE~REPO_URL --name=%s --strategy=source -n %s` (S2I), or --strategy=docker for a "+
+			"repository with a Dockerfile. If oc new-app answers \"No language matched the source repository\", it "+
+			"could not detect the language: name the builder image explicitly before the ~ (for example "+
+			"registry.access.redhat.com/ubi9/go-toolset~REPO_URL), or use --strategy=docker", ns, name, ns)}
 }
+
+// notFound is what a missing object means: the param that named it, and what to do.
+type notFound struct{ Param, Msg, Fix string }
 
 // apiError turns an API error into a step error: a missing object or a missing permission is bad input (exit 2)
 // that says what to do; anything else is an error.
-func apiError(err error, verb, resource, ns, name, notFound string) error {
+func apiError(err error, verb, resource, ns, name string, missing notFound) error {
 	obj := resource
 	if name != "" {
 		obj += " " + describe(ns, name)
 	}
 	switch {
-	case apierrors.IsNotFound(err) && notFound != "":
-		return &step.InvalidError{Msg: notFound}
+	case apierrors.IsNotFound(err) && missing.Msg != "":
+		return &step.InvalidError{Param: missing.Param, Msg: missing.Msg, Fix: missing.Fix}
 	case apierrors.IsForbidden(err):
 		return &step.InvalidError{Msg: fmt.Sprintf("permission denied: cannot %s %s in namespace %s: %v", verb, resource, ns, err),
 			Fix: fmt.Sprintf("grant the step's ServiceAccount the verb %q on %q in API group %q (the Role shipped with canaryline has it)", verb, resource, apiGroup(resource))}

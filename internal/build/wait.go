@@ -46,8 +46,9 @@ type Clients struct {
 // cfg.Timeout runs out first, the build is cancelled (unless cfg.CancelOnStop is false).
 func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Writer, log *slog.Logger) (Image, error) {
 	if _, err := c.Build.BuildV1().Builds(ns).Get(ctx, cfg.BuildName, metav1.GetOptions{}); err != nil {
-		return Image{}, apiError(err, "get", "builds", ns, cfg.BuildName,
-			fmt.Sprintf("build %s does not exist: pass start-build's BUILD_NAME result", describe(ns, cfg.BuildName)))
+		return Image{}, apiError(err, "get", "builds", ns, cfg.BuildName, notFound{Param: "BUILD_NAME",
+			Msg: fmt.Sprintf("build %s does not exist", describe(ns, cfg.BuildName)),
+			Fix: "pass start-build's BUILD_NAME result, and NAMESPACE when the build is in another namespace"})
 	}
 	log.Info("waiting for build "+describe(ns, cfg.BuildName), "timeout", cfg.Timeout)
 	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -160,7 +161,7 @@ func Cancel(ctx context.Context, c buildclient.Interface, ns, name string) (*bui
 		return err
 	})
 	if err != nil {
-		return nil, apiError(err, "update", "builds", ns, name, "")
+		return nil, apiError(err, "update", "builds", ns, name, notFound{})
 	}
 	return untilDone(ctx, c, ns, name)
 }
@@ -191,8 +192,9 @@ func builtImage(ctx context.Context, c Clients, b *buildv1.Build) (Image, error)
 		if img.Digest == "" || repo == "" {
 			ist, err := c.Image.ImageV1().ImageStreamTags(ns).Get(ctx, tag, metav1.GetOptions{})
 			if err != nil {
-				return img, apiError(err, "get", "imagestreamtags", ns, tag, fmt.Sprintf("build %s reported no image digest, "+
-					"and its ImageStreamTag %s does not exist", describe(b.Namespace, b.Name), img.ImageStreamTag))
+				return img, apiError(err, "get", "imagestreamtags", ns, tag, notFound{Msg: fmt.Sprintf("build %s reported no image digest, "+
+					"and its ImageStreamTag %s does not exist", describe(b.Namespace, b.Name), img.ImageStreamTag),
+					Fix: "check the BuildConfig's spec.output and that the build pushed to the ImageStreamTag"})
 			}
 			if img.Digest == "" {
 				img.Digest = ist.Image.Name

@@ -54,6 +54,9 @@ type Config struct {
 	HTTPPercentile  float64       `env:"HTTP_LATENCY_PERCENTILE, default=95"`
 	HTTPMaxLatency  time.Duration `env:"HTTP_MAX_LATENCY, default=500ms"`
 	HTTPBaselineURL string        `env:"HTTP_BASELINE_URL"` // compares per-request latencies with the canary's
+	// InsecureSkipTLSVerify turns TLS certificate verification off for the HTTP probes and Prometheus. It is
+	// logged as a warning; HTTP_CA_FILE and PROMETHEUS_CA_FILE are the way to trust a private CA.
+	InsecureSkipTLSVerify bool `env:"INSECURE_SKIP_TLS_VERIFY, default=false"`
 
 	// prometheus
 	PrometheusURL       string `env:"PROMETHEUS_URL"`
@@ -174,29 +177,34 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validateHTTP() error {
+	// Credentials in headers and URLs are registered for redaction first, so that no message below prints one.
+	c.headers = map[string]string{}
+	for i, line := range lines(c.HTTPHeaders) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(strings.TrimSpace(k), " \t") {
+			step.AddSecret(line)
+			return step.Invalid("HTTP_HEADERS", `write one "Name: value" a line, such as "Authorization: Bearer ..."`, "line %d is not a header (no \"Name:\")", i+1)
+		}
+		c.headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		step.AddHeaderSecret(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
 	for i, line := range lines(c.HTTPURLs) {
 		u, err := url.Parse(line)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return step.Invalid("HTTP_URLS", "give one absolute http(s) URL a line, such as http://shop-canary.team.svc:8080/healthz", "line %d %q is not an http(s) URL", i+1, line)
+			return step.Invalid("HTTP_URLS", "give one absolute http(s) URL a line, such as http://shop-canary.team.svc:8080/healthz", "line %d %q is not an http(s) URL", i+1, step.Redact(line))
 		}
+		step.AddURLSecrets(u)
 		c.urls = append(c.urls, u)
 	}
 	if c.HTTPBaselineURL != "" {
 		u, err := url.Parse(c.HTTPBaselineURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return step.Invalid("HTTP_BASELINE_URL", "give an absolute http(s) URL of the baseline (or stable) Service", "%q is not an http(s) URL", c.HTTPBaselineURL)
+			return step.Invalid("HTTP_BASELINE_URL", "give an absolute http(s) URL of the baseline (or stable) Service", "%q is not an http(s) URL", step.Redact(c.HTTPBaselineURL))
 		}
+		step.AddURLSecrets(u)
 		if len(c.urls) == 0 {
 			return step.Invalid("HTTP_BASELINE_URL", "set HTTP_URLS to the canary's URL too", "needs HTTP_URLS")
 		}
-	}
-	c.headers = map[string]string{}
-	for i, line := range lines(c.HTTPHeaders) {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(strings.TrimSpace(k), " \t") {
-			return step.Invalid("HTTP_HEADERS", `write one "Name: value" a line`, "line %d %q is not a header", i+1, line)
-		}
-		c.headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	if len(c.urls) > 0 {
 		if c.HTTPRate <= 0 || c.HTTPRate > 1000 {
@@ -208,9 +216,16 @@ func (c *Config) validateHTTP() error {
 		if c.HTTPPercentile <= 0 || c.HTTPPercentile > 100 {
 			return step.Invalid("HTTP_LATENCY_PERCENTILE", "give a percentile between 0 and 100, such as 95", "%v is out of range", c.HTTPPercentile)
 		}
-		if c.HTTPMaxLatency <= 0 || c.HTTPTimeout <= 0 {
-			return step.Invalid("HTTP_MAX_LATENCY", "give positive Go durations for HTTP_MAX_LATENCY and HTTP_TIMEOUT", "must be positive")
+		if c.HTTPMaxLatency <= 0 {
+			return step.Invalid("HTTP_MAX_LATENCY", "give a positive Go duration such as 500ms", "%s is not positive", c.HTTPMaxLatency)
 		}
+		if c.HTTPTimeout <= 0 {
+			return step.Invalid("HTTP_TIMEOUT", "give a positive Go duration such as 5s", "%s is not positive", c.HTTPTimeout)
+		}
+	}
+	if c.InsecureSkipTLSVerify && (c.HTTPCAFile != "" || c.PrometheusCAFile != "") {
+		return step.Invalid("INSECURE_SKIP_TLS_VERIFY", "give a CA file (HTTP_CA_FILE, PROMETHEUS_CA_FILE) to verify against it, or INSECURE_SKIP_TLS_VERIFY=true to verify nothing, not both",
+			"is true while a CA file is given")
 	}
 	return nil
 }
@@ -273,8 +288,9 @@ func (c *Config) validatePrometheus() error {
 		u, err := url.Parse(c.PrometheusURL)
 		if c.PrometheusURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return step.Invalid("PROMETHEUS_URL", "give the Prometheus (or OpenShift Thanos querier) URL, such as https://thanos-querier.openshift-monitoring.svc:9091",
-				"%q is not an http(s) URL", c.PrometheusURL)
+				"%q is not an http(s) URL", step.Redact(c.PrometheusURL))
 		}
+		step.AddURLSecrets(u)
 	} else if c.PrometheusURL != "" {
 		return step.Invalid("QUERIES", "give QUERIES or COMPARE to use PROMETHEUS_URL, or leave PROMETHEUS_URL empty", "PROMETHEUS_URL is set but no query is")
 	}

@@ -196,6 +196,11 @@ func TestConfigValidation(t *testing.T) {
 		{"comparison without track", with("PROMETHEUS_URL", "http://p:9090", "COMPARE", "- name: a\n  query: up\n"), "COMPARE"},
 		{"comparison direction", with("PROMETHEUS_URL", "http://p:9090", "COMPARE", strings.TrimSuffix(cmp, "\n")+"\n  direction: up\n"), "COMPARE"},
 		{"compare against what", with("COMPARE_AGAINST", "prod"), "COMPARE_AGAINST"},
+		{"zero http timeout", with("HTTP_URLS", "http://x/", "HTTP_TIMEOUT", "0s"), "param HTTP_TIMEOUT"},
+		{"zero max latency", with("HTTP_URLS", "http://x/", "HTTP_MAX_LATENCY", "-1ms"), "param HTTP_MAX_LATENCY"},
+		{"insecure", with("HTTP_URLS", "https://x/", "INSECURE_SKIP_TLS_VERIFY", "true"), ""},
+		{"insecure with a CA file", with("HTTP_URLS", "https://x/", "INSECURE_SKIP_TLS_VERIFY", "true", "HTTP_CA_FILE", "/ca.crt"), "INSECURE_SKIP_TLS_VERIFY"},
+		{"insecure not a bool", with("INSECURE_SKIP_TLS_VERIFY", "yes"), "INSECURE_SKIP_TLS_VERIFY"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -210,6 +215,32 @@ func TestConfigValidation(t *testing.T) {
 				t.Errorf("error %v (exit %d); want exit 2 naming %s", err, step.ExitCode(err), tc.param)
 			}
 		})
+	}
+}
+
+// TestConfigNeverPrintsCredentials: the credentials in HTTP_HEADERS and in URLs are registered for redaction as the
+// config is read, and an invalid header line is not quoted back.
+func TestConfigNeverPrintsCredentials(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"APP": "shop", "HTTP_URLS": "https://probe:pw-4e5f6a7b@shop:8443/healthz?access_token=at-8c9d0e1f",
+		"HTTP_HEADERS": "Authorization: Bearer bt-0a1b2c3d\nX-Webhook-Secret: ws-1a2b3c4d\nX-Canary: cv-5e6f7a8b"}
+	cfg := &Config{}
+	if err := step.Load(context.Background(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, cfg); err != nil {
+		t.Fatal(err)
+	}
+	shown := step.Redact(strings.Join([]string{env["HTTP_URLS"], env["HTTP_HEADERS"]}, "\n")) + (&httpCheck{p: &prober{urls: cfg.urls}}).Query()
+	for _, secret := range []string{"pw-4e5f6a7b", "at-8c9d0e1f", "bt-0a1b2c3d", "ws-1a2b3c4d"} {
+		if strings.Contains(shown, secret) {
+			t.Errorf("%q is printed: %s", secret, shown)
+		}
+	}
+	if !strings.Contains(shown, "cv-5e6f7a8b") {
+		t.Errorf("a header that is no credential was redacted: %s", shown)
+	}
+	bad := map[string]string{"APP": "shop", "HTTP_URLS": "http://x/", "HTTP_HEADERS": "Authorization Bearer bt-9f8e7d6c"}
+	err := step.Load(context.Background(), func(k string) (string, bool) { v, ok := bad[k]; return v, ok }, &Config{})
+	if err == nil || strings.Contains(err.Error(), "bt-9f8e7d6c") || !strings.Contains(err.Error(), "param HTTP_HEADERS") {
+		t.Errorf("bad header line: %v", err)
 	}
 }
 

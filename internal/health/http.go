@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -40,10 +41,14 @@ type prober struct {
 	results []result
 }
 
-func newHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
+// newHTTPClient is the probes' client: TLS verified against the system roots plus caFile, unless insecure
+// (INSECURE_SKIP_TLS_VERIFY) turns verification off.
+func newHTTPClient(caFile string, insecure bool, timeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 32
-	if caFile != "" {
+	if insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	} else if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
 			return nil, step.Invalid("HTTP_CA_FILE", "give a readable PEM file (for example a mounted ConfigMap with the service CA)", "%v", err)
@@ -107,7 +112,7 @@ func (p *prober) probe(ctx context.Context, u *url.URL) result {
 		if ctx.Err() != nil {
 			return result{} // the analysis ended: not a result
 		}
-		return result{at: start, latency: time.Since(start), err: err.Error()}
+		return result{at: start, latency: time.Since(start), err: step.Redact(tlsHint(err, "HTTP_CA_FILE"))}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -146,7 +151,7 @@ func (h *httpCheck) Kind() string { return "http" }
 func (h *httpCheck) Query() string {
 	var us []string
 	for _, u := range h.p.urls {
-		us = append(us, u.String())
+		us = append(us, step.RedactURL(u))
 	}
 	return strings.Join(us, " ")
 }
@@ -166,10 +171,12 @@ func (h *httpCheck) Measure(_ context.Context, now time.Time) (evidence.Measurem
 	ok := 0
 	codes := map[string]int{}
 	var lat []float64
+	lastErr := ""
 	for _, r := range rs {
 		switch {
 		case r.err != "":
 			codes["error"]++
+			lastErr = r.err
 		default:
 			codes[fmt.Sprint(r.code)]++
 		}
@@ -184,6 +191,9 @@ func (h *httpCheck) Measure(_ context.Context, now time.Time) (evidence.Measurem
 	m.Series = map[string]float64{"canary": ratio}
 	m.Text = fmt.Sprintf("success %.4f of %d, p%g %s", ratio, len(rs), h.percentile, pl.Round(time.Millisecond))
 	m.Detail = "responses " + formatCounts(codes)
+	if lastErr != "" {
+		m.Detail += "; last error: " + lastErr
+	}
 	switch {
 	case ratio < h.minSuccess:
 		m.Status = evidence.Fail
@@ -195,6 +205,20 @@ func (h *httpCheck) Measure(_ context.Context, now time.Time) (evidence.Measurem
 		m.Status = evidence.Pass
 	}
 	return m, nil
+}
+
+// tlsHint is err's message, with what to do when it is a failed certificate verification: trust the server's CA
+// with caParam, or turn verification off explicitly.
+func tlsHint(err error, caParam string) string {
+	var unknownCA x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname), errors.As(err, &verify):
+		return err.Error() + " (TLS verification failed: trust the server's CA with " + caParam + ", or set INSECURE_SKIP_TLS_VERIFY=true to skip verification)"
+	}
+	return err.Error()
 }
 
 // percentile is the nearest-rank percentile of xs (0 for none).

@@ -31,7 +31,9 @@ const serviceAccountToken = "/var/run/secrets/kubernetes.io/serviceaccount/token
 // from a file on every request, so a rotated token is picked up; a CA bundle).
 func newQuerier(cfg *Config) (querier, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.PrometheusCAFile != "" {
+	if cfg.InsecureSkipTLSVerify {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	} else if cfg.PrometheusCAFile != "" {
 		pem, err := os.ReadFile(cfg.PrometheusCAFile)
 		if err != nil {
 			return nil, step.Invalid("PROMETHEUS_CA_FILE", "give a readable PEM file, e.g. the service CA", "%v", err)
@@ -53,9 +55,11 @@ func newQuerier(cfg *Config) (querier, error) {
 		}
 	}
 	if tokenFile != "" {
-		if _, err := os.ReadFile(tokenFile); err != nil {
+		tok, err := os.ReadFile(tokenFile)
+		if err != nil {
 			return nil, step.Invalid("PROMETHEUS_TOKEN_FILE", "give a readable token file, or leave it empty", "%v", err)
 		}
+		step.AddSecret(string(tok))
 		rt = &bearerFile{file: tokenFile, next: tr}
 	}
 	c, err := promapi.NewClient(promapi.Config{Address: cfg.PrometheusURL, RoundTripper: rt})
@@ -75,6 +79,7 @@ func (b *bearerFile) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the bearer token %s: %w", b.file, err)
 	}
+	step.AddSecret(string(tok)) // a rotated token is a new secret
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	return b.next.RoundTrip(r)
@@ -87,7 +92,7 @@ func queryValue(ctx context.Context, api querier, q string, ts time.Time) (float
 	defer cancel()
 	v, _, _, err := api.Query(ctx, q, ts)
 	if err != nil {
-		return 0, false, fmt.Errorf("query Prometheus: %w", err)
+		return 0, false, fmt.Errorf("query Prometheus: %s", step.Redact(tlsHint(err, "PROMETHEUS_CA_FILE")))
 	}
 	var x float64
 	switch val := v.(type) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func TestHTTPCheckTLSAndHeaders(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	client, err := newHTTPClient(caFile(t, srv), 2*time.Second)
+	client, err := newHTTPClient(caFile(t, srv), false, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +54,23 @@ func TestHTTPCheckTLSAndHeaders(t *testing.T) {
 		t.Errorf("measurement %+v (%v); requests with the header %d, with the Host %d", m, err, withHeader.Load(), hostSeen.Load())
 	}
 	// Without the CA, every request fails TLS verification: a failure, measured, not an error.
-	plain, _ := newHTTPClient("", 2*time.Second)
+	plain, _ := newHTTPClient("", false, 2*time.Second)
 	p2 := &prober{client: plain, urls: []*url.URL{u}, rate: 50}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
 	p2.run(ctx2)
-	if m, _ := (&httpCheck{p: p2, minSuccess: 0.99, percentile: 95, maxLatency: time.Second}).Measure(context.Background(), time.Now()); m.Status != evidence.Fail {
-		t.Errorf("untrusted certificate: %+v; want a failure", m)
+	m2, _ := (&httpCheck{p: p2, minSuccess: 0.99, percentile: 95, maxLatency: time.Second}).Measure(context.Background(), time.Now())
+	if m2.Status != evidence.Fail || !strings.Contains(m2.Detail, "HTTP_CA_FILE") || !strings.Contains(m2.Detail, "INSECURE_SKIP_TLS_VERIFY") {
+		t.Errorf("untrusted certificate: %+v; want a failure naming HTTP_CA_FILE and INSECURE_SKIP_TLS_VERIFY", m2)
+	}
+	// With verification skipped explicitly, the same server passes.
+	insecure, _ := newHTTPClient("", true, 2*time.Second)
+	p3 := &prober{client: insecure, urls: []*url.URL{u}, rate: 50}
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel3()
+	p3.run(ctx3)
+	if m, _ := (&httpCheck{p: p3, minSuccess: 0.99, percentile: 95, maxLatency: time.Second}).Measure(context.Background(), time.Now()); m.Status != evidence.Pass {
+		t.Errorf("INSECURE_SKIP_TLS_VERIFY: %+v; want a pass", m)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,10 +53,25 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if err != nil {
 		return Verdict{}, err
 	}
-	if (len(cfg.queries) > 0 || len(cfg.compares) > 0) && d.Prom == nil {
+	usesProm := len(cfg.queries) > 0 || len(cfg.compares) > 0
+	if usesProm && d.Prom == nil {
 		if d.Prom, err = newQuerier(cfg); err != nil {
 			return Verdict{}, err
 		}
+	}
+	if cfg.InsecureSkipTLSVerify {
+		var what []string
+		if len(cfg.urls) > 0 {
+			what = append(what, "the HTTP probes")
+		}
+		if usesProm {
+			what = append(what, "Prometheus "+step.Redact(cfg.PrometheusURL))
+		}
+		if len(what) == 0 {
+			what = append(what, "nothing (no HTTP_URLS, no Prometheus)")
+		}
+		log.Warn("INSECURE_SKIP_TLS_VERIFY=true: TLS certificate verification is off for " + strings.Join(what, " and ") +
+			"; any server can answer in their place. Trust a private CA with HTTP_CA_FILE or PROMETHEUS_CA_FILE instead")
 	}
 	var checks []Check
 	if cfg.Pods {
@@ -64,7 +80,7 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
 	if len(cfg.urls) > 0 {
-		client, err := newHTTPClient(cfg.HTTPCAFile, cfg.HTTPTimeout)
+		client, err := newHTTPClient(cfg.HTTPCAFile, cfg.InsecureSkipTLSVerify, cfg.HTTPTimeout)
 		if err != nil {
 			return Verdict{}, err
 		}
@@ -101,7 +117,8 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	ev := a.run(ctx)
 	stopProbes()
 	ev.App, ev.Namespace, ev.Release = cfg.App, ns, cfg.ReleaseID
-	fmt.Fprintln(out, ev.Table())
+	redactEvidence(ev)
+	fmt.Fprintln(out, step.Redact(ev.Table()))
 	v := Verdict{Verdict: ev.Verdict, Reason: ev.Reason}
 	if cfg.EvidenceDir != "" {
 		files, err := ev.WriteFiles(cfg.EvidenceDir)
@@ -119,6 +136,20 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 		return v, step.Failed("verdict: unhealthy: %s", ev.Reason)
 	default:
 		return v, &step.InconclusiveError{Msg: "verdict: inconclusive: " + ev.Reason}
+	}
+}
+
+// redactEvidence removes credentials from everything the evidence prints or writes: queries (URLs), details
+// (errors quote URLs) and the reason.
+func redactEvidence(ev *evidence.Evidence) {
+	ev.Reason = step.Redact(ev.Reason)
+	for i := range ev.Checks {
+		c := &ev.Checks[i]
+		c.Query, c.Last, c.Threshold = step.Redact(c.Query), step.Redact(c.Last), step.Redact(c.Threshold)
+	}
+	for i := range ev.Measurements {
+		m := &ev.Measurements[i]
+		m.Query, m.Detail, m.Text = step.Redact(m.Query), step.Redact(m.Detail), step.Redact(m.Text)
 	}
 }
 
@@ -170,15 +201,15 @@ func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.
 	}
 	var err error
 	var ok bool
+	if t.StableHash, ok, err = hash(cfg.App); err != nil {
+		return t, "", err
+	} else if !ok {
+		return t, "", step.Invalid("APP", "give the stable Deployment's name (oc get deploy), and NAMESPACE when it is in another namespace", "Deployment %s/%s does not exist", ns, cfg.App)
+	}
 	if t.CanaryHash, ok, err = hash(cfg.CanaryDeployment); err != nil {
 		return t, "", err
 	} else if !ok && (cfg.Pods || len(cfg.compares) > 0) {
 		return t, "", step.Invalid("CANARY_DEPLOYMENT", "run shift-canary first, or name the canary Deployment", "Deployment %s/%s does not exist", ns, cfg.CanaryDeployment)
-	}
-	if t.StableHash, ok, err = hash(cfg.App); err != nil {
-		return t, "", err
-	} else if !ok {
-		return t, "", step.Invalid("APP", "give the stable Deployment's name", "Deployment %s/%s does not exist", ns, cfg.App)
 	}
 	var hasBaseline bool
 	if t.BaselineHash, hasBaseline, err = hash(t.BaselineDeployment); err != nil {

@@ -11,6 +11,7 @@ import (
 
 // NewLogger returns a slog.Logger that writes one plain line per record, for people reading a step's log in the
 // Tekton or OpenShift console: "LEVEL message key=value ...". Debug records are dropped unless debug is true.
+// Every line goes through Redact: no credential reaches the log.
 func NewLogger(w io.Writer, debug bool) *slog.Logger {
 	lvl := slog.LevelInfo
 	if debug {
@@ -43,7 +44,7 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	b.WriteString("\n")
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, err := io.WriteString(h.w, b.String())
+	_, err := io.WriteString(h.w, Redact(b.String()))
 	return err
 }
 

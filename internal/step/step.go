@@ -172,15 +172,18 @@ const (
 	maxResults = 3072
 )
 
-// Write writes the named results. An empty Dir writes nothing (a local run without Tekton).
+// Write writes the named results, redacted (Redact). An empty Dir writes nothing (a local run without Tekton).
 func (r Results) Write(values map[string]string) error {
 	if r.Dir == "" {
 		return nil
 	}
+	redacted := make(map[string]string, len(values))
 	total := 0
-	for _, v := range values {
-		total += len(v)
+	for name, v := range values {
+		redacted[name] = Redact(v)
+		total += len(redacted[name])
 	}
+	values = redacted
 	if total > maxResults {
 		return fmt.Errorf("results are %d bytes together; they stay under %d", total, maxResults)
 	}
