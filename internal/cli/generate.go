@@ -8,12 +8,17 @@ import (
 	"path/filepath"
 
 	"github.com/canaryline/canaryline/internal/pipelinegen"
+	"github.com/canaryline/canaryline/internal/rbac"
 )
 
-// generateCmd writes (or with --check, checks) the generated Pipelines in pipelines/.
+// generateCmd writes (or with --check, checks) the generated Pipelines in pipelines/, or prints a per-application
+// Role.
 func generateCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "role" {
+		return generateRole(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "pipelines" {
-		return usagef("generate: say pipelines")
+		return usagef("generate: say pipelines or role")
 	}
 	fs := newFlags("generate pipelines", stderr)
 	root := fs.String("root", ".", "repository root")
@@ -45,4 +50,25 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("stale generated Pipelines (run make pipelines): %v", stale)
 	}
 	return nil
+}
+
+// generateRole prints the Role that lets the steps release one application only (and its RoleBinding).
+func generateRole(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("generate role", stderr)
+	var o rbac.Options
+	fs.StringVar(&o.App, "app", "", "the application (its stable Deployment); required")
+	fs.StringVar(&o.Namespace, "namespace", "", "the application's namespace")
+	fs.StringVar(&o.StableService, "stable-service", "", "the stable Service (STABLE_SERVICE), when not the app's name")
+	fs.StringVar(&o.RouterName, "router-name", "", "the router object (ROUTER_NAME), when not the app's name")
+	fs.StringVar(&o.BuildConfig, "build-config", "", "the BuildConfig (BUILD_CONFIG), when not the app's name")
+	fs.StringVar(&o.ServiceAccount, "service-account", "", "also bind the Role to this ServiceAccount (for example pipeline)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	out, err := rbac.Manifests(o)
+	if err != nil {
+		return usagef("generate role: %v", err)
+	}
+	_, err = stdout.Write(out)
+	return err
 }

@@ -286,7 +286,7 @@ func notFound(err error, param, msg, fix string) error {
 		return &step.InvalidError{Param: param, Msg: msg, Fix: fix}
 	}
 	if apierrors.IsForbidden(err) {
-		return &step.InvalidError{Msg: "permission denied: " + err.Error(), Fix: "bind the step's ServiceAccount to the Role in tasks/role.yaml"}
+		return &step.InvalidError{Msg: "permission denied: " + err.Error(), Fix: "bind the step's ServiceAccount to the Role in tasks/role.yaml, or to the Role `canaryline generate role --app APP` prints for this application (a Role for another application cannot touch it)"}
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -77,23 +78,7 @@ func TestReleasesOfTwoApplicationsInOneNamespace(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "route", 2)
 	ctx := context.Background()
-	// cart: a second application next to shop.
-	cart := deployment("cart", 2)
-	cart.Spec.Template.Spec.Containers[0].Image = strings.Replace(stableImage, "shop", "cart", 1)
-	if _, err := a.kube.AppsV1().Deployments(a.ns).Create(ctx, cart, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "cart"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "cart"},
-		Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}}}}
-	if _, err := a.kube.CoreV1().Services(a.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rt := newRoute("cart", 100)
-	rt.Spec.To.Name = "cart"
-	if _, err := a.routes.RouteV1().Routes(a.ns).Create(ctx, rt, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	untilDeploymentAvailable(ctx, t, a.kube, a.ns, "cart")
+	cart := a.addApp("cart") // a second application next to shop
 	shopBefore := a.routerState()
 	cartRoute := func() string {
 		r, err := a.routes.RouteV1().Routes(a.ns).Get(ctx, "cart", metav1.GetOptions{})
@@ -164,4 +149,29 @@ func TestReleasesOfTwoApplicationsInOneNamespace(t *testing.T) {
 			t.Errorf("Service %s selector %v after the releases", s, got.Spec.Selector)
 		}
 	}
+}
+
+// addApp adds a second application, name, next to the app's: its Deployment (2 replicas), Service and Route.
+func (a *app) addApp(name string) *appsv1.Deployment {
+	t := a.t
+	t.Helper()
+	ctx := context.Background()
+	d := deployment(name, 2)
+	d.Spec.Template.Spec.Containers[0].Image = strings.Replace(stableImage, "shop", name, 1)
+	d, err := a.kube.AppsV1().Deployments(a.ns).Create(ctx, d, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name},
+		Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}}}}
+	if _, err := a.kube.CoreV1().Services(a.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rt := newRoute(name, 100)
+	rt.Spec.To.Name = name
+	if _, err := a.routes.RouteV1().Routes(a.ns).Create(ctx, rt, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	untilDeploymentAvailable(ctx, t, a.kube, a.ns, name)
+	return d
 }

@@ -16,6 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/canaryline/canaryline/internal/rbac"
 )
 
 // TestServiceAccountTokenLimitedByRole: a ServiceAccount token bound to a narrow Role gets what the Role grants and
@@ -124,4 +128,108 @@ func TestServiceAccountTokenLimitedByRole(t *testing.T) {
 	if !apierrors.IsUnauthorized(err) && !apierrors.IsForbidden(err) {
 		t.Errorf("anonymous instantiate: %v; want Unauthorized", err)
 	}
+}
+
+// TestStepsDeniedBeyondTheShippedRole: a token bound to the shipped Role cannot read Secrets or touch another
+// namespace, and a step pointed at another namespace stops with exit 2 on the denial, having changed nothing.
+func TestStepsDeniedBeyondTheShippedRole(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	ctx := context.Background()
+	other := newApp(t, "route", 1) // the same application in another namespace
+	sa := kubernetes.NewForConfigOrDie(tokenConfigOf(t, a.kubeconfig))
+	otherBefore, _ := other.kube.AppsV1().Deployments(other.ns).Get(ctx, "shop", metav1.GetOptions{})
+
+	denied := map[string]error{}
+	_, denied["get a Secret"] = sa.CoreV1().Secrets(a.ns).Get(ctx, "any", metav1.GetOptions{})
+	_, denied["list Secrets"] = sa.CoreV1().Secrets(a.ns).List(ctx, metav1.ListOptions{})
+	_, denied["list Deployments in another namespace"] = sa.AppsV1().Deployments(other.ns).List(ctx, metav1.ListOptions{})
+	_, denied["get a Deployment in another namespace"] = sa.AppsV1().Deployments(other.ns).Get(ctx, "shop", metav1.GetOptions{})
+	_, denied["create a Deployment in another namespace"] = sa.AppsV1().Deployments(other.ns).Create(ctx, deployment("x", 1), metav1.CreateOptions{})
+	denied["delete a Service in another namespace"] = sa.CoreV1().Services(other.ns).Delete(ctx, "shop", metav1.DeleteOptions{})
+	_, denied["patch a Route in another namespace"] = routeclient.NewForConfigOrDie(tokenConfigOf(t, a.kubeconfig)).RouteV1().Routes(other.ns).Patch(ctx, "shop",
+		types.MergePatchType, []byte(`{"spec":{"to":{"weight":1}}}`), metav1.PatchOptions{})
+	for what, err := range denied {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v; want Forbidden", what, err)
+		} else {
+			t.Logf("%s: denied: %v", what, err)
+		}
+	}
+
+	r := a.shift(10, map[string]string{"NAMESPACE": other.ns})
+	if r.code != 2 || !strings.Contains(r.stderr, "forbidden") && !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("shift-canary into another namespace: exit %d; want 2 on the denial", r.code)
+	}
+	after, _ := other.kube.AppsV1().Deployments(other.ns).Get(ctx, "shop", metav1.GetOptions{})
+	if after.ResourceVersion != otherBefore.ResourceVersion || other.exists("deployment", "shop-canary") {
+		t.Error("the step changed the other namespace")
+	}
+}
+
+// TestPerApplicationRole: with the Role `canaryline generate role --app shop` prints, the steps release shop
+// (shift, verify, promote) and are denied every change to cart, the application next to it.
+func TestPerApplicationRole(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	ctx := context.Background()
+	cart := a.addApp("cart")
+	role, err := rbac.AppRole(rbac.Options{App: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.kubeconfig = withServiceAccount(t, a.ns, "shop-only", role)
+
+	// shop's release passes.
+	for _, w := range []int{20, 50} {
+		if r := a.shift(w, map[string]string{"BASELINE": "true"}); r.code != 0 {
+			t.Fatalf("shift %d: exit %d", w, r.code)
+		}
+	}
+	if r := runStep(t, "verify-health", a.kubeconfig, map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "INTERVAL": "1s", "COUNT": "2"}); r.code != 0 {
+		t.Fatalf("verify-health: exit %d", r.code)
+	}
+	if r := a.decide(map[string]string{"DECISION": "promote"}); r.code != 0 || r.results["DECISION"] != "promote" {
+		t.Fatalf("promote: exit %d", r.code)
+	}
+
+	// cart is out of reach.
+	cfg := tokenConfigOf(t, a.kubeconfig)
+	sa := kubernetes.NewForConfigOrDie(cfg)
+	routes := routeclient.NewForConfigOrDie(cfg)
+	rt, _ := a.routes.RouteV1().Routes(a.ns).Get(ctx, "cart", metav1.GetOptions{})
+	denied := map[string]error{}
+	cart.Spec.Template.Spec.Containers[0].Image = canaryImage
+	_, denied["update cart's Deployment"] = sa.AppsV1().Deployments(a.ns).Update(ctx, cart, metav1.UpdateOptions{})
+	denied["delete cart's Deployment"] = sa.AppsV1().Deployments(a.ns).Delete(ctx, "cart", metav1.DeleteOptions{})
+	denied["delete cart's Service"] = sa.CoreV1().Services(a.ns).Delete(ctx, "cart", metav1.DeleteOptions{})
+	_, denied["get cart's Service"] = sa.CoreV1().Services(a.ns).Get(ctx, "cart", metav1.GetOptions{})
+	_, denied["update cart's Route"] = routes.RouteV1().Routes(a.ns).Update(ctx, rt, metav1.UpdateOptions{})
+	_, denied["get cart's release Lease"] = sa.CoordinationV1().Leases(a.ns).Get(ctx, "canaryline-cart", metav1.GetOptions{})
+	_, denied["get a Secret"] = sa.CoreV1().Secrets(a.ns).Get(ctx, "any", metav1.GetOptions{})
+	for what, err := range denied {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v; want Forbidden", what, err)
+		}
+	}
+	before, _ := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "cart", metav1.GetOptions{})
+	r := runStep(t, "shift-canary", a.kubeconfig, map[string]string{"APP": "cart", "ROUTER": "route", "IMAGE": canaryImage,
+		"WEIGHT": "10", "RELEASE_ID": "cart-release-1", "READY_TIMEOUT": "30s"})
+	if r.code != 2 || !strings.Contains(r.stderr, "forbidden") && !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("shift-canary APP=cart with shop's Role: exit %d; want 2 on the denial", r.code)
+	}
+	after, _ := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "cart", metav1.GetOptions{})
+	if after.ResourceVersion != before.ResourceVersion || a.exists("deployment", "cart-canary") {
+		t.Error("shop's Role changed cart")
+	}
+}
+
+// tokenConfigOf is a client config with the token of a steps kubeconfig.
+func tokenConfigOf(t *testing.T, kubeconfig string) *rest.Config {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
