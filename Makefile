@@ -25,7 +25,7 @@ controlplane:
 ## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
 ## started and stopped by the tests)
 test: lint controlplane prometheus
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests
 ## build Prometheus from the Go module proxy and cache it (about 7 min, once)
