@@ -217,7 +217,11 @@ func (l *lock) update(ctx context.Context, mutate func(*coordinationv1.Lease)) e
 	for attempt := 0; ; attempt++ {
 		lease := l.lease.DeepCopy()
 		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.holder {
-			return &step.BusyError{Msg: fmt.Sprintf("lost the release lock %s to %v", l.name, lease.Spec.HolderIdentity)}
+			holder := ""
+			if lease.Spec.HolderIdentity != nil {
+				holder = *lease.Spec.HolderIdentity
+			}
+			return &step.BusyError{Msg: fmt.Sprintf("lost the release lock %s to %q", l.name, holder)}
 		}
 		if lease.Annotations == nil {
 			lease.Annotations = map[string]string{}
@@ -269,10 +273,21 @@ func (l *lock) finish(ctx context.Context, out Outcome) error {
 	if err != nil {
 		return err
 	}
-	return l.update(ctx, func(lease *coordinationv1.Lease) {
+	err = l.update(ctx, func(lease *coordinationv1.Lease) {
 		lease.Annotations[LastAnnotation] = string(data)
 		delete(lease.Annotations, StateAnnotation)
 		empty := ""
 		lease.Spec.HolderIdentity = &empty
 	})
+	var busy *step.BusyError
+	if errors.As(err, &busy) && l.finished() {
+		return nil // an earlier attempt took effect, though its answer was lost
+	}
+	return err
+}
+
+// finished says whether the Lease, as last read, records this release as ended.
+func (l *lock) finished() bool {
+	st, out, err := decode(l.lease)
+	return err == nil && st == nil && out != nil && out.ID == l.holder
 }

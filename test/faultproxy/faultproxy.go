@@ -40,9 +40,11 @@ const (
 	Status429 Fault = "429"
 	// Conflict answers an update or patch with 409 Conflict, as when another writer moved first.
 	Conflict Fault = "409"
-	// Reset resets the connection: before the request reaches the apiserver, or (for writes, by chance) after it
-	// took effect, so the answer is lost.
+	// Reset resets the connection before the request reaches the apiserver.
 	Reset Fault = "reset"
+	// Lost lets a write take effect at the apiserver, then resets the connection: the answer is lost, and the
+	// client cannot tell whether its write happened.
+	Lost Fault = "lost-answer"
 	// Slow holds the request for Options.Slow before forwarding it.
 	Slow Fault = "slow"
 	// WatchCut forwards a watch or a followed log and cuts the stream mid-way.
@@ -50,7 +52,7 @@ const (
 )
 
 // AllFaults is every kind of fault.
-var AllFaults = []Fault{Status500, Status503, Status429, Conflict, Reset, Slow, WatchCut}
+var AllFaults = []Fault{Status500, Status503, Status429, Conflict, Reset, Lost, Slow, WatchCut}
 
 // Request is what the proxy knows of a request.
 type Request struct {
@@ -289,6 +291,7 @@ func (p *Proxy) pick(n int, r *http.Request, req Request) Fault {
 	for _, f := range p.o.Faults {
 		switch {
 		case f == Conflict && req.Verb != "update" && req.Verb != "patch":
+		case f == Lost && !req.Mutating():
 		case f == WatchCut && !streaming(r, req):
 		default:
 			fits = append(fits, f)
@@ -310,7 +313,6 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	n := p.n
 	p.verbs[req.Verb]++
 	fault := p.pick(n, r, req)
-	after := req.Mutating() && fault == Reset && p.rnd.IntN(2) == 0
 	if fault != None {
 		p.faults[fault]++
 	}
@@ -335,10 +337,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusConflict, "Conflict", fmt.Sprintf("Operation cannot be fulfilled on %s %q: injected fault: the object has been modified; please apply your changes to the latest version and try again", req.Resource, req.Name), 0)
 		return
 	case Reset:
-		if !after {
-			reset(w)
-			return
-		}
+		reset(w)
+		return
 	case Slow:
 		select {
 		case <-time.After(p.o.Slow):
@@ -371,7 +371,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if p.o.AfterMutation != nil {
 		p.o.AfterMutation(nm, req, rec.code)
 	}
-	if after {
+	if fault == Lost {
 		reset(w)
 		return
 	}

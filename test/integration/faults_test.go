@@ -75,7 +75,7 @@ func TestReleasesUnderAPIFaults(t *testing.T) {
 		promote := i%2 == 0
 		t.Run(fmt.Sprintf("release-%02d", i), func(t *testing.T) {
 			t.Parallel()
-			proxy, outcome := releaseUnderFaults(t, i, promote)
+			proxy, outcome := releaseUnderFaults(t, faultproxy.Options{Rate: 0.1, Seed: uint64(i) + 1}, i, promote)
 			s := proxy.Stats()
 			mu.Lock()
 			defer mu.Unlock()
@@ -90,7 +90,7 @@ func TestReleasesUnderAPIFaults(t *testing.T) {
 	}
 }
 
-func releaseUnderFaults(t *testing.T, seed int, promote bool) (*faultproxy.Proxy, string) {
+func releaseUnderFaults(t *testing.T, o faultproxy.Options, seed int, promote bool) (*faultproxy.Proxy, string) {
 	a := newApp(t, "route", 2)
 	ctx := context.Background()
 	bc := buildclient.NewForConfigOrDie(cluster.Config())
@@ -99,7 +99,7 @@ func releaseUnderFaults(t *testing.T, seed int, promote bool) (*faultproxy.Proxy
 		t.Fatal(err)
 	}
 	before := a.routerState()
-	proxy, kc := startFaultProxy(t, a.kubeconfig, faultproxy.Options{Rate: 0.1, Seed: uint64(seed) + 1})
+	proxy, kc := startFaultProxy(t, a.kubeconfig, o)
 	run := "shop-release-" + strconv.Itoa(seed)
 
 	step := func(name string, env map[string]string) stepRun {
@@ -163,4 +163,40 @@ func releaseUnderFaults(t *testing.T, seed int, promote bool) (*faultproxy.Proxy
 		t.Errorf("Lease after the release: holder %q, %v", *l.Spec.HolderIdentity, l.Annotations)
 	}
 	return proxy, outcome
+}
+
+// TestEachWriteLosesItsAnswer: whole releases where one write (the k-th of the release, for every k in turn:
+// starting the build, creating, updating, deleting, releasing the lock) takes effect at the apiserver and its
+// answer is lost. The step cannot tell whether its write happened; writing again must still end the release in the
+// right state. Odd k are promoted, even k rolled back.
+func TestEachWriteLosesItsAnswer(t *testing.T) {
+	t.Parallel()
+	devcluster.Require(t, cluster)
+	// An undisturbed release counts the writes.
+	proxy, _ := releaseUnderFaults(t, faultproxy.Options{}, 0, true)
+	writes := proxy.Stats().Mutating
+	if writes < 20 {
+		t.Fatalf("an undisturbed release made %d writes; want at least 20", writes)
+	}
+	for k := 1; k <= writes; k++ {
+		t.Run(fmt.Sprintf("write-%02d", k), func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			n := 0
+			proxy, _ := releaseUnderFaults(t, faultproxy.Options{Schedule: func(_ int, r faultproxy.Request) faultproxy.Fault {
+				mu.Lock()
+				defer mu.Unlock()
+				if !r.Mutating() {
+					return faultproxy.None
+				}
+				if n++; n == k {
+					return faultproxy.Lost
+				}
+				return faultproxy.None
+			}}, k, k%2 == 1)
+			if got := proxy.Stats().Faults[faultproxy.Lost]; got != 1 {
+				t.Errorf("%d answers lost; want 1", got)
+			}
+		})
+	}
 }
