@@ -76,7 +76,7 @@ demo: build
 
 ## bench: Go benchmarks (control-plane start, image size); figures, not pass/fail
 bench: controlplane
-	$(GO) test -run '^$$' -bench . -benchtime 5x -count 1 -timeout 30m $(PKGS)
+	$(GO) run ./cmd/canaryline bench
 
 clean:
 	rm -rf $(OUT)

@@ -50,6 +50,10 @@ Commands:
   demo [--kubeconfig F] [--namespace NS]
                      the demo on the embedded control plane (or on F's cluster): build sample-app with its
                      BuildConfig and deploy it by digest as the stable version behind a Route
+  bench [--skip PARTS] [--concurrent 20] [--rollback-runs 5] [--out _output/bench.md]
+                     measure on the embedded control plane: binary and image sizes, cold starts, peak RSS,
+                     API requests per release, time to rollback, release overhead, 20 releases at once, and the
+                     Go benchmarks; print one table with each figure's target
   run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
                      run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order
                      and with Tekton's substitution (when, finally, $(tasks.status), retries, timeouts)
@@ -115,6 +119,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return imageCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, env, args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, env, args[1:], stdout, stderr)
 	case "generate":
 		return generateCmd(args[1:], stdout, stderr)
 	case "run":

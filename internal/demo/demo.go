@@ -98,10 +98,10 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 				"another CI with canaryline run pipelines/canary-release-prebuilt.yaml", gv, err)
 		}
 	}
-	if err := setup(ctx, o, kube); err != nil {
+	if err := Setup(ctx, o, kube); err != nil {
 		return nil, err
 	}
-	kubeconfig, err := stepsKubeconfig(ctx, o, kube)
+	kubeconfig, err := StepsKubeconfig(ctx, o, kube)
 	if err != nil {
 		return nil, err
 	}
@@ -218,8 +218,8 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	return releases, nil
 }
 
-// setup creates the application as `oc new-app` and `oc expose` would, and canaryline's Role and ServiceAccount.
-func setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
+// Setup creates the application as `oc new-app` and `oc expose` would, and canaryline's Role and ServiceAccount.
+func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 	ns := o.Namespace
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ns, err)
@@ -328,9 +328,9 @@ func applyRBAC(ctx context.Context, kube kubernetes.Interface, ns string, raw ma
 	return nil
 }
 
-// stepsKubeconfig is a kubeconfig with a token of the `canaryline` ServiceAccount: the steps run with exactly
+// StepsKubeconfig is a kubeconfig with a token of the `canaryline` ServiceAccount: the steps run with exactly
 // the shipped Role, as in a PipelineRun.
-func stepsKubeconfig(ctx context.Context, o Options, kube kubernetes.Interface) (string, error) {
+func StepsKubeconfig(ctx context.Context, o Options, kube kubernetes.Interface) (string, error) {
 	tr, err := kube.CoreV1().ServiceAccounts(o.Namespace).CreateToken(ctx, "canaryline",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](7200)}}, metav1.CreateOptions{})
 	if err != nil {

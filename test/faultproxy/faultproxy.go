@@ -317,6 +317,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.faults[fault]++
 	}
 	line := req.String()
+	if req.UserAgent != "" {
+		line = req.String() + " (" + req.UserAgent + ")"
+	}
 	if fault != None {
 		line += " [" + string(fault) + "]"
 	}

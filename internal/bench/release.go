@@ -1,0 +1,276 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/internal/steps"
+	"github.com/canaryline/canaryline/test/faultproxy"
+)
+
+// cluster is what the cluster figures need: the cluster as an admin, the repository and the step binary.
+type cluster struct {
+	cfg      *rest.Config
+	kube     kubernetes.Interface
+	root     string
+	steps    string
+	work     string // scratch directory
+	upstream string // the API server the counting proxy forwards to
+	caData   []byte
+	log      io.Writer
+}
+
+// app sets up application name in its own namespace, as `oc new-app` would (Deployment of 3, Service, Route,
+// BuildConfig with an instant build, canaryline's Role and ServiceAccount), and returns a steps kubeconfig.
+func (c *cluster) app(ctx context.Context, name string) (string, error) {
+	o := demo.Options{Config: c.cfg, Namespace: name, App: name, Root: c.root, Evidence: filepath.Join(c.work, name)}
+	if err := demo.Setup(ctx, o, c.kube); err != nil {
+		return "", err
+	}
+	return demo.StepsKubeconfig(ctx, o, c.kube)
+}
+
+// releaseSteps are the steps of a 3-weight canary release with an instant build and an analysis of one
+// immediate measurement after each weight, as the canary-release Pipeline runs them.
+func releaseSteps(app string, promote bool) []struct {
+	step string
+	env  map[string]string
+} {
+	type s = struct {
+		step string
+		env  map[string]string
+	}
+	id := app + "-release"
+	out := []s{
+		{steps.StartBuild, map[string]string{"BUILD_CONFIG": app, "COMMIT": strings.Repeat("ab", 20), "PIPELINE_RUN": id}},
+		{steps.WaitBuild, map[string]string{"BUILD_NAME": app + "-1"}},
+	}
+	for _, w := range []string{"10", "30", "60"} {
+		out = append(out,
+			s{steps.ShiftCanary, map[string]string{"APP": app, "IMAGE": "", "WEIGHT": w, "RELEASE_ID": id}},
+			s{steps.VerifyHealth, map[string]string{"APP": app, "RELEASE_ID": id, "INTERVAL": "1s", "COUNT": "1"}})
+	}
+	status := "Failed"
+	if promote {
+		status = "Succeeded"
+	}
+	return append(out, s{steps.PromoteOrRollback, map[string]string{"APP": app, "RELEASE_ID": id, "DECISION": "auto", "PIPELINE_STATUS": status}})
+}
+
+// stepFigures is what running a release's steps directly measured.
+type stepFigures struct {
+	requests faultproxy.Stats
+	peakRSS  map[string]int64 // bytes, by step
+}
+
+// countedRelease runs a release's steps one by one (as the Pipeline would) through a counting proxy: the API
+// requests each makes, by verb, and each step's peak RSS.
+func (c *cluster) countedRelease(ctx context.Context, app string, promote bool) (stepFigures, error) {
+	kc, err := c.app(ctx, app)
+	if err != nil {
+		return stepFigures{}, err
+	}
+	proxy, err := faultproxy.Start(faultproxy.Options{Upstream: c.upstream, UpstreamCA: c.caData})
+	if err != nil {
+		return stepFigures{}, err
+	}
+	defer proxy.Close()
+	pkc, err := proxy.Kubeconfig(kc, filepath.Join(c.work, app))
+	if err != nil {
+		return stepFigures{}, err
+	}
+	f := stepFigures{peakRSS: map[string]int64{}}
+	image := ""
+	for _, s := range releaseSteps(app, promote) {
+		if s.step == steps.ShiftCanary {
+			s.env["IMAGE"] = image
+		}
+		results, rss, err := c.runStep(ctx, s.step, pkc, s.env)
+		if err != nil {
+			return f, err
+		}
+		if s.step == steps.WaitBuild {
+			image = results["IMAGE_URL"]
+		}
+		f.peakRSS[s.step] = max(f.peakRSS[s.step], rss)
+	}
+	f.requests = proxy.Stats()
+	return f, nil
+}
+
+// runStep runs one step as a process and returns its results and peak RSS.
+func (c *cluster) runStep(ctx context.Context, step, kubeconfig string, env map[string]string) (map[string]string, int64, error) {
+	results, err := os.MkdirTemp(c.work, "results-")
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.CommandContext(ctx, c.steps, step)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + c.work, "KUBECONFIG=" + kubeconfig, "RESULTS_DIR=" + results}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %v\n%s", step, err, out)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	got := map[string]string{}
+	entries, _ := os.ReadDir(results)
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(results, e.Name()))
+		got[e.Name()] = string(data)
+	}
+	return got, rss, nil
+}
+
+// pipelineRelease runs the canary-release Pipeline (3 weights) for app with canaryline run: an instant build, an
+// analysis of one immediate measurement after each weight. It returns the run's wall time; setting the
+// application up is not counted.
+func (c *cluster) pipelineRelease(ctx context.Context, app, kubeconfig string) (time.Duration, *runner.Summary, error) {
+	t0 := time.Now()
+	sum, err := runner.Run(ctx, runner.Options{
+		Pipeline: filepath.Join(c.root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
+		Steps: c.steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=/usr/bin:/bin", "HOME=" + c.work},
+		Namespace: app, RunName: app + "-release", Workspace: filepath.Join(c.work, app, "ws"), Out: io.Discard,
+		Params: map[string]string{"app": app, "namespace": app, "git-revision": strings.Repeat("cd", 20),
+			"weight-1": "10", "weight-2": "30", "weight-3": "60", "interval": "1s", "count": "1"},
+	})
+	d := time.Since(t0)
+	if err != nil {
+		return d, sum, fmt.Errorf("release of %s: %w", app, err)
+	}
+	if sum.Status != runner.Succeeded || sum.Results["decision"] != "promote" {
+		return d, sum, fmt.Errorf("release of %s: %s, decision %q; want it promoted", app, sum.Status, sum.Results["decision"])
+	}
+	return d, sum, nil
+}
+
+// requestFigures are the API requests of a promoted and a rolled-back release, and each step's peak RSS.
+func (c *cluster) requestFigures(ctx context.Context) ([]Measurement, error) {
+	var out []Measurement
+	rss := map[string]int64{}
+	for _, promote := range []bool{true, false} {
+		name, what := "bench-requests-promoted", "promoted"
+		if !promote {
+			name, what = "bench-requests-rolled-back", "rolled back"
+		}
+		f, err := c.countedRelease(ctx, name, promote)
+		if err != nil {
+			return nil, err
+		}
+		for s, v := range f.peakRSS {
+			rss[s] = max(rss[s], v)
+		}
+		var verbs []string
+		for v, n := range f.requests.ByVerb {
+			verbs = append(verbs, fmt.Sprintf("%s %d", v, n))
+		}
+		sort.Strings(verbs)
+		out = append(out, Measurement{Figure: "API requests per release, 3 weights, " + what, Value: float64(f.requests.Requests),
+			Unit: "requests", Target: "≤ 80", Met: met(f.requests.Requests <= 80),
+			Detail: strings.Join(verbs, ", ") + "; waits are watches"})
+	}
+	for _, s := range steps.Names() {
+		out = append(out, Measurement{Figure: "peak RSS: " + s, Value: float64(rss[s]) / 1e6, Unit: "MB", Target: "≤ 40 MB",
+			Met: met(rss[s] <= 40e6), Detail: "largest over the two releases' runs"})
+	}
+	return out, nil
+}
+
+// overheadFigures are the wall time of one release, then of 20 concurrent releases of different applications.
+func (c *cluster) overheadFigures(ctx context.Context, runs, concurrent int) ([]Measurement, error) {
+	var singles []time.Duration
+	for i := range runs {
+		app := fmt.Sprintf("bench-single-%d", i)
+		kc, err := c.app(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		d, _, err := c.pipelineRelease(ctx, app, kc)
+		if err != nil {
+			return nil, err
+		}
+		singles = append(singles, d)
+	}
+	single := medianOf(singles)
+	out := []Measurement{{Figure: "release overhead: 3 weights, instant build, no analysis windows", Value: single.Seconds(), Unit: "s",
+		Target: "≤ 10 s", Met: met(single <= 10*time.Second), Detail: fmt.Sprintf("median of %d: %s", runs, durations(singles))}}
+
+	// Setting up 20 applications is not part of the figure.
+	kcs := make([]string, concurrent)
+	for i := range concurrent {
+		var err error
+		if kcs[i], err = c.app(ctx, fmt.Sprintf("bench-scale-%02d", i)); err != nil {
+			return nil, err
+		}
+	}
+	walls := make([]time.Duration, concurrent)
+	errs := make([]error, concurrent)
+	var wg sync.WaitGroup
+	for i := range concurrent {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			walls[i], _, errs[i] = c.pipelineRelease(ctx, fmt.Sprintf("bench-scale-%02d", i), kcs[i])
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			fmt.Fprintln(c.log, "bench:", err)
+		}
+	}
+	p50, p95 := percentileOf(walls, 50), percentileOf(walls, 95)
+	out = append(out,
+		Measurement{Figure: fmt.Sprintf("scale: %d concurrent releases, completed", concurrent), Value: float64(concurrent - failed), Unit: "releases",
+			Target: fmt.Sprintf("all %d", concurrent), Met: met(failed == 0)},
+		Measurement{Figure: fmt.Sprintf("scale: %d concurrent releases, p50 wall time", concurrent), Value: p50.Seconds(), Unit: "s",
+			Detail: fmt.Sprintf("%.2fx a single release", p50.Seconds()/single.Seconds())},
+		Measurement{Figure: fmt.Sprintf("scale: %d concurrent releases, p95 wall time", concurrent), Value: p95.Seconds(), Unit: "s",
+			Target: "≤ 2x a single release", Met: met(p95 <= 2*single),
+			Detail: fmt.Sprintf("%.2fx a single release (%.1f s)", p95.Seconds()/single.Seconds(), single.Seconds())})
+	return out, nil
+}
+
+func met(b bool) *bool { return &b }
+
+func medianOf(ds []time.Duration) time.Duration { return percentileOf(ds, 50) }
+
+// percentile is the nearest-rank percentile p (0-100) of ds.
+func percentileOf(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := int(p/100*float64(len(s))+0.999999) - 1
+	return s[min(max(rank, 0), len(s)-1)]
+}
+
+func durations(ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%.1f", d.Seconds()))
+	}
+	return strings.Join(parts, ", ") + " s"
+}

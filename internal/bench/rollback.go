@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	routeclient "github.com/openshift/client-go/route/clientset/versioned"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/promserver"
+	"github.com/canaryline/canaryline/internal/runner"
+	sampleapp "github.com/canaryline/canaryline/test/app"
+)
+
+// rollbackInterval is the analysis interval of the time-to-rollback figure.
+const rollbackInterval = 5 * time.Second
+
+// errorRateQuery is the canary's share of 500s over the last 2 s (Prometheus scrapes every 500 ms).
+const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}",code="500"}[2s])) / ` +
+	`sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}"}[2s]))`
+
+// rollbackFigures measures the time to rollback: sample-app serves stable and canary as real processes, a real
+// Prometheus scrapes them, and the router simulator sends them 100 requests a second in the Route's proportions.
+// A release runs the canary-release Pipeline with a 5 s analysis interval; a random 1 to 4 s into the first
+// analysis the canary starts failing 60% of its requests. The figure is the time from that switch until the
+// Route sends the canary nothing, median over runs.
+func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string) ([]Measurement, error) {
+	const app = "bench-rollback"
+	kc, err := c.app(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	serve := func(seed uint64) (*sampleapp.Server, string, error) {
+		srv, err := sampleapp.New(sampleapp.Config{Version: "v1", ErrorRate: 0.001, Seed: seed})
+		if err != nil {
+			return nil, "", err
+		}
+		ready := make(chan net.Addr, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = srv.ListenAndServe(runCtx, "127.0.0.1:0", func(a net.Addr) { ready <- a })
+		}()
+		select {
+		case a := <-ready:
+			return srv, a.String(), nil
+		case <-time.After(10 * time.Second):
+			return nil, "", fmt.Errorf("sample-app did not start")
+		}
+	}
+	_, stableAddr, err := serve(1)
+	if err != nil {
+		return nil, err
+	}
+	canary, canaryAddr, err := serve(2)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := promserver.Binary(ctx, cacheDir, c.log)
+	if err != nil {
+		return nil, err
+	}
+	prom, err := promserver.Start(ctx, promserver.Options{Binary: bin, Scrape: 500 * time.Millisecond,
+		Targets: map[string][]string{"sample-app": {stableAddr, canaryAddr}},
+		Labels: map[string]map[string]string{
+			stableAddr: {"track": "stable", "namespace": app, "app": app},
+			canaryAddr: {"track": "canary", "namespace": app, "app": app},
+		}})
+	if err != nil {
+		return nil, err
+	}
+	defer prom.Stop()
+	routes, err := routeclient.NewForConfig(c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	sim := &demo.RouterSimulator{Routes: routes.RouteV1(), NS: app, Name: app, Rate: 100,
+		Backends: func(svc string) string {
+			switch svc {
+			case app:
+				return stableAddr
+			case app + "-canary":
+				return canaryAddr
+			}
+			return ""
+		}}
+	wg.Add(1)
+	go func() { defer wg.Done(); sim.Run(runCtx) }()
+
+	canaryWeight := func() int32 {
+		r, err := routes.RouteV1().Routes(app).Get(ctx, app, metav1.GetOptions{})
+		if err != nil {
+			return -1
+		}
+		for _, b := range r.Spec.AlternateBackends {
+			if b.Name == app+"-canary" && b.Weight != nil {
+				return *b.Weight
+			}
+		}
+		return 0
+	}
+	until := func(what string, timeout time.Duration, cond func() bool) (time.Time, error) {
+		deadline := time.Now().Add(timeout)
+		for !cond() {
+			if time.Now().After(deadline) {
+				return time.Time{}, fmt.Errorf("time to rollback: timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return time.Now(), nil
+	}
+
+	var times []time.Duration
+	for i := range runs {
+		_ = canary.SetErrorRate(0.001)
+		time.Sleep(3 * time.Second) // the 2 s rate window forgets the last run's errors
+		sum := sha256.Sum256([]byte(fmt.Sprint("bench-rollback", i)))
+		image := "image-registry.openshift-image-registry.svc:5000/" + app + "/" + app + "@sha256:" + hex.EncodeToString(sum[:])
+		done := make(chan *runner.Summary, 1)
+		go func() {
+			s, _ := runner.Run(ctx, runner.Options{
+				Pipeline: filepath.Join(c.root, "pipelines", "canary-release-prebuilt.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
+				Steps: c.steps, Env: []string{"KUBECONFIG=" + kc, "PATH=/usr/bin:/bin", "HOME=" + c.work},
+				Namespace: app, RunName: fmt.Sprintf("%s-%d", app, i), Workspace: filepath.Join(c.work, app, fmt.Sprint(i)), Out: io.Discard,
+				Params: map[string]string{"app": app, "namespace": app, "image": image, "interval": rollbackInterval.String(), "count": "6",
+					"weight-1": "20", "weight-2": "50", "weight-3": "80", "prometheus-url": prom.URL, "ready-timeout": "1m",
+					"queries": "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n"},
+			})
+			done <- s
+		}()
+		shifted, err := until("the first shift", 2*time.Minute, func() bool { return canaryWeight() > 0 })
+		if err != nil {
+			return nil, err
+		}
+		offset := time.Second + time.Duration(rand.Int64N(int64(3*time.Second)))
+		time.Sleep(time.Until(shifted.Add(offset)))
+		_ = canary.SetErrorRate(0.6)
+		bad := time.Now()
+		zero, err := until("canary traffic 0", 2*time.Minute, func() bool { return canaryWeight() == 0 })
+		if err != nil {
+			return nil, err
+		}
+		s := <-done
+		if s == nil || s.Results["decision"] != "rollback" {
+			return nil, fmt.Errorf("time to rollback, run %d: the release was not rolled back (%v)", i, s)
+		}
+		times = append(times, zero.Sub(bad))
+		fmt.Fprintf(c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s into the analysis)\n", i+1,
+			zero.Sub(bad).Seconds(), offset.Seconds())
+	}
+	m := medianOf(times)
+	target := rollbackInterval + 2*time.Second
+	return []Measurement{{Figure: "time to rollback (5 s analysis interval)", Value: m.Seconds(), Unit: "s",
+		Target: fmt.Sprintf("≤ %.0f s (interval + 2 s)", target.Seconds()), Met: met(m <= target),
+		Detail: fmt.Sprintf("median of %d: %s", runs, durations(times))}}, nil
+}
