@@ -125,6 +125,9 @@ func (c *cluster) runStep(ctx context.Context, step, kubeconfig string, env map[
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	out, err := cmd.CombinedOutput()
+	if os.Getenv("BENCH_DEBUG") != "" {
+		c.log.Write(out)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %v\n%s", step, err, out)
 	}

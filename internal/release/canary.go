@@ -2,9 +2,12 @@ package release
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -102,16 +105,37 @@ func trackDeployment(stable *appsv1.Deployment, st *State, track, image string, 
 	return d
 }
 
-// ensureDeployment creates d, or brings an existing one to d's template, replicas and annotations.
-func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) error {
+// specHashAnnotation is a hash of the spec canaryline asked for, to tell without an update whether an existing
+// canary or baseline object is already what a later shift wants.
+const specHashAnnotation = "canaryline.dev/spec-hash"
+
+func specHash(spec any) string {
+	data, _ := json.Marshal(spec)
+	h := fnv.New64a()
+	h.Write(data)
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// ensureDeployment creates d, or brings an existing one to d's template, replicas and annotations, and returns it
+// as stored. When known is set (a later shift of the release: it most likely exists), it reads first, and an
+// object that is already as asked costs that one read.
+func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, known bool) (*appsv1.Deployment, error) {
 	api := kube.AppsV1().Deployments(d.Namespace)
-	_, err := api.Create(ctx, d, metav1.CreateOptions{})
+	d.Annotations[specHashAnnotation] = specHash([]any{d.Spec.Template, d.Spec.Replicas, d.Annotations})
+	if known {
+		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
+		if err == nil && cur.Labels[TrackLabel] != "" && cur.Annotations[specHashAnnotation] == d.Annotations[specHashAnnotation] {
+			return cur, nil
+		}
+	}
+	created, err := api.Create(ctx, d, metav1.CreateOptions{})
 	if err == nil {
-		return nil
+		return created, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create Deployment %s/%s: %w", d.Namespace, d.Name, err)
+		return nil, fmt.Errorf("create Deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
+	var updated *appsv1.Deployment
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
 		if err != nil {
@@ -120,15 +144,22 @@ func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.
 		if cur.Labels[TrackLabel] == "" {
 			return fmt.Errorf("Deployment %s/%s exists and was not made by canaryline (no %s label): rename it or delete it", d.Namespace, d.Name, TrackLabel)
 		}
+		if cur.Annotations[specHashAnnotation] == d.Annotations[specHashAnnotation] {
+			updated = cur
+			return nil
+		}
 		cur.Spec.Template, cur.Spec.Replicas = d.Spec.Template, d.Spec.Replicas
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
 		maps.Copy(cur.Annotations, d.Annotations)
-		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+		updated, err = api.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("update Deployment %s/%s: %w", d.Namespace, d.Name, err)
+		return nil, fmt.Errorf("update Deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	return nil
+	return updated, nil
 }
 
 // trackService is a copy of the stable Service for track: its ports, its selector plus the track label.
@@ -150,8 +181,15 @@ func trackService(stable *corev1.Service, st *State, name, track string) *corev1
 	return svc
 }
 
-func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.Service) error {
+func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.Service, known bool) error {
 	api := kube.CoreV1().Services(svc.Namespace)
+	svc.Annotations[specHashAnnotation] = specHash([]any{svc.Spec.Selector, svc.Spec.Ports, svc.Annotations})
+	if known {
+		cur, err := api.Get(ctx, svc.Name, metav1.GetOptions{})
+		if err == nil && cur.Labels[TrackLabel] != "" && cur.Annotations[specHashAnnotation] == svc.Annotations[specHashAnnotation] {
+			return nil
+		}
+	}
 	_, err := api.Create(ctx, svc, metav1.CreateOptions{})
 	if err == nil || !apierrors.IsAlreadyExists(err) {
 		if err != nil {
@@ -167,7 +205,13 @@ func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.S
 		if cur.Labels[TrackLabel] == "" {
 			return fmt.Errorf("Service %s/%s exists and was not made by canaryline: rename it or delete it", svc.Namespace, svc.Name)
 		}
+		if cur.Annotations[specHashAnnotation] == svc.Annotations[specHashAnnotation] {
+			return nil
+		}
 		cur.Spec.Selector, cur.Spec.Ports = svc.Spec.Selector, svc.Spec.Ports
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
 		maps.Copy(cur.Annotations, svc.Annotations)
 		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
@@ -201,13 +245,20 @@ func stableHash(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deploy
 	return "", fmt.Errorf("Deployment %s/%s: no ReplicaSet of its revision %s", d.Namespace, d.Name, rev)
 }
 
-// setServiceSelector makes the Service select sel, with annotations added (or removed, when remove is set).
-func setServiceSelector(ctx context.Context, kube kubeclient.Interface, ns, name string, sel, ann map[string]string, remove bool) error {
-	api := kube.CoreV1().Services(ns)
+// setServiceSelector makes the Service select sel, with annotations added (or removed, when remove is set). cur is
+// the Service as just read (when it is already so, nothing is sent), or only its name and namespace (it is read).
+func setServiceSelector(ctx context.Context, kube kubeclient.Interface, cur *corev1.Service, sel, ann map[string]string, remove bool) error {
+	api := kube.CoreV1().Services(cur.Namespace)
+	svc := cur.DeepCopy()
+	if cur.ResourceVersion == "" {
+		svc = nil
+	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		svc, err := api.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
+		if svc == nil {
+			var err error
+			if svc, err = api.Get(ctx, cur.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
 		}
 		if svc.Annotations == nil {
 			svc.Annotations = map[string]string{}
@@ -228,11 +279,12 @@ func setServiceSelector(ctx context.Context, kube kubeclient.Interface, ns, name
 			return nil
 		}
 		svc.Spec.Selector = sel
-		_, err = api.Update(ctx, svc, metav1.UpdateOptions{})
+		_, err := api.Update(ctx, svc, metav1.UpdateOptions{})
+		svc = nil // read it again after a conflict
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("update Service %s/%s: %w", ns, name, err)
+		return fmt.Errorf("update Service %s/%s: %w", cur.Namespace, cur.Name, err)
 	}
 	return nil
 }
@@ -336,13 +388,27 @@ func whyNotReady(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deplo
 
 // untilEndpoints waits with list+watch until the number of the Service's ready endpoints satisfies ok (want says
 // how many, for the error): then the router can send it traffic without a 503, or without reaching other pods.
-func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc string, ok func(int32) bool, want string, timeout time.Duration) error {
+func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc string, ok func(int32) bool, want string, timeout time.Duration) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	api := kube.DiscoveryV1().EndpointSlices(ns)
 	sel := labels.Set{discoveryv1.LabelServiceName: svc}.String()
+	// One list first: when the endpoints are there already (a later shift), that is the only request. Otherwise
+	// the informer starts from that list and watches.
+	first, err := api.List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return 0, fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, svc, err)
+	}
+	if n := readySlices(first.Items); ok(n) {
+		return n, nil
+	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			if first != nil && o.ResourceVersion == "" || first != nil && o.ResourceVersion == "0" {
+				l := first
+				first = nil
+				return l, nil
+			}
 			o.LabelSelector = sel
 			return api.List(ctx, o)
 		},
@@ -352,18 +418,14 @@ func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 		},
 	}
 	ready := func(store cache.Store) int32 {
-		seen := map[string]bool{}
+		var slices []discoveryv1.EndpointSlice
 		for _, obj := range store.List() {
-			for _, ep := range obj.(*discoveryv1.EndpointSlice).Endpoints {
-				if key := traffic.EndpointKey(ep); key != "" && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-					seen[key] = true
-				}
-			}
+			slices = append(slices, *obj.(*discoveryv1.EndpointSlice))
 		}
-		return int32(len(seen))
+		return readySlices(slices)
 	}
 	var store cache.Store
-	_, err := watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, func(s cache.Store) (bool, error) {
+	_, err = watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, func(s cache.Store) (bool, error) {
 		store = s
 		return ok(ready(s)), nil
 	}, func(watch.Event) (bool, error) { return ok(ready(store)), nil })
@@ -372,9 +434,22 @@ func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 		if store != nil {
 			got = ready(store)
 		}
-		return fmt.Errorf("Service %s/%s has %d ready endpoints after %s, not %s: %w", ns, svc, got, timeout, want, err)
+		return got, fmt.Errorf("Service %s/%s has %d ready endpoints after %s, not %s: %w", ns, svc, got, timeout, want, err)
 	}
-	return nil
+	return ready(store), nil
+}
+
+// readySlices counts the ready endpoints of a Service's EndpointSlices, each pod once.
+func readySlices(slices []discoveryv1.EndpointSlice) int32 {
+	seen := map[string]bool{}
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			if key := traffic.EndpointKey(ep); key != "" && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+				seen[key] = true
+			}
+		}
+	}
+	return int32(len(seen))
 }
 
 // replicasFor is the canary size: a count, or a share of the stable replicas (at least 1).

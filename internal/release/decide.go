@@ -8,6 +8,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -109,6 +110,7 @@ func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *s
 		what, reason = DecisionRollback, st.Reason
 	}
 	lk := newLock(c.Kube.CoordinationV1(), ns, t.App, st.ID, t.LockTTL, log)
+	lk.read1, lk.haveRead1 = probe.read1, probe.haveRead1 // no second read
 	if _, err := lk.acquire(ctx); err != nil {
 		return Decided{}, err
 	}
@@ -143,8 +145,10 @@ const (
 	partRouterRestored  = "router-restored"
 )
 
-// run does one part of ending a release once: skipped when State.Done has it, recorded when it finishes.
-func run(ctx context.Context, lk *lock, st *State, part string, f func() error) error {
+// run does one part of ending a release: skipped when State.Done has it. Every part is safe to do again, so a
+// finished part is recorded on the Lease only when record is set (a part worth not repeating, such as waiting
+// for a rollout); the others ride along with the next write of the Lease.
+func run(ctx context.Context, lk *lock, st *State, part string, record bool, f func() error) error {
 	if st.done(part) {
 		return nil
 	}
@@ -153,6 +157,9 @@ func run(ctx context.Context, lk *lock, st *State, part string, f func() error) 
 	}
 	st.Done = append(st.Done, part)
 	st.UpdatedAt = time.Now().UTC()
+	if !record {
+		return nil
+	}
 	return lk.save(ctx, st)
 }
 
@@ -167,12 +174,13 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	t := Target{App: st.App, StableService: st.StableService}
 	b := backends(&t, ns, st.Baseline, st)
 	apps := c.Kube.AppsV1().Deployments(ns)
-	if err := run(ctx, lk, st, partServiceRestored, func() error {
-		return setServiceSelector(ctx, c.Kube, ns, st.StableService, st.StableSelector, releaseAnnotations(st), true)
+	if err := run(ctx, lk, st, partServiceRestored, false, func() error {
+		return setServiceSelector(ctx, c.Kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
 	}); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partStableUpdated, func() error {
+	var stable *appsv1.Deployment
+	if err := run(ctx, lk, st, partStableUpdated, true, func() error {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			d, err := apps.Get(ctx, st.App, metav1.GetOptions{})
 			if err != nil {
@@ -191,16 +199,17 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 				d.Annotations[PromotedAnnotation], changed = st.ID, true
 			}
 			if !changed {
+				stable = d
 				return nil
 			}
-			_, err = apps.Update(ctx, d, metav1.UpdateOptions{})
+			stable, err = apps.Update(ctx, d, metav1.UpdateOptions{})
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("update Deployment %s/%s to %s: %w", ns, st.App, st.Image, err)
 		}
 		log.Info(fmt.Sprintf("rolling out %s on Deployment %s", st.Image, describe(ns, st.App)))
-		_, err = untilRolledOut(ctx, c.Kube, ns, st.App, timeout)
+		stable, err = untilRolledOut(ctx, c.Kube, ns, st.App, timeout)
 		return err
 	}); err != nil {
 		return err
@@ -209,16 +218,19 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partRouterRestored, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
+	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
 		return err
 	}
 	msg := fmt.Sprintf("release %s promoted: %s is now stable (was %s)", st.ID, st.Image, st.StableImage)
 	log.Info(msg)
-	if d, err := apps.Get(ctx, st.App, metav1.GetOptions{}); err == nil {
-		event(ctx, c.Kube, d, corev1.EventTypeNormal, "CanaryPromoted", msg, log)
+	if stable == nil {
+		stable, _ = apps.Get(ctx, st.App, metav1.GetOptions{})
+	}
+	if stable != nil && stable.Name != "" {
+		event(ctx, c.Kube, stable, corev1.EventTypeNormal, "CanaryPromoted", msg, log)
 	}
 	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
 }
@@ -239,7 +251,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 		return err
 	}
 	// First of all, no traffic to the canary.
-	if err := run(ctx, lk, st, partTrafficZero, func() error {
+	if err := run(ctx, lk, st, partTrafficZero, true, func() error {
 		a, err := router.SetWeights(ctx, b, traffic.Weights{})
 		if err != nil {
 			return err
@@ -249,14 +261,14 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 	}); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partRouterRestored, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
+	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partServiceRestored, func() error {
-		return setServiceSelector(ctx, c.Kube, ns, st.StableService, st.StableSelector, releaseAnnotations(st), true)
+	if err := run(ctx, lk, st, partServiceRestored, false, func() error {
+		return setServiceSelector(ctx, c.Kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
 	}); err != nil {
 		return err
 	}
@@ -288,4 +300,9 @@ func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, b t
 		}
 	}
 	return nil
+}
+
+// serviceRef names a Service to read.
+func serviceRef(ns, name string) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }

@@ -88,6 +88,9 @@ type lock struct {
 
 	mu    sync.Mutex
 	lease *coordinationv1.Lease // as last read or written
+	// read is the Lease as read() found it (nil: none), for acquire's first attempt: one read fewer.
+	read1     *coordinationv1.Lease
+	haveRead1 bool
 }
 
 func leaseName(app string) string { return "canaryline-" + app }
@@ -100,13 +103,30 @@ func newLock(c coordv1client.LeasesGetter, ns, app, holder string, ttl time.Dura
 func (l *lock) read(ctx context.Context) (*coordinationv1.Lease, *State, *Outcome, error) {
 	lease, err := l.leases.Get(ctx, l.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		l.read1, l.haveRead1 = nil, true
 		return nil, nil, nil, nil
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("get Lease %s: %w", l.name, err)
 	}
+	l.read1, l.haveRead1 = lease.DeepCopy(), true
 	st, out, err := decode(lease)
 	return lease, st, out, err
+}
+
+// readForAcquire is the Lease read just before (once), else read again.
+func (l *lock) readForAcquire(ctx context.Context) (*coordinationv1.Lease, *State, error) {
+	if l.haveRead1 {
+		l.haveRead1 = false
+		if l.read1 == nil {
+			return nil, nil, nil
+		}
+		st, _, err := decode(l.read1)
+		return l.read1, st, err
+	}
+	lease, st, _, err := l.read(ctx)
+	l.haveRead1 = false
+	return lease, st, err
 }
 
 func decode(lease *coordinationv1.Lease) (*State, *Outcome, error) {
@@ -151,7 +171,7 @@ func (l *lock) busy(lease *coordinationv1.Lease) error {
 // release holds it. It returns the state found on the Lease (possibly another, abandoned release's).
 func (l *lock) acquire(ctx context.Context) (*State, error) {
 	for attempt := 0; ; attempt++ {
-		lease, st, _, err := l.read(ctx)
+		lease, st, err := l.readForAcquire(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -179,6 +199,11 @@ func (l *lock) acquire(ctx context.Context) (*State, error) {
 		}
 		if err := l.busy(lease); err != nil {
 			return nil, err
+		}
+		if holder == l.holder && lease.Spec.RenewTime != nil && l.now().Sub(lease.Spec.RenewTime.Time) < l.ttl/3 {
+			// Ours, and renewed moments ago (an earlier step of this release): keep renews it from here on.
+			l.lease = lease
+			return st, nil
 		}
 		if holder != l.holder {
 			if holder != "" {

@@ -157,22 +157,28 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 	}
 	b = backends(t, ns, st.Baseline, st)
 
+	ready := map[string]int32{} // ready endpoints as counted below, for the router's effective shares
 	if cfg.Router != traffic.KindReplicas {
 		// The stable Service must not send traffic to canary or baseline pods: pin it to the stable ReplicaSet
-		// before any of them exists, and wait until its endpoints are the stable pods alone.
-		hash, err := stableHash(ctx, kube, stable)
-		if err != nil {
-			return Shifted{}, err
+		// before any of them exists, and wait until its endpoints are the stable pods alone. A later shift finds
+		// it pinned already.
+		hash := svc.Spec.Selector[podTemplateHash]
+		if !ours || hash == "" {
+			if hash, err = stableHash(ctx, kube, stable); err != nil {
+				return Shifted{}, err
+			}
 		}
 		sel := maps.Clone(st.StableSelector)
 		sel[podTemplateHash] = hash
-		if err := setServiceSelector(ctx, kube, ns, svc.Name, sel, releaseAnnotations(st), false); err != nil {
+		if err := setServiceSelector(ctx, kube, svc, sel, releaseAnnotations(st), false); err != nil {
 			return Shifted{}, err
 		}
 		n := ptrOr(stable.Spec.Replicas, 1)
-		if err := untilEndpoints(ctx, kube, ns, svc.Name, func(got int32) bool { return got == n }, fmt.Sprintf("exactly %d", n), cfg.ReadyTimeout); err != nil {
+		got, err := untilEndpoints(ctx, kube, ns, svc.Name, func(got int32) bool { return got == n }, fmt.Sprintf("exactly %d", n), cfg.ReadyTimeout)
+		if err != nil {
 			return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
 		}
+		ready[svc.Name] = got
 	}
 
 	// The canary (and baseline) next to stable.
@@ -183,24 +189,27 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 			size = ptrOr(cur.Spec.Replicas, 0)
 		}
 	}
-	if err := ensureDeployment(ctx, kube, trackDeployment(stable, st, TrackCanary, cfg.Image, size)); err != nil {
-		return Shifted{}, err
-	}
-	if err := ensureService(ctx, kube, trackService(svc, st, b.Canary, TrackCanary)); err != nil {
-		return Shifted{}, err
-	}
+	tracks := []struct {
+		track, image, deployment, service string
+	}{{TrackCanary, cfg.Image, b.CanaryDeployment, b.Canary}}
 	if st.Baseline {
-		if err := ensureDeployment(ctx, kube, trackDeployment(stable, st, TrackBaseline, "", size)); err != nil {
+		tracks = append(tracks, struct{ track, image, deployment, service string }{TrackBaseline, "", b.BaselineDeployment, b.Baseline})
+	}
+	rolled := map[string]bool{}
+	for _, tr := range tracks {
+		d, err := ensureDeployment(ctx, kube, trackDeployment(stable, st, tr.track, tr.image, size), ours)
+		if err != nil {
 			return Shifted{}, err
 		}
-		if err := ensureService(ctx, kube, trackService(svc, st, b.Baseline, TrackBaseline)); err != nil {
+		rolled[tr.deployment] = size > 0 && rolledOut(d)
+		if err := ensureService(ctx, kube, trackService(svc, st, tr.service, tr.track), ours); err != nil {
 			return Shifted{}, err
 		}
 	}
 	// No traffic moves before the canary is Ready, and its Service has the endpoints.
 	if size > 0 {
 		for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
-			if d == "" {
+			if d == "" || rolled[d] {
 				continue
 			}
 			if _, err := untilRolledOut(ctx, kube, ns, d, cfg.ReadyTimeout); err != nil {
@@ -211,9 +220,11 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 			if s == "" {
 				continue
 			}
-			if err := untilEndpoints(ctx, kube, ns, s, func(got int32) bool { return got >= size }, fmt.Sprint(size), cfg.ReadyTimeout); err != nil {
+			got, err := untilEndpoints(ctx, kube, ns, s, func(got int32) bool { return got >= size }, fmt.Sprint(size), cfg.ReadyTimeout)
+			if err != nil {
 				return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
 			}
+			ready[s] = got
 		}
 	}
 
@@ -223,6 +234,7 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 	}
 	st.Weight = cfg.weight
 	b.Annotations = routerAnnotations(st)
+	b.Ready = ready
 	applied, err := router.SetWeights(ctx, b, w)
 	if err != nil {
 		return Shifted{}, err

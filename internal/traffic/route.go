@@ -28,6 +28,9 @@ type route struct {
 	c    Clients
 	// KeepCookies leaves sticky cookies as they are during the release.
 	KeepCookies bool
+	// last is the Route as last read or written in this run: Snapshot and the first attempt of SetWeights use it
+	// instead of reading again (a conflict reads it again).
+	last *routev1.Route
 }
 
 var _ Router = (*route)(nil)
@@ -39,7 +42,16 @@ func (r *route) get(ctx context.Context, ns string) (*routev1.Route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get Route %s/%s: %w", ns, r.name, err)
 	}
+	r.last = rt.DeepCopy()
 	return rt, nil
+}
+
+// current is the Route as last read in this run, or read now.
+func (r *route) current(ctx context.Context, ns string) (*routev1.Route, error) {
+	if r.last != nil && r.last.Namespace == ns {
+		return r.last.DeepCopy(), nil
+	}
+	return r.get(ctx, ns)
 }
 
 func (r *route) Check(ctx context.Context, b Backends) error {
@@ -73,7 +85,7 @@ type routeSnapshot struct {
 }
 
 func (r *route) Snapshot(ctx context.Context, b Backends) (string, error) {
-	rt, err := r.get(ctx, b.Namespace)
+	rt, err := r.current(ctx, b.Namespace)
 	if err != nil {
 		return "", err
 	}
@@ -110,11 +122,14 @@ func routeWeights(w Weights) (stable, canary, baseline int32) {
 
 func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error) {
 	stable, canary, baseline := routeWeights(w)
+	var rt *routev1.Route
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		rt, err := r.get(ctx, b.Namespace)
+		cur, err := r.current(ctx, b.Namespace)
 		if err != nil {
 			return err
 		}
+		r.last = nil // after a conflict, read it again
+		rt = cur
 		rt.Spec.To.Weight = &stable
 		alts := []routev1.RouteTargetReference{{Kind: "Service", Name: b.Canary, Weight: &canary}}
 		if b.Baseline != "" {
@@ -130,17 +145,14 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		if !r.KeepCookies {
 			rt.Annotations[DisableCookiesAnnotation] = "true"
 		}
-		_, err = r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
+		rt, err = r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
 		return Applied{}, fmt.Errorf("update Route %s/%s: %w", b.Namespace, r.name, err)
 	}
-	// Read back what was stored.
-	rt, err := r.get(ctx, b.Namespace)
-	if err != nil {
-		return Applied{}, err
-	}
+	// Check what was stored: the update's answer is the Route as the API server stored it.
+	r.last = rt.DeepCopy()
 	got := map[string]int32{rt.Spec.To.Name: weightOf(rt.Spec.To.Weight)}
 	for _, a := range rt.Spec.AlternateBackends {
 		got[a.Name] = weightOf(a.Weight)
@@ -154,6 +166,10 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	eps := map[string]int32{}
 	for _, svc := range []string{b.Stable, b.Canary, b.Baseline} {
 		if svc == "" {
+			continue
+		}
+		if n, ok := b.Ready[svc]; ok {
+			eps[svc] = n
 			continue
 		}
 		n, err := ReadyEndpoints(ctx, r.c.Kube, b.Namespace, svc)
@@ -254,10 +270,11 @@ func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error 
 		return fmt.Errorf("read the Route snapshot: %w", err)
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		rt, err := r.get(ctx, b.Namespace)
+		rt, err := r.current(ctx, b.Namespace)
 		if err != nil {
 			return err
 		}
+		r.last = nil // after a conflict, read it again
 		rt.Spec.To = s.To
 		rt.Spec.AlternateBackends = s.Alternates
 		for k := range b.Annotations {
@@ -268,7 +285,10 @@ func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error 
 		} else {
 			delete(rt.Annotations, DisableCookiesAnnotation)
 		}
-		_, err = r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
+		updated, err := r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
+		if err == nil {
+			r.last = updated
+		}
 		return err
 	})
 	if err != nil {

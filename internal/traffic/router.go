@@ -33,6 +33,9 @@ type Backends struct {
 	StableDeployment, CanaryDeployment, BaselineDeployment string
 	// Annotations the release puts on every object it changes (removed again by Restore).
 	Annotations map[string]string
+	// Ready is the ready endpoints of Services as the caller just counted them; a router that needs them reads
+	// the others.
+	Ready map[string]int32
 }
 
 // Weights are shares of all traffic in percent. The stable Service gets the rest.

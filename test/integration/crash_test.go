@@ -56,9 +56,9 @@ type crasher struct {
 	bin, step  string
 	kubeconfig string
 	k          int
-	// every, when set, kills it after every mutating request that starts with it ("create deployments"),
-	// instead of after the k-th.
-	every  string
+	// every kills every attempt after its k-th mutating request (the count starts again after each kill),
+	// not only the first.
+	every  bool
 	mu     sync.Mutex
 	n      int
 	kills  int
@@ -72,9 +72,10 @@ func (c *crasher) afterMutation(_ int, r faultproxy.Request, _ int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n++
-	if c.every != "" && !strings.HasPrefix(r.String(), c.every) || c.every == "" && (c.n != c.k || c.killed != "") {
+	if c.n != c.k || !c.every && c.killed != "" {
 		return
 	}
+	c.n = 0 // the next attempt counts from 1
 	c.killed = r.String()
 	if killStep(c.bin, c.step, c.kubeconfig) == 0 {
 		c.killed = ""
@@ -370,13 +371,14 @@ func TestPipelineStepKilledAndRetried(t *testing.T) {
 	}
 }
 
-// TestPipelineFinallyRollsBackAfterACrash: shift-canary is killed on every attempt, after it has created the
-// canary and before traffic moved; the run fails, and the finally task rolls the half-made release back.
+// TestPipelineFinallyRollsBackAfterACrash: shift-canary is killed on both attempts, each after its third write
+// (the first after pinning the stable Service, the retry after moving traffic to the canary it created); the run
+// fails, and the finally task rolls the half-made release back.
 func TestPipelineFinallyRollsBackAfterACrash(t *testing.T) {
 	t.Parallel()
 	a := appWithBuildConfig(t, 2)
 	before := a.routerState()
-	c := &crasher{bin: stepsBinary(t), step: "shift-canary", every: "create deployments"}
+	c := &crasher{bin: stepsBinary(t), step: "shift-canary", k: 3, every: true}
 	_, kc := startFaultProxy(t, a.kubeconfig, faultproxy.Options{AfterMutation: c.afterMutation})
 	c.kubeconfig, a.kubeconfig = kc, kc
 	sum, _, err := runPipeline(t, a, "canary-release-1.yaml", map[string]string{"git-revision": commitA, "interval": "1s", "count": "2"})
