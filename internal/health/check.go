@@ -84,6 +84,18 @@ func parseTemplate(name, q string) (*queryTemplate, error) {
 	return &queryTemplate{name: name, text: q}, nil
 }
 
+// uses reports whether the template has any of the placeholders (".CanaryHash", ...).
+func (t *queryTemplate) uses(fields ...string) bool {
+	for _, m := range placeholder.FindAllStringSubmatch(t.text, -1) {
+		for _, f := range fields {
+			if m[1] == f {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func render(t *queryTemplate, data Tracks) (string, error) {
 	return placeholder.ReplaceAllStringFunc(t.text, func(s string) string {
 		return trackFields[placeholder.FindStringSubmatch(s)[1]](data)

@@ -297,6 +297,26 @@ func (c *Config) validatePrometheus() error {
 	return nil
 }
 
+// templatesUse reports whether any query or comparison uses any of the placeholders.
+func (c *Config) templatesUse(fields ...string) bool {
+	for _, q := range c.queries {
+		if q.tmpl != nil && q.tmpl.uses(fields...) {
+			return true
+		}
+	}
+	return c.comparesUse(fields...)
+}
+
+// comparesUse reports whether any comparison uses any of the placeholders.
+func (c *Config) comparesUse(fields ...string) bool {
+	for _, m := range c.compares {
+		if m.tmpl != nil && m.tmpl.uses(fields...) {
+			return true
+		}
+	}
+	return false
+}
+
 func lines(s string) []string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

@@ -21,6 +21,19 @@ type podsCheck struct {
 	kube        kubeclient.Interface
 	ns, name    string
 	maxRestarts int32
+	// selector is the canary Deployment's (immutable in apps/v1), read once.
+	selector string
+	// first is the Deployment read just before the analysis, used for the first measurement when that is taken at
+	// once; every later measurement reads the Deployment's status again (availability changes, it is evidence).
+	first *appsv1.Deployment
+}
+
+func newPodsCheck(kube kubeclient.Interface, ns string, canary *appsv1.Deployment, maxRestarts int32) (*podsCheck, error) {
+	sel, err := metav1.LabelSelectorAsSelector(canary.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("the selector of Deployment %s/%s: %w", ns, canary.Name, err)
+	}
+	return &podsCheck{kube: kube, ns: ns, name: canary.Name, maxRestarts: maxRestarts, selector: sel.String()}, nil
 }
 
 var (
@@ -45,15 +58,15 @@ func (p *podsCheck) Fatal(m evidence.Measurement) bool {
 func (p *podsCheck) Measure(ctx context.Context, now time.Time) (evidence.Measurement, error) {
 	m := measurement(p, now)
 	m.Query = p.Query()
-	d, err := p.kube.AppsV1().Deployments(p.ns).Get(ctx, p.name, metav1.GetOptions{})
-	if err != nil {
-		return m, fmt.Errorf("get Deployment %s/%s: %w", p.ns, p.name, err)
+	d := p.first
+	p.first = nil
+	if d == nil {
+		var err error
+		if d, err = p.kube.AppsV1().Deployments(p.ns).Get(ctx, p.name, metav1.GetOptions{}); err != nil {
+			return m, fmt.Errorf("get Deployment %s/%s: %w", p.ns, p.name, err)
+		}
 	}
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return m, err
-	}
-	pods, err := p.kube.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	pods, err := p.kube.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{LabelSelector: p.selector})
 	if err != nil {
 		return m, fmt.Errorf("list pods of Deployment %s/%s: %w", p.ns, p.name, err)
 	}

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/canaryline/canaryline/internal/evidence"
 	"github.com/canaryline/canaryline/internal/kubeclient"
@@ -49,10 +51,11 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	tracks, against, err := resolveTracks(ctx, cfg, ns, d.Kube)
+	res, err := resolveTracks(ctx, cfg, ns, d.Kube)
 	if err != nil {
 		return Verdict{}, err
 	}
+	tracks, against := res.tracks, res.against
 	usesProm := len(cfg.queries) > 0 || len(cfg.compares) > 0
 	if usesProm && d.Prom == nil {
 		if d.Prom, err = newQuerier(cfg); err != nil {
@@ -75,7 +78,14 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	}
 	var checks []Check
 	if cfg.Pods {
-		checks = append(checks, &podsCheck{kube: d.Kube, ns: ns, name: cfg.CanaryDeployment, maxRestarts: int32(cfg.MaxRestarts)})
+		pc, err := newPodsCheck(d.Kube, ns, res.canary, int32(cfg.MaxRestarts))
+		if err != nil {
+			return Verdict{}, err
+		}
+		if cfg.InitialDelay == 0 {
+			pc.first = res.canary // the first measurement is now: the Deployment just read is current
+		}
+		checks = append(checks, pc)
 	}
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
@@ -111,8 +121,12 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 		checks = append(checks, &compareCheck{name: cmp.Name, against: against, dir: cmp.dir, opts: statsOptions(cfg, cmp.Tolerance),
 			src: &promSampler{api: d.Prom, cmp: cmp, canary: c, base: b}, unit: func(v float64) string { return fmt.Sprintf("%.4g", v) }})
 	}
+	attrs := []any{"noData", cfg.NoData, "failureLimit", cfg.FailureLimit}
+	if against != "" {
+		attrs = append([]any{"against", against}, attrs...)
+	}
 	log.Info(fmt.Sprintf("analysing the canary of %s/%s: %d checks, %d measurements every %s", ns, cfg.App, len(checks), cfg.count, cfg.Interval),
-		"against", against, "noData", cfg.NoData, "failureLimit", cfg.FailureLimit)
+		attrs...)
 	a := &analysis{cfg: cfg, checks: checks, log: log, now: d.Now}
 	ev := a.run(ctx)
 	stopProbes()
@@ -166,68 +180,201 @@ func urlsOf(s string) []*url.URL {
 	return []*url.URL{u}
 }
 
-// resolveTracks finds the canary, baseline and stable Deployments and their pod-template hashes for templates,
-// and what comparisons hold the canary against.
-func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.Interface) (Tracks, string, error) {
+// resolved is what verify-health reads from the API before it measures: the tracks for the query templates, what
+// comparisons hold the canary against, and the canary Deployment (nil when nothing needs it).
+type resolved struct {
+	tracks  Tracks
+	against string
+	canary  *appsv1.Deployment
+}
+
+// resolveTracks finds the stable, canary and baseline Deployments and, for the templates that use them, their
+// pod-template hashes, and what comparisons hold the canary against. It reads each object at most once, and only
+// what is used: the stable Deployment always (APP must name one); the canary Deployment when the pods check or a
+// comparison measures it, or a template uses its hash; the baseline Deployment only when a comparison (COMPARE,
+// HTTP_BASELINE_URL) is held against it or a template uses its hash; ReplicaSets only for the hashes templates
+// use, in one list when one selector covers them all.
+func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.Interface) (resolved, error) {
 	t := Tracks{Namespace: ns, App: cfg.App, CanaryTrack: "canary", BaselineTrack: "baseline", StableTrack: "stable",
 		CanaryDeployment: cfg.CanaryDeployment, BaselineDeployment: cfg.App + "-baseline"}
-	hash := func(name string) (string, bool, error) {
+	r := resolved{tracks: t}
+	get := func(name string) (*appsv1.Deployment, error) {
 		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return "", false, nil
+			return nil, nil
 		}
 		if err != nil {
-			return "", false, fmt.Errorf("get Deployment %s/%s: %w", ns, name, err)
+			return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, name, err)
 		}
-		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-		if err != nil {
-			return "", true, err
-		}
-		rss, err := kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-		if err != nil {
-			return "", true, fmt.Errorf("list ReplicaSets of %s/%s: %w", ns, name, err)
-		}
-		rev := d.Annotations["deployment.kubernetes.io/revision"]
-		for _, rs := range rss.Items {
-			if rs.Annotations["deployment.kubernetes.io/revision"] == rev {
-				for _, o := range rs.OwnerReferences {
-					if o.UID == d.UID {
-						return rs.Labels["pod-template-hash"], true, nil
-					}
-				}
-			}
-		}
-		return "", true, nil
+		return d, nil
 	}
-	var err error
-	var ok bool
-	if t.StableHash, ok, err = hash(cfg.App); err != nil {
-		return t, "", err
-	} else if !ok {
-		return t, "", step.Invalid("APP", "give the stable Deployment's name (oc get deploy), and NAMESPACE when it is in another namespace", "Deployment %s/%s does not exist", ns, cfg.App)
+	comparisons := len(cfg.compares) + boolInt(cfg.HTTPBaselineURL != "")
+	// sideUses: a comparison's template uses the side's own hash ({{.Hash}}, {{.Pods}}), for the canary and the
+	// side it is held against.
+	sideUses := cfg.comparesUse(".Hash", ".Pods")
+	needCanaryHash := cfg.templatesUse(".CanaryHash", ".CanaryPods") || sideUses
+	needBaselineHash := cfg.templatesUse(".BaselineHash", ".BaselinePods")
+
+	stable, err := get(cfg.App)
+	if err != nil {
+		return r, err
 	}
-	if t.CanaryHash, ok, err = hash(cfg.CanaryDeployment); err != nil {
-		return t, "", err
-	} else if !ok && (cfg.Pods || len(cfg.compares) > 0) {
-		return t, "", step.Invalid("CANARY_DEPLOYMENT", "run shift-canary first, or name the canary Deployment", "Deployment %s/%s does not exist", ns, cfg.CanaryDeployment)
+	if stable == nil {
+		return r, step.Invalid("APP", "give the stable Deployment's name (oc get deploy), and NAMESPACE when it is in another namespace", "Deployment %s/%s does not exist", ns, cfg.App)
 	}
-	var hasBaseline bool
-	if t.BaselineHash, hasBaseline, err = hash(t.BaselineDeployment); err != nil {
-		return t, "", err
+	canaryRequired := cfg.Pods || len(cfg.compares) > 0
+	var canary *appsv1.Deployment
+	if canaryRequired || needCanaryHash {
+		if canary, err = get(cfg.CanaryDeployment); err != nil {
+			return r, err
+		}
+		if canary == nil && canaryRequired {
+			return r, step.Invalid("CANARY_DEPLOYMENT", "run shift-canary first, or name the canary Deployment", "Deployment %s/%s does not exist", ns, cfg.CanaryDeployment)
+		}
+	}
+	var baseline *appsv1.Deployment
+	againstBaseline := cfg.CompareAgainst == "baseline" || cfg.CompareAgainst == "auto"
+	if (comparisons > 0 && againstBaseline) || needBaselineHash {
+		if baseline, err = get(t.BaselineDeployment); err != nil {
+			return r, err
+		}
+	}
+	against := cfg.CompareAgainst
+	switch {
+	case against == "auto" && baseline != nil:
+		against = "baseline"
+	case against == "auto" && comparisons > 0:
+		against = "stable"
+	case against == "auto":
+		against = "" // nothing is compared; the baseline was not looked up
+	case against == "baseline" && baseline == nil && comparisons > 0:
+		return r, step.Invalid("COMPARE_AGAINST", "run shift-canary with BASELINE=true, or compare against stable", "there is no baseline Deployment %s/%s", ns, t.BaselineDeployment)
+	}
+	needStableHash := cfg.templatesUse(".StableHash", ".StablePods") || (sideUses && against == "stable")
+	needBaselineHash = needBaselineHash || (sideUses && against == "baseline")
+
+	var need []*appsv1.Deployment
+	for _, n := range []struct {
+		d    *appsv1.Deployment
+		need bool
+	}{{stable, needStableHash}, {canary, needCanaryHash}, {baseline, needBaselineHash}} {
+		if n.d != nil && n.need {
+			need = append(need, n.d)
+		}
+	}
+	hashes, err := podTemplateHashes(ctx, kube, ns, stable, need)
+	if err != nil {
+		return r, err
+	}
+	t.StableHash = hashes[stable]
+	if canary != nil {
+		t.CanaryHash = hashes[canary]
+	}
+	if baseline != nil {
+		t.BaselineHash = hashes[baseline]
 	}
 	t.CanaryPods = podRegex(cfg.CanaryDeployment, t.CanaryHash)
 	t.StablePods = podRegex(cfg.App, t.StableHash)
 	t.BaselinePods = podRegex(t.BaselineDeployment, t.BaselineHash)
-	against := cfg.CompareAgainst
-	switch {
-	case against == "auto" && hasBaseline:
-		against = "baseline"
-	case against == "auto":
-		against = "stable"
-	case against == "baseline" && !hasBaseline && len(cfg.compares)+boolInt(cfg.HTTPBaselineURL != "") > 0:
-		return t, "", step.Invalid("COMPARE_AGAINST", "run shift-canary with BASELINE=true, or compare against stable", "there is no baseline Deployment %s/%s", ns, t.BaselineDeployment)
+	return resolved{tracks: t, against: against, canary: canary}, nil
+}
+
+// podTemplateHashes finds the pod-template-hash of each Deployment's current ReplicaSet (the one it owns at its
+// revision). The ReplicaSets are listed once with the stable Deployment's selector when it covers every
+// Deployment's (the canary's and baseline's selectors are the stable's plus a track label), else once per
+// selector.
+func podTemplateHashes(ctx context.Context, kube kubeclient.Interface, ns string, stable *appsv1.Deployment, ds []*appsv1.Deployment) (map[*appsv1.Deployment]string, error) {
+	out := map[*appsv1.Deployment]string{}
+	if len(ds) == 0 {
+		return out, nil
 	}
-	return t, against, nil
+	sels := make([]labels.Selector, len(ds))
+	for i, d := range ds {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil {
+			return nil, err
+		}
+		sels[i] = sel
+	}
+	type list struct {
+		sel   labels.Selector
+		items []appsv1.ReplicaSet
+	}
+	var lists []*list
+	if len(ds) > 1 {
+		if broad, err := metav1.LabelSelectorAsSelector(stable.Spec.Selector); err == nil {
+			all := true
+			for _, sel := range sels {
+				all = all && covers(broad, sel)
+			}
+			if all {
+				lists = append(lists, &list{sel: broad})
+			}
+		}
+	}
+	for i, d := range ds {
+		var l *list
+		for _, c := range lists {
+			if covers(c.sel, sels[i]) {
+				l = c
+				break
+			}
+		}
+		if l == nil {
+			l = &list{sel: sels[i]}
+			lists = append(lists, l)
+		}
+		if l.items == nil {
+			rss, err := kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: l.sel.String()})
+			if err != nil {
+				return nil, fmt.Errorf("list ReplicaSets of %s/%s: %w", ns, d.Name, err)
+			}
+			l.items = rss.Items
+			if l.items == nil {
+				l.items = []appsv1.ReplicaSet{}
+			}
+		}
+		out[d] = currentHash(d, l.items)
+	}
+	return out, nil
+}
+
+// currentHash is the pod-template-hash of the ReplicaSet that d owns at its revision ("" when there is none).
+func currentHash(d *appsv1.Deployment, rss []appsv1.ReplicaSet) string {
+	rev := d.Annotations["deployment.kubernetes.io/revision"]
+	for _, rs := range rss {
+		if rs.Annotations["deployment.kubernetes.io/revision"] == rev {
+			for _, o := range rs.OwnerReferences {
+				if o.UID == d.UID {
+					return rs.Labels["pod-template-hash"]
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// covers reports whether everything narrow selects, broad selects too: every requirement of broad is one of
+// narrow's.
+func covers(broad, narrow labels.Selector) bool {
+	b, ok := broad.Requirements()
+	if !ok {
+		return false
+	}
+	n, ok := narrow.Requirements()
+	if !ok {
+		return false
+	}
+	have := map[string]bool{}
+	for _, r := range n {
+		have[r.String()] = true
+	}
+	for _, r := range b {
+		if !have[r.String()] {
+			return false
+		}
+	}
+	return true
 }
 
 func podRegex(deployment, hash string) string {
