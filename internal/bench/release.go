@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -124,16 +124,19 @@ func (c *cluster) runStep(ctx context.Context, step, kubeconfig string, env map[
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out, err := cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	rss := peakRSS(cmd.Process.Pid)
+	err = cmd.Wait()
+	hwm := rss()
 	if os.Getenv("BENCH_DEBUG") != "" {
-		c.log.Write(out)
+		c.log.Write(out.Bytes())
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %v\n%s", step, err, out)
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss * 1024
+		return nil, 0, fmt.Errorf("%s: %v\n%s", step, err, out.Bytes())
 	}
 	got := map[string]string{}
 	entries, _ := os.ReadDir(results)
@@ -141,7 +144,7 @@ func (c *cluster) runStep(ctx context.Context, step, kubeconfig string, env map[
 		data, _ := os.ReadFile(filepath.Join(results, e.Name()))
 		got[e.Name()] = string(data)
 	}
-	return got, rss, nil
+	return got, hwm, nil
 }
 
 // pipelineRelease runs the canary-release Pipeline (3 weights) for app with canaryline run: an instant build, an
@@ -193,7 +196,7 @@ func (c *cluster) requestFigures(ctx context.Context) ([]Measurement, error) {
 	}
 	for _, s := range steps.Names() {
 		out = append(out, Measurement{Figure: "peak RSS: " + s, Value: float64(rss[s]) / 1e6, Unit: "MB", Target: "≤ 40 MB",
-			Met: met(rss[s] <= 40e6), Detail: "largest over the two releases' runs"})
+			Met: met(rss[s] <= 40e6), Detail: "largest over the two releases' runs (VmHWM, sampled every 2 ms)"})
 	}
 	return out, nil
 }
@@ -276,4 +279,43 @@ func durations(ds []time.Duration) string {
 		parts = append(parts, fmt.Sprintf("%.1f", d.Seconds()))
 	}
 	return strings.Join(parts, ", ") + " s"
+}
+
+// peakRSS follows a process's peak resident set size: the kernel's high-water mark since exec (VmHWM in
+// /proc/PID/status), sampled every 2 ms until the returned function is called after the process ended. (The
+// rusage of a child is no use here: it counts the parent's memory the child shared before exec.)
+func peakRSS(pid int) func() int64 {
+	var mu sync.Mutex
+	var peak int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		path := fmt.Sprintf("/proc/%d/status", pid)
+		for {
+			if data, err := os.ReadFile(path); err == nil {
+				for _, line := range strings.Split(string(data), "\n") {
+					if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+						var kb int64
+						fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+						mu.Lock()
+						peak = max(peak, kb*1024)
+						mu.Unlock()
+					}
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-stopped
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
 }

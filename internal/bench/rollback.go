@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -127,22 +128,36 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 		_ = canary.SetErrorRate(0.001)
 		time.Sleep(3 * time.Second) // the 2 s rate window forgets the last run's errors
 		sum := sha256.Sum256([]byte(fmt.Sprint("bench-rollback", i)))
-		image := "image-registry.openshift-image-registry.svc:5000/" + app + "/" + app + "@sha256:" + hex.EncodeToString(sum[:])
+		commit := hex.EncodeToString(sum[:])[:40]
 		done := make(chan *runner.Summary, 1)
+		var runLog bytes.Buffer
+		var runErr error
 		go func() {
-			s, _ := runner.Run(ctx, runner.Options{
-				Pipeline: filepath.Join(c.root, "pipelines", "canary-release-prebuilt.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
+			s, err := runner.Run(ctx, runner.Options{
+				Pipeline: filepath.Join(c.root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
 				Steps: c.steps, Env: []string{"KUBECONFIG=" + kc, "PATH=/usr/bin:/bin", "HOME=" + c.work},
-				Namespace: app, RunName: fmt.Sprintf("%s-%d", app, i), Workspace: filepath.Join(c.work, app, fmt.Sprint(i)), Out: io.Discard,
-				Params: map[string]string{"app": app, "namespace": app, "image": image, "interval": rollbackInterval.String(), "count": "6",
+				Namespace: app, RunName: fmt.Sprintf("%s-%d", app, i), Workspace: filepath.Join(c.work, app, fmt.Sprint(i)), Out: &syncWriter{w: &runLog},
+				Params: map[string]string{"app": app, "namespace": app, "git-revision": commit, "interval": rollbackInterval.String(), "count": "6",
 					"weight-1": "20", "weight-2": "50", "weight-3": "80", "prometheus-url": prom.URL, "ready-timeout": "1m",
 					"queries": "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n"},
 			})
+			runErr = err
 			done <- s
 		}()
-		shifted, err := until("the first shift", 2*time.Minute, func() bool { return canaryWeight() > 0 })
+		var ended *runner.Summary
+		shifted, err := until("the first shift", 2*time.Minute, func() bool {
+			select {
+			case ended = <-done:
+				return true
+			default:
+			}
+			return canaryWeight() > 0
+		})
+		if err == nil && ended != nil {
+			err = fmt.Errorf("the release ended before its first shift (%v)", runErr)
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
 		}
 		offset := time.Second + time.Duration(rand.Int64N(int64(3*time.Second)))
 		time.Sleep(time.Until(shifted.Add(offset)))
@@ -153,8 +168,16 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 			return nil, err
 		}
 		s := <-done
-		if s == nil || s.Results["decision"] != "rollback" {
-			return nil, fmt.Errorf("time to rollback, run %d: the release was not rolled back (%v)", i, s)
+		decision := ""
+		if s != nil {
+			for _, tr := range s.Tasks {
+				if tr.Finally {
+					decision = tr.Results["DECISION"]
+				}
+			}
+		}
+		if decision != "rollback" {
+			return nil, fmt.Errorf("time to rollback, run %d: the release was not rolled back (decision %q)\n%s", i, decision, runLog.String())
 		}
 		times = append(times, zero.Sub(bad))
 		fmt.Fprintf(c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s into the analysis)\n", i+1,
@@ -165,4 +188,16 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 	return []Measurement{{Figure: "time to rollback (5 s analysis interval)", Value: m.Seconds(), Unit: "s",
 		Target: fmt.Sprintf("≤ %.0f s (interval + 2 s)", target.Seconds()), Met: met(m <= target),
 		Detail: fmt.Sprintf("median of %d: %s", runs, durations(times))}}, nil
+}
+
+// syncWriter serializes writes (the runner writes from its tasks' goroutines).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }
