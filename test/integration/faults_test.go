@@ -200,3 +200,50 @@ func TestEachWriteLosesItsAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseRequestBudget counts the API requests of a whole 3-weight release (start-build, wait-build, three
+// shifts each followed by verify-health, then promote) at the proxy: at most 80, and no step reads an object over
+// and over (waits are watches, not polls).
+func TestReleaseRequestBudget(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	ctx := context.Background()
+	if _, err := buildclient.NewForConfigOrDie(cluster.Config()).BuildV1().BuildConfigs(a.ns).Create(ctx,
+		newBuildConfig("shop", map[string]string{devcluster.SimLineInterval: "5ms"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	proxy, kc := startFaultProxy(t, a.kubeconfig, faultproxy.Options{})
+	run := func(name string, env map[string]string) stepRun {
+		t.Helper()
+		from := len(proxy.Log())
+		r := runStep(t, name, kc, env)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d", name, r.code)
+		}
+		// A poll reads the same object again and again within one run of a step.
+		reads := map[string]int{}
+		for _, l := range proxy.Log()[from:] {
+			if strings.HasPrefix(l, "get ") || strings.HasPrefix(l, "list ") {
+				reads[l]++
+			}
+		}
+		for l, n := range reads {
+			if n > 2 {
+				t.Errorf("%s: %q %d times in one run: a wait should watch, not poll", name, l, n)
+			}
+		}
+		return r
+	}
+	run("start-build", map[string]string{"BUILD_CONFIG": "shop", "COMMIT": commitA, "PIPELINE_RUN": "shop-release-1"})
+	image := run("wait-build", map[string]string{"BUILD_NAME": "shop-1"}).results["IMAGE_URL"]
+	for _, w := range []string{"10", "30", "60"} {
+		run("shift-canary", map[string]string{"APP": "shop", "IMAGE": image, "WEIGHT": w, "RELEASE_ID": "shop-release-1", "READY_TIMEOUT": "60s"})
+		run("verify-health", map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "INTERVAL": "1s", "COUNT": "1"})
+	}
+	run("promote-or-rollback", map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "DECISION": "promote"})
+	s := proxy.Stats()
+	t.Logf("%d requests: %v", s.Requests, s.ByVerb)
+	if s.Requests > 80 {
+		t.Errorf("a release made %d API requests; the budget is 80:\n%s", s.Requests, strings.Join(proxy.Log(), "\n"))
+	}
+}
