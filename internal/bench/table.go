@@ -18,7 +18,11 @@ func Table(ms []Measurement) string {
 				status = "**NO**"
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s %s | %s | %s | %s |\n", m.Figure, formatValue(m.Value), m.Unit, m.Target, status,
+		value := formatValue(m.Value)
+		if m.Unit == "MB" {
+			value = strconv.FormatFloat(m.Value, 'f', 2, 64) // sizes close to a budget
+		}
+		fmt.Fprintf(&b, "| %s | %s %s | %s | %s | %s |\n", m.Figure, value, m.Unit, m.Target, status,
 			strings.ReplaceAll(m.Detail, "|", "/"))
 	}
 	return b.String()

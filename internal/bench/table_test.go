@@ -22,7 +22,7 @@ func TestTableAndMissed(t *testing.T) {
 		{Figure: "c", Value: 3, Unit: "ms"},
 	}
 	tab := Table(ms)
-	for _, want := range []string{"| a | 31.7 MB | ≤ 32 MB | yes |", "| b | 12.3 s | ≤ 10 s | **NO** | x/y |", "| c | 3.00 ms |  |  |  |"} {
+	for _, want := range []string{"| a | 31.70 MB | ≤ 32 MB | yes |", "| b | 12.3 s | ≤ 10 s | **NO** | x/y |", "| c | 3.00 ms |  |  |  |"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}
