@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -20,7 +20,7 @@ import (
 // has no log helper). It asks for timestamps, so that when the stream breaks it can reconnect from the last
 // second it saw (sinceTime) and drop the lines it already printed: nothing is printed twice or lost.
 type logFollower struct {
-	builds   buildclient.Interface
+	builds   osclient.BuildV1Interface
 	ns, name string
 	out      io.Writer
 	log      *slog.Logger
@@ -41,7 +41,7 @@ func (f *logFollower) follow(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		b, gerr := f.builds.BuildV1().Builds(f.ns).Get(ctx, f.name, metav1.GetOptions{})
+		b, gerr := f.builds.Builds(f.ns).Get(ctx, f.name, metav1.GetOptions{})
 		if gerr == nil && terminal(b.Status.Phase) && err == errStreamEnded {
 			return
 		}
@@ -59,7 +59,7 @@ func (f *logFollower) follow(ctx context.Context) {
 }
 
 func (f *logFollower) stream(ctx context.Context) error {
-	req := f.builds.BuildV1().RESTClient().Get().Namespace(f.ns).Resource("builds").Name(f.name).SubResource("log").
+	req := f.builds.RESTClient().Get().Namespace(f.ns).Resource("builds").Name(f.name).SubResource("log").
 		Param("follow", "true").Param("timestamps", "true")
 	if f.printed > 0 && !f.plain {
 		req = req.Param("sinceTime", f.last.UTC().Truncate(time.Second).Format(time.RFC3339))

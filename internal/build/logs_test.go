@@ -15,9 +15,10 @@ import (
 	"time"
 
 	buildv1 "github.com/openshift/api/build/v1"
-	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/canaryline/canaryline/internal/osclient"
 )
 
 // fakeLogServer serves builds/b/log like the build API: timestamped lines, sinceTime at second precision, and it
@@ -90,7 +91,10 @@ func TestLogFollowerResumesWithoutRepeats(t *testing.T) {
 			}
 			hs := httptest.NewServer(srv)
 			defer hs.Close()
-			c := buildclient.NewForConfigOrDie(&rest.Config{Host: hs.URL})
+			c, err := osclient.NewBuildV1ForConfig(&rest.Config{Host: hs.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
 			var out bytes.Buffer
 			f := &logFollower{builds: c, ns: "ns", name: "b", out: &out, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

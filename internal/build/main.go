@@ -5,9 +5,7 @@ import (
 	"io"
 	"log/slog"
 
-	buildclient "github.com/openshift/client-go/build/clientset/versioned"
-	imageclient "github.com/openshift/client-go/image/clientset/versioned"
-
+	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/steps"
 )
@@ -28,7 +26,7 @@ func StartMain(ctx context.Context, _ []string, env func(string) (string, bool),
 			if cfg.Namespace != "" {
 				ns = cfg.Namespace
 			}
-			c, err := buildclient.NewForConfig(rc)
+			c, err := osclient.NewBuildV1ForConfig(rc)
 			if err != nil {
 				return nil, err
 			}
@@ -59,10 +57,10 @@ func WaitMain(ctx context.Context, _ []string, env func(string) (string, bool), 
 				ns = cfg.Namespace
 			}
 			var c Clients
-			if c.Build, err = buildclient.NewForConfig(rc); err != nil {
+			if c.Build, err = osclient.NewBuildV1ForConfig(rc); err != nil {
 				return nil, err
 			}
-			if c.Image, err = imageclient.NewForConfig(rc); err != nil {
+			if c.Image, err = osclient.NewImageV1ForConfig(rc); err != nil {
 				return nil, err
 			}
 			img, err := Wait(ctx, cfg, ns, c, stdout, log)

@@ -12,12 +12,12 @@ import (
 	"strings"
 
 	buildv1 "github.com/openshift/api/build/v1"
-	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -46,8 +46,8 @@ func (s Started) Results() map[string]string {
 }
 
 // Start instantiates the BuildConfig for cfg's commit, or finds the build this run started before.
-func Start(ctx context.Context, cfg *StartConfig, ns string, c buildclient.Interface, log *slog.Logger) (Started, error) {
-	bcs := c.BuildV1().BuildConfigs(ns)
+func Start(ctx context.Context, cfg *StartConfig, ns string, c osclient.BuildV1Interface, log *slog.Logger) (Started, error) {
+	bcs := c.BuildConfigs(ns)
 	bc, err := bcs.Get(ctx, cfg.BuildConfig, metav1.GetOptions{})
 	if err != nil {
 		return Started{}, apiError(err, "get", "buildconfigs", ns, cfg.BuildConfig, notFoundBuildConfig(ns, cfg.BuildConfig))
@@ -76,7 +76,7 @@ func Start(ctx context.Context, cfg *StartConfig, ns string, c buildclient.Inter
 	}, func() error {
 		attempt++
 		if key != "" {
-			found, err := c.BuildV1().Builds(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{
+			found, err := c.Builds(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{
 				buildv1.BuildConfigLabel: shortLabel(bc.Name), RunKeyLabel: key}.String()})
 			if listing = err != nil; listing {
 				return err

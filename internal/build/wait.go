@@ -11,8 +11,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	buildv1 "github.com/openshift/api/build/v1"
-	buildclient "github.com/openshift/client-go/build/clientset/versioned"
-	imageclient "github.com/openshift/client-go/image/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +19,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -38,14 +37,14 @@ func (i Image) Results() map[string]string {
 
 // Clients are the API clients wait-build uses.
 type Clients struct {
-	Build buildclient.Interface
-	Image imageclient.Interface
+	Build osclient.BuildV1Interface
+	Image osclient.ImageV1Interface
 }
 
 // Wait follows build cfg.BuildName to its end, streaming its log to out, and returns its image. When ctx ends or
 // cfg.Timeout runs out first, the build is cancelled (unless cfg.CancelOnStop is false).
 func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Writer, log *slog.Logger) (Image, error) {
-	if _, err := c.Build.BuildV1().Builds(ns).Get(ctx, cfg.BuildName, metav1.GetOptions{}); err != nil {
+	if _, err := c.Build.Builds(ns).Get(ctx, cfg.BuildName, metav1.GetOptions{}); err != nil {
 		return Image{}, apiError(err, "get", "builds", ns, cfg.BuildName, notFound{Param: "BUILD_NAME",
 			Msg: fmt.Sprintf("build %s does not exist", describe(ns, cfg.BuildName)),
 			Fix: "pass start-build's BUILD_NAME result, and NAMESPACE when the build is in another namespace"})
@@ -115,16 +114,16 @@ func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Wri
 
 // untilDone waits for a terminal phase with list+watch: a list, then a watch from the list's resourceVersion,
 // listing again whenever the watch ends (the reflector behind UntilWithSync does this), as `oc start-build --wait`.
-func untilDone(ctx context.Context, c buildclient.Interface, ns, name string) (*buildv1.Build, error) {
+func untilDone(ctx context.Context, c osclient.BuildV1Interface, ns, name string) (*buildv1.Build, error) {
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return c.BuildV1().Builds(ns).List(ctx, o)
+			return c.Builds(ns).List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return c.BuildV1().Builds(ns).Watch(ctx, o)
+			return c.Builds(ns).Watch(ctx, o)
 		},
 	}
 	var deleted bool
@@ -147,9 +146,9 @@ func untilDone(ctx context.Context, c buildclient.Interface, ns, name string) (*
 
 // Cancel cancels a build as `oc cancel-build` does: set status.cancelled and update (retrying on conflict), then
 // wait until the build controller has ended it.
-func Cancel(ctx context.Context, c buildclient.Interface, ns, name string) (*buildv1.Build, error) {
+func Cancel(ctx context.Context, c osclient.BuildV1Interface, ns, name string) (*buildv1.Build, error) {
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		b, err := c.BuildV1().Builds(ns).Get(ctx, name, metav1.GetOptions{})
+		b, err := c.Builds(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -157,7 +156,7 @@ func Cancel(ctx context.Context, c buildclient.Interface, ns, name string) (*bui
 			return nil
 		}
 		b.Status.Cancelled = true
-		_, err = c.BuildV1().Builds(ns).Update(ctx, b, metav1.UpdateOptions{})
+		_, err = c.Builds(ns).Update(ctx, b, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
@@ -190,7 +189,7 @@ func builtImage(ctx context.Context, c Clients, b *buildv1.Build) (Image, error)
 		}
 		img.ImageStreamTag = ns + "/" + tag
 		if img.Digest == "" || repo == "" {
-			ist, err := c.Image.ImageV1().ImageStreamTags(ns).Get(ctx, tag, metav1.GetOptions{})
+			ist, err := c.Image.ImageStreamTags(ns).Get(ctx, tag, metav1.GetOptions{})
 			if err != nil {
 				return img, apiError(err, "get", "imagestreamtags", ns, tag, notFound{Msg: fmt.Sprintf("build %s reported no image digest, "+
 					"and its ImageStreamTag %s does not exist", describe(b.Namespace, b.Name), img.ImageStreamTag),

@@ -18,6 +18,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -84,7 +85,7 @@ func runVerify(t *testing.T, env map[string]string, baseline bool, prom querier)
 	}
 	kube := kubefake.NewSimpleClientset(releaseObjects(baseline)...)
 	kube.ClearActions()
-	v, err := Verify(context.Background(), cfg, "team", Deps{Kube: kube, Prom: prom}, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v, err := Verify(context.Background(), cfg, "team", Deps{Kube: kubeclienttest.Wrap(kube), Prom: prom}, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var reqs []string
 	for _, a := range kube.Actions() {
 		r := a.GetVerb() + " " + a.GetResource().Resource
@@ -169,7 +170,7 @@ func TestResolveTracksHashes(t *testing.T) {
 	}
 	kube := kubefake.NewSimpleClientset(releaseObjects(true)...)
 	kube.ClearActions()
-	res, err := resolveTracks(context.Background(), cfg, "team", kube)
+	res, err := resolveTracks(context.Background(), cfg, "team", kubeclienttest.Wrap(kube))
 	if err != nil {
 		t.Fatal(err)
 	}

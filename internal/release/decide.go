@@ -6,14 +6,14 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/canaryline/canaryline/internal/kubeclient"
-	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/traffic"
 )
@@ -21,7 +21,7 @@ import (
 // Clients are the API clients of the release steps.
 type Clients struct {
 	Kube    kubeclient.Interface
-	Route   routev1client.RouteV1Interface
+	Route   osclient.RouteV1Interface
 	Dynamic dynamic.Interface
 }
 

@@ -13,8 +13,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -79,7 +79,7 @@ type Outcome struct {
 // lock is the application's release Lease: one release at a time. Its holder is the release id; a holder that
 // stops renewing (a crashed run) loses it after the lease duration.
 type lock struct {
-	leases coordv1client.LeaseInterface
+	leases kubeclient.LeaseInterface
 	name   string
 	holder string
 	ttl    time.Duration
@@ -95,7 +95,7 @@ type lock struct {
 
 func leaseName(app string) string { return "canaryline-" + app }
 
-func newLock(c coordv1client.LeasesGetter, ns, app, holder string, ttl time.Duration, log *slog.Logger) *lock {
+func newLock(c kubeclient.LeasesGetter, ns, app, holder string, ttl time.Duration, log *slog.Logger) *lock {
 	return &lock{leases: c.Leases(ns), name: leaseName(app), holder: holder, ttl: ttl, log: log, now: time.Now}
 }
 

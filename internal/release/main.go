@@ -5,10 +5,10 @@ import (
 	"io"
 	"log/slog"
 
-	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/steps"
 )
@@ -27,7 +27,7 @@ func clients(env func(string) (string, bool)) (Clients, string, error) {
 	if c.Kube, err = kubeclient.NewForConfig(rc); err != nil {
 		return c, "", err
 	}
-	if c.Route, err = routev1client.NewForConfig(rc); err != nil {
+	if c.Route, err = osclient.NewRouteV1ForConfig(rc); err != nil {
 		return c, "", err
 	}
 	if c.Dynamic, err = dynamic.NewForConfig(rc); err != nil {

@@ -11,8 +11,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	networkingv1client "k8s.io/client-go/kubernetes/typed/networking/v1"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/canaryline/canaryline/internal/kubeclient"
 )
 
 // NGINX Ingress controller canary annotations.
@@ -37,7 +38,7 @@ var _ Router = (*nginx)(nil)
 
 func (r *nginx) Kind() string { return KindNginx }
 
-func (r *nginx) ingresses(ns string) networkingv1client.IngressInterface {
+func (r *nginx) ingresses(ns string) kubeclient.IngressInterface {
 	return r.c.Kube.NetworkingV1().Ingresses(ns)
 }
 

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 )
 
 func nginxTestPath(path string, pathType networkingv1.PathType, svc string, port networkingv1.ServiceBackendPort) networkingv1.HTTPIngressPath {
@@ -87,7 +89,7 @@ func nginxTestForeignCanary() *networkingv1.Ingress {
 
 func nginxTestRouter(objs ...runtime.Object) (*nginx, *kubefake.Clientset) {
 	kube := kubefake.NewClientset(objs...)
-	return &nginx{name: "shop", c: Clients{Kube: kube}}, kube
+	return &nginx{name: "shop", c: Clients{Kube: kubeclienttest.Wrap(kube)}}, kube
 }
 
 // nginxTestIngress reads an Ingress back (nil when there is none), keeping what the router sets.
@@ -152,7 +154,7 @@ func TestNginxCheck(t *testing.T) {
 
 func TestNginxCheckNames(t *testing.T) {
 	t.Parallel()
-	long := &nginx{name: strings.Repeat("a", 250), c: Clients{Kube: kubefake.NewClientset()}}
+	long := &nginx{name: strings.Repeat("a", 250), c: Clients{Kube: kubeclienttest.Wrap(kubefake.NewClientset())}}
 	routerTestWantCheckError(t, long.Check(context.Background(), routerTestBackends(false)), "is not valid")
 
 	r, _ := nginxTestRouter(nginxTestPrimary())

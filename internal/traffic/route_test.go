@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 )
 
 func TestRouteWeights(t *testing.T) {
@@ -80,7 +82,7 @@ func testRouteRouter(t *testing.T, canaryPods int32) (*route, *routefake.Clients
 		objs = append(objs, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-x", Namespace: "ns",
 			Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, Endpoints: eps})
 	}
-	r := &route{name: "shop", c: Clients{Route: rc.RouteV1(), Kube: kubefake.NewClientset(objs...)}}
+	r := &route{name: "shop", c: Clients{Route: kubeclienttest.WrapRoute(rc.RouteV1()), Kube: kubeclienttest.Wrap(kubefake.NewClientset(objs...))}}
 	return r, rc, Backends{Namespace: "ns", Stable: "shop", Canary: "shop-canary", Annotations: map[string]string{"canaryline.dev/release": "r1"}}
 }
 

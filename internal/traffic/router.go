@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/canaryline/canaryline/internal/kubeclient"
-	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/osclient"
 )
 
 // Router kinds.
@@ -84,7 +85,7 @@ type Router interface {
 // Clients are what the routers use.
 type Clients struct {
 	Kube    kubeclient.Interface
-	Route   routev1client.RouteV1Interface
+	Route   osclient.RouteV1Interface
 	Dynamic dynamic.Interface
 }
 

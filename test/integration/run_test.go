@@ -18,6 +18,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/bundle"
 	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/runner"
 )
@@ -192,7 +193,7 @@ func TestRunInterruptedRollsBack(t *testing.T) {
 	if a.exists("deployment", "shop-canary") {
 		t.Error("the canary is still there after the interrupted run")
 	}
-	s, err := release.ReadStatus(context.Background(), kubernetes.NewForConfigOrDie(cluster.Config()), a.ns, "shop")
+	s, err := release.ReadStatus(context.Background(), kubeclienttest.Wrap(kubernetes.NewForConfigOrDie(cluster.Config())), a.ns, "shop")
 	if err != nil || s.Last == nil || s.Last.Decision != "rollback" || s.Holder != "" || s.CanaryImage != "" || s.StableImage != stableImage {
 		t.Errorf("status after the interrupted run: %+v, %v", s, err)
 	}

@@ -11,9 +11,6 @@ import (
 	// Linked for their init work, as in the steps (go list -deps ./cmd/canaryline-steps).
 	_ "github.com/google/go-containerregistry/pkg/authn"
 	_ "github.com/google/go-containerregistry/pkg/v1/remote"
-	_ "github.com/openshift/client-go/build/clientset/versioned"
-	_ "github.com/openshift/client-go/image/clientset/versioned"
-	_ "github.com/openshift/client-go/route/clientset/versioned"
 	_ "github.com/prometheus/client_golang/api/prometheus/v1"
 	_ "k8s.io/client-go/dynamic"
 	_ "k8s.io/client-go/rest"
@@ -22,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	_ "github.com/canaryline/canaryline/internal/osclient" // the OpenShift clients
 )
 
 // UserAgent tells the benchmark's API server this program's requests from the steps'.
