@@ -227,7 +227,7 @@ func (c *cluster) overheadFigures(ctx context.Context, runs, concurrent int) ([]
 		}
 		singles = append(singles, d)
 	}
-	single := medianOf(singles)
+	single := median(singles)
 	cores := runtime.NumCPU()
 	out := []Measurement{
 		{Figure: "release overhead: 3 weights, instant build, no analysis windows", Value: single.Seconds(), Unit: "s",
@@ -255,7 +255,7 @@ func (c *cluster) overheadFigures(ctx context.Context, runs, concurrent int) ([]
 		}
 		waiting = append(waiting, d)
 	}
-	singleW := medianOf(waiting)
+	singleW := median(waiting)
 	out = append(out, Measurement{Figure: "release with one 5 s analysis window per weight", Value: singleW.Seconds(), Unit: "s",
 		Detail: fmt.Sprintf("median of %d: %s", runs, durations(waiting))})
 	scaleW, err := c.scale(ctx, "bench-scale-w", concurrent, 5*time.Second, singleW, cores)
@@ -315,8 +315,6 @@ func (c *cluster) scale(ctx context.Context, prefix string, concurrent int, anal
 }
 
 func met(b bool) *bool { return &b }
-
-func medianOf(ds []time.Duration) time.Duration { return percentileOf(ds, 50) }
 
 // percentile is the nearest-rank percentile p (0-100) of ds.
 func percentileOf(ds []time.Duration, p float64) time.Duration {

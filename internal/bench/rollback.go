@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -17,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/demo"
-	"github.com/canaryline/canaryline/internal/promserver"
 	"github.com/canaryline/canaryline/internal/runner"
 	sampleapp "github.com/canaryline/canaryline/test/app"
 )
@@ -40,65 +38,18 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 	if err != nil {
 		return nil, err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	serve := func(seed uint64) (*sampleapp.Server, string, error) {
-		srv, err := sampleapp.New(sampleapp.Config{Version: "v1", ErrorRate: 0.001, Seed: seed})
-		if err != nil {
-			return nil, "", err
-		}
-		ready := make(chan net.Addr, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = srv.ListenAndServe(runCtx, "127.0.0.1:0", func(a net.Addr) { ready <- a })
-		}()
-		select {
-		case a := <-ready:
-			return srv, a.String(), nil
-		case <-time.After(10 * time.Second):
-			return nil, "", fmt.Errorf("sample-app did not start")
-		}
-	}
-	_, stableAddr, err := serve(1)
-	if err != nil {
-		return nil, err
-	}
-	canary, canaryAddr, err := serve(2)
-	if err != nil {
-		return nil, err
-	}
-	bin, err := promserver.Binary(ctx, cacheDir, c.log)
-	if err != nil {
-		return nil, err
-	}
-	prom, err := promserver.Start(ctx, promserver.Options{Binary: bin, Scrape: 500 * time.Millisecond,
-		Targets: map[string][]string{"sample-app": {stableAddr, canaryAddr}},
-		Labels: map[string]map[string]string{
-			stableAddr: {"track": "stable", "namespace": app, "app": app},
-			canaryAddr: {"track": "canary", "namespace": app, "app": app},
-		}})
-	if err != nil {
-		return nil, err
-	}
-	defer prom.Stop()
 	routes, err := routeclient.NewForConfig(c.cfg)
 	if err != nil {
 		return nil, err
 	}
-	sim := &demo.RouterSimulator{Routes: routes.RouteV1(), NS: app, Name: app, Rate: 100,
-		Backends: func(svc string) string {
-			switch svc {
-			case app:
-				return stableAddr
-			case app + "-canary":
-				return canaryAddr
-			}
-			return ""
-		}}
-	wg.Add(1)
-	go func() { defer wg.Done(); sim.Run(runCtx) }()
+	stack, err := demo.StartStack(ctx, demo.StackOptions{Routes: routes.RouteV1(), Namespace: app, App: app,
+		Stable: sampleapp.Config{Version: "v1", ErrorRate: 0.001, Seed: 1}, Canary: sampleapp.Config{Version: "v1", ErrorRate: 0.001, Seed: 2},
+		CacheDir: cacheDir, Scrape: 500 * time.Millisecond, Rate: 100, Log: c.log})
+	if err != nil {
+		return nil, err
+	}
+	defer stack.Stop()
+	canary, prom := stack.Canary, stack.Prometheus
 
 	canaryWeight := func() int32 {
 		r, err := routes.RouteV1().Routes(app).Get(ctx, app, metav1.GetOptions{})
@@ -183,7 +134,7 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 		fmt.Fprintf(c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s into the analysis)\n", i+1,
 			zero.Sub(bad).Seconds(), offset.Seconds())
 	}
-	m := medianOf(times)
+	m := median(times)
 	target := rollbackInterval + 2*time.Second
 	return []Measurement{{Figure: "time to rollback (5 s analysis interval)", Value: m.Seconds(), Unit: "s",
 		Target: fmt.Sprintf("≤ %.0f s (interval + 2 s)", target.Seconds()), Met: met(m <= target),

@@ -12,11 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	buildv1 "github.com/openshift/api/build/v1"
@@ -37,7 +35,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
-	"github.com/canaryline/canaryline/internal/promserver"
 	"github.com/canaryline/canaryline/internal/runner"
 	sampleapp "github.com/canaryline/canaryline/test/app"
 )
@@ -108,66 +105,20 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	say("sample-app %s is the stable version of %s/%s, behind Route %s", v1.name, o.Namespace, o.App, o.App)
 
 	// Real processes for the stable and canary versions, a real Prometheus, and the router simulator.
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	serve := func(v version, seed uint64) (*sampleapp.Server, string, error) {
-		srv, err := sampleapp.New(sampleapp.Config{Version: v.name, ErrorRate: v.errorRate, Latency: v.latency, Seed: seed})
-		if err != nil {
-			return nil, "", err
-		}
-		ready := make(chan net.Addr, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = srv.ListenAndServe(runCtx, "127.0.0.1:0", func(a net.Addr) { ready <- a })
-		}()
-		select {
-		case a := <-ready:
-			return srv, a.String(), nil
-		case <-time.After(10 * time.Second):
-			return nil, "", fmt.Errorf("sample-app %s did not start", v.name)
-		}
-	}
-	stable, stableAddr, err := serve(v1, 1)
-	if err != nil {
-		return nil, err
-	}
-	canary, canaryAddr, err := serve(v1, 2)
-	if err != nil {
-		return nil, err
-	}
-	bin, err := promserver.Binary(ctx, o.CacheDir, o.Out)
-	if err != nil {
-		return nil, err
-	}
-	prom, err := promserver.Start(ctx, promserver.Options{Binary: bin, Scrape: time.Second,
-		Targets: map[string][]string{"sample-app": {stableAddr, canaryAddr}},
-		Labels: map[string]map[string]string{
-			stableAddr: {"track": "stable", "namespace": o.Namespace, "app": o.App},
-			canaryAddr: {"track": "canary", "namespace": o.Namespace, "app": o.App},
-		}})
-	if err != nil {
-		return nil, err
-	}
-	defer prom.Stop()
-	say("Prometheus %s scrapes stable (%s) and canary (%s)", prom.URL, stableAddr, canaryAddr)
 	routes, err := routeclient.NewForConfig(o.Config)
 	if err != nil {
 		return nil, err
 	}
-	sim := &RouterSimulator{Routes: routes.RouteV1(), NS: o.Namespace, Name: o.App, Rate: 50,
-		Backends: func(svc string) string {
-			switch svc {
-			case o.App:
-				return stableAddr
-			case o.App + "-canary":
-				return canaryAddr
-			}
-			return ""
-		}}
-	wg.Add(1)
-	go func() { defer wg.Done(); sim.Run(runCtx) }()
+	stack, err := StartStack(ctx, StackOptions{Routes: routes.RouteV1(), Namespace: o.Namespace, App: o.App,
+		Stable:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 1},
+		Canary:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 2},
+		CacheDir: o.CacheDir, Scrape: time.Second, Rate: 50, Log: o.Out})
+	if err != nil {
+		return nil, err
+	}
+	defer stack.Stop()
+	stable, canary, prom := stack.Stable, stack.Canary, stack.Prometheus
+	say("Prometheus %s scrapes stable (%s) and canary (%s)", prom.URL, stack.StableAddr, stack.CanaryAddr)
 	say("router simulator: 50 requests/s split by Route %s's weights (it stands in for the OpenShift router)", o.App)
 
 	var releases []Release

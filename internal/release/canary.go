@@ -399,7 +399,7 @@ func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 	if err != nil {
 		return 0, fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, svc, err)
 	}
-	if n := readySlices(first.Items); ok(n) {
+	if n := traffic.CountReady(first.Items); ok(n) {
 		return n, nil
 	}
 	lw := &cache.ListWatch{
@@ -422,7 +422,7 @@ func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 		for _, obj := range store.List() {
 			slices = append(slices, *obj.(*discoveryv1.EndpointSlice))
 		}
-		return readySlices(slices)
+		return traffic.CountReady(slices)
 	}
 	var store cache.Store
 	_, err = watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, func(s cache.Store) (bool, error) {
@@ -437,19 +437,6 @@ func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 		return got, fmt.Errorf("Service %s/%s has %d ready endpoints after %s, not %s: %w", ns, svc, got, timeout, want, err)
 	}
 	return ready(store), nil
-}
-
-// readySlices counts the ready endpoints of a Service's EndpointSlices, each pod once.
-func readySlices(slices []discoveryv1.EndpointSlice) int32 {
-	seen := map[string]bool{}
-	for _, s := range slices {
-		for _, ep := range s.Endpoints {
-			if key := traffic.EndpointKey(ep); key != "" && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-				seen[key] = true
-			}
-		}
-	}
-	return int32(len(seen))
 }
 
 // replicasFor is the canary size: a count, or a share of the stable replicas (at least 1).

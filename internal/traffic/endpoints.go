@@ -15,20 +15,23 @@ func ReadyEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 	if err != nil {
 		return 0, fmt.Errorf("list EndpointSlices of Service %s/%s: %w", ns, svc, err)
 	}
+	return CountReady(slices.Items), nil
+}
+
+// CountReady counts the ready endpoints of a Service's EndpointSlices, each pod once.
+func CountReady(slices []discoveryv1.EndpointSlice) int32 {
 	seen := map[string]bool{}
-	var n int32
-	for _, s := range slices.Items {
+	for _, s := range slices {
 		for _, ep := range s.Endpoints {
 			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 				continue
 			}
-			if key := EndpointKey(ep); key != "" && !seen[key] {
+			if key := EndpointKey(ep); key != "" {
 				seen[key] = true
-				n++
 			}
 		}
 	}
-	return n, nil
+	return int32(len(seen))
 }
 
 // EndpointKey identifies an endpoint: its pod when it names one (pod IPs need not be unique across fake

@@ -233,6 +233,7 @@ func (r *httpRoute) SetWeights(ctx context.Context, b Backends, w Weights) (Appl
 	if err := weightsFit(b, w); err != nil {
 		return Applied{}, err
 	}
+	var stored *unstructured.Unstructured
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		u, hr, err := r.get(ctx, b.Namespace)
 		if err != nil {
@@ -260,7 +261,7 @@ func (r *httpRoute) SetWeights(ctx context.Context, b Backends, w Weights) (Appl
 			return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
 		}
 		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), b.Annotations))
-		if _, err := r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		if stored, err = r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
 		}
 		return nil
@@ -268,22 +269,22 @@ func (r *httpRoute) SetWeights(ctx context.Context, b Backends, w Weights) (Appl
 	if err != nil {
 		return Applied{}, err
 	}
-	return r.readBack(ctx, b, w)
+	return r.readBack(b, w, stored)
 }
 
-// readBack reads the HTTPRoute again and checks that every stable rule holds the weights of w.
-func (r *httpRoute) readBack(ctx context.Context, b Backends, w Weights) (Applied, error) {
-	_, hr, err := r.get(ctx, b.Namespace)
-	if err != nil {
-		return Applied{}, err
+// readBack checks that every stable rule of the HTTPRoute as stored (the update's answer) holds the weights of w.
+func (r *httpRoute) readBack(b Backends, w Weights, u *unstructured.Unstructured) (Applied, error) {
+	var hr gatewayv1.HTTPRoute
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &hr); err != nil {
+		return Applied{}, readBackError("HTTPRoute "+b.Namespace+"/"+r.name, err)
 	}
-	rules, err := httpRouteStableRules(hr, b)
+	rules, err := httpRouteStableRules(&hr, b)
 	if err != nil {
 		return Applied{}, readBackError("HTTPRoute "+b.Namespace+"/"+r.name, err)
 	}
 	var a Applied
 	for n, i := range rules {
-		idx, err := httpRouteRuleRefs(hr, i, b)
+		idx, err := httpRouteRuleRefs(&hr, i, b)
 		if err != nil {
 			return Applied{}, readBackError("HTTPRoute "+b.Namespace+"/"+r.name, err)
 		}

@@ -259,6 +259,7 @@ func (r *istio) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	if err := weightsFit(b, w); err != nil {
 		return Applied{}, err
 	}
+	var stored *unstructured.Unstructured
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		u, err := r.get(ctx, b.Namespace)
 		if err != nil {
@@ -286,7 +287,7 @@ func (r *istio) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 			return fmt.Errorf("update VirtualService %s/%s: %w", b.Namespace, r.name, err)
 		}
 		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), b.Annotations))
-		if _, err := r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		if stored, err = r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update VirtualService %s/%s: %w", b.Namespace, r.name, err)
 		}
 		return nil
@@ -294,7 +295,7 @@ func (r *istio) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	if err != nil {
 		return Applied{}, err
 	}
-	return r.readBack(ctx, b, w)
+	return r.readBack(b, w, stored)
 }
 
 // istioWeight is route entry j's weight as Istio reads it: a lone destination gets everything, an unset weight
@@ -324,13 +325,9 @@ func istioWeight(route []any, j int) (int32, error) {
 	return 0, fmt.Errorf("route[%d].weight is %T, not a number", j, v)
 }
 
-// readBack reads the VirtualService again and checks that every stable http route holds the weights of w,
+// readBack checks that every stable http route of the VirtualService as stored (the update's answer) holds the weights of w,
 // adding up to 100.
-func (r *istio) readBack(ctx context.Context, b Backends, w Weights) (Applied, error) {
-	u, err := r.get(ctx, b.Namespace)
-	if err != nil {
-		return Applied{}, err
-	}
+func (r *istio) readBack(b Backends, w Weights, u *unstructured.Unstructured) (Applied, error) {
 	entries, err := r.stableHTTP(u, b)
 	if err != nil {
 		return Applied{}, readBackError("VirtualService "+b.Namespace+"/"+r.name, err)

@@ -195,6 +195,7 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		return Applied{}, errNginxUnmarked
 	}
 	var warnings []string
+	var stored *networkingv1.Ingress
 	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
 		// Conflict: the canary Ingress changed since it was read; AlreadyExists: it was made since.
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
@@ -227,7 +228,7 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 				ObjectMeta: metav1.ObjectMeta{Name: r.canaryName(), Namespace: b.Namespace, Annotations: anns},
 				Spec:       spec,
 			}
-			if _, err := r.ingresses(b.Namespace).Create(ctx, ing, metav1.CreateOptions{}); err != nil {
+			if stored, err = r.ingresses(b.Namespace).Create(ctx, ing, metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("create Ingress %s/%s: %w", b.Namespace, r.canaryName(), err)
 			}
 			return nil
@@ -237,7 +238,7 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		}
 		canary.Annotations = anns
 		canary.Spec = spec
-		if _, err := r.ingresses(b.Namespace).Update(ctx, canary, metav1.UpdateOptions{}); err != nil {
+		if stored, err = r.ingresses(b.Namespace).Update(ctx, canary, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, r.canaryName(), err)
 		}
 		return nil
@@ -245,17 +246,14 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	if err != nil {
 		return Applied{}, err
 	}
-	a, err := r.readBack(ctx, b, w)
+	a, err := r.readBack(b, w, stored)
 	a.Warnings = append(a.Warnings, warnings...)
 	return a, err
 }
 
-// readBack reads the canary Ingress again and checks that it is a canary holding the weight of w.
-func (r *nginx) readBack(ctx context.Context, b Backends, w Weights) (Applied, error) {
-	canary, err := r.getCanary(ctx, b.Namespace)
-	if err != nil {
-		return Applied{}, err
-	}
+// readBack checks that the canary Ingress as stored (the create's or update's answer) is a canary holding the
+// weight of w.
+func (r *nginx) readBack(b Backends, w Weights, canary *networkingv1.Ingress) (Applied, error) {
 	if canary == nil {
 		return Applied{}, fmt.Errorf("read back Ingress %s/%s: it is gone after the update", b.Namespace, r.canaryName())
 	}
