@@ -12,8 +12,14 @@ import (
 	"sync"
 	"time"
 
+	routev1 "github.com/openshift/api/route/v1"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/canaryline/canaryline/internal/demo"
 	"github.com/canaryline/canaryline/internal/runner"
@@ -51,11 +57,8 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 	defer stack.Stop()
 	canary, prom := stack.Canary, stack.Prometheus
 
-	canaryWeight := func() int32 {
-		r, err := routes.RouteV1().Routes(app).Get(ctx, app, metav1.GetOptions{})
-		if err != nil {
-			return -1
-		}
+	// The canary's weight on the Route, followed with list+watch: the moment it changes is the moment seen.
+	canaryWeight := func(r *routev1.Route) int32 {
 		for _, b := range r.Spec.AlternateBackends {
 			if b.Name == app+"-canary" && b.Weight != nil {
 				return *b.Weight
@@ -63,13 +66,33 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 		}
 		return 0
 	}
-	until := func(what string, timeout time.Duration, cond func() bool) (time.Time, error) {
-		deadline := time.Now().Add(timeout)
-		for !cond() {
-			if time.Now().After(deadline) {
-				return time.Time{}, fmt.Errorf("time to rollback: timed out waiting for %s", what)
+	sel := fields.OneTermEqualSelector("metadata.name", app).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return routes.RouteV1().Routes(app).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return routes.RouteV1().Routes(app).Watch(ctx, o)
+		},
+	}
+	until := func(ctx context.Context, what string, cond func(weight int32) bool) (time.Time, error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		_, err := watchtools.UntilWithSync(ctx, lw, &routev1.Route{}, func(store cache.Store) (bool, error) {
+			for _, obj := range store.List() {
+				if cond(canaryWeight(obj.(*routev1.Route))) {
+					return true, nil
+				}
 			}
-			time.Sleep(20 * time.Millisecond)
+			return false, nil
+		}, func(e watch.Event) (bool, error) {
+			r, ok := e.Object.(*routev1.Route)
+			return ok && e.Type != watch.Deleted && cond(canaryWeight(r)), nil
+		})
+		if err != nil {
+			return time.Time{}, fmt.Errorf("waiting for %s: %w", what, err)
 		}
 		return time.Now(), nil
 	}
@@ -83,7 +106,9 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 		done := make(chan *runner.Summary, 1)
 		var runLog bytes.Buffer
 		var runErr error
+		running, ended := context.WithCancel(ctx) // ends the wait for the first shift if the run ends before it
 		go func() {
+			defer ended()
 			s, err := runner.Run(ctx, runner.Options{
 				Pipeline: filepath.Join(c.root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
 				Steps: c.steps, Env: []string{"KUBECONFIG=" + kc, "PATH=/usr/bin:/bin", "HOME=" + c.work},
@@ -95,28 +120,21 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 			runErr = err
 			done <- s
 		}()
-		var ended *runner.Summary
-		shifted, err := until("the first shift", 2*time.Minute, func() bool {
-			select {
-			case ended = <-done:
-				return true
-			default:
-			}
-			return canaryWeight() > 0
-		})
-		if err == nil && ended != nil {
-			err = fmt.Errorf("the release ended before its first shift (%v)", runErr)
-		}
+		shifted, err := until(running, "the first shift", func(w int32) bool { return w > 0 })
 		if err != nil {
+			if running.Err() != nil && ctx.Err() == nil {
+				<-done
+				err = fmt.Errorf("the release ended before its first shift (%v)", runErr)
+			}
 			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
 		}
 		offset := time.Second + time.Duration(rand.Int64N(int64(3*time.Second)))
 		time.Sleep(time.Until(shifted.Add(offset)))
 		_ = canary.SetErrorRate(0.6)
 		bad := time.Now()
-		zero, err := until("canary traffic 0", 2*time.Minute, func() bool { return canaryWeight() == 0 })
+		zero, err := until(ctx, "canary traffic 0", func(w int32) bool { return w == 0 })
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
 		}
 		s := <-done
 		decision := ""
