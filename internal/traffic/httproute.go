@@ -233,39 +233,15 @@ func (r *httpRoute) SetWeights(ctx context.Context, b Backends, w Weights) (Appl
 	if err := weightsFit(b, w); err != nil {
 		return Applied{}, err
 	}
-	var stored *unstructured.Unstructured
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, hr, err := r.get(ctx, b.Namespace)
-		if err != nil {
-			return err
-		}
-		rules, err := httpRouteStableRules(hr, b)
-		if err != nil {
-			return err
-		}
-		uRules, _, err := unstructured.NestedSlice(u.Object, "spec", "rules")
-		if err != nil {
-			return fmt.Errorf("read HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
-		}
-		for _, i := range rules {
-			uRefs, err := unstructuredRuleSlice(uRules, i, "backendRefs")
-			if err == nil {
-				uRefs, err = httpRouteBackendRefs(hr, uRefs, i, b, w)
+	stored, err := setLists(ctx, r.client(b.Namespace), "HTTPRoute "+b.Namespace+"/"+r.name, r.name, []string{"spec", "rules"}, "backendRefs",
+		b.Annotations, func(u *unstructured.Unstructured) ([]int, func([]any, int) ([]any, error), error) {
+			var hr gatewayv1.HTTPRoute
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), &hr); err != nil {
+				return nil, nil, fmt.Errorf("read HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
 			}
-			if err != nil {
-				return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
-			}
-			uRules[i].(map[string]any)["backendRefs"] = uRefs
-		}
-		if err := unstructured.SetNestedSlice(u.Object, uRules, "spec", "rules"); err != nil {
-			return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
-		}
-		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), b.Annotations))
-		if stored, err = r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
-		}
-		return nil
-	})
+			rules, err := httpRouteStableRules(&hr, b)
+			return rules, func(refs []any, i int) ([]any, error) { return httpRouteBackendRefs(&hr, refs, i, b, w) }, err
+		})
 	if err != nil {
 		return Applied{}, err
 	}
@@ -328,6 +304,47 @@ func (r *httpRoute) Restore(ctx context.Context, b Backends, snapshot string) er
 	}
 	return restoreLists(ctx, r.client(b.Namespace), "HTTPRoute "+b.Namespace+"/"+r.name, r.name,
 		[]string{"spec", "rules"}, "backendRefs", s.Rules, b.Annotations, s.Annotations)
+}
+
+// setLists sets field of the entries of the list at path in the named object (the backendRefs of an HTTPRoute's
+// rules, the route of a VirtualService's http entries), with the release's annotations, retrying on conflict, and
+// returns the object as stored. plan reads the object: which entries to change, and how.
+func setLists(ctx context.Context, c dynamic.ResourceInterface, what, name string, path []string, field string, release map[string]string,
+	plan func(*unstructured.Unstructured) ([]int, func(items []any, i int) ([]any, error), error)) (*unstructured.Unstructured, error) {
+	var stored *unstructured.Unstructured
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := c.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get %s: %w", what, err)
+		}
+		entries, change, err := plan(u)
+		if err != nil {
+			return err
+		}
+		list, _, err := unstructured.NestedSlice(u.Object, path...)
+		if err != nil {
+			return fmt.Errorf("update %s: %w", what, err)
+		}
+		for _, i := range entries {
+			items, err := unstructuredRuleSlice(list, i, field)
+			if err == nil {
+				items, err = change(items, i)
+			}
+			if err != nil {
+				return fmt.Errorf("update %s: %w", what, err)
+			}
+			list[i].(map[string]any)[field] = items
+		}
+		if err := unstructured.SetNestedSlice(u.Object, list, path...); err != nil {
+			return fmt.Errorf("update %s: %w", what, err)
+		}
+		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), release))
+		if stored, err = c.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update %s: %w", what, err)
+		}
+		return nil
+	})
+	return stored, err
 }
 
 // restoreLists puts back on an unstructured router object (what names it in errors) the lists a snapshot saved,

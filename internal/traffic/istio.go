@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/util/retry"
 )
 
 // virtualServiceGVR is the Istio VirtualService resource.
@@ -259,39 +258,11 @@ func (r *istio) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	if err := weightsFit(b, w); err != nil {
 		return Applied{}, err
 	}
-	var stored *unstructured.Unstructured
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := r.get(ctx, b.Namespace)
-		if err != nil {
-			return err
-		}
-		entries, err := r.stableHTTP(u, b)
-		if err != nil {
-			return err
-		}
-		http, _, err := unstructured.NestedSlice(u.Object, "spec", "http")
-		if err != nil {
-			return fmt.Errorf("update VirtualService %s/%s: %w", b.Namespace, r.name, err)
-		}
-		for _, i := range entries {
-			route, err := istioHTTPRoute(http, i)
-			if err == nil {
-				route, err = r.newRoute(route, i, b, w)
-			}
-			if err != nil {
-				return fmt.Errorf("update VirtualService %s/%s: %w", b.Namespace, r.name, err)
-			}
-			http[i].(map[string]any)["route"] = route
-		}
-		if err := unstructured.SetNestedSlice(u.Object, http, "spec", "http"); err != nil {
-			return fmt.Errorf("update VirtualService %s/%s: %w", b.Namespace, r.name, err)
-		}
-		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), b.Annotations))
-		if stored, err = r.client(b.Namespace).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update VirtualService %s/%s: %w", b.Namespace, r.name, err)
-		}
-		return nil
-	})
+	stored, err := setLists(ctx, r.client(b.Namespace), "VirtualService "+b.Namespace+"/"+r.name, r.name, []string{"spec", "http"}, "route",
+		b.Annotations, func(u *unstructured.Unstructured) ([]int, func([]any, int) ([]any, error), error) {
+			entries, err := r.stableHTTP(u, b)
+			return entries, func(route []any, i int) ([]any, error) { return r.newRoute(route, i, b, w) }, err
+		})
 	if err != nil {
 		return Applied{}, err
 	}
