@@ -6,6 +6,8 @@ PKGS    := ./...
 # Static, reproducible binaries.
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -buildid='
 TEST_TIMEOUT ?= 45m
+# The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
+GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
 .PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus cluster-up cluster-down demo bench clean
 
@@ -60,7 +62,7 @@ bundle:
 
 ## image: the step image as an OCI layout (_output/image/oci) and a docker tarball, built without a container engine
 image:
-	$(GO) run ./cmd/canaryline image --out $(OUT)/image/oci --tarball $(OUT)/image/canaryline-steps.tar \
+	GOTOOLCHAIN=go$(GO_VERSION) $(GO) run ./cmd/canaryline image --out $(OUT)/image/oci --tarball $(OUT)/image/canaryline-steps.tar \
 	  --digest-file catalog/IMAGE_DIGEST
 
 ## cluster-up / cluster-down: the local control plane in the background; eval the printed line for KUBECONFIG
