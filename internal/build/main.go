@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/steps"
@@ -30,7 +31,11 @@ func StartMain(ctx context.Context, _ []string, env func(string) (string, bool),
 			if err != nil {
 				return nil, err
 			}
-			s, err := Start(ctx, cfg, ns, c, log)
+			kube, err := kubeclient.NewForConfig(rc)
+			if err != nil {
+				return nil, err
+			}
+			s, err := Start(ctx, cfg, ns, c, kube.CoreV1().Namespaces(), log)
 			if err != nil {
 				return nil, err
 			}
@@ -63,6 +68,11 @@ func WaitMain(ctx context.Context, _ []string, env func(string) (string, bool), 
 			if c.Image, err = osclient.NewImageV1ForConfig(rc); err != nil {
 				return nil, err
 			}
+			kube, err := kubeclient.NewForConfig(rc)
+			if err != nil {
+				return nil, err
+			}
+			c.Namespaces = kube.CoreV1().Namespaces()
 			img, err := Wait(ctx, cfg, ns, c, stdout, log)
 			if err != nil {
 				return nil, err

@@ -46,10 +46,14 @@ func (s Started) Results() map[string]string {
 }
 
 // Start instantiates the BuildConfig for cfg's commit, or finds the build this run started before.
-func Start(ctx context.Context, cfg *StartConfig, ns string, c osclient.BuildV1Interface, log *slog.Logger) (Started, error) {
+// nss reads namespaces, to tell a missing namespace from a missing BuildConfig (nil: not told).
+func Start(ctx context.Context, cfg *StartConfig, ns string, c osclient.BuildV1Interface, nss step.NamespaceGetter, log *slog.Logger) (Started, error) {
 	bcs := c.BuildConfigs(ns)
 	bc, err := bcs.Get(ctx, cfg.BuildConfig, metav1.GetOptions{})
 	if err != nil {
+		if p := step.NamespaceProblem(ctx, err, ns, "get buildconfigs", nss); p != nil {
+			return Started{}, p
+		}
 		return Started{}, apiError(err, "get", "buildconfigs", ns, cfg.BuildConfig, notFoundBuildConfig(ns, cfg.BuildConfig))
 	}
 	if bc.Spec.Strategy.DockerStrategy == nil && (cfg.BuildArgs != "" || cfg.NoCache) {

@@ -39,12 +39,17 @@ func (i Image) Results() map[string]string {
 type Clients struct {
 	Build osclient.BuildV1Interface
 	Image osclient.ImageV1Interface
+	// Namespaces tells a missing namespace from a missing build (nil: not told).
+	Namespaces step.NamespaceGetter
 }
 
 // Wait follows build cfg.BuildName to its end, streaming its log to out, and returns its image. When ctx ends or
 // cfg.Timeout runs out first, the build is cancelled (unless cfg.CancelOnStop is false).
 func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Writer, log *slog.Logger) (Image, error) {
 	if _, err := c.Build.Builds(ns).Get(ctx, cfg.BuildName, metav1.GetOptions{}); err != nil {
+		if p := step.NamespaceProblem(ctx, err, ns, "get builds", c.Namespaces); p != nil {
+			return Image{}, p
+		}
 		return Image{}, apiError(err, "get", "builds", ns, cfg.BuildName, notFound{Param: "BUILD_NAME",
 			Msg: fmt.Sprintf("build %s does not exist", describe(ns, cfg.BuildName)),
 			Fix: "pass start-build's BUILD_NAME result, and NAMESPACE when the build is in another namespace"})

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/release"
+	"github.com/canaryline/canaryline/internal/step"
 )
 
 // statusCmd is `canaryline status APP`: the application's release state, read-only.
@@ -41,6 +44,11 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	s, err := release.ReadStatus(ctx, kube, ns, app)
+	var invalid *step.InvalidError
+	if errors.As(err, &invalid) {
+		fmt.Fprintf(stderr, "canaryline: status: %v\n", err)
+		return exitCode(step.ExitInvalid)
+	}
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ type (
 	LeaseInterface         = Resource[*coordinationv1.Lease, *coordinationv1.LeaseList]
 	EndpointSliceInterface = Resource[*discoveryv1.EndpointSlice, *discoveryv1.EndpointSliceList]
 	IngressInterface       = Resource[*networkingv1.Ingress, *networkingv1.IngressList]
+	NamespaceInterface     = Resource[*corev1.Namespace, *corev1.NamespaceList]
 )
 
 // AppsV1Interface is the apps/v1 resources the steps use.
@@ -60,6 +61,8 @@ type CoreV1Interface interface {
 	Services(namespace string) ServiceInterface
 	Pods(namespace string) PodInterface
 	Events(namespace string) EventInterface
+	// Namespaces is cluster-scoped: steps read their namespace only to tell a missing one from a missing object.
+	Namespaces() NamespaceInterface
 }
 
 // LeasesGetter is the coordination.k8s.io/v1 resources the steps use.
@@ -195,6 +198,11 @@ func (g core) Pods(ns string) PodInterface {
 func (g core) Events(ns string) EventInterface {
 	return resource(g.rc, "events", ns, func() *corev1.Event { return &corev1.Event{} },
 		func() *corev1.EventList { return &corev1.EventList{} })
+}
+
+func (g core) Namespaces() NamespaceInterface {
+	return resource(g.rc, "namespaces", "", func() *corev1.Namespace { return &corev1.Namespace{} },
+		func() *corev1.NamespaceList { return &corev1.NamespaceList{} })
 }
 
 type coordination struct{ rc *rest.RESTClient }

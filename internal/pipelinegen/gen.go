@@ -57,6 +57,9 @@ var (
 		{"router", "route", "Router kind: route, httproute, istio, nginx or replicas."},
 		{"router-name", "", "The router object; empty is the stable Service's name."},
 		{"stable-service", "", "The Service in front of the stable Deployment; empty is app."},
+		{"container", "", "The container that gets the new image; empty is the only one, or the one named like app, or the one running the built image."},
+		{"canary-name", "", "Name of the canary's Deployment and Service; empty is app-canary. Set it when another object has that name."},
+		{"baseline-name", "", "Name of the baseline's Deployment and Service; empty is app-baseline."},
 		{"canary-replicas", "1", "Canary size: a count, or a share of the stable replicas such as \"25%\"."},
 		{"baseline", "false", "\"true\" runs a baseline next to the canary for like-with-like comparisons."},
 		{"ready-timeout", "5m", "How long the canary may take to become Ready before any traffic moves."},
@@ -130,6 +133,7 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	shift := func(name, weight, replicas string) {
 		b.task(name, "shift-canary", []string{prev}, kv("APP", "$(params.app)", "IMAGE", image, "WEIGHT", weight,
 			"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
+			"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)", "BASELINE_NAME", "$(params.baseline-name)",
 			"CANARY_REPLICAS", replicas, "BASELINE", "$(params.baseline)", "READY_TIMEOUT", "$(params.ready-timeout)",
 			"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)"), "")
 		b.pt[len(b.pt)-1].Retries = 1 // shift-canary converges when run again
@@ -137,6 +141,7 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	}
 	verify := func(name string) {
 		b.task(name, "verify-health", []string{prev}, kv("APP", "$(params.app)", "RELEASE_ID", "$(context.pipelineRun.name)",
+			"CANARY_DEPLOYMENT", "$(tasks."+prev+".results.CANARY_DEPLOYMENT)",
 			"INTERVAL", "$(params.interval)", "COUNT", "$(params.count)", "FAILURE_LIMIT", "$(params.failure-limit)",
 			"NO_DATA", "$(params.no-data)", "MIN_SAMPLES", "$(params.min-samples)", "CONFIDENCE", "$(params.confidence)",
 			"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",

@@ -32,7 +32,7 @@ import (
 const (
 	TrackLabel         = "canaryline.dev/track"
 	ReleaseLabel       = "canaryline.dev/release"
-	ReleaseAnnotation  = "canaryline.dev/release"
+	ReleaseAnnotation  = traffic.ReleaseAnnotation
 	ImageAnnotation    = "canaryline.dev/image"
 	WeightAnnotation   = "canaryline.dev/weight"
 	PromotedAnnotation = "canaryline.dev/promoted-release"
@@ -44,9 +44,6 @@ const (
 	TrackCanary   = "canary"
 	TrackBaseline = "baseline"
 )
-
-func canaryName(app string) string   { return app + "-canary" }
-func baselineName(app string) string { return app + "-baseline" }
 
 // releaseAnnotations are put on every object a release creates or changes: which release, which image.
 func releaseAnnotations(st *State) map[string]string {
@@ -68,13 +65,10 @@ func labelValue(s string) string {
 	return strings.Trim(s, "-.")
 }
 
-// trackDeployment is a copy of the stable Deployment for track: its own name, the track label on the selector
-// and the pods, image (when not empty) in container, and replicas.
-func trackDeployment(stable *appsv1.Deployment, st *State, track, image string, replicas int32) *appsv1.Deployment {
-	name := canaryName(stable.Name)
-	if track == TrackBaseline {
-		name = baselineName(stable.Name)
-	}
+// trackDeployment is a copy of the stable Deployment for track, named name: the release's mark (track and release
+// labels, release annotations), the track label on the selector and the pods, image (when not empty) in the
+// release's container, and replicas.
+func trackDeployment(stable *appsv1.Deployment, st *State, name, track, image string, replicas int32) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stable.Namespace, Labels: maps.Clone(stable.Labels), Annotations: releaseAnnotations(st)},
 		Spec:       *stable.Spec.DeepCopy(),
@@ -116,15 +110,27 @@ func specHash(spec any) string {
 	return strconv.FormatUint(h.Sum64(), 36)
 }
 
-// ensureDeployment creates d, or brings an existing one to d's template, replicas and annotations, and returns it
-// as stored. When known is set (a later shift of the release: it most likely exists), it reads first, and an
-// object that is already as asked costs that one read.
-func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, known bool) (*appsv1.Deployment, error) {
+// notOurs is an object, found where the release creates one of its own, that does not carry the release's mark:
+// it is never changed.
+func notOurs(kind string, obj metav1.Object, release string) error {
+	return fmt.Errorf("%s %s/%s exists and was not made by release %s (its %s label is %q, its release %q): it is left as it is",
+		kind, obj.GetNamespace(), obj.GetName(), release, TrackLabel, obj.GetLabels()[TrackLabel], obj.GetAnnotations()[ReleaseAnnotation])
+}
+
+// ensureDeployment creates d, or brings an existing one of the release to d's template, replicas and annotations,
+// and returns it as stored. An existing Deployment without the release's mark is never changed. When known is set
+// (a later shift of the release: it most likely exists), it reads first, and an object that is already as asked
+// costs that one read.
+func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, release string, known bool) (*appsv1.Deployment, error) {
 	api := kube.AppsV1().Deployments(d.Namespace)
+	track := d.Labels[TrackLabel]
 	d.Annotations[specHashAnnotation] = specHash([]any{d.Spec.Template, d.Spec.Replicas, d.Annotations})
 	if known {
 		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
-		if err == nil && cur.Labels[TrackLabel] != "" && cur.Annotations[specHashAnnotation] == d.Annotations[specHashAnnotation] {
+		if err == nil && !marked(cur, track, release) {
+			return nil, notOurs("Deployment", cur, release)
+		}
+		if err == nil && cur.Annotations[specHashAnnotation] == d.Annotations[specHashAnnotation] {
 			return cur, nil
 		}
 	}
@@ -141,8 +147,8 @@ func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.
 		if err != nil {
 			return err
 		}
-		if cur.Labels[TrackLabel] == "" {
-			return fmt.Errorf("Deployment %s/%s exists and was not made by canaryline (no %s label): rename it or delete it", d.Namespace, d.Name, TrackLabel)
+		if !marked(cur, track, release) {
+			return notOurs("Deployment", cur, release)
 		}
 		if cur.Annotations[specHashAnnotation] == d.Annotations[specHashAnnotation] {
 			updated = cur
@@ -173,7 +179,7 @@ func trackService(stable *corev1.Service, st *State, name, track string) *corev1
 	if svc.Labels == nil {
 		svc.Labels = map[string]string{}
 	}
-	svc.Labels[TrackLabel] = track
+	svc.Labels[TrackLabel], svc.Labels[ReleaseLabel] = track, labelValue(st.ID)
 	for _, p := range stable.Spec.Ports {
 		p.NodePort = 0
 		svc.Spec.Ports = append(svc.Spec.Ports, p)
@@ -181,31 +187,38 @@ func trackService(stable *corev1.Service, st *State, name, track string) *corev1
 	return svc
 }
 
-func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.Service, known bool) error {
+// ensureService is ensureDeployment for the track's Service.
+func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.Service, release string, known bool) (*corev1.Service, error) {
 	api := kube.CoreV1().Services(svc.Namespace)
+	track := svc.Labels[TrackLabel]
 	svc.Annotations[specHashAnnotation] = specHash([]any{svc.Spec.Selector, svc.Spec.Ports, svc.Annotations})
 	if known {
 		cur, err := api.Get(ctx, svc.Name, metav1.GetOptions{})
-		if err == nil && cur.Labels[TrackLabel] != "" && cur.Annotations[specHashAnnotation] == svc.Annotations[specHashAnnotation] {
-			return nil
+		if err == nil && !marked(cur, track, release) {
+			return nil, notOurs("Service", cur, release)
+		}
+		if err == nil && cur.Annotations[specHashAnnotation] == svc.Annotations[specHashAnnotation] {
+			return cur, nil
 		}
 	}
-	_, err := api.Create(ctx, svc, metav1.CreateOptions{})
-	if err == nil || !apierrors.IsAlreadyExists(err) {
-		if err != nil {
-			return fmt.Errorf("create Service %s/%s: %w", svc.Namespace, svc.Name, err)
-		}
-		return nil
+	created, err := api.Create(ctx, svc, metav1.CreateOptions{})
+	if err == nil {
+		return created, nil
 	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	var updated *corev1.Service
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := api.Get(ctx, svc.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if cur.Labels[TrackLabel] == "" {
-			return fmt.Errorf("Service %s/%s exists and was not made by canaryline: rename it or delete it", svc.Namespace, svc.Name)
+		if !marked(cur, track, release) {
+			return notOurs("Service", cur, release)
 		}
 		if cur.Annotations[specHashAnnotation] == svc.Annotations[specHashAnnotation] {
+			updated = cur
 			return nil
 		}
 		cur.Spec.Selector, cur.Spec.Ports = svc.Spec.Selector, svc.Spec.Ports
@@ -213,13 +226,13 @@ func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.S
 			cur.Annotations = map[string]string{}
 		}
 		maps.Copy(cur.Annotations, svc.Annotations)
-		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+		updated, err = api.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("update Service %s/%s: %w", svc.Namespace, svc.Name, err)
+		return nil, fmt.Errorf("update Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
-	return nil
+	return updated, nil
 }
 
 // stableHash is the pod-template-hash of the stable Deployment's current ReplicaSet.
@@ -301,6 +314,7 @@ func rolledOut(d *appsv1.Deployment) bool {
 
 // untilRolledOut waits with list+watch until the Deployment is rolled out, or timeout; the error then says why.
 func untilRolledOut(ctx context.Context, kube kubeclient.Interface, ns, name string, timeout time.Duration) (*appsv1.Deployment, error) {
+	parent, start := ctx, time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	api := kube.AppsV1().Deployments(ns)
@@ -328,10 +342,22 @@ func untilRolledOut(ctx context.Context, kube kubeclient.Interface, ns, name str
 		return last, nil
 	}
 	if last == nil {
-		return nil, fmt.Errorf("wait for Deployment %s/%s: %w", ns, name, err)
+		return nil, fmt.Errorf("wait for Deployment %s/%s: %w", ns, name, waited(parent, start, err))
 	}
-	return last, fmt.Errorf("Deployment %s/%s is not ready after %s: %d of %d replicas available, %d updated%s",
-		ns, name, timeout, last.Status.AvailableReplicas, ptrOr(last.Spec.Replicas, 1), last.Status.UpdatedReplicas, whyNotReady(ctx, kube, last))
+	what := fmt.Sprintf("is not ready after %s", timeout)
+	if parent.Err() != nil {
+		what = fmt.Sprintf("was not ready yet when the step was interrupted after %s", time.Since(start).Round(100*time.Millisecond))
+	}
+	return last, fmt.Errorf("Deployment %s/%s %s: %d of %d replicas available, %d updated%s",
+		ns, name, what, last.Status.AvailableReplicas, ptrOr(last.Spec.Replicas, 1), last.Status.UpdatedReplicas, whyNotReady(ctx, kube, last))
+}
+
+// waited says why a wait that began at start ended with err: the step was interrupted (parent ended), or err.
+func waited(parent context.Context, start time.Time, err error) error {
+	if parent.Err() != nil {
+		return fmt.Errorf("interrupted after %s: %w", time.Since(start).Round(100*time.Millisecond), parent.Err())
+	}
+	return err
 }
 
 func ptrOr(p *int32, d int32) int32 {
@@ -389,6 +415,7 @@ func whyNotReady(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deplo
 // untilEndpoints waits with list+watch until the number of the Service's ready endpoints satisfies ok (want says
 // how many, for the error): then the router can send it traffic without a 503, or without reaching other pods.
 func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc string, ok func(int32) bool, want string, timeout time.Duration) (int32, error) {
+	parent, start := ctx, time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	api := kube.DiscoveryV1().EndpointSlices(ns)
@@ -433,6 +460,10 @@ func untilEndpoints(ctx context.Context, kube kubeclient.Interface, ns, svc stri
 		got := int32(0)
 		if store != nil {
 			got = ready(store)
+		}
+		if parent.Err() != nil {
+			return got, fmt.Errorf("Service %s/%s had %d ready endpoints, not %s, when the step was interrupted after %s", ns, svc, got, want,
+				time.Since(start).Round(100*time.Millisecond))
 		}
 		return got, fmt.Errorf("Service %s/%s has %d ready endpoints after %s, not %s: %w", ns, svc, got, timeout, want, err)
 	}

@@ -69,8 +69,13 @@ type ShiftConfig struct {
 	Target
 	// Image is the canary's image, pinned by digest (wait-build's IMAGE_URL).
 	Image string `env:"IMAGE"`
-	// Container is the container that takes the image; the first one when empty.
+	// Container is the container that takes the image; when empty, the only one, or the one named like APP, or
+	// the one running an image of IMAGE's repository.
 	Container string `env:"CONTAINER"`
+	// CanaryName and BaselineName name the canary's (baseline's) Deployment and Service; <APP>-canary
+	// (-baseline) when empty.
+	CanaryName   string `env:"CANARY_NAME"`
+	BaselineName string `env:"BASELINE_NAME"`
 	// Router is the router kind, RouterName the router object (APP's Service name when empty).
 	Router     string `env:"ROUTER, default=route"`
 	RouterName string `env:"ROUTER_NAME"`
@@ -129,6 +134,30 @@ func (c *ShiftConfig) Validate() error {
 	}
 	if c.Container != "" && len(validation.IsDNS1123Label(c.Container)) > 0 {
 		return step.Invalid("CONTAINER", "give the container's name from the Deployment's pod template", "%q is not a container name", c.Container)
+	}
+	return c.validateNames()
+}
+
+// validateNames checks CANARY_NAME and BASELINE_NAME: valid Service names, distinct from each other and from the
+// stable Deployment and Service.
+func (c *ShiftConfig) validateNames() error {
+	for _, n := range []struct{ param, value string }{{"CANARY_NAME", c.CanaryName}, {"BASELINE_NAME", c.BaselineName}} {
+		if n.value == "" {
+			continue
+		}
+		if errs := validation.IsDNS1035Label(n.value); len(errs) > 0 {
+			return step.Invalid(n.param, "give a name of lowercase letters, digits and '-', starting with a letter, at most 63 characters (it names a Deployment and a Service)",
+				"%q is not a valid name: %s", n.value, strings.Join(errs, "; "))
+		}
+		if n.value == c.App || n.value == c.stableService() {
+			return step.Invalid(n.param, "give a name of its own: the stable Deployment and Service are never replaced", "%q is the stable version's name", n.value)
+		}
+	}
+	if c.CanaryName != "" && c.CanaryName == c.BaselineName {
+		return step.Invalid("BASELINE_NAME", "give the baseline a name of its own", "%q is CANARY_NAME too", c.BaselineName)
+	}
+	if c.BaselineName != "" && !c.Baseline {
+		return step.Invalid("BASELINE_NAME", "set BASELINE=true, or leave BASELINE_NAME empty", "names a baseline, but BASELINE is false")
 	}
 	return nil
 }

@@ -2,13 +2,17 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
@@ -76,9 +80,18 @@ func autoDecision(cfg *DecideConfig) (string, string) {
 func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *slog.Logger) (Decided, error) {
 	t := &cfg.Target
 	probe := newLock(c.Kube.CoordinationV1(), ns, t.App, "", t.LockTTL, log)
-	_, st, last, err := probe.read(ctx)
+	lease, st, last, err := probe.read(ctx)
 	if err != nil {
+		if p := step.NamespaceProblem(ctx, errors.Unwrap(err), ns, "get leases", nil); p != nil {
+			return Decided{}, p
+		}
 		return Decided{}, err
+	}
+	if lease == nil {
+		// No release of APP was ever recorded here: say so when it is the namespace that does not exist.
+		if p := step.NamespaceProblem(ctx, apierrors.NewNotFound(coordinationv1.Resource("leases"), probe.name), ns, "get leases", c.Kube.CoreV1().Namespaces()); p != nil {
+			return Decided{}, p
+		}
 	}
 	if st == nil || (t.ReleaseID != "" && st.ID != t.ReleaseID) {
 		// Nothing of this release is in progress: it finished already (a rerun), or never moved traffic.
@@ -171,8 +184,7 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if err := lk.save(ctx, st); err != nil {
 		return err
 	}
-	t := Target{App: st.App, StableService: st.StableService}
-	b := backends(&t, ns, st.Baseline, st)
+	b := backendsOf(ns, st)
 	apps := c.Kube.AppsV1().Deployments(ns)
 	if err := run(ctx, lk, st, partServiceRestored, false, func() error {
 		return setServiceSelector(ctx, c.Kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
@@ -185,6 +197,10 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 			d, err := apps.Get(ctx, st.App, metav1.GetOptions{})
 			if err != nil {
 				return err
+			}
+			if containerImage(d, st.Container) == "" {
+				return fmt.Errorf("Deployment %s/%s has no container %q any more (renamed during the release?): the release changes that container only; "+
+					"roll it back (DECISION=rollback), or put the container back and promote again", ns, st.App, st.Container)
 			}
 			changed := false
 			for i := range d.Spec.Template.Spec.Containers {
@@ -208,7 +224,7 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 		if err != nil {
 			return fmt.Errorf("update Deployment %s/%s to %s: %w", ns, st.App, st.Image, err)
 		}
-		log.Info(fmt.Sprintf("rolling out %s on Deployment %s", st.Image, describe(ns, st.App)))
+		log.Info(fmt.Sprintf("rolling out %s on Deployment %s, container %s", st.Image, describe(ns, st.App), st.Container))
 		stable, err = untilRolledOut(ctx, c.Kube, ns, st.App, timeout)
 		return err
 	}); err != nil {
@@ -221,10 +237,10 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, st, log) }); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("release %s promoted: %s is now stable (was %s)", st.ID, st.Image, st.StableImage)
+	msg := fmt.Sprintf("release %s promoted: %s is now stable in container %s (was %s)", st.ID, st.Image, st.Container, st.StableImage)
 	log.Info(msg)
 	if stable == nil {
 		stable, _ = apps.Get(ctx, st.App, metav1.GetOptions{})
@@ -232,7 +248,7 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if stable != nil && stable.Name != "" {
 		event(ctx, c.Kube, stable, corev1.EventTypeNormal, "CanaryPromoted", msg, log)
 	}
-	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
+	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, Container: st.Container, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
 }
 
 // rollback puts everything back as it was, the canary's traffic first. The stable Deployment is never touched.
@@ -244,8 +260,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 			return err
 		}
 	}
-	t := Target{App: st.App, StableService: st.StableService}
-	b := backends(&t, ns, st.Baseline, st)
+	b := backendsOf(ns, st)
 	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
 	if err != nil {
 		return err
@@ -261,7 +276,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 	}); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, b) }); err != nil {
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, st, log) }); err != nil {
 		return err
 	}
 	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
@@ -277,29 +292,61 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 	if d, err := c.Kube.AppsV1().Deployments(ns).Get(ctx, st.App, metav1.GetOptions{}); err == nil {
 		event(ctx, c.Kube, d, corev1.EventTypeWarning, "CanaryRolledBack", msg, log)
 	}
-	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionRollback, StableImage: st.StableImage, Reason: st.Reason, FinishedAt: time.Now().UTC()})
+	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionRollback, Container: st.Container, StableImage: st.StableImage, Reason: st.Reason, FinishedAt: time.Now().UTC()})
 }
 
-// removeTracks deletes the canary and baseline Deployments and Services (gone already is fine).
-func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, b traffic.Backends) error {
-	fg := metav1.DeletePropagationBackground
-	for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
-		if d == "" {
+// removeTracks deletes the release's canary and baseline Deployments and Services: only objects that carry the
+// release's mark, the very ones it created when it recorded their UIDs. Gone already is fine; an object of someone
+// else's under one of the names is left as it is, with a warning.
+func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, st *State, log *slog.Logger) error {
+	n := st.names()
+	apps, core := kube.AppsV1().Deployments(ns), kube.CoreV1().Services(ns)
+	for _, o := range []struct {
+		kind, name, track string
+		get               func(context.Context, string, metav1.GetOptions) (metav1.Object, error)
+		del               func(context.Context, string, metav1.DeleteOptions) error
+	}{
+		{"Deployment", n.CanaryDeployment, TrackCanary, getter(apps.Get), apps.Delete},
+		{"Deployment", n.BaselineDeployment, TrackBaseline, getter(apps.Get), apps.Delete},
+		{"Service", n.CanaryService, TrackCanary, getter(core.Get), core.Delete},
+		{"Service", n.BaselineService, TrackBaseline, getter(core.Get), core.Delete},
+	} {
+		if o.name == "" {
 			continue
 		}
-		if err := deleteIgnoringNotFound(kube.AppsV1().Deployments(ns).Delete(ctx, d, metav1.DeleteOptions{PropagationPolicy: &fg})); err != nil {
-			return fmt.Errorf("delete Deployment %s/%s: %w", ns, d, err)
+		uid := types.UID(st.UIDs[o.kind+"/"+o.name])
+		if uid == "" {
+			obj, err := o.get(ctx, o.name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("get %s %s/%s: %w", o.kind, ns, o.name, err)
+			}
+			if !marked(obj, o.track, st.ID) {
+				log.Warn(notOurs(o.kind, obj, st.ID).Error())
+				continue
+			}
+			uid = obj.GetUID()
 		}
-	}
-	for _, s := range []string{b.Canary, b.Baseline} {
-		if s == "" {
-			continue
-		}
-		if err := deleteIgnoringNotFound(kube.CoreV1().Services(ns).Delete(ctx, s, metav1.DeleteOptions{})); err != nil {
-			return fmt.Errorf("delete Service %s/%s: %w", ns, s, err)
+		fg := metav1.DeletePropagationBackground
+		err := o.del(ctx, o.name, metav1.DeleteOptions{PropagationPolicy: &fg, Preconditions: &metav1.Preconditions{UID: &uid}})
+		switch {
+		case apierrors.IsConflict(err):
+			log.Warn(fmt.Sprintf("%s %s/%s is not the one release %s created (it was replaced): it is left as it is", o.kind, ns, o.name, st.ID))
+		case err != nil && !apierrors.IsNotFound(err):
+			return fmt.Errorf("delete %s %s/%s: %w", o.kind, ns, o.name, err)
 		}
 	}
 	return nil
+}
+
+// getter adapts a typed Get to one returning the object's metadata.
+func getter[T metav1.Object](get func(context.Context, string, metav1.GetOptions) (T, error)) func(context.Context, string, metav1.GetOptions) (metav1.Object, error) {
+	return func(ctx context.Context, name string, o metav1.GetOptions) (metav1.Object, error) {
+		obj, err := get(ctx, name, o)
+		return obj, err
+	}
 }
 
 // serviceRef names a Service to read.

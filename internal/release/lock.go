@@ -41,8 +41,12 @@ type State struct {
 	// StableSelector is the stable Service's selector before the release.
 	StableSelector map[string]string `json:"stableSelector"`
 	Baseline       bool              `json:"baseline,omitempty"`
-	KeepCookies    bool              `json:"keepCookies,omitempty"`
-	Weight         int32             `json:"weight"`
+	// Names are the canary's (and baseline's) Deployment and Service; UIDs the objects the release created, by
+	// "Kind/name", so that removing them deletes exactly those.
+	Names       Names             `json:"names"`
+	UIDs        map[string]string `json:"uids,omitempty"`
+	KeepCookies bool              `json:"keepCookies,omitempty"`
+	Weight      int32             `json:"weight"`
 	// Phase is shifting, promoting or rolling-back; Done lists the finished parts of promoting or rolling back.
 	Phase     string    `json:"phase"`
 	Done      []string  `json:"done,omitempty"`
@@ -71,6 +75,7 @@ func (s *State) done(part string) bool {
 type Outcome struct {
 	ID          string    `json:"id"`
 	Decision    string    `json:"decision"`
+	Container   string    `json:"container,omitempty"`
 	StableImage string    `json:"stableImage"`
 	Reason      string    `json:"reason,omitempty"`
 	FinishedAt  time.Time `json:"finishedAt"`
@@ -95,6 +100,12 @@ type lock struct {
 
 func leaseName(app string) string { return "canaryline-" + app }
 
+// The label that marks the release Leases as canaryline's.
+const (
+	managedByLabel = "app.kubernetes.io/managed-by"
+	managedBy      = "canaryline"
+)
+
 func newLock(c kubeclient.LeasesGetter, ns, app, holder string, ttl time.Duration, log *slog.Logger) *lock {
 	return &lock{leases: c.Leases(ns), name: leaseName(app), holder: holder, ttl: ttl, log: log, now: time.Now}
 }
@@ -108,6 +119,11 @@ func (l *lock) read(ctx context.Context) (*coordinationv1.Lease, *State, *Outcom
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("get Lease %s: %w", l.name, err)
+	}
+	if lease.Labels[managedByLabel] != managedBy {
+		return nil, nil, nil, step.Invalid("APP", fmt.Sprintf("canaryline keeps one Lease per application, named %s: delete that Lease if it is left "+
+			"over (oc delete lease %s -n %s), or release the application under another name", l.name, l.name, lease.Namespace),
+			"Lease %s/%s exists and was not made by canaryline (no %s=%s label): it is never changed", lease.Namespace, l.name, managedByLabel, managedBy)
 	}
 	l.read1, l.haveRead1 = lease.DeepCopy(), true
 	st, out, err := decode(lease)
@@ -179,7 +195,7 @@ func (l *lock) acquire(ctx context.Context) (*State, error) {
 		secs := int32(l.ttl.Seconds())
 		if lease == nil {
 			lease = &coordinationv1.Lease{
-				ObjectMeta: metav1.ObjectMeta{Name: l.name, Labels: map[string]string{"app.kubernetes.io/managed-by": "canaryline"}},
+				ObjectMeta: metav1.ObjectMeta{Name: l.name, Labels: map[string]string{managedByLabel: managedBy}},
 				Spec: coordinationv1.LeaseSpec{HolderIdentity: &l.holder, LeaseDurationSeconds: &secs,
 					AcquireTime: &now, RenewTime: &now},
 			}

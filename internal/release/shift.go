@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/canaryline/canaryline/internal/kubeclient"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/traffic"
 )
@@ -48,232 +48,346 @@ func releaseID(t *Target, image string) string {
 	return ""
 }
 
-// Shift brings the canary up (first call), waits until it is Ready, then moves WEIGHT percent of traffic to it.
-// Everything is read and checked before the first change.
-func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slog.Logger) (Shifted, error) {
-	kube := c.Kube
-	t := &cfg.Target
-	// Read and check everything first.
-	stable, err := kube.AppsV1().Deployments(ns).Get(ctx, t.App, metav1.GetOptions{})
-	if err != nil {
-		return Shifted{}, notFound(err, "APP", fmt.Sprintf("Deployment %s/%s does not exist", ns, t.App), "give the stable Deployment's name (oc get deploy)")
-	}
-	container := cfg.Container
-	if container == "" {
-		container = stable.Spec.Template.Spec.Containers[0].Name
-	}
-	stableImage := ""
-	for _, ct := range stable.Spec.Template.Spec.Containers {
-		if ct.Name == container {
-			stableImage = ct.Image
-		}
-	}
-	if stableImage == "" {
-		return Shifted{}, step.Invalid("CONTAINER", "name a container of the stable Deployment's pod template", "Deployment %s has no container %q", describe(ns, t.App), container)
-	}
-	svc, err := kube.CoreV1().Services(ns).Get(ctx, t.stableService(), metav1.GetOptions{})
-	if err != nil {
-		return Shifted{}, notFound(err, "STABLE_SERVICE", fmt.Sprintf("Service %s/%s does not exist", ns, t.stableService()), "give the Service in front of the stable Deployment")
-	}
-	routerName := cfg.RouterName
-	if routerName == "" {
-		routerName = t.stableService()
-	}
-	router, err := newRouter(cfg.Router, routerName, cfg.KeepCookies, c)
-	if err != nil {
-		return Shifted{}, err
-	}
-	id := releaseID(t, cfg.Image)
-	lk := newLock(kube.CoordinationV1(), ns, t.App, id, t.LockTTL, log)
-	lease, st, _, err := lk.read(ctx)
-	if err != nil {
-		return Shifted{}, err
-	}
-	if err := lk.busy(lease); err != nil {
-		return Shifted{}, err
-	}
-	ours := st != nil && st.ID == id
-	if !ours {
-		// A new release: the stable version must be settled, and the stable Service must select it.
-		if !rolledOut(stable) {
-			return Shifted{}, step.Invalid("APP", "wait for the stable Deployment's rollout to finish (oc rollout status deploy/"+t.App+")",
-				"Deployment %s is rolling out (%d of %d replicas updated and available)", describe(ns, t.App), stable.Status.AvailableReplicas, ptrOr(stable.Spec.Replicas, 1))
-		}
-		sel := svc.Spec.Selector
-		if st != nil {
-			sel = st.StableSelector // an abandoned release pinned it; it will be restored
-		}
-		if len(sel) == 0 || !labelsMatch(sel, stable.Spec.Template.Labels) {
-			return Shifted{}, step.Invalid("STABLE_SERVICE", "give the Service whose selector matches the stable pods",
-				"Service %s (selector %v) does not select the pods of Deployment %s", describe(ns, svc.Name), sel, t.App)
-		}
-	} else if st.Image != cfg.Image {
-		return Shifted{}, step.Invalid("IMAGE", "a release keeps one image: start another PipelineRun for another image",
-			"release %s is in progress with image %s, not %s", id, st.Image, cfg.Image)
-	} else if st.Phase != PhaseShifting {
-		return Shifted{}, step.Invalid("RELEASE_ID", "the release is ending; start a new one", "release %s is %s", id, st.Phase)
-	}
-	b := backends(t, ns, cfg.Baseline, &State{ID: id, Image: cfg.Image})
-	if err := router.Check(ctx, b); err != nil {
-		return Shifted{}, checkError(err)
-	}
+// shift is one run of shift-canary: what it read and checked before its first change, then the release.
+type shift struct {
+	cfg *ShiftConfig
+	ns  string
+	c   Clients
+	log *slog.Logger
 
-	// The lock: one release per application.
-	found, err := lk.acquire(ctx)
+	id                     string
+	stable                 *appsv1.Deployment
+	svc                    *corev1.Service
+	container, stableImage string
+	names                  Names
+	baseline               bool
+	routerName             string
+	router                 traffic.Router
+	lk                     *lock
+	// recorded is the release the Lease records (nil: none); ours says it is this one (a later shift, a rerun).
+	recorded *State
+	ours     bool
+}
+
+// Shift brings the canary up (first call), waits until it is Ready, then moves WEIGHT percent of traffic to it.
+// Everything is read and checked before the first change: a name clash or any other bad input changes nothing.
+func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slog.Logger) (Shifted, error) {
+	s := &shift{cfg: cfg, ns: ns, c: c, log: log}
+	if err := s.preflight(ctx); err != nil {
+		return Shifted{}, err
+	}
+	st, stop, err := s.lockAndRecord(ctx)
 	if err != nil {
 		return Shifted{}, err
 	}
-	stop := lk.keep(ctx)
 	defer stop()
-	if found != nil && found.ID != id {
-		log.Warn(fmt.Sprintf("release %s was abandoned at weight %d%% (its lock expired): rolling it back first", found.ID, found.Weight))
-		if err := rollback(ctx, lk, found, c, "abandoned: its lock expired", log); err != nil {
-			return Shifted{}, fmt.Errorf("roll back the abandoned release %s: %w", found.ID, err)
+	ready := map[string]int32{} // ready endpoints as counted, for the router's effective shares
+	if err := s.pinStable(ctx, st, ready); err != nil {
+		return Shifted{}, err
+	}
+	if err := s.bringUpTracks(ctx, st, ready); err != nil {
+		return Shifted{}, err
+	}
+	return s.setTraffic(ctx, st, ready)
+}
+
+// preflight reads the stable version, the Lease and the router object, and checks them and every name the
+// release will use. It writes nothing.
+func (s *shift) preflight(ctx context.Context) error {
+	t, kube := &s.cfg.Target, s.c.Kube
+	var err error
+	if s.stable, err = kube.AppsV1().Deployments(s.ns).Get(ctx, t.App, metav1.GetOptions{}); err != nil {
+		if p := step.NamespaceProblem(ctx, err, s.ns, "get deployments", kube.CoreV1().Namespaces()); p != nil {
+			return p
 		}
-		if _, err := lk.acquire(ctx); err != nil {
-			return Shifted{}, err
+		return notFound(err, "APP", fmt.Sprintf("Deployment %s/%s does not exist", s.ns, t.App), "give the stable Deployment's name (oc get deploy)")
+	}
+	if s.svc, err = kube.CoreV1().Services(s.ns).Get(ctx, t.stableService(), metav1.GetOptions{}); err != nil {
+		return notFound(err, "STABLE_SERVICE", fmt.Sprintf("Service %s/%s does not exist", s.ns, t.stableService()), "give the Service in front of the stable Deployment")
+	}
+	s.routerName = s.cfg.RouterName
+	if s.routerName == "" {
+		s.routerName = t.stableService()
+	}
+	if s.router, err = newRouter(s.cfg.Router, s.routerName, s.cfg.KeepCookies, s.c); err != nil {
+		return err
+	}
+	s.id = releaseID(t, s.cfg.Image)
+	s.lk = newLock(kube.CoordinationV1(), s.ns, t.App, s.id, t.LockTTL, s.log)
+	lease, st, _, err := s.lk.read(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.lk.busy(lease); err != nil {
+		return err
+	}
+	s.recorded, s.ours = st, st != nil && st.ID == s.id
+	if s.ours {
+		err = s.continuing()
+	} else {
+		err = s.starting(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	b := s.backends(&State{ID: s.id, Image: s.cfg.Image})
+	if st != nil && !s.ours {
+		b.Abandoned = st.ID
+	}
+	return checkError(s.router.Check(ctx, b))
+}
+
+// starting checks what a new release needs: a settled stable version, a stable Service that selects it, the
+// container to change, and names that no object of someone else's holds.
+func (s *shift) starting(ctx context.Context) error {
+	t, ns := &s.cfg.Target, s.ns
+	var err error
+	if s.container, s.stableImage, err = pickContainer(s.stable, s.cfg.Container, t.App, s.cfg.Image); err != nil {
+		return err
+	}
+	if !rolledOut(s.stable) {
+		return step.Invalid("APP", "wait for the stable Deployment's rollout to finish (oc rollout status deploy/"+t.App+")",
+			"Deployment %s is rolling out (%d of %d replicas updated and available)", describe(ns, t.App), s.stable.Status.AvailableReplicas, ptrOr(s.stable.Spec.Replicas, 1))
+	}
+	sel := s.svc.Spec.Selector
+	if s.recorded != nil {
+		sel = s.recorded.StableSelector // an abandoned release pinned it; it will be restored
+	}
+	if len(sel) == 0 || !labelsMatch(sel, s.stable.Spec.Template.Labels) {
+		return step.Invalid("STABLE_SERVICE", "give the Service whose selector matches the stable pods",
+			"Service %s (selector %v) does not select the pods of Deployment %s", describe(ns, s.svc.Name), sel, t.App)
+	}
+	s.baseline = s.cfg.Baseline
+	s.names = trackNames(t, s.cfg.CanaryName, s.cfg.BaselineName, s.baseline)
+	releases := []string{s.id}
+	if s.recorded != nil {
+		releases = append(releases, s.recorded.ID) // its objects are rolled back before this release starts
+	}
+	return checkClashes(ctx, s.c.Kube, ns, s.names, releases...)
+}
+
+// continuing checks a later shift (or a rerun) of the release in progress against what the release recorded.
+func (s *shift) continuing() error {
+	st, cfg := s.recorded, s.cfg
+	switch {
+	case st.Image != cfg.Image:
+		return step.Invalid("IMAGE", "a release keeps one image: start another PipelineRun for another image",
+			"release %s is in progress with image %s, not %s", s.id, st.Image, cfg.Image)
+	case st.Phase != PhaseShifting:
+		return step.Invalid("RELEASE_ID", "the release is ending; start a new one", "release %s is %s", s.id, st.Phase)
+	case cfg.Container != "" && cfg.Container != st.Container:
+		return step.Invalid("CONTAINER", "a release keeps one container: give the one it started with, or leave CONTAINER empty",
+			"release %s changes container %q, not %q", s.id, st.Container, cfg.Container)
+	}
+	s.container, s.stableImage, s.baseline, s.names = st.Container, st.StableImage, st.Baseline, st.names()
+	if cfg.CanaryName != "" && cfg.CanaryName != s.names.CanaryDeployment {
+		return step.Invalid("CANARY_NAME", "a release keeps its names: give the one it started with, or leave CANARY_NAME empty",
+			"release %s runs its canary as %s, not %s", s.id, s.names.CanaryDeployment, cfg.CanaryName)
+	}
+	return nil
+}
+
+// lockAndRecord takes the lock (rolling back an abandoned release first), and records a new release on the Lease
+// before its first change, so that any later step or rerun can undo it. stop ends renewing the lock.
+func (s *shift) lockAndRecord(ctx context.Context) (*State, func(), error) {
+	found, err := s.lk.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := s.lk.keep(ctx)
+	fail := func(err error) (*State, func(), error) { stop(); return nil, nil, err }
+	if found != nil && found.ID != s.id {
+		if err := s.takeOver(ctx, found); err != nil {
+			return fail(err)
 		}
 		found = nil
-		// The rollback restored the stable Service: read it again.
-		if svc, err = kube.CoreV1().Services(ns).Get(ctx, t.stableService(), metav1.GetOptions{}); err != nil {
-			return Shifted{}, fmt.Errorf("get Service %s/%s: %w", ns, t.stableService(), err)
-		}
 	}
-	st = found
-	if st == nil {
-		snap, err := router.Snapshot(ctx, b)
-		if err != nil {
-			return Shifted{}, err
-		}
-		now := time.Now().UTC()
-		st = &State{ID: id, App: t.App, Image: cfg.Image, Container: container, StableImage: stableImage, Router: cfg.Router,
-			RouterName: routerName, RouterSnapshot: snap, StableService: svc.Name, StableSelector: svc.Spec.Selector,
-			Baseline: cfg.Baseline, KeepCookies: cfg.KeepCookies, Phase: PhaseShifting, StartedAt: now, UpdatedAt: now}
-		// Recorded before the first change, so that any later step or rerun can undo it.
-		if err := lk.save(ctx, st); err != nil {
-			return Shifted{}, err
-		}
-		log.Info(fmt.Sprintf("release %s of %s started: %s -> %s", id, describe(ns, t.App), stableImage, cfg.Image), "router", cfg.Router+"/"+routerName)
+	if found != nil {
+		return found, stop, nil
 	}
-	b = backends(t, ns, st.Baseline, st)
+	st, err := s.record(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	return st, stop, nil
+}
 
-	ready := map[string]int32{} // ready endpoints as counted below, for the router's effective shares
-	if cfg.Router != traffic.KindReplicas {
-		// The stable Service must not send traffic to canary or baseline pods: pin it to the stable ReplicaSet
-		// before any of them exists, and wait until its endpoints are the stable pods alone. A later shift finds
-		// it pinned already.
-		hash := svc.Spec.Selector[podTemplateHash]
-		if !ours || hash == "" {
-			if hash, err = stableHash(ctx, kube, stable); err != nil {
-				return Shifted{}, err
-			}
-		}
-		sel := maps.Clone(st.StableSelector)
-		sel[podTemplateHash] = hash
-		if err := setServiceSelector(ctx, kube, svc, sel, releaseAnnotations(st), false); err != nil {
-			return Shifted{}, err
-		}
-		n := ptrOr(stable.Spec.Replicas, 1)
-		got, err := untilEndpoints(ctx, kube, ns, svc.Name, func(got int32) bool { return got == n }, fmt.Sprintf("exactly %d", n), cfg.ReadyTimeout)
-		if err != nil {
-			return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
-		}
-		ready[svc.Name] = got
+// takeOver rolls back an abandoned release (its lock expired) before this one starts, then reads again what that
+// rollback changed: the stable Service and the router object.
+func (s *shift) takeOver(ctx context.Context, found *State) error {
+	s.log.Warn(fmt.Sprintf("release %s was abandoned at weight %d%% (its lock expired): rolling it back first", found.ID, found.Weight))
+	if err := rollback(ctx, s.lk, found, s.c, "abandoned: its lock expired", s.log); err != nil {
+		return fmt.Errorf("roll back the abandoned release %s: %w", found.ID, err)
 	}
+	if _, err := s.lk.acquire(ctx); err != nil {
+		return err
+	}
+	var err error
+	if s.svc, err = s.c.Kube.CoreV1().Services(s.ns).Get(ctx, s.svc.Name, metav1.GetOptions{}); err != nil {
+		return fmt.Errorf("get Service %s/%s: %w", s.ns, s.svc.Name, err)
+	}
+	s.router, err = newRouter(s.cfg.Router, s.routerName, s.cfg.KeepCookies, s.c) // nothing cached from before the rollback
+	return err
+}
 
-	// The canary (and baseline) next to stable.
-	size := replicasFor(cfg.CanaryReplicas, ptrOr(stable.Spec.Replicas, 1))
-	if cfg.Router == traffic.KindReplicas {
+// record saves the new release on the Lease: what it will change and how to undo it.
+func (s *shift) record(ctx context.Context) (*State, error) {
+	t := &s.cfg.Target
+	snap, err := s.router.Snapshot(ctx, s.backends(&State{ID: s.id, Image: s.cfg.Image}))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	st := &State{ID: s.id, App: t.App, Image: s.cfg.Image, Container: s.container, StableImage: s.stableImage, Router: s.cfg.Router,
+		RouterName: s.routerName, RouterSnapshot: snap, StableService: s.svc.Name, StableSelector: s.svc.Spec.Selector,
+		Baseline: s.baseline, Names: s.names, KeepCookies: s.cfg.KeepCookies, Phase: PhaseShifting, StartedAt: now, UpdatedAt: now}
+	if err := s.lk.save(ctx, st); err != nil {
+		return nil, err
+	}
+	s.log.Info(fmt.Sprintf("release %s of %s started: %s -> %s (container %s)", s.id, describe(s.ns, t.App), s.stableImage, s.cfg.Image, s.container),
+		"router", s.cfg.Router+"/"+s.routerName)
+	return st, nil
+}
+
+// pinStable keeps the stable Service from sending traffic to canary or baseline pods: it is pinned to the stable
+// ReplicaSet before any of them exists, and the step waits until its endpoints are the stable pods alone. A later
+// shift finds it pinned already.
+func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32) error {
+	if s.cfg.Router == traffic.KindReplicas {
+		return nil
+	}
+	kube := s.c.Kube
+	hash := s.svc.Spec.Selector[podTemplateHash]
+	if !s.ours || hash == "" {
+		var err error
+		if hash, err = stableHash(ctx, kube, s.stable); err != nil {
+			return err
+		}
+	}
+	sel := maps.Clone(st.StableSelector)
+	sel[podTemplateHash] = hash
+	if err := setServiceSelector(ctx, kube, s.svc, sel, releaseAnnotations(st), false); err != nil {
+		return err
+	}
+	n := ptrOr(s.stable.Spec.Replicas, 1)
+	got, err := untilEndpoints(ctx, kube, s.ns, s.svc.Name, func(got int32) bool { return got == n }, fmt.Sprintf("exactly %d", n), s.cfg.ReadyTimeout)
+	if err != nil {
+		return fmt.Errorf("no traffic was moved: %w", err)
+	}
+	ready[s.svc.Name] = got
+	return nil
+}
+
+// bringUpTracks creates or updates the canary (and baseline) Deployment and Service next to stable, and waits
+// until they are Ready with endpoints: no traffic moves before.
+func (s *shift) bringUpTracks(ctx context.Context, st *State, ready map[string]int32) error {
+	kube, ns, b := s.c.Kube, s.ns, s.backends(st)
+	size := replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
+	if s.cfg.Router == traffic.KindReplicas {
 		size = 0 // the router sizes it from the weight
-		if cur, err := kube.AppsV1().Deployments(ns).Get(ctx, canaryName(t.App), metav1.GetOptions{}); err == nil {
+		if cur, err := kube.AppsV1().Deployments(ns).Get(ctx, b.CanaryDeployment, metav1.GetOptions{}); err == nil && marked(cur, TrackCanary, st.ID) {
 			size = ptrOr(cur.Spec.Replicas, 0)
 		}
 	}
-	tracks := []struct {
-		track, image, deployment, service string
-	}{{TrackCanary, cfg.Image, b.CanaryDeployment, b.Canary}}
+	tracks := []struct{ track, image, deployment, service string }{{TrackCanary, s.cfg.Image, b.CanaryDeployment, b.Canary}}
 	if st.Baseline {
 		tracks = append(tracks, struct{ track, image, deployment, service string }{TrackBaseline, "", b.BaselineDeployment, b.Baseline})
 	}
+	if st.UIDs == nil {
+		st.UIDs = map[string]string{}
+	}
 	rolled := map[string]bool{}
 	for _, tr := range tracks {
-		d, err := ensureDeployment(ctx, kube, trackDeployment(stable, st, tr.track, tr.image, size), ours)
+		d, err := ensureDeployment(ctx, kube, trackDeployment(s.stable, st, tr.deployment, tr.track, tr.image, size), st.ID, s.ours)
 		if err != nil {
-			return Shifted{}, err
+			return err
 		}
+		st.UIDs["Deployment/"+d.Name] = string(d.UID)
 		rolled[tr.deployment] = size > 0 && rolledOut(d)
-		if err := ensureService(ctx, kube, trackService(svc, st, tr.service, tr.track), ours); err != nil {
-			return Shifted{}, err
+		svc, err := ensureService(ctx, kube, trackService(s.svc, st, tr.service, tr.track), st.ID, s.ours)
+		if err != nil {
+			return err
+		}
+		st.UIDs["Service/"+svc.Name] = string(svc.UID)
+	}
+	if size == 0 {
+		return nil
+	}
+	for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
+		if d == "" || rolled[d] {
+			continue
+		}
+		if _, err := untilRolledOut(ctx, kube, ns, d, s.cfg.ReadyTimeout); err != nil {
+			return fmt.Errorf("no traffic was moved: %w", err)
 		}
 	}
-	// No traffic moves before the canary is Ready, and its Service has the endpoints.
-	if size > 0 {
-		for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
-			if d == "" || rolled[d] {
-				continue
-			}
-			if _, err := untilRolledOut(ctx, kube, ns, d, cfg.ReadyTimeout); err != nil {
-				return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
-			}
+	for _, svc := range []string{b.Canary, b.Baseline} {
+		if svc == "" {
+			continue
 		}
-		for _, s := range []string{b.Canary, b.Baseline} {
-			if s == "" {
-				continue
-			}
-			got, err := untilEndpoints(ctx, kube, ns, s, func(got int32) bool { return got >= size }, fmt.Sprint(size), cfg.ReadyTimeout)
-			if err != nil {
-				return Shifted{}, fmt.Errorf("no traffic was moved: %w", err)
-			}
-			ready[s] = got
+		got, err := untilEndpoints(ctx, kube, ns, svc, func(got int32) bool { return got >= size }, fmt.Sprint(size), s.cfg.ReadyTimeout)
+		if err != nil {
+			return fmt.Errorf("no traffic was moved: %w", err)
 		}
+		ready[svc] = got
 	}
+	return nil
+}
 
-	w := traffic.Weights{Canary: cfg.weight}
+// setTraffic gives the canary (and baseline) WEIGHT percent through the router, and records it.
+func (s *shift) setTraffic(ctx context.Context, st *State, ready map[string]int32) (Shifted, error) {
+	kube, ns, weight := s.c.Kube, s.ns, s.cfg.weight
+	w := traffic.Weights{Canary: weight}
 	if st.Baseline {
-		w.Baseline = cfg.weight
+		w.Baseline = weight
 	}
-	st.Weight = cfg.weight
-	b.Annotations = routerAnnotations(st)
+	st.Weight = weight
+	b := s.backends(st)
 	b.Ready = ready
-	applied, err := router.SetWeights(ctx, b, w)
+	applied, err := s.router.SetWeights(ctx, b, w)
 	if err != nil {
 		return Shifted{}, err
 	}
-	if cfg.Router == traffic.KindReplicas && cfg.weight > 0 {
+	if s.cfg.Router == traffic.KindReplicas && weight > 0 {
 		for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
 			if d != "" {
-				if _, err := untilRolledOut(ctx, kube, ns, d, cfg.ReadyTimeout); err != nil {
+				if _, err := untilRolledOut(ctx, kube, ns, d, s.cfg.ReadyTimeout); err != nil {
 					return Shifted{}, err
 				}
 			}
 		}
 	}
 	for _, warn := range applied.Warnings {
-		log.Warn(warn)
+		s.log.Warn(warn)
 	}
 	st.UpdatedAt = time.Now().UTC()
-	if err := lk.save(ctx, st); err != nil {
+	if err := s.lk.save(ctx, st); err != nil {
 		return Shifted{}, err
 	}
-	msg := fmt.Sprintf("canary weight %d%% (%s; effective canary share %.1f%%)", cfg.weight, applied.Detail, applied.EffectiveCanary)
-	log.Info(msg, "release", id, "weight", cfg.weight, "effective", fmt.Sprintf("%.2f", applied.EffectiveCanary))
-	event(ctx, kube, stable, corev1.EventTypeNormal, "CanaryWeight", fmt.Sprintf("release %s: %s", id, msg), log)
-	out := Shifted{ReleaseID: id, Weight: cfg.weight, EffectiveCanary: applied.EffectiveCanary,
-		CanaryDeployment: b.CanaryDeployment, CanaryService: b.Canary, BaselineDeployment: b.BaselineDeployment}
-	return out, nil
+	msg := fmt.Sprintf("canary weight %d%% (%s; effective canary share %.1f%%)", weight, applied.Detail, applied.EffectiveCanary)
+	s.log.Info(msg, "release", st.ID, "weight", weight, "effective", fmt.Sprintf("%.2f", applied.EffectiveCanary))
+	event(ctx, kube, s.stable, corev1.EventTypeNormal, "CanaryWeight", fmt.Sprintf("release %s: %s", st.ID, msg), s.log)
+	return Shifted{ReleaseID: st.ID, Weight: weight, EffectiveCanary: applied.EffectiveCanary,
+		CanaryDeployment: b.CanaryDeployment, CanaryService: b.Canary, BaselineDeployment: b.BaselineDeployment}, nil
 }
 
-// backends names the release's objects.
-func backends(t *Target, ns string, baseline bool, st *State) traffic.Backends {
-	b := traffic.Backends{Namespace: ns, Stable: t.stableService(), Canary: canaryName(t.stableService()),
-		StableDeployment: t.App, CanaryDeployment: canaryName(t.App)}
-	if baseline {
-		b.Baseline, b.BaselineDeployment = baselineName(t.stableService()), baselineName(t.App)
-	}
+// backends names st's objects for the router: the stable ones, and this run's names for the release's.
+func (s *shift) backends(st *State) traffic.Backends {
+	n := s.names
+	b := traffic.Backends{Namespace: s.ns, Stable: s.svc.Name, Canary: n.CanaryService, Baseline: n.BaselineService,
+		StableDeployment: s.cfg.App, CanaryDeployment: n.CanaryDeployment, BaselineDeployment: n.BaselineDeployment}
 	if st != nil {
 		b.Annotations = routerAnnotations(st)
 	}
 	return b
+}
+
+// backendsOf names a recorded release's objects for the router.
+func backendsOf(ns string, st *State) traffic.Backends {
+	n := st.names()
+	return traffic.Backends{Namespace: ns, Stable: st.StableService, Canary: n.CanaryService, Baseline: n.BaselineService,
+		StableDeployment: st.App, CanaryDeployment: n.CanaryDeployment, BaselineDeployment: n.BaselineDeployment,
+		Annotations: routerAnnotations(st)}
 }
 
 func newRouter(kind, name string, keepCookies bool, c Clients) (traffic.Router, error) {
@@ -288,7 +402,11 @@ func newRouter(kind, name string, keepCookies bool, c Clients) (traffic.Router, 
 func checkError(err error) error {
 	var ce *traffic.CheckError
 	if errors.As(err, &ce) {
-		return &step.InvalidError{Param: "ROUTER_NAME", Msg: ce.Msg, Fix: ce.Fix}
+		param := ce.Param
+		if param == "" {
+			param = "ROUTER_NAME"
+		}
+		return &step.InvalidError{Param: param, Msg: ce.Msg, Fix: ce.Fix}
 	}
 	return err
 }

@@ -4,22 +4,29 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/step"
 )
 
 // Status is an application's release state in a cluster.
 type Status struct {
-	App, Namespace           string
+	App, Namespace string
+	// Container is the container releases change (the release's, else the last release's, else the only one or
+	// the one named like the application); StableImage and CanaryImage are its images.
+	Container                string
 	StableImage, CanaryImage string
-	Holder                   string // the release holding the lock, "" when none
-	Expires                  time.Time
-	InProgress               *State
-	Last                     *Outcome
+	// Containers lists every container of the stable Deployment as name=image, when none is the released one.
+	Containers []string
+	Holder     string // the release holding the lock, "" when none
+	Expires    time.Time
+	InProgress *State
+	Last       *Outcome
 }
 
 // ReadStatus reads it, read-only: the stable and canary Deployments and the release Lease.
@@ -27,13 +34,13 @@ func ReadStatus(ctx context.Context, kube kubeclient.Interface, ns, app string) 
 	s := &Status{App: app, Namespace: ns}
 	d, err := kube.AppsV1().Deployments(ns).Get(ctx, app, metav1.GetOptions{})
 	if err != nil {
+		if p := step.NamespaceProblem(ctx, err, ns, "get deployments", kube.CoreV1().Namespaces()); p != nil {
+			return nil, p
+		}
+		if apierrors.IsNotFound(err) {
+			return nil, step.Invalid("APP", "give the name of the application's stable Deployment (oc get deploy -n "+ns+"), and --namespace", "Deployment %s/%s does not exist", ns, app)
+		}
 		return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, app, err)
-	}
-	s.StableImage = d.Spec.Template.Spec.Containers[0].Image
-	if c, err := kube.AppsV1().Deployments(ns).Get(ctx, canaryName(app), metav1.GetOptions{}); err == nil {
-		s.CanaryImage = c.Spec.Template.Spec.Containers[0].Image
-	} else if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, canaryName(app), err)
 	}
 	lk := newLock(kube.CoordinationV1(), ns, app, "", time.Minute, nil)
 	lease, st, last, err := lk.read(ctx)
@@ -41,6 +48,30 @@ func ReadStatus(ctx context.Context, kube kubeclient.Interface, ns, app string) 
 		return nil, err
 	}
 	s.InProgress, s.Last = st, last
+	switch {
+	case st != nil:
+		s.Container = st.Container
+	case last != nil && last.Container != "":
+		s.Container = last.Container
+	default:
+		s.Container, _, _ = pickContainer(d, "", app, "")
+	}
+	if s.Container != "" {
+		s.StableImage = containerImage(d, s.Container)
+	} else {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			s.Containers = append(s.Containers, c.Name+"="+c.Image)
+		}
+	}
+	if st != nil {
+		c, err := kube.AppsV1().Deployments(ns).Get(ctx, st.names().CanaryDeployment, metav1.GetOptions{})
+		switch {
+		case err == nil && marked(c, TrackCanary, st.ID):
+			s.CanaryImage = containerImage(c, st.Container)
+		case err != nil && !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, st.names().CanaryDeployment, err)
+		}
+	}
 	if lease != nil && lease.Spec.HolderIdentity != nil && !lk.expired(lease) {
 		s.Holder = *lease.Spec.HolderIdentity
 		s.Expires = lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
@@ -51,7 +82,12 @@ func ReadStatus(ctx context.Context, kube kubeclient.Interface, ns, app string) 
 // Write prints the status for people.
 func (s *Status) Write(w io.Writer) {
 	fmt.Fprintf(w, "application   %s/%s\n", s.Namespace, s.App)
-	fmt.Fprintf(w, "stable image  %s\n", s.StableImage)
+	if s.Container != "" {
+		fmt.Fprintf(w, "container     %s\n", s.Container)
+		fmt.Fprintf(w, "stable image  %s\n", s.StableImage)
+	} else {
+		fmt.Fprintf(w, "containers    %s (releases choose one: the CONTAINER param)\n", strings.Join(s.Containers, ", "))
+	}
 	if s.CanaryImage != "" {
 		fmt.Fprintf(w, "canary image  %s\n", s.CanaryImage)
 	}

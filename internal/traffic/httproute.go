@@ -65,8 +65,16 @@ func (r *httpRoute) Check(ctx context.Context, b Backends) error {
 	if err != nil {
 		return err
 	}
-	_, err = httpRouteStableRules(hr, b)
-	return err
+	rules, err := httpRouteStableRules(hr, b)
+	if err != nil || b.Marked(hr.Annotations) {
+		return err
+	}
+	for _, i := range rules {
+		if idx, _ := httpRouteRuleRefs(hr, i, b); idx.canary >= 0 || idx.baseline >= 0 {
+			return unmarkedBackend(fmt.Sprintf("rule %d of HTTPRoute %s/%s", i, b.Namespace, r.name), idx, b)
+		}
+	}
+	return nil
 }
 
 // httpRouteRefRole says which of the release's Services a backendRef points at.
@@ -482,6 +490,17 @@ func (x *refIndexes) set(role backendRole, j int) error {
 	}
 	*p = j
 	return nil
+}
+
+// unmarkedBackend is a rule (or route) of a router object that carries no canaryline mark but already sends
+// traffic to a Service named like the release's canary or baseline: someone else's backend, never the release's.
+func unmarkedBackend(where string, idx refIndexes, b Backends) error {
+	svc, param := b.Canary, "CANARY_NAME"
+	if idx.canary < 0 {
+		svc, param = b.Baseline, "BASELINE_NAME"
+	}
+	return &CheckError{Param: param, Msg: fmt.Sprintf("%s already sends traffic to Service %s, and no canaryline release set it: it is not the release's", where, svc),
+		Fix: fmt.Sprintf("give the release's Services other names with %s, or remove that backend before the release", param)}
 }
 
 // readBackError is a router object that no longer has a shape the release can use when it is read back after

@@ -52,8 +52,18 @@ func (r *istio) Check(ctx context.Context, b Backends) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.stableHTTP(u, b)
-	return err
+	entries, err := r.stableHTTP(u, b)
+	if err != nil || b.Marked(u.GetAnnotations()) {
+		return err
+	}
+	http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+	for _, i := range entries {
+		route, _ := istioHTTPRoute(http, i)
+		if idx, _, _ := r.routeRefs(route, i, b); idx.canary >= 0 || idx.baseline >= 0 {
+			return unmarkedBackend(fmt.Sprintf("http[%d] of VirtualService %s/%s", i, b.Namespace, r.name), idx, b)
+		}
+	}
+	return nil
 }
 
 // istioHostSuffix says whether host names Service svc of namespace ns, and returns what follows the Service's

@@ -65,14 +65,9 @@ func (r *nginx) getCanary(ctx context.Context, ns string) (*networkingv1.Ingress
 	return ing, nil
 }
 
-// nginxOwned says whether the release made ing: it carries one of the release annotations.
+// nginxOwned says whether the release (or the abandoned one it takes over) made ing: it carries its mark.
 func nginxOwned(ing *networkingv1.Ingress, b Backends) bool {
-	for k := range b.Annotations {
-		if _, ok := ing.Annotations[k]; ok {
-			return true
-		}
-	}
-	return false
+	return b.Marked(ing.Annotations)
 }
 
 // notOwnedError is the CheckError for a canary Ingress that the release did not make.

@@ -69,9 +69,14 @@ func (r *route) Check(ctx context.Context, b Backends) error {
 	}
 	ours := map[string]bool{b.Canary: true, b.Baseline: true}
 	for _, alt := range rt.Spec.AlternateBackends {
-		if !ours[alt.Name] {
+		switch {
+		case !ours[alt.Name]:
 			return checkErrorf("remove it (oc set route-backends "+r.name+" "+b.Stable+"=100) before the release",
 				"Route %s/%s already has an alternate backend %q: the shares of a release could not be controlled", b.Namespace, r.name, alt.Name)
+		case !b.Marked(rt.Annotations):
+			return &CheckError{Param: "CANARY_NAME", Msg: fmt.Sprintf("Route %s/%s already sends traffic to %q, and no canaryline release set it: "+
+				"it is not the release's canary", b.Namespace, r.name, alt.Name),
+				Fix: "give the release's canary another name with CANARY_NAME, or remove the backend (oc set route-backends " + r.name + " " + b.Stable + "=100) before the release"}
 		}
 	}
 	return nil

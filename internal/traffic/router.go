@@ -32,11 +32,26 @@ type Backends struct {
 	Stable, Canary, Baseline string
 	// Deployments behind them (the replicas router scales these).
 	StableDeployment, CanaryDeployment, BaselineDeployment string
-	// Annotations the release puts on every object it changes (removed again by Restore).
+	// Annotations the release puts on every object it changes (removed again by Restore). Their
+	// ReleaseAnnotation is the release's mark.
 	Annotations map[string]string
+	// Abandoned is the release recorded as in progress whose lock expired, which this release rolls back before
+	// it starts: objects carrying its mark are canaryline's too.
+	Abandoned string
 	// Ready is the ready endpoints of Services as the caller just counted them; a router that needs them reads
 	// the others.
 	Ready map[string]int32
+}
+
+// ReleaseAnnotation carries the id of the release that changed a router object, or made a canary Ingress: the
+// mark that makes its canary and baseline backends canaryline's own.
+const ReleaseAnnotation = "canaryline.dev/release"
+
+// Marked says whether an object with annotations anns carries the mark of this release or of the abandoned one
+// it takes over. A router never takes a backend or an object for its own by its name alone.
+func (b Backends) Marked(anns map[string]string) bool {
+	id := anns[ReleaseAnnotation]
+	return id != "" && (id == b.Annotations[ReleaseAnnotation] || id == b.Abandoned)
 }
 
 // Weights are shares of all traffic in percent. The stable Service gets the rest.
@@ -119,8 +134,9 @@ func New(kind, name string, c Clients, o Options) (Router, error) {
 	return nil, &UnknownKindError{Kind: kind}
 }
 
-// CheckError is a router object that cannot be used as it is: bad input, nothing was changed.
-type CheckError struct{ Msg, Fix string }
+// CheckError is a router object that cannot be used as it is: bad input, nothing was changed. Param is the param
+// to change when it is not the router's (ROUTER_NAME).
+type CheckError struct{ Param, Msg, Fix string }
 
 func (e *CheckError) Error() string {
 	if e.Fix == "" {

@@ -36,6 +36,7 @@ type core struct{ wrapped }
 func (g core) Services(ns string) kubeclient.ServiceInterface { return g.k.CoreV1().Services(ns) }
 func (g core) Pods(ns string) kubeclient.PodInterface         { return g.k.CoreV1().Pods(ns) }
 func (g core) Events(ns string) kubeclient.EventInterface     { return g.k.CoreV1().Events(ns) }
+func (g core) Namespaces() kubeclient.NamespaceInterface      { return g.k.CoreV1().Namespaces() }
 
 type coordination struct{ wrapped }
 
