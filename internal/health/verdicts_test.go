@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
@@ -344,5 +345,16 @@ func TestUnwritableEvidenceDirIsRefusedFirst(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
 		t.Errorf("EVIDENCE_DIR after the check: %v %v; want it there and empty", entries, err)
+	}
+}
+
+// TestResultsStaySmall: a REASON too long for the result is cut at a character, never inside one.
+func TestResultsStaySmall(t *testing.T) {
+	t.Parallel()
+	for _, reason := range []string{strings.Repeat("é", 300), "x" + strings.Repeat("€", 200), strings.Repeat("a", 1000)} {
+		r := Verdict{Verdict: evidence.Healthy, Reason: reason}.Results()["REASON"]
+		if !utf8.ValidString(r) || len(r) > maxReason+len("…") || !strings.HasSuffix(r, "…") {
+			t.Errorf("REASON of %d bytes cut to %d bytes %q", len(reason), len(r), r)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,11 +39,16 @@ func (v Verdict) Results() map[string]string {
 		"EVIDENCE_ERROR": cut(v.EvidenceError, maxEvidenceError)}
 }
 
+// cut shortens s to fewer than n bytes plus "…", at a rune boundary, when it is longer than n.
 func cut(s string, n int) string {
-	if len(s) > n {
-		return s[:n-1] + "…"
+	if len(s) <= n {
+		return s
 	}
-	return s
+	i := n - 1
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // Deps are what verify-health uses: the Kubernetes API (for the pods check and the tracks' pod-template hashes)
