@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,24 +162,67 @@ func TestJSONLayout(t *testing.T) {
 	}
 }
 
+// TestJSONNonFinite: a query answering ±Inf (a ratio over zero) or NaN keeps its value in the record: JSON has
+// no such numbers, so they are written as Prometheus writes them, "+Inf", "-Inf", "NaN", and read back.
 func TestJSONNonFinite(t *testing.T) {
 	t.Parallel()
 	e := sample()
 	e.Measurements[0].Value = math.NaN()
 	e.Measurements[0].Series = map[string]float64{"canary": math.Inf(1), "baseline": 0.5}
+	e.Measurements[1].Value = math.Inf(1)
+	e.Measurements[1].Series = map[string]float64{"canary": math.Inf(1), "baseline": math.Inf(-1)}
+	e.Measurements[2].Value = math.Inf(-1)
 	var buf bytes.Buffer
 	if err := e.WriteJSON(&buf); err != nil {
-		t.Fatalf("NaN must not make the record unwritable: %v", err)
+		t.Fatalf("NaN and ±Inf must not make the record unwritable: %v", err)
 	}
-	got, err := Read(&buf)
+	for _, want := range []string{`"value": "NaN"`, `"value": "+Inf"`, `"value": "-Inf"`, `"canary": "+Inf"`, `"baseline": "-Inf"`, `"baseline": 0.5`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("the record lacks %s", want)
+		}
+	}
+	got, err := Read(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := got.Measurements[0]; m.Value != 0 || !reflect.DeepEqual(m.Series, map[string]float64{"baseline": 0.5}) {
-		t.Errorf("got %+v", m)
+	m0, m1, m2 := got.Measurements[0], got.Measurements[1], got.Measurements[2]
+	if !math.IsNaN(m0.Value) || !math.IsInf(m0.Series["canary"], 1) || m0.Series["baseline"] != 0.5 {
+		t.Errorf("measurement 0 read back as %+v", m0)
 	}
-	if !math.IsNaN(e.Measurements[0].Value) {
+	if !math.IsInf(m1.Value, 1) || !math.IsInf(m1.Series["canary"], 1) || !math.IsInf(m1.Series["baseline"], -1) {
+		t.Errorf("measurement 1 read back as %+v", m1)
+	}
+	if !math.IsInf(m2.Value, -1) {
+		t.Errorf("measurement 2 read back as %+v", m2)
+	}
+	// Everything else is as it was.
+	want := sample()
+	for i := range 3 {
+		got.Measurements[i].Value, got.Measurements[i].Series = want.Measurements[i].Value, want.Measurements[i].Series
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the rest of the record differs:\n got %+v\nwant %+v", got, want)
+	}
+	if !math.IsNaN(e.Measurements[0].Value) || !math.IsInf(e.Measurements[1].Series["baseline"], -1) {
 		t.Error("WriteJSON changed its receiver")
+	}
+	if _, err := Read(strings.NewReader(`{"measurements": [{"value": "lots"}]}`)); err == nil {
+		t.Error(`"lots" read as a number`)
+	}
+}
+
+// TestMeasurementJSONFields: what WriteJSON writes of a Measurement has every field of it, in order, with the
+// same JSON names.
+func TestMeasurementJSONFields(t *testing.T) {
+	t.Parallel()
+	m, j := reflect.TypeOf(Measurement{}), reflect.TypeOf(measurementJSON{})
+	if m.NumField() != j.NumField() {
+		t.Fatalf("Measurement has %d fields, measurementJSON %d", m.NumField(), j.NumField())
+	}
+	for i := range m.NumField() {
+		if f, g := m.Field(i), j.Field(i); f.Name != g.Name || f.Tag.Get("json") != g.Tag.Get("json") {
+			t.Errorf("field %d: %s %q, written as %s %q", i, f.Name, f.Tag.Get("json"), g.Name, g.Tag.Get("json"))
+		}
 	}
 }
 
@@ -475,6 +519,12 @@ func TestSVG(t *testing.T) {
 		{Time: start.Add(time.Hour), Check: "delta", Status: Fail, Series: map[string]float64{"canary": math.NaN(), "stable": 4}},
 	}}
 
+	infinite := &Evidence{StartedAt: start, Measurements: []Measurement{
+		{Time: start, Check: "error-rate", Threshold: "< 0.05", Status: Pass, Series: map[string]float64{"canary": 0.01}},
+		{Time: start.Add(time.Minute), Check: "error-rate", Threshold: "< 0.05", Status: Fail, Series: map[string]float64{"canary": math.Inf(1)}},
+		{Time: start.Add(2 * time.Minute), Check: "error-rate", Threshold: "< 0.05", Status: Pass, Series: map[string]float64{"canary": 0.02}},
+	}}
+
 	tests := []struct {
 		name          string
 		e             *Evidence
@@ -487,6 +537,7 @@ func TestSVG(t *testing.T) {
 		{"escaping", tricky, 3, 1, 2, []string{`errors <&>" 'quoted' — < 0.01 & rising`}},
 		{"at most six panels", many, 6 * 3, 6 * 3, 6, []string{"2 more checks with series not charted: check-6, check-7"}},
 		{"negative and NaN", negative, 2, 1, 1, []string{"delta", "-5"}},
+		{"+Inf", infinite, 1, 1, 1, []string{"error-rate — < 0.05", "+Inf"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -543,6 +594,38 @@ func TestSVG(t *testing.T) {
 				t.Logf("%s", data)
 			}
 		})
+	}
+}
+
+// TestSVGInfiniteFailures: a failed measurement of +Inf is marked at the top edge of its panel, and -Inf at the
+// bottom, each labelled, not at the bottom as if it were 0 or no value.
+func TestSVGInfiniteFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		v     float64
+		wantY float64
+		label string
+	}{
+		{math.Inf(1), svgTop + panelTitle, "+Inf"},
+		{math.Inf(-1), svgTop + panelTitle + panelPlot, "-Inf"},
+	} {
+		e := &Evidence{StartedAt: start, Measurements: []Measurement{
+			{Time: start, Check: "q", Threshold: "> 0", Status: Pass, Series: map[string]float64{"canary": 1}},
+			{Time: start.Add(time.Minute), Check: "q", Threshold: "> 0", Status: Fail, Series: map[string]float64{"canary": tc.v}},
+		}}
+		doc := parseSVG(t, e.SVG())
+		var ys []string
+		for _, c := range doc.Circles {
+			if c["class"] == "fail" {
+				ys = append(ys, c["cy"])
+			}
+		}
+		if len(ys) != 1 || ys[0] != num(tc.wantY) {
+			t.Errorf("%v: failure markers at y %v, want one at %s", tc.v, ys, num(tc.wantY))
+		}
+		if !slices.Contains(doc.Texts, tc.label) {
+			t.Errorf("%v: no label %q in %q", tc.v, tc.label, doc.Texts)
+		}
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 
 // WriteJSON writes e as indented JSON, fields in struct order, followed by a newline.
 //
-// Times are written in UTC. JSON has no NaN or infinities, so a non-finite Value is written as 0 and a
-// non-finite Series value is left out (Text still says what was measured); everything else round-trips
-// exactly through Read.
+// Times are written in UTC. JSON has no NaN or infinities: a Value or Series value that is not finite is written
+// as the string "NaN", "+Inf" or "-Inf", as Prometheus's HTTP API writes them, so that a query answering +Inf
+// keeps its value in the record. Everything round-trips exactly through Read.
 func (e *Evidence) WriteJSON(w io.Writer) error {
 	if e == nil {
 		return errors.New("evidence: nil evidence")
@@ -33,46 +33,130 @@ func (e *Evidence) WriteJSON(w io.Writer) error {
 	return nil
 }
 
-// Read reads evidence written by WriteJSON. Times are returned in UTC.
+// Read reads evidence written by WriteJSON (values as numbers, or as the strings "NaN", "+Inf" and "-Inf").
+// Times are returned in UTC.
 func Read(r io.Reader) (*Evidence, error) {
-	var e Evidence
-	if err := json.NewDecoder(r).Decode(&e); err != nil {
+	var j evidenceJSON
+	if err := json.NewDecoder(r).Decode(&j); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("evidence: decoding: empty input")
 		}
 		return nil, fmt.Errorf("evidence: decoding: %w", err)
 	}
+	e := Evidence(j.evidenceFields)
 	e.StartedAt = utc(e.StartedAt)
 	e.FinishedAt = utc(e.FinishedAt)
-	for i := range e.Measurements {
-		e.Measurements[i].Time = utc(e.Measurements[i].Time)
+	e.Measurements = nil
+	if j.Measurements != nil {
+		e.Measurements = make([]Measurement, len(j.Measurements))
+		for i, m := range j.Measurements {
+			e.Measurements[i] = m.measurement()
+			e.Measurements[i].Time = utc(m.Time)
+		}
 	}
 	return &e, nil
 }
 
-// forJSON returns a shallow copy of e that encoding/json accepts: times in UTC, no NaN or infinities.
-// e itself is not changed.
-func (e *Evidence) forJSON() *Evidence {
-	c := *e
+// evidenceJSON is Evidence as written: its Measurements (the last field, so the order stays) are
+// measurementJSON.
+type evidenceJSON struct {
+	evidenceFields
+	Measurements []measurementJSON `json:"measurements"`
+}
+
+// evidenceFields are Evidence's fields; its Measurements are hidden by evidenceJSON's.
+type evidenceFields Evidence
+
+// measurementJSON is Measurement with its numbers as number, field for field, in the same order.
+type measurementJSON struct {
+	Time      time.Time         `json:"time"`
+	Check     string            `json:"check"`
+	Status    string            `json:"status"`
+	Value     number            `json:"value"`
+	Text      string            `json:"text"`
+	Threshold string            `json:"threshold"`
+	Query     string            `json:"query,omitempty"`
+	Series    map[string]number `json:"series,omitempty"`
+	Detail    string            `json:"detail,omitempty"`
+}
+
+func toJSON(m Measurement) measurementJSON {
+	j := measurementJSON{Time: utc(m.Time), Check: m.Check, Status: m.Status, Value: number(m.Value), Text: m.Text,
+		Threshold: m.Threshold, Query: m.Query, Detail: m.Detail}
+	if m.Series != nil {
+		j.Series = make(map[string]number, len(m.Series))
+		for k, v := range m.Series {
+			j.Series[k] = number(v)
+		}
+	}
+	return j
+}
+
+func (j measurementJSON) measurement() Measurement {
+	m := Measurement{Time: j.Time, Check: j.Check, Status: j.Status, Value: float64(j.Value), Text: j.Text,
+		Threshold: j.Threshold, Query: j.Query, Detail: j.Detail}
+	if j.Series != nil {
+		m.Series = make(map[string]float64, len(j.Series))
+		for k, v := range j.Series {
+			m.Series[k] = float64(v)
+		}
+	}
+	return m
+}
+
+// number is a float64 that JSON can hold whatever its value: NaN and ±Inf are the strings "NaN", "+Inf", "-Inf".
+type number float64
+
+func (n number) MarshalJSON() ([]byte, error) {
+	switch v := float64(n); {
+	case math.IsNaN(v):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(v, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-Inf"`), nil
+	default:
+		return json.Marshal(v)
+	}
+}
+
+func (n *number) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '"' {
+		var v float64
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*n = number(v)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	switch s {
+	case "NaN":
+		*n = number(math.NaN())
+	case "+Inf", "Inf":
+		*n = number(math.Inf(1))
+	case "-Inf":
+		*n = number(math.Inf(-1))
+	default:
+		return fmt.Errorf("%q is not a number", s)
+	}
+	return nil
+}
+
+// forJSON returns what WriteJSON encodes: a copy of e with times in UTC and numbers that JSON holds. e itself is
+// not changed.
+func (e *Evidence) forJSON() *evidenceJSON {
+	c := evidenceJSON{evidenceFields: evidenceFields(*e)}
 	c.StartedAt = utc(e.StartedAt)
 	c.FinishedAt = utc(e.FinishedAt)
+	c.evidenceFields.Measurements = nil
 	if e.Measurements != nil {
-		c.Measurements = make([]Measurement, len(e.Measurements))
+		c.Measurements = make([]measurementJSON, len(e.Measurements))
 		for i, m := range e.Measurements {
-			m.Time = utc(m.Time)
-			if !finite(m.Value) {
-				m.Value = 0
-			}
-			if hasNonFinite(m.Series) {
-				s := make(map[string]float64, len(m.Series))
-				for k, v := range m.Series {
-					if finite(v) {
-						s[k] = v
-					}
-				}
-				m.Series = s
-			}
-			c.Measurements[i] = m
+			c.Measurements[i] = toJSON(m)
 		}
 	}
 	return &c
@@ -87,12 +171,3 @@ func utc(t time.Time) time.Time {
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-func hasNonFinite(s map[string]float64) bool {
-	for _, v := range s {
-		if !finite(v) {
-			return true
-		}
-	}
-	return false
-}

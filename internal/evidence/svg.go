@@ -56,8 +56,9 @@ type panel struct {
 // that has series values (at most six, stacked), x = seconds since the start, y from 0 (or the minimum if
 // negative) to the maximum, a line per series (canary red, baseline blue, stable green, others grey), a
 // legend, the check and its threshold as the panel title, a dashed line at a plain numeric threshold such
-// as "< 0.01", and a red circle on the canary line for each failed measurement. The output depends only on
-// e, so the same evidence gives the same bytes.
+// as "< 0.01", and a red circle on the canary line for each failed measurement (at the top or bottom edge,
+// labelled, for a value of ±Inf, which no line can reach). The output depends only on e, so the same evidence
+// gives the same bytes.
 func (e *Evidence) SVG() []byte {
 	var b bytes.Buffer
 	b.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
@@ -158,13 +159,13 @@ func (e *Evidence) panels() (panels []*panel, more []string) {
 			}
 		}
 		if m.Status == Fail {
-			// On the canary line, or on the first line there is.
+			// On the canary line, or on the first line there is; ±Inf at the top or bottom edge.
 			y, found := 0.0, false
-			if v, ok := m.Series["canary"]; ok && finite(v) {
+			if v, ok := m.Series["canary"]; ok && !math.IsNaN(v) {
 				y, found = v, true
 			}
 			for _, k := range keys {
-				if v := m.Series[k]; !found && finite(v) {
+				if v := m.Series[k]; !found && !math.IsNaN(v) {
 					y, found = v, true
 				}
 			}
@@ -223,6 +224,9 @@ func (p *panel) draw(b *bytes.Buffer, top float64, xticks []float64, xlo, xhi fl
 
 	px := func(x float64) float64 { return plotLeft + (x-xlo)/(xhi-xlo)*(plotRight-plotLeft) }
 	py := func(y float64) float64 {
+		if math.IsInf(y, 1) {
+			return plotTop
+		}
 		if !finite(y) {
 			return plotBottom
 		}
@@ -304,6 +308,14 @@ func (p *panel) draw(b *bytes.Buffer, top float64, xticks []float64, xlo, xhi fl
 	for _, f := range p.failures {
 		fmt.Fprintf(b, `<circle class="fail" cx="%s" cy="%s" r="4" fill="%s" stroke="#ffffff" stroke-width="1"/>`+"\n",
 			num(px(f[0])), num(py(f[1])), failureColour)
+		if math.IsInf(f[1], 0) { // off the scale: say so beside the marker
+			dy := 14.0
+			if f[1] < 0 {
+				dy = -8
+			}
+			fmt.Fprintf(b, `<text class="off-scale" x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>`+"\n",
+				num(px(f[0])), num(py(f[1])+dy), failureColour, strconv.FormatFloat(f[1], 'g', -1, 64))
+		}
 	}
 	b.WriteString("</g>\n")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/canaryline/canaryline/internal/evidence"
@@ -21,8 +22,11 @@ type analysis struct {
 	state []checkState
 }
 
+// checkState counts a check's measurements. failures, noData and passes are as counted (NO_DATA decides what a
+// measurement without data counts as); measured, passed and withoutData are as measured, for the reason.
 type checkState struct {
 	failures, consecutiveFailures, consecutiveErrors, errors, noData, passes int
+	measured, passed, withoutData                                            int
 	last                                                                     evidence.Measurement
 }
 
@@ -71,6 +75,13 @@ func (a *analysis) measure(ctx context.Context, j int, c Check) (string, string)
 	st := &a.state[j]
 	if err != nil {
 		m.Status, m.Detail = evidence.Error, err.Error()
+	}
+	st.measured++
+	switch m.Status {
+	case evidence.Pass:
+		st.passed++
+	case evidence.NoData:
+		st.withoutData++
 	}
 	counted := m.Status
 	if m.Status == evidence.NoData {
@@ -157,13 +168,72 @@ func (a *analysis) conclude() (string, string) {
 	if inconclusive != "" {
 		return evidence.Inconclusive, inconclusive
 	}
-	return evidence.Healthy, fmt.Sprintf("all %d checks passed over %d measurements", len(a.checks), a.cfg.count)
+	return evidence.Healthy, a.healthyReason()
+}
+
+// healthyReason counts what each check measured, the checks with failures, errors or no data first: "2 checks
+// over 10 measurements: error-rate failed 1 of 10 (within FAILURE_LIMIT 2), pods passed 10 of 10". When that is
+// longer than the REASON result holds, the checks that passed every measurement are only counted.
+func (a *analysis) healthyReason() string {
+	head := fmt.Sprintf("%s over %s: ", plural(len(a.checks), "check"), plural(a.cfg.count, "measurement"))
+	var flawed, clean []string
+	for j, c := range a.checks {
+		if s, ok := a.summary(j, c); ok {
+			clean = append(clean, s)
+		} else {
+			flawed = append(flawed, s)
+		}
+	}
+	r := head + strings.Join(append(flawed, clean...), ", ")
+	if len(r) > maxReason && len(clean) > 0 {
+		r = head + strings.Join(append(flawed, fmt.Sprintf("%d more passed every measurement", len(clean))), ", ")
+	}
+	return r
+}
+
+// summary says how check j did, in counts, and whether it passed every measurement.
+func (a *analysis) summary(j int, c Check) (string, bool) {
+	st := a.state[j]
+	var parts []string
+	if isFinal(c) {
+		if st.last.Status == evidence.NoData {
+			parts = append(parts, "had too few samples for a comparison (counted as a pass: NO_DATA=pass)")
+		} else {
+			parts = append(parts, "passed the comparison")
+		}
+	} else if st.failures > 0 {
+		parts = append(parts, fmt.Sprintf("failed %d of %d (within FAILURE_LIMIT %d)", st.failures, st.measured, a.cfg.FailureLimit))
+	} else {
+		parts = append(parts, fmt.Sprintf("passed %d of %d", st.passed, st.measured))
+	}
+	if st.errors > 0 {
+		parts = append(parts, fmt.Sprintf("%d in error", st.errors))
+	}
+	if st.withoutData > 0 {
+		nd := fmt.Sprintf("%d without data", st.withoutData)
+		switch a.cfg.NoData {
+		case "pass":
+			nd += " (counted as passes: NO_DATA=pass)"
+		case "fail":
+			nd += " (counted as failures: NO_DATA=fail)"
+		}
+		parts = append(parts, nd)
+	}
+	clean := st.failures == 0 && st.errors == 0 && st.withoutData == 0 && st.last.Status != evidence.NoData
+	return c.Name() + " " + strings.Join(parts, ", "), clean
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 func (a *analysis) settings() map[string]string {
 	c := a.cfg
 	return map[string]string{
-		"interval": c.Interval.String(), "count": strconv.Itoa(c.count), "initialDelay": c.InitialDelay.String(),
+		"interval": c.Interval.String(), "count": strconv.Itoa(c.count), "countFrom": c.countFrom, "initialDelay": c.InitialDelay.String(),
 		"failureLimit": strconv.Itoa(c.FailureLimit), "consecutiveFailureLimit": strconv.Itoa(c.ConsecutiveFailureLimit),
 		"consecutiveErrorLimit": strconv.Itoa(c.ConsecutiveErrorLimit), "noData": c.NoData,
 		"confidence": strconv.FormatFloat(c.Confidence, 'g', -1, 64), "tolerance": strconv.FormatFloat(c.Tolerance, 'g', -1, 64),

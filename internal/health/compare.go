@@ -123,19 +123,20 @@ func (p *promSampler) sample(ctx context.Context, now time.Time) ([]float64, []f
 	if err != nil {
 		return nil, nil, qc, err
 	}
+	// A rank test has no use for ±Inf (stats.Compare drops it): only finite values are samples.
 	var cs, bs []float64
 	vc, ok, err := queryValue(ctx, p.api, qc, now)
 	if err != nil {
 		return nil, nil, qc, err
 	}
-	if ok {
+	if ok && finite(vc) {
 		cs = []float64{vc}
 	}
 	vb, ok, err := queryValue(ctx, p.api, qb, now)
 	if err != nil {
 		return nil, nil, qb, err
 	}
-	if ok {
+	if ok && finite(vb) {
 		bs = []float64{vb}
 	}
 	return cs, bs, qc + "  vs  " + qb, nil

@@ -5,7 +5,9 @@ package health
 
 import (
 	"fmt"
+	"math"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +81,8 @@ type Config struct {
 	queries  []Query
 	compares []Comparison
 	count    int
+	// countFrom says where count came from: COUNT, DURATION / INTERVAL, or the default.
+	countFrom string
 }
 
 // Query is a PromQL query held against a threshold.
@@ -127,14 +131,18 @@ func (c *Config) Validate() error {
 	case c.Count > 0 && c.Duration > 0:
 		return step.Invalid("DURATION", "give COUNT or DURATION, not both", "is set together with COUNT %d", c.Count)
 	case c.Count > 0:
-		c.count = c.Count
+		c.count, c.countFrom = c.Count, "COUNT"
 	case c.Duration > 0:
 		c.count = int(c.Duration / c.Interval)
 		if c.count < 1 {
 			return step.Invalid("DURATION", "make DURATION at least one INTERVAL", "%s is shorter than INTERVAL %s", c.Duration, c.Interval)
 		}
+		c.countFrom = fmt.Sprintf("DURATION %s / INTERVAL %s", c.Duration, c.Interval)
+		if c.Duration%c.Interval != 0 {
+			c.countFrom += ", rounded down"
+		}
 	default:
-		c.count = 10
+		c.count, c.countFrom = 10, "COUNT 0 and no DURATION: the default 10"
 	}
 	if c.InitialDelay < 0 {
 		return step.Invalid("INITIAL_DELAY", "give a Go duration of 0s or more", "%s is negative", c.InitialDelay)
@@ -145,10 +153,24 @@ func (c *Config) Validate() error {
 			return step.Invalid(param, "give 0 or more", "%d is negative", v)
 		}
 	}
+	// A check fails past its limits: a limit of count or more could never be passed, and a check failing every
+	// measurement would pass.
+	for _, l := range []struct {
+		param string
+		v     int
+	}{{"FAILURE_LIMIT", c.FailureLimit}, {"CONSECUTIVE_FAILURE_LIMIT", c.ConsecutiveFailureLimit}} {
+		if l.v >= c.count && l.v > 0 {
+			return step.Invalid(l.param, fmt.Sprintf("give less than %d, the number of measurements (%s), or take more measurements", c.count, c.countFrom),
+				"%d can never be exceeded in %d measurements: a check failing every one would pass", l.v, c.count)
+		}
+	}
 	switch c.NoData {
 	case "inconclusive", "fail", "pass":
 	default:
 		return step.Invalid("NO_DATA", `say "inconclusive", "fail" or "pass"`, "unknown policy %q", c.NoData)
+	}
+	if err := c.validateFloats(); err != nil {
+		return err
 	}
 	if c.Confidence <= 0.5 || c.Confidence >= 1 {
 		return step.Invalid("CONFIDENCE", "give a confidence between 0.5 and 1, such as 0.98", "%v is out of range", c.Confidence)
@@ -173,8 +195,53 @@ func (c *Config) Validate() error {
 	if !c.Pods && len(c.urls) == 0 && len(c.queries) == 0 && len(c.compares) == 0 {
 		return step.Invalid("PODS", "configure at least one check: PODS, HTTP_URLS, QUERIES or COMPARE", "no check is configured")
 	}
+	return checkEvidenceDir(c.EvidenceDir)
+}
+
+// validateFloats refuses NaN and infinities in the float params: NaN compares false with everything, so it
+// would slip through every range check below.
+func (c *Config) validateFloats() error {
+	for _, f := range []struct {
+		param, fix string
+		v          float64
+	}{
+		{"CONFIDENCE", "give a confidence between 0.5 and 1, such as 0.98", c.Confidence},
+		{"TOLERANCE", "give a relative tolerance of 0 or more, such as 0.1 (10%)", c.Tolerance},
+		{"HTTP_RATE", "give requests per second between 0 and 1000", c.HTTPRate},
+		{"HTTP_MIN_SUCCESS", "give a ratio between 0 and 1, such as 0.99", c.HTTPMinSuccess},
+		{"HTTP_LATENCY_PERCENTILE", "give a percentile between 0 and 100, such as 95", c.HTTPPercentile},
+	} {
+		if !finite(f.v) {
+			return step.Invalid(f.param, f.fix, "%v is not a finite number", f.v)
+		}
+	}
 	return nil
 }
+
+// checkEvidenceDir makes sure the evidence can be written before anything is measured: it creates dir when
+// needed, and a file in it, which it removes. A workspace the step's user cannot write (a volume whose root is
+// root's, 0755, without fsGroup) is bad input, refused before the analysis rather than after the verdict.
+func checkEvidenceDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".canaryline-write-check-*"); err == nil {
+			_ = f.Close()
+			err = os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		return step.Invalid("EVIDENCE_DIR", "on Kubernetes, let the step's group write the volume: set fsGroup in the PipelineRun's podTemplate, "+
+			"e.g. taskRunTemplate.podTemplate.securityContext.fsGroup: 65532 (on OpenShift the restricted-v2 SCC sets it), or bind another volume",
+			"the evidence workspace %s is not writable by the step (uid %d, gid %d): %v", dir, os.Getuid(), os.Getgid(), err)
+	}
+	return nil
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 func (c *Config) validateHTTP() error {
 	// Credentials in headers and URLs are registered for redaction first, so that no message below prints one.
@@ -255,6 +322,9 @@ func (c *Config) validatePrometheus() error {
 	}
 	if c.Compare != "" {
 		if err := yaml.UnmarshalStrict([]byte(c.Compare), &c.compares); err != nil {
+			if strings.Contains(err.Error(), "unsupported value") { // .nan or .inf, which JSON cannot hold
+				return step.Invalid("COMPARE", "give each tolerance as a finite number of 0 or more, such as 0.1", "%v", err)
+			}
 			return step.Invalid("COMPARE", "give a YAML list of {name, query, direction, tolerance}", "%v", err)
 		}
 		for i := range c.compares {
@@ -270,8 +340,8 @@ func (c *Config) validatePrometheus() error {
 				return step.Invalid("COMPARE", `say direction "increase", "decrease" or "either"`, "comparison %s: %v", m.Name, err)
 			}
 			m.dir = d
-			if m.Tolerance != nil && *m.Tolerance < 0 {
-				return step.Invalid("COMPARE", "give a tolerance of 0 or more", "comparison %s: tolerance %v", m.Name, *m.Tolerance)
+			if m.Tolerance != nil && (!finite(*m.Tolerance) || *m.Tolerance < 0) {
+				return step.Invalid("COMPARE", "give a finite tolerance of 0 or more", "comparison %s: tolerance %v", m.Name, *m.Tolerance)
 			}
 			if !strings.Contains(m.Query, "{{") {
 				return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
@@ -335,6 +405,9 @@ func parseThreshold(s string) (string, float64, error) {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			if err != nil {
 				return "", 0, fmt.Errorf("threshold %q: %q is not a number", s, strings.TrimSpace(rest))
+			}
+			if !finite(v) { // nothing is < NaN, and nothing passes < -Inf or > +Inf
+				return "", 0, fmt.Errorf("threshold %q: %v is not a finite number", s, v)
 			}
 			return op, v, nil
 		}

@@ -78,7 +78,7 @@ func TestAnalysisRules(t *testing.T) {
 		wantMeasured int
 		wantReason   string
 	}{
-		{"all pass", Config{}, []string{"pass"}, evidence.Healthy, 10, "all 1 checks passed"},
+		{"all pass", Config{}, []string{"pass"}, evidence.Healthy, 10, "c passed 10 of 10"},
 		{"one failure with limit 0 stops at once", Config{}, []string{"pass", "fail"}, evidence.Unhealthy, 2, "1 failures > FAILURE_LIMIT 0"},
 		{"failures within the limit", Config{FailureLimit: 2}, []string{"fail", "pass", "fail", "pass"}, evidence.Healthy, 10, ""},
 		{"failures past the limit", Config{FailureLimit: 2}, []string{"fail", "pass", "fail", "pass", "fail"}, evidence.Unhealthy, 5, "3 failures > FAILURE_LIMIT 2"},

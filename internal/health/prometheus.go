@@ -86,7 +86,8 @@ func (b *bearerFile) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // queryValue evaluates q at ts. It must give one number: an empty result or NaN (no traffic: 0/0) is no data;
-// several series are an error (aggregate them).
+// several series are an error (aggregate them). ±Inf (a ratio over zero) is a value, held against the threshold
+// like any other.
 func queryValue(ctx context.Context, api querier, q string, ts time.Time) (float64, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -110,7 +111,7 @@ func queryValue(ctx context.Context, api querier, q string, ts time.Time) (float
 	default:
 		return 0, false, fmt.Errorf("the query returns a %s; it must return one number", v.Type())
 	}
-	if math.IsNaN(x) || math.IsInf(x, 0) {
+	if math.IsNaN(x) {
 		return 0, false, nil
 	}
 	return x, true, nil

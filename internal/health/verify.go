@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,21 +21,34 @@ import (
 	"github.com/canaryline/canaryline/internal/step"
 )
 
-// Verdict is what verify-health hands on.
+// Verdict is what verify-health hands on. EvidenceError says why the evidence could not be written (empty when
+// it was, or when there is no evidence workspace): the verdict stands all the same.
 type Verdict struct {
-	Verdict, Reason, Evidence string
+	Verdict, Reason, Evidence, EvidenceError string
 }
 
-// maxReason keeps the REASON result small.
-const maxReason = 400
+// maxReason keeps the REASON result small; maxEvidenceError the EVIDENCE_ERROR result.
+const (
+	maxReason        = 400
+	maxEvidenceError = 300
+)
 
-// Results are verify-health's Tekton results.
+// Results are verify-health's Tekton results. EVIDENCE_ERROR is always written, empty when all is well.
 func (v Verdict) Results() map[string]string {
-	r := v.Reason
-	if len(r) > maxReason {
-		r = r[:maxReason-1] + "…"
+	return map[string]string{"VERDICT": v.Verdict, "REASON": cut(v.Reason, maxReason), "EVIDENCE": v.Evidence,
+		"EVIDENCE_ERROR": cut(v.EvidenceError, maxEvidenceError)}
+}
+
+// cut shortens s to fewer than n bytes plus "…", at a rune boundary, when it is longer than n.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return map[string]string{"VERDICT": v.Verdict, "REASON": r, "EVIDENCE": v.Evidence}
+	i := n - 1
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // Deps are what verify-health uses: the Kubernetes API (for the pods check and the tracks' pod-template hashes)
@@ -125,8 +139,8 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if against != "" {
 		attrs = append([]any{"against", against}, attrs...)
 	}
-	log.Info(fmt.Sprintf("analysing the canary of %s/%s: %d checks, %d measurements every %s", ns, cfg.App, len(checks), cfg.count, cfg.Interval),
-		attrs...)
+	log.Info(fmt.Sprintf("analysing the canary of %s/%s: %s, %s (%s) every %s", ns, cfg.App, plural(len(checks), "check"),
+		plural(cfg.count, "measurement"), cfg.countFrom, cfg.Interval), attrs...)
 	a := &analysis{cfg: cfg, checks: checks, log: log, now: d.Now}
 	ev := a.run(ctx)
 	stopProbes()
@@ -135,12 +149,15 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	fmt.Fprintln(out, step.Redact(ev.Table()))
 	v := Verdict{Verdict: ev.Verdict, Reason: ev.Reason}
 	if cfg.EvidenceDir != "" {
-		files, err := ev.WriteFiles(cfg.EvidenceDir)
-		if err != nil {
-			return v, fmt.Errorf("write the evidence to %s: %w", cfg.EvidenceDir, err)
+		// The verdict is reached: a failed write is reported (EVIDENCE_ERROR), never turned into a failure that
+		// would roll a healthy canary back.
+		if files, err := ev.WriteFiles(cfg.EvidenceDir); err != nil {
+			v.EvidenceError = step.Redact(fmt.Sprintf("write the evidence to %s: %v", cfg.EvidenceDir, err))
+			log.Warn(v.EvidenceError + "; the verdict stands (result EVIDENCE_ERROR)")
+		} else {
+			v.Evidence = files.Markdown
+			log.Info("evidence written", "json", files.JSON, "report", files.Markdown, "chart", files.SVG)
 		}
-		v.Evidence = files.Markdown
-		log.Info("evidence written", "json", files.JSON, "report", files.Markdown, "chart", files.SVG)
 	}
 	switch ev.Verdict {
 	case evidence.Healthy:

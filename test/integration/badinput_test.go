@@ -53,6 +53,10 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 	q := func(query string) string { return "- name: q\n  query: '" + query + "'\n  threshold: '< 1'\n" }
 	cmp := func(query string) string { return "- name: c\n  query: '" + query + "'\n" }
 	missingFile := filepath.Join(t.TempDir(), "missing")
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	groups := []badGroup{
 		{name: "start-build", setup: badBuildNamespace, cases: []badCase{
@@ -141,6 +145,17 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 			{"HTTP_CA_FILE unreadable", "verify-health", map[string]string{"HTTP_URLS": "https://shop-canary:8443/", "HTTP_CA_FILE": missingFile}, "HTTP_CA_FILE", "readable PEM file"},
 			{"PROMETHEUS_TOKEN_FILE unreadable", "verify-health", map[string]string{"PROMETHEUS_URL": "https://prometheus:9091", "QUERIES": q("up"),
 				"PROMETHEUS_TOKEN_FILE": missingFile}, "PROMETHEUS_TOKEN_FILE", "readable token file"},
+			{"QUERIES threshold NaN", "verify-health", map[string]string{"PROMETHEUS_URL": "http://127.0.0.1:1", "QUERIES": "- name: q\n  query: up\n  threshold: '< NaN'\n"},
+				"QUERIES", "NaN is not a finite number"},
+			{"QUERIES threshold +Inf", "verify-health", map[string]string{"PROMETHEUS_URL": "http://127.0.0.1:1", "QUERIES": "- name: q\n  query: up\n  threshold: '<= +Inf'\n"},
+				"QUERIES", `threshold such as "< 0.01"`},
+			{"CONFIDENCE NaN", "verify-health", map[string]string{"CONFIDENCE": "NaN"}, "CONFIDENCE", "between 0.5 and 1"},
+			{"TOLERANCE +Inf", "verify-health", map[string]string{"TOLERANCE": "+Inf"}, "TOLERANCE", "0 or more"},
+			{"HTTP_MIN_SUCCESS NaN", "verify-health", map[string]string{"HTTP_URLS": "http://127.0.0.1:1/", "HTTP_MIN_SUCCESS": "NaN"}, "HTTP_MIN_SUCCESS", "between 0 and 1"},
+			{"HTTP_RATE NaN", "verify-health", map[string]string{"HTTP_URLS": "http://127.0.0.1:1/", "HTTP_RATE": "NaN"}, "HTTP_RATE", "between 0 and 1000"},
+			{"FAILURE_LIMIT never exceeded", "verify-health", map[string]string{"COUNT": "3", "FAILURE_LIMIT": "3"}, "FAILURE_LIMIT", "give less than 3"},
+			{"CONSECUTIVE_FAILURE_LIMIT never exceeded", "verify-health", map[string]string{"COUNT": "2", "CONSECUTIVE_FAILURE_LIMIT": "5"}, "CONSECUTIVE_FAILURE_LIMIT", "give less than 2"},
+			{"EVIDENCE_DIR not writable", "verify-health", map[string]string{"EVIDENCE_DIR": filepath.Join(notADir, "evidence")}, "EVIDENCE_DIR", "fsGroup: 65532"},
 		}},
 	}
 	total := 0

@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -232,5 +236,155 @@ func TestVerifyHealthPodsCheckFailsFastOnCrashLoop(t *testing.T) {
 	r := runStep(t, "verify-health", a.kubeconfig, map[string]string{"APP": "shop", "INTERVAL": "1s", "COUNT": "20", "FAILURE_LIMIT": "5"})
 	if r.code != 4 || !strings.Contains(r.results["REASON"], "CrashLoopBackOff") || time.Since(t0) > 10*time.Second {
 		t.Errorf("exit %d reason %q after %s; want 4 at once, naming CrashLoopBackOff", r.code, r.results["REASON"], time.Since(t0))
+	}
+}
+
+// TestVerifyHealthInfiniteValueIsAFailure: a query that Prometheus answers with +Inf (a ratio over zero) is a
+// value above any threshold, not a missing one: with NO_DATA=pass it still fails '< 0.05', and the evidence
+// keeps the +Inf.
+func TestVerifyHealthInfiniteValueIsAFailure(t *testing.T) {
+	t.Parallel()
+	h, env := healthEnv(t, sampleapp.Config{Version: "v2", ErrorRate: 0.01, Seed: 8}, 0)
+	env["COMPARE"], env["HTTP_URLS"], env["COUNT"], env["NO_DATA"] = "", "", "3", "pass"
+	env["QUERIES"] = "- name: error-rate\n  query: '1 / 0'\n  threshold: '< 0.05'\n"
+	r := runStep(t, "verify-health", h.app.kubeconfig, env)
+	if r.code != 4 || r.results["VERDICT"] != "unhealthy" {
+		t.Fatalf("exit %d results %v; want 4 unhealthy: +Inf is not < 0.05", r.code, r.results)
+	}
+	if reason := r.results["REASON"]; !strings.Contains(reason, "error-rate: +Inf") || !strings.Contains(reason, "< 0.05") {
+		t.Errorf("REASON %q does not name the check, its +Inf and its threshold", reason)
+	}
+	data, err := os.ReadFile(filepath.Join(env["EVIDENCE_DIR"], "evidence.json"))
+	if err != nil {
+		t.Fatalf("the evidence is lost: %v", err)
+	}
+	if !strings.Contains(string(data), `"value": "+Inf"`) {
+		t.Errorf("evidence.json does not keep the +Inf:\n%s", data)
+	}
+	if r.results["EVIDENCE_ERROR"] != "" || r.results["EVIDENCE"] == "" {
+		t.Errorf("EVIDENCE %q, EVIDENCE_ERROR %q; want the report and no error", r.results["EVIDENCE"], r.results["EVIDENCE_ERROR"])
+	}
+}
+
+// stepUser is the step image's user (Dockerfile: USER 65532), which a Tekton pod runs the steps as.
+const stepUser = 65532
+
+// runStepAs runs step as uid and gid, as a pod would, with the step binary, the kubeconfig, a home and the
+// results dir reachable by that user. The tests run as root, whom permission bits do not stop.
+func runStepAs(t *testing.T, uid, gid int, name, kubeconfig string, env map[string]string) stepRun {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("running a step as another user needs root")
+	}
+	base := worldReadableDir(t)
+	bin := filepath.Join(base, "canaryline-steps")
+	kc := filepath.Join(base, "kubeconfig")
+	results, home := filepath.Join(base, "results"), filepath.Join(base, "home")
+	for _, f := range []struct{ from, to string }{{stepsBinary(t), bin}, {kubeconfig, kc}} {
+		data, err := os.ReadFile(f.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.to, data, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{results, home} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{bin, kc, results, home} {
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bin, name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "KUBECONFIG=" + kc, "RESULTS_DIR=" + results}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := stepRun{stdout: stdout.String(), stderr: stderr.String(), results: map[string]string{}}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(results)
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(results, e.Name()))
+		r.results[e.Name()] = string(data)
+	}
+	t.Logf("%s as %d:%d exit %d\n--- stderr:\n%s--- results: %v", name, uid, gid, r.code, r.stderr, r.results)
+	return r
+}
+
+// worldReadableDir is a new directory, root's, 0755, removed when the test ends (t.TempDir's parents are 0700,
+// closed to any other user).
+func worldReadableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "canaryline-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestVerifyHealthRefusesAnEvidenceWorkspaceItCannotWrite: under Tekton, without fsGroup, the evidence volume's
+// root is root:root 0755 and the step (uid 65532) cannot write it. The step refuses at once, before the analysis,
+// naming the workspace and the fix, rather than judging the canary and then failing, which would roll a healthy
+// release back. With the volume group-writable, as fsGroup makes it, the same run is healthy and writes the
+// evidence.
+func TestVerifyHealthRefusesAnEvidenceWorkspaceItCannotWrite(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	if r := a.shift(10, nil); r.code != 0 {
+		t.Fatalf("shift: exit %d", r.code)
+	}
+	workspace := filepath.Join(worldReadableDir(t), "evidence")
+	if err := os.Mkdir(workspace, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "INTERVAL": "1s", "COUNT": "2", "EVIDENCE_DIR": workspace}
+	r := runStepAs(t, stepUser, stepUser, "verify-health", a.kubeconfig, env)
+	if r.code != 2 {
+		t.Errorf("exit %d; want 2 before the analysis", r.code)
+	}
+	for _, want := range []string{"param EVIDENCE_DIR:", "evidence workspace " + workspace, "permission denied",
+		"taskRunTemplate.podTemplate.securityContext.fsGroup: 65532"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "analysing the canary") || len(r.results) != 0 {
+		t.Errorf("the analysis ran (results %v):\n%s", r.results, r.stderr)
+	}
+	if entries, _ := os.ReadDir(workspace); len(entries) != 0 {
+		t.Errorf("the workspace has %d entries; want none", len(entries))
+	}
+
+	// What fsGroup does: the volume's group is the pod's, and group-writable.
+	if err := os.Chown(workspace, 0, stepUser); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(workspace, 0o2775); err != nil {
+		t.Fatal(err)
+	}
+	r = runStepAs(t, stepUser, stepUser, "verify-health", a.kubeconfig, env)
+	if r.code != 0 || r.results["VERDICT"] != "healthy" || r.results["EVIDENCE_ERROR"] != "" {
+		t.Fatalf("with fsGroup: exit %d results %v; want 0 healthy, no EVIDENCE_ERROR", r.code, r.results)
+	}
+	if _, err := os.Stat(filepath.Join(workspace, "evidence.json")); err != nil {
+		t.Errorf("with fsGroup: %v", err)
 	}
 }
