@@ -70,11 +70,11 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	for _, r := range releases {
 		fmt.Fprintf(stdout, "  %-3s %-9s verdict %-12s %s\n      report: %s\n", r.Version, r.Decision, r.Verdict, r.Reason, r.Report)
 	}
-	if in.wasForced() {
+	if forced, then := in.wasForced(); forced {
 		if *kubeconfig == "" {
-			fmt.Fprintln(stderr, "canaryline: forced exit: the running steps were killed; the embedded control plane is removed with the demo")
+			fmt.Fprintln(stderr, "canaryline: forced exit: the embedded control plane is removed with the demo and everything on it")
 		} else {
-			fmt.Fprint(stderr, forcedMessage(in.progress.Running(), nil, bin, *kubeconfig))
+			fmt.Fprint(stderr, forcedMessage(then, nil, bin, *kubeconfig))
 		}
 		return exitCode(exitInterrupted)
 	}

@@ -32,6 +32,7 @@ type interrupter struct {
 	mu     sync.Mutex
 	n      int
 	forced bool
+	atExit runner.Running // what the run was doing at the third interrupt
 }
 
 // notifyInterrupts delivers SIGINT and SIGTERM to the returned channel until stop is called.
@@ -63,15 +64,15 @@ func watchInterrupts(ctx context.Context, sigs <-chan os.Signal, stderr io.Write
 }
 
 func (in *interrupter) interrupt(s os.Signal) {
+	now := in.progress.Running()
 	in.mu.Lock()
 	in.n++
 	n := in.n
 	if n == 3 {
-		in.forced = true
+		in.forced, in.atExit = true, now
 		close(in.abort)
 	}
 	in.mu.Unlock()
-	now := in.progress.Running()
 	name := "interrupt"
 	if s == syscall.SIGTERM {
 		name = "SIGTERM"
@@ -86,25 +87,29 @@ func (in *interrupter) interrupt(s os.Signal) {
 		fmt.Fprintf(in.stderr, "canaryline: %s: %s%s (press Ctrl-C twice more to force exit)\n", name, stopping(now), goesOn)
 	case n == 2:
 		left := ""
-		if now.Params["app"] != "" {
+		if now.Params["app"] != "" && !now.Ended {
 			left = " (the release then stays on its Lease, for the next release to roll back)"
 		}
 		fmt.Fprintf(in.stderr, "canaryline: %s: %s; press Ctrl-C again to force exit%s\n", name, stopping(now), left)
+	case n == 3 && now.Ended:
+		fmt.Fprintf(in.stderr, "canaryline: %s: forcing exit\n", name)
 	case n == 3:
 		fmt.Fprintf(in.stderr, "canaryline: %s: forcing exit: killing the running steps\n", name)
 	}
 }
 
-// wasForced says whether the third interrupt came.
-func (in *interrupter) wasForced() bool {
+// wasForced says whether the third interrupt came, and what the run was doing then.
+func (in *interrupter) wasForced() (bool, runner.Running) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.forced
+	return in.forced, in.atExit
 }
 
 // stopping says what the run does after an interrupt.
 func stopping(now runner.Running) string {
 	switch {
+	case now.Ended:
+		return "the run of " + releaseName(now) + " has ended; canaryline is stopping"
 	case now.Finally:
 		verb := "is ending"
 		if now.TaskParams["DECISION"] == "rollback" || now.TaskParams["PIPELINE_STATUS"] == runner.Failed {
@@ -125,6 +130,9 @@ func releaseName(now runner.Running) string {
 	if v := now.TaskParams["RELEASE_ID"]; v != "" {
 		id = v
 	}
+	if id == "" {
+		return "the run" // not started yet
+	}
 	if app := now.Params["app"]; app != "" {
 		return "release " + id + " of " + app
 	}
@@ -135,7 +143,10 @@ func releaseName(now runner.Running) string {
 // steps and kubeconfig are what the run used.
 func forcedMessage(now runner.Running, sum *runner.Summary, steps, kubeconfig string) string {
 	app, ns := now.Params["app"], now.Params["namespace"]
-	if app == "" {
+	switch {
+	case now.Ended:
+		return "canaryline: forced exit: the run of " + releaseName(now) + " had ended\n"
+	case app == "":
 		return "canaryline: forced exit: the running steps were killed; what they and the finally tasks had not done stays undone\n"
 	}
 	id := now.RunName
@@ -153,7 +164,7 @@ func forcedMessage(now runner.Running, sum *runner.Summary, steps, kubeconfig st
 		where, status = " in namespace "+ns, status+" --namespace "+ns
 		env = append(env, "NAMESPACE="+ns)
 	}
-	env = append(env, "DECISION=rollback", "RELEASE_ID="+id)
+	env = append(env, "DECISION=rollback", "RELEASE_ID="+id, "RESULTS_DIR=$(mktemp -d)") // its results, outside a TaskRun
 	ttl := now.Params["lock-ttl"]
 	if ttl == "" {
 		ttl = "10m"

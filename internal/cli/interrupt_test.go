@@ -22,7 +22,7 @@ func TestInterruptsCancelReportThenForce(t *testing.T) {
 	if ctx.Err() == nil {
 		t.Error("the first interrupt did not cancel the run")
 	}
-	if in.wasForced() {
+	if forced, _ := in.wasForced(); forced {
 		t.Error("forced after one interrupt")
 	}
 	sigs <- syscall.SIGINT
@@ -33,9 +33,10 @@ func TestInterruptsCancelReportThenForce(t *testing.T) {
 		t.Error("the third interrupt did not close abort")
 	}
 	out := stderr.String()
-	if !in.wasForced() || strings.Count(out, "\n") != 3 || !strings.Contains(out, "SIGTERM: ") ||
+	forced, _ := in.wasForced()
+	if !forced || strings.Count(out, "\n") != 3 || !strings.Contains(out, "SIGTERM: ") ||
 		!strings.Contains(out, "press Ctrl-C again to force exit") || !strings.Contains(out, "forcing exit") {
-		t.Errorf("forced %v; messages:\n%s", in.wasForced(), out)
+		t.Errorf("forced %v; messages:\n%s", forced, out)
 	}
 }
 
@@ -48,11 +49,14 @@ func TestInterruptMessages(t *testing.T) {
 	if got := stopping(runner.Running{RunName: "r1", Params: now.Params, Task: "verify-1"}); !strings.Contains(got, "task verify-1 stops") {
 		t.Errorf("in a task: %q", got)
 	}
+	if got := stopping(runner.Running{RunName: "r1", Params: now.Params, Ended: true}); got != "the run of release r1 of shop has ended; canaryline is stopping" {
+		t.Errorf("after the run: %q", got)
+	}
 	shifted := &runner.Summary{Tasks: []*runner.TaskRun{{Task: "shift-canary", Attempts: 1, Status: runner.Succeeded}}}
 	msg := forcedMessage(runner.Running{RunName: "r1", Params: now.Params}, shifted, "/bin/canaryline-steps", "/kc")
 	for _, want := range []string{"release r1 of shop did not end", "stays recorded on its Lease canaryline-shop in namespace ns",
 		"once LOCK_TTL (1m) has passed", "canaryline status shop --namespace ns",
-		"KUBECONFIG=/kc APP=shop NAMESPACE=ns DECISION=rollback RELEASE_ID=r1 /bin/canaryline-steps promote-or-rollback"} {
+		"KUBECONFIG=/kc APP=shop NAMESPACE=ns DECISION=rollback RELEASE_ID=r1 RESULTS_DIR=$(mktemp -d) /bin/canaryline-steps promote-or-rollback"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("forced message lacks %q:\n%s", want, msg)
 		}

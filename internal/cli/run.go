@@ -61,8 +61,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if sum != nil {
 		fmt.Fprint(stdout, "\n"+sum.Table()+sum.ResultsText())
 	}
-	if in.wasForced() {
-		fmt.Fprint(stderr, forcedMessage(in.progress.Running(), sum, bin, *kubeconfig))
+	if forced, then := in.wasForced(); forced {
+		fmt.Fprint(stderr, forcedMessage(then, sum, bin, *kubeconfig))
 		return exitCode(exitInterrupted)
 	}
 	return err

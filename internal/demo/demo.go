@@ -169,7 +169,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		say("release %s: %s; verdict %s (%s); evidence %s", v.name, r.Decision, r.Verdict, r.Reason, r.Report)
 		releases = append(releases, r)
 		if ctx.Err() != nil { // interrupted: no further release starts
-			return releases, ctx.Err()
+			return releases, fmt.Errorf("interrupted during release %s (decision %q): no further release starts", v.name, r.Decision)
 		}
 	}
 	return releases, nil

@@ -65,6 +65,7 @@ type Running struct {
 	Task       string            // the pipeline task running now; "" before the first and between tasks
 	Finally    bool              // Task is a finally task
 	TaskParams map[string]string // Task's params, resolved
+	Ended      bool              // Run has returned
 }
 
 // Running returns what the run is doing now.
@@ -145,6 +146,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	r := &run{o: o, p: p, tasks: tasks, params: params, results: map[string]map[string]string{}, status: map[string]string{},
 		procs: map[int]bool{}}
 	o.Progress.set(func(now *Running) { *now = Running{RunName: o.RunName, Params: params} })
+	defer o.Progress.set(func(now *Running) { now.Ended = true })
 	if o.Abort != nil {
 		ended := make(chan struct{})
 		defer close(ended)

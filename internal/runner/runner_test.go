@@ -125,6 +125,9 @@ spec:
 	if !errors.Is(err, ErrAborted) || sum == nil || sum.Status != Failed {
 		t.Fatalf("aborted run: %v, %+v; want ErrAborted and a Failed summary", err, sum)
 	}
+	if !o.Progress.Running().Ended {
+		t.Error("progress after the run: not ended")
+	}
 	for name, want := range map[string]string{"a": Failed, "b": None, "f": None} {
 		if st, reason := taskStatus(sum, name); st != want {
 			t.Errorf("task %s: %s (%s); want %s", name, st, reason, want)

@@ -462,18 +462,20 @@ func TestRunSecondInterruptDoesNotStopTheRollback(t *testing.T) {
 }
 
 // TestRunThirdInterruptForcesExit: a third Ctrl-C kills the running steps and exits 130, saying that the release
-// stays recorded on its Lease and how to end it; the Lease still holds the release.
+// stays recorded on its Lease and how to end it; the Lease still holds the release, and the command the message
+// gives rolls it back.
 func TestRunThirdInterruptForcesExit(t *testing.T) {
 	t.Parallel()
 	a := appWithBuildConfig(t, 2)
-	r, _ := interruptedTwice(t, a)
+	before := a.routerState()
+	r, g := interruptedTwice(t, a)
 	id := r.runName(t)
 	r.interrupt(t)
 	if code := r.wait(); code != 130 {
 		t.Errorf("exit code %d; want 130", code)
 	}
 	for _, want := range []string{"stays recorded on its Lease canaryline-shop in namespace " + a.ns, "once LOCK_TTL (10m) has passed",
-		"DECISION=rollback RELEASE_ID=" + id + " " + stepsBinary(t) + " promote-or-rollback"} {
+		"DECISION=rollback RELEASE_ID=" + id + " RESULTS_DIR=$(mktemp -d) " + stepsBinary(t) + " promote-or-rollback\n"} {
 		if !strings.Contains(r.stderr.String(), want) {
 			t.Errorf("the forced exit does not say %q", want)
 		}
@@ -484,6 +486,23 @@ func TestRunThirdInterruptForcesExit(t *testing.T) {
 	s, err := release.ReadStatus(context.Background(), kubeclienttest.Wrap(kubernetes.NewForConfigOrDie(cluster.Config())), a.ns, "shop")
 	if err != nil || s.InProgress == nil || s.InProgress.ID != id || s.Holder != id {
 		t.Errorf("status after the forced exit: %+v, %v; want release %s in progress, holding the lock", s, err, id)
+	}
+	// The command the message gives ends the release now.
+	g.open()
+	line := regexp.MustCompile(`(?m)^\s+(KUBECONFIG=.* promote-or-rollback)$`).FindStringSubmatch(r.stderr.String())
+	if line == nil {
+		t.Fatal("no rollback command in the message")
+	}
+	cmd := exec.Command("/bin/sh", "-c", line[1])
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()} // mktemp's
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", line[1], err, out)
+	}
+	l := a.lease()
+	if a.exists("deployment", "shop-canary") || a.routerState() != before || *l.Spec.HolderIdentity != "" ||
+		!strings.Contains(l.Annotations["canaryline.dev/last-release"], `"decision":"rollback"`) {
+		t.Errorf("after the printed rollback: canary exists %v, Route restored %v, Lease holder %q, %v",
+			a.exists("deployment", "shop-canary"), a.routerState() == before, *l.Spec.HolderIdentity, l.Annotations)
 	}
 }
 
