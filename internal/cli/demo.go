@@ -43,7 +43,12 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		return err
 	}
 	_ = os.RemoveAll(evDir)
-	o := demo.Options{Namespace: *namespace, App: "sample-app", Root: root, Steps: bin, CacheDir: cacheDir, Evidence: evDir, Out: stdout}
+	sigs, stopNotify := notifyInterrupts()
+	defer stopNotify()
+	ctx, in, stop := watchInterrupts(ctx, sigs, stderr)
+	defer stop()
+	o := demo.Options{Namespace: *namespace, App: "sample-app", Root: root, Steps: bin, CacheDir: cacheDir, Evidence: evDir, Out: stdout,
+		Abort: in.abort, Progress: in.progress}
 	if *kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 		if err != nil {
@@ -64,6 +69,14 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	fmt.Fprintf(stdout, "\nsummary (%s):\n", time.Since(t0).Round(time.Second))
 	for _, r := range releases {
 		fmt.Fprintf(stdout, "  %-3s %-9s verdict %-12s %s\n      report: %s\n", r.Version, r.Decision, r.Verdict, r.Reason, r.Report)
+	}
+	if forced, then := in.wasForced(); forced {
+		if *kubeconfig == "" {
+			fmt.Fprintln(stderr, "canaryline: forced exit: the embedded control plane is removed with the demo and everything on it")
+		} else {
+			fmt.Fprint(stderr, forcedMessage(then, nil, bin, *kubeconfig))
+		}
+		return exitCode(exitInterrupted)
 	}
 	return err
 }

@@ -51,14 +51,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	sigs, stopNotify := notifyInterrupts()
+	defer stopNotify()
+	ctx, in, stop := watchInterrupts(ctx, sigs, stderr)
+	defer stop()
 	sum, err := runner.Run(ctx, runner.Options{Pipeline: file, TasksDir: *tasks, Bundle: *bundleRef, Insecure: *insecure, Params: params, Steps: bin,
 		Env:       []string{"KUBECONFIG=" + *kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
-		Namespace: *namespace, Timeout: *timeout, Out: stderr})
+		Namespace: *namespace, Timeout: *timeout, Out: stderr, Abort: in.abort, Progress: in.progress})
 	if sum != nil {
-		fmt.Fprint(stdout, "\n"+sum.Table())
-		for k, v := range sum.Results {
-			fmt.Fprintf(stdout, "result %s: %s\n", k, v)
-		}
+		fmt.Fprint(stdout, "\n"+sum.Table()+sum.ResultsText())
+	}
+	if forced, then := in.wasForced(); forced {
+		fmt.Fprint(stderr, forcedMessage(then, sum, bin, *kubeconfig))
+		return exitCode(exitInterrupted)
 	}
 	return err
 }

@@ -51,6 +51,8 @@ type Options struct {
 	Interval  time.Duration
 	Count     int
 	Out       io.Writer
+	Abort     <-chan struct{}  // closed: force the running release to end (runner.Options.Abort)
+	Progress  *runner.Progress // kept current with the running release (runner.Options.Progress)
 }
 
 // Release is how one release went.
@@ -143,6 +145,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 				// fails a window with a probability of about 1e-4; a 30% one is caught at the first weight.
 				"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
 				"ready-timeout": "1m"},
+			Abort: o.Abort, Progress: o.Progress,
 		})
 		if s == nil {
 			return releases, runErr
@@ -165,6 +168,9 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		}
 		say("release %s: %s; verdict %s (%s); evidence %s", v.name, r.Decision, r.Verdict, r.Reason, r.Report)
 		releases = append(releases, r)
+		if ctx.Err() != nil { // interrupted: no further release starts
+			return releases, fmt.Errorf("interrupted during release %s (decision %q): no further release starts", v.name, r.Decision)
+		}
 	}
 	return releases, nil
 }

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -40,6 +41,47 @@ type Options struct {
 	Timeout   time.Duration     // the whole run (tasks and finally); 1h when 0
 	Workspace string            // a directory for the Pipeline's workspaces (a temporary one when empty)
 	Out       io.Writer         // progress and step logs
+	// Abort, when closed, forces the run to end: the running steps' process groups are killed with SIGKILL,
+	// nothing else starts (not even finally), and Run returns ErrAborted. Cancelling ctx instead stops the
+	// running step with SIGINT and lets finally run.
+	Abort <-chan struct{}
+	// Progress, when set, is kept current with what the run is doing, for the caller to report.
+	Progress *Progress
+}
+
+// ErrAborted is what Run returns when Options.Abort was closed.
+var ErrAborted = errors.New("the run was forced to end: its running steps were killed")
+
+// Progress is what a run is doing, read while it runs (safe for concurrent use).
+type Progress struct {
+	mu  sync.Mutex
+	now Running
+}
+
+// Running is a snapshot of a run.
+type Running struct {
+	RunName    string
+	Params     map[string]string // the Pipeline's param values
+	Task       string            // the pipeline task running now; "" before the first and between tasks
+	Finally    bool              // Task is a finally task
+	TaskParams map[string]string // Task's params, resolved
+	Ended      bool              // Run has returned
+}
+
+// Running returns what the run is doing now.
+func (p *Progress) Running() Running {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.now
+}
+
+func (p *Progress) set(f func(*Running)) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(&p.now)
 }
 
 // Task statuses, as $(tasks.<name>.status) gives them.
@@ -62,11 +104,14 @@ type TaskRun struct {
 
 // Summary is the run.
 type Summary struct {
-	Name     string
-	Status   string // Succeeded, Failed (as a PipelineRun's Succeeded condition reason: Succeeded, Completed or Failed)
-	Tasks    []*TaskRun
-	Results  map[string]string
-	Duration time.Duration
+	Name    string
+	Status  string // Succeeded, Failed (as a PipelineRun's Succeeded condition reason: Succeeded, Completed or Failed)
+	Tasks   []*TaskRun
+	Results map[string]string
+	// NotProduced are the Pipeline's results that were not produced (Tekton omits them), with why:
+	// "not produced (task verify-3 did not run)".
+	NotProduced map[string]string
+	Duration    time.Duration
 }
 
 // UnsupportedError is a Tekton feature canaryline run does not have.
@@ -98,8 +143,23 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{o: o, p: p, tasks: tasks, params: params, results: map[string]map[string]string{}, status: map[string]string{}}
+	r := &run{o: o, p: p, tasks: tasks, params: params, results: map[string]map[string]string{}, status: map[string]string{},
+		procs: map[int]bool{}}
+	o.Progress.set(func(now *Running) { *now = Running{RunName: o.RunName, Params: params} })
+	defer o.Progress.set(func(now *Running) { now.Ended = true })
+	if o.Abort != nil {
+		ended := make(chan struct{})
+		defer close(ended)
+		go func() {
+			select {
+			case <-o.Abort:
+				r.abort()
+			case <-ended:
+			}
+		}()
+	}
 	start := time.Now()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	sum := &Summary{Name: o.RunName}
@@ -116,7 +176,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	var done []string
 	failed := false
-	for !failed {
+	for !failed && !r.aborted() {
 		next, err := dag.GetCandidateTasks(graph, done...)
 		if err != nil {
 			return nil, err
@@ -144,14 +204,19 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 	}
 	sum.Status = r.aggregate()
-	// finally: with a fresh deadline of its own when the run's ran out, as Tekton's timeouts.finally.
-	fctx := ctx
+	// finally: an interrupt (ctx cancelled) does not stop it, only Abort does. It has the run's deadline, or a
+	// fresh one of its own when the run's ran out or the run was cancelled, as Tekton's timeouts.finally.
+	deadline, _ := ctx.Deadline()
 	if ctx.Err() != nil {
-		var fcancel context.CancelFunc
-		fctx, fcancel = context.WithTimeout(context.WithoutCancel(ctx), 15*time.Minute)
-		defer fcancel()
+		deadline = time.Now().Add(15 * time.Minute)
 	}
+	fctx, fcancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
+	defer fcancel()
 	for _, pt := range p.Spec.Finally {
+		if r.aborted() {
+			sum.Tasks = append(sum.Tasks, &TaskRun{Name: pt.Name, Task: pt.TaskRef.Name, Status: None, Reason: "not run: forced exit", Finally: true})
+			continue
+		}
 		tr := r.runTask(fctx, pt, true)
 		tr.Finally = true
 		sum.Tasks = append(sum.Tasks, tr)
@@ -159,11 +224,20 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			sum.Status = Failed
 		}
 	}
-	sum.Results = map[string]string{}
+	sum.Results, sum.NotProduced = map[string]string{}, map[string]string{}
 	for _, res := range p.Spec.Results {
-		sum.Results[res.Name] = substitution.ApplyReplacements(res.Value.StringVal, r.replacements(false))
+		v := substitution.ApplyReplacements(res.Value.StringVal, r.replacements(false))
+		if ref := unresolved(v); ref != "" {
+			sum.NotProduced[res.Name] = r.notProduced(ref)
+			continue
+		}
+		sum.Results[res.Name] = v
 	}
 	sum.Duration = time.Since(start)
+	if r.aborted() {
+		sum.Status = Failed
+		return sum, ErrAborted
+	}
 	if sum.Status == Failed {
 		return sum, errors.New("PipelineRun " + o.RunName + " failed")
 	}
@@ -178,6 +252,62 @@ type run struct {
 	mu      sync.Mutex
 	results map[string]map[string]string
 	status  map[string]string
+	procs   map[int]bool // the running steps' process (and process group) ids
+	killed  bool         // Abort was closed
+}
+
+// abort kills the running steps' process groups, and makes sure no other starts.
+func (r *run) abort() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.killed = true
+	for pid := range r.procs {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+func (r *run) aborted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.killed
+}
+
+// start starts a step in a process group of its own (a terminal's Ctrl-C then reaches only canaryline, which
+// decides what the steps get), unless the run was aborted.
+func (r *run) start(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.killed {
+		return ErrAborted
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	r.procs[cmd.Process.Pid] = true
+	return nil
+}
+
+func (r *run) exited(cmd *exec.Cmd) {
+	r.mu.Lock()
+	delete(r.procs, cmd.Process.Pid)
+	r.mu.Unlock()
+}
+
+// notProduced says why the result $(tasks.X.results.Y) is missing: "not produced (task X did not run)".
+func (r *run) notProduced(ref string) string {
+	task, _, _ := strings.Cut(strings.TrimPrefix(ref, "$(tasks."), ".results.")
+	r.mu.Lock()
+	st, ok := r.status[task]
+	r.mu.Unlock()
+	switch {
+	case !ok || st == None:
+		return "not produced (task " + task + " did not run)"
+	case st == Failed:
+		return "not produced (task " + task + " failed)"
+	default:
+		return "not produced (task " + task + " did not write it)"
+	}
 }
 
 // aggregate is $(tasks.status): Failed when a task failed, Completed when some were skipped, else Succeeded.
@@ -224,8 +354,8 @@ func (r *run) runTask(ctx context.Context, pt v1.PipelineTask, finally bool) *Ta
 	repl := r.replacements(finally)
 	// A task whose params use a result that was not produced is skipped, as in Tekton.
 	for _, prm := range pt.Params {
-		if missing := unresolved(substitution.ApplyReplacements(prm.Value.StringVal, repl)); missing != "" {
-			tr.Status, tr.Reason = None, "skipped: "+missing+" was not produced"
+		if ref := unresolved(substitution.ApplyReplacements(prm.Value.StringVal, repl)); ref != "" {
+			tr.Status, tr.Reason = None, "skipped: its param "+prm.Name+" uses a result "+r.notProduced(ref)
 			r.setStatus(pt.Name, None)
 			fmt.Fprintf(r.o.Out, "[%s] %s\n", pt.Name, tr.Reason)
 			return tr
@@ -247,6 +377,8 @@ func (r *run) runTask(ctx context.Context, pt v1.PipelineTask, finally bool) *Ta
 	for _, prm := range pt.Params {
 		taskParams[prm.Name] = substitution.ApplyReplacements(prm.Value.StringVal, repl)
 	}
+	r.o.Progress.set(func(now *Running) { now.Task, now.Finally, now.TaskParams = pt.Name, finally, taskParams })
+	defer r.o.Progress.set(func(now *Running) { now.Task, now.Finally, now.TaskParams = "", false, nil })
 	attempts := 1 + pt.Retries
 	start := time.Now()
 	for tr.Attempts = 1; tr.Attempts <= attempts; tr.Attempts++ {
@@ -256,7 +388,7 @@ func (r *run) runTask(ctx context.Context, pt v1.PipelineTask, finally bool) *Ta
 			break
 		}
 		tr.Status, tr.Reason = Failed, err.Error()
-		if tr.Attempts < attempts && ctx.Err() == nil {
+		if tr.Attempts < attempts && ctx.Err() == nil && !r.aborted() {
 			fmt.Fprintf(r.o.Out, "[%s] attempt %d failed (%v); retrying\n", pt.Name, tr.Attempts, err)
 			continue
 		}
@@ -325,11 +457,16 @@ func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, p
 		}
 		cmd := exec.CommandContext(ctx, r.o.Steps, filepath.Base(st.Command[0]))
 		cmd.Env = env
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // the step cancels what it started, as on SIGTERM
+		// The step (its process group) gets SIGINT, and cancels what it started, as on SIGTERM.
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
 		cmd.WaitDelay = 45 * time.Second
 		pw := &prefixWriter{w: r.o.Out, prefix: "[" + pt.Name + "] "}
 		cmd.Stdout, cmd.Stderr = pw, pw
-		err := cmd.Run()
+		err := r.start(cmd)
+		if err == nil {
+			err = cmd.Wait()
+			r.exited(cmd)
+		}
 		pw.flush()
 		for _, res := range task.Spec.Results {
 			if data, rerr := os.ReadFile(filepath.Join(results, res.Name)); rerr == nil {
@@ -337,6 +474,9 @@ func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, p
 			}
 		}
 		if err != nil {
+			if r.aborted() {
+				return fmt.Errorf("step %s: killed: %w", st.Name, ErrAborted)
+			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("step %s: %w", st.Name, ctx.Err())
 			}
@@ -506,6 +646,27 @@ func paramValues(p *v1.Pipeline, given map[string]string) (map[string]string, er
 		}
 	}
 	return out, nil
+}
+
+// ResultsText is the Pipeline's results, one a line in name order; a result that was not produced says so.
+func (s *Summary) ResultsText() string {
+	names := make([]string, 0, len(s.Results)+len(s.NotProduced))
+	for k := range s.Results {
+		names = append(names, k)
+	}
+	for k := range s.NotProduced {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		v, ok := s.Results[k]
+		if !ok {
+			v = s.NotProduced[k]
+		}
+		fmt.Fprintf(&b, "result %s: %s\n", k, v)
+	}
+	return b.String()
 }
 
 // Table is the end-of-run summary: each task's status and duration.

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +25,7 @@ import (
 	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/test/faultproxy"
 )
 
 // runPipeline runs a Pipeline of pipelines/ with canaryline run's runner, its steps acting as the pipeline's
@@ -234,5 +239,314 @@ func TestRunTasksFromABundle(t *testing.T) {
 	if _, err := runner.Run(context.Background(), runner.Options{Pipeline: "../../pipelines/canary-release-1.yaml", Bundle: ref + "-missing",
 		Insecure: true, Steps: stepsBinary(t), Out: &out}); err == nil {
 		t.Error("a missing bundle was not an error")
+	}
+}
+
+var (
+	cliOnce sync.Once
+	cliBin  string
+	cliErr  error
+)
+
+// canarylineBinary builds the canaryline command once for the test binary.
+func canarylineBinary(t *testing.T) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "canaryline-cli-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliBin = filepath.Join(dir, "canaryline")
+		if out, err := exec.Command("go", "build", "-o", cliBin, "github.com/canaryline/canaryline/cmd/canaryline").CombinedOutput(); err != nil {
+			cliErr, cliBin = err, string(out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatalf("build canaryline: %v\n%s", cliErr, cliBin)
+	}
+	return cliBin
+}
+
+// lockedBuffer is a bytes.Buffer read while a process writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// cliRun is `canaryline run` as a process leading a process group of its own, as a terminal starts a command:
+// the terminal's Ctrl-C goes to the whole group.
+type cliRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr lockedBuffer
+	exited         chan struct{}
+	code           int
+}
+
+// startCLIRun runs pipelines/canary-release.yaml for app shop in ns with `canaryline run`.
+func startCLIRun(t *testing.T, kubeconfig, ns string, params ...string) *cliRun {
+	t.Helper()
+	args := []string{"run", "../../pipelines/canary-release.yaml", "--tasks", "../../tasks", "--steps", stepsBinary(t),
+		"--kubeconfig", kubeconfig, "--namespace", ns, "--param", "app=shop", "--param", "git-revision=" + commitA}
+	for _, p := range params {
+		args = append(args, "--param", p)
+	}
+	r := &cliRun{cmd: exec.Command(canarylineBinary(t), args...), exited: make(chan struct{})}
+	r.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(r.exited)
+		err := r.cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			r.code = ee.ExitCode()
+		} else if err != nil {
+			r.code = -1
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.exited:
+		default: // the test failed mid-way: end the group it started
+			_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+			<-r.exited
+		}
+		t.Logf("canaryline run: exit %d\n--- stderr:\n%s--- stdout:\n%s", r.code, r.stderr.String(), r.stdout.String())
+	})
+	return r
+}
+
+// interrupt sends SIGINT to the process group, as Ctrl-C in a terminal does.
+func (r *cliRun) interrupt(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Errorf("interrupt: %v (the run had ended)", err)
+	}
+}
+
+// until waits until cond holds (true) or the run ended without it (false).
+func (r *cliRun) until(t *testing.T, what string, cond func() bool) bool {
+	t.Helper()
+	guard := time.After(3 * time.Minute) // against a hang only
+	for !cond() {
+		select {
+		case <-r.exited:
+			return cond()
+		case <-guard:
+			t.Fatalf("no %s after 3 minutes", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// waitFor waits until cond holds; it fails the test when the run ended first.
+func (r *cliRun) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if !r.until(t, what, cond) {
+		t.Fatalf("canaryline run exited (code %d) before %s", r.code, what)
+	}
+}
+
+// wait waits for the run to end and returns its exit code.
+func (r *cliRun) wait() int {
+	<-r.exited
+	return r.code
+}
+
+var runNameRE = regexp.MustCompile(`run (\S+): Pipeline canary-release`)
+
+func (r *cliRun) runName(t *testing.T) string {
+	t.Helper()
+	m := runNameRE.FindStringSubmatch(r.stderr.String())
+	if m == nil {
+		t.Fatal("the run's name is not in its output")
+	}
+	return m[1]
+}
+
+// finallyGate holds the finally task's (promote-or-rollback's) writes at the API until opened: the test then
+// interrupts while the rollback is surely under way.
+type finallyGate struct {
+	writing, release chan struct{}
+	once, openOnce   sync.Once
+}
+
+func newFinallyGate() *finallyGate {
+	return &finallyGate{writing: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *finallyGate) afterMutation(_ int, r faultproxy.Request, _ int) {
+	if r.UserAgent != "canaryline/promote-or-rollback" {
+		return
+	}
+	g.once.Do(func() { close(g.writing) })
+	<-g.release
+}
+
+func (g *finallyGate) started() bool {
+	select {
+	case <-g.writing:
+		return true
+	default:
+		return false
+	}
+}
+
+func (g *finallyGate) open() { g.openOnce.Do(func() { close(g.release) }) }
+
+// interruptedTwice starts `canaryline run` through a finallyGate, interrupts it during the analysis, then again
+// once the finally task's rollback has made its first write, and waits for the second interrupt to be reported
+// (or the run to end, as when the interrupt stopped the rollback).
+func interruptedTwice(t *testing.T, a *app) (*cliRun, *finallyGate) {
+	t.Helper()
+	g := newFinallyGate()
+	_, kc := startFaultProxy(t, a.kubeconfig, faultproxy.Options{AfterMutation: g.afterMutation})
+	t.Cleanup(g.open) // before the proxy closes (cleanups run last first)
+	r := startCLIRun(t, kc, a.ns, "interval=1s", "count=60")
+	r.waitFor(t, "the analysis", func() bool { return strings.Contains(r.stderr.String(), "[verify-1] analysing the canary") })
+	r.interrupt(t)
+	r.waitFor(t, "the finally task's first write", g.started)
+	r.interrupt(t)
+	if !r.until(t, "report of the second interrupt", func() bool { return strings.Contains(r.stderr.String(), "press Ctrl-C again") }) {
+		t.Error("the run ended at the second interrupt, without reporting it")
+	}
+	return r, g
+}
+
+// TestRunSecondInterruptDoesNotStopTheRollback: Ctrl-C during the analysis cancels the run; a second Ctrl-C while
+// the finally task rolls back is reported and does not stop it (the steps run in process groups of their own,
+// so the terminal's SIGINT reaches canaryline only). The rollback completes and the lock is released.
+func TestRunSecondInterruptDoesNotStopTheRollback(t *testing.T) {
+	t.Parallel()
+	a := appWithBuildConfig(t, 2)
+	before := a.routerState()
+	r, g := interruptedTwice(t, a)
+	id := r.runName(t)
+	g.open()
+	code := r.wait()
+	if code == 0 || code == 130 {
+		t.Errorf("exit code %d; want a failed run's (1)", code)
+	}
+	if want := "the finally task end-release is rolling back release " + id + " of shop"; !strings.Contains(r.stderr.String(), want) {
+		t.Errorf("the second interrupt was not reported as %q", want)
+	}
+	if !regexp.MustCompile(`end-release \(finally\)\s+promote-or-rollback\s+Succeeded`).MatchString(r.stdout.String()) {
+		t.Error("end-release did not succeed")
+	}
+	if a.exists("deployment", "shop-canary") || a.exists("service", "shop-canary") || a.routerState() != before {
+		t.Errorf("after the run: canary Deployment exists %v, Service exists %v, Route restored %v",
+			a.exists("deployment", "shop-canary"), a.exists("service", "shop-canary"), a.routerState() == before)
+	}
+	l := a.lease()
+	last := l.Annotations["canaryline.dev/last-release"]
+	if *l.Spec.HolderIdentity != "" || !strings.Contains(last, `"decision":"rollback"`) || !strings.Contains(last, id) {
+		t.Errorf("Lease after the run: holder %q, last release %s", *l.Spec.HolderIdentity, last)
+	}
+}
+
+// TestRunThirdInterruptForcesExit: a third Ctrl-C kills the running steps and exits 130, saying that the release
+// stays recorded on its Lease and how to end it; the Lease still holds the release, and the command the message
+// gives rolls it back.
+func TestRunThirdInterruptForcesExit(t *testing.T) {
+	t.Parallel()
+	a := appWithBuildConfig(t, 2)
+	before := a.routerState()
+	r, g := interruptedTwice(t, a)
+	id := r.runName(t)
+	r.interrupt(t)
+	if code := r.wait(); code != 130 {
+		t.Errorf("exit code %d; want 130", code)
+	}
+	for _, want := range []string{"stays recorded on its Lease canaryline-shop in namespace " + a.ns, "once LOCK_TTL (10m) has passed",
+		"DECISION=rollback RELEASE_ID=" + id + " RESULTS_DIR=$(mktemp -d) " + stepsBinary(t) + " promote-or-rollback\n"} {
+		if !strings.Contains(r.stderr.String(), want) {
+			t.Errorf("the forced exit does not say %q", want)
+		}
+	}
+	if n := stepProcesses(stepsBinary(t), r.cmd.Args); n != 0 {
+		t.Errorf("%d step processes of the run still run", n)
+	}
+	s, err := release.ReadStatus(context.Background(), kubeclienttest.Wrap(kubernetes.NewForConfigOrDie(cluster.Config())), a.ns, "shop")
+	if err != nil || s.InProgress == nil || s.InProgress.ID != id || s.Holder != id {
+		t.Errorf("status after the forced exit: %+v, %v; want release %s in progress, holding the lock", s, err, id)
+	}
+	// The command the message gives ends the release now.
+	g.open()
+	line := regexp.MustCompile(`(?m)^\s+(KUBECONFIG=.* promote-or-rollback)$`).FindStringSubmatch(r.stderr.String())
+	if line == nil {
+		t.Fatal("no rollback command in the message")
+	}
+	cmd := exec.Command("/bin/sh", "-c", line[1])
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()} // mktemp's
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", line[1], err, out)
+	}
+	l := a.lease()
+	if a.exists("deployment", "shop-canary") || a.routerState() != before || *l.Spec.HolderIdentity != "" ||
+		!strings.Contains(l.Annotations["canaryline.dev/last-release"], `"decision":"rollback"`) {
+		t.Errorf("after the printed rollback: canary exists %v, Route restored %v, Lease holder %q, %v",
+			a.exists("deployment", "shop-canary"), a.routerState() == before, *l.Spec.HolderIdentity, l.Annotations)
+	}
+}
+
+// stepProcesses counts the live processes of the steps binary whose KUBECONFIG is the one in args (the run's).
+func stepProcesses(bin string, args []string) int {
+	kc := ""
+	for i, a := range args {
+		if a == "--kubeconfig" && i+1 < len(args) {
+			kc = args[i+1]
+		}
+	}
+	n := 0
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil || !bytes.HasPrefix(data, []byte(bin+"\x00")) {
+			continue
+		}
+		env, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "environ"))
+		stat, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "stat"))
+		if bytes.Contains(env, []byte("KUBECONFIG="+kc+"\x00")) && !bytes.Contains(stat, []byte(") Z ")) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRunPrintsResultsNotProduced: after a failed analysis, the Pipeline results of the tasks that did not run
+// are printed as not produced, never as their $(tasks...) text.
+func TestRunPrintsResultsNotProduced(t *testing.T) {
+	t.Parallel()
+	a := appWithBuildConfig(t, 2)
+	r := startCLIRun(t, a.kubeconfig, a.ns, "interval=1s", "count=3", "http-urls=http://127.0.0.1:1/", "failure-limit=0")
+	if code := r.wait(); code != 1 {
+		t.Errorf("exit code %d; want 1 (a failed run)", code)
+	}
+	out := r.stdout.String()
+	for _, want := range []string{"result verdict: not produced (task verify-3 did not run)\n",
+		"result decision: not produced (task promote did not run)\n", "result image-url: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output lacks %q", want)
+		}
+	}
+	if strings.Contains(out+r.stderr.String(), "$(tasks.") {
+		t.Error("the output holds unresolved $(tasks...) text")
 	}
 }
