@@ -20,8 +20,8 @@ import (
 // permission in it. The labels are Kubernetes' aggregation labels; the names say where they come from.
 //
 // The other routers' APIs (the Gateway API's HTTPRoutes, Istio's VirtualServices) are not aggregated: whether a
-// project admin holds them depends on how the cluster installed them, and by default here, as on an OpenShift
-// cluster without them, a project admin does not. Ingress is in Kubernetes' own admin and edit roles.
+// project admin holds them depends on how a cluster installed them, and here, as on an OpenShift cluster that does
+// not grant them to admin, a project admin does not. Ingress is in Kubernetes' own admin and edit roles.
 
 var (
 	readVerbs  = []string{"get", "list", "watch"}
