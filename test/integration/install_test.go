@@ -164,7 +164,8 @@ func checkCreated(t *testing.T, ns string, objs []*unstructured.Unstructured) {
 	}
 }
 
-// routerAPI is the group and resource of each router's object, and whether Kubernetes' admin role holds it.
+// routerAPI is the group and resource of each router's object, and whether the admin role holds it (on OpenShift
+// and on the local control plane).
 var routerAPI = map[string]struct {
 	group, resource string
 	inAdmin         bool
