@@ -62,9 +62,11 @@ Commands:
                      in progress (weight), and the last release's decision and reason
   generate pipelines [--check]
                      write pipelines/ from internal/pipelinegen (all variants from one source)
-  generate role --app APP [--namespace NS] [--service-account SA] [--router-name R] [--stable-service S]
-                     print the Role that lets the steps release APP only (tasks/role.yaml narrowed to
-                     APP's objects), and with --service-account its RoleBinding
+  generate role --app APP [--namespace NS] [--service-account SA] [--router KIND] [--router-name R]
+                [--stable-service S]
+                     print the Role that lets the steps release APP only (tasks/role.yaml, plus the
+                     router's component for --router httproute|istio|nginx, narrowed to APP's objects),
+                     and with --service-account its RoleBinding
   catalog generate [--image-digest sha256:...] [--check]
                      write catalog/ (tektoncd/catalog layout) from tasks/ and pipelines/
   bundle push --ref REGISTRY/REPO:TAG [--insecure]

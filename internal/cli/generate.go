@@ -59,6 +59,7 @@ func generateRole(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.App, "app", "", "the application (its stable Deployment); required")
 	fs.StringVar(&o.Namespace, "namespace", "", "the application's namespace")
 	fs.StringVar(&o.StableService, "stable-service", "", "the stable Service (STABLE_SERVICE), when not the app's name")
+	fs.StringVar(&o.Router, "router", "", "the router kind (ROUTER): route (default), httproute, istio, nginx or replicas")
 	fs.StringVar(&o.RouterName, "router-name", "", "the router object (ROUTER_NAME), when not the app's name")
 	fs.StringVar(&o.BuildConfig, "build-config", "", "the BuildConfig (BUILD_CONFIG), when not the app's name")
 	fs.StringVar(&o.ServiceAccount, "service-account", "", "also bind the Role to this ServiceAccount (for example pipeline)")

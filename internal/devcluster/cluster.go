@@ -52,6 +52,7 @@ type Cluster struct {
 	cancel     context.CancelFunc
 	owned      bool
 	log        io.Writer
+	cacheDir   string // where InstallTekton caches what it reads; DefaultCacheDir() when empty
 }
 
 // State is what a running cluster writes to RunDir/cluster.json, so that other processes can attach to it.
@@ -108,7 +109,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c = &Cluster{RunDir: o.RunDir, owned: true, log: o.Log}
+	c = &Cluster{RunDir: o.RunDir, owned: true, log: o.Log, cacheDir: o.CacheDir}
 	defer func() {
 		if err != nil {
 			fmt.Fprintf(o.Log, "devcluster: start failed; logs kept in %s\n", logs)
@@ -213,6 +214,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := createNodes(ctx, kube, o.Nodes); err != nil {
 		return c, err
 	}
+	if err := applyClusterRoles(ctx, kube, DefaultClusterRoles()); err != nil {
+		return c, err
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -235,6 +239,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 		return true
 	}); err != nil {
+		return c, err
+	}
+	if err := waitAggregated(ctx, kube, DefaultClusterRoles()); err != nil {
 		return c, err
 	}
 	if err := waitFor(ctx, "kube-controller-manager (default ServiceAccount)", 60*time.Second, nil, func(ctx context.Context) bool {

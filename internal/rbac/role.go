@@ -6,12 +6,15 @@ package rbac
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/canaryline/canaryline/internal/traffic"
 )
 
 // Options name one application's objects. Empty fields default as the steps' params do.
@@ -21,6 +24,9 @@ type Options struct {
 	StableService string // STABLE_SERVICE; App when empty
 	RouterName    string // ROUTER_NAME; App when empty
 	BuildConfig   string // BUILD_CONFIG; App when empty
+	// Router is the router kind (ROUTER): route when empty. The Role holds the shipped Role's rules for the Route
+	// and, for httproute, istio and nginx, the rules of that router's component (components/router-KIND).
+	Router string
 	// ServiceAccount, when set, adds a RoleBinding of the Role to it.
 	ServiceAccount string
 }
@@ -33,6 +39,12 @@ func (o *Options) defaults() error {
 		if *f == "" {
 			*f = o.App
 		}
+	}
+	if o.Router == "" {
+		o.Router = traffic.KindRoute
+	}
+	if !slices.Contains(traffic.Kinds, o.Router) {
+		return fmt.Errorf("--router %q: use one of %s (the pipeline's router param)", o.Router, strings.Join(traffic.Kinds, ", "))
 	}
 	return nil
 }
@@ -65,21 +77,27 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		// The stable, canary and baseline Deployments and Services; watches of a Deployment select it by name.
 		named("apps", "deployments", []string{"get", "list", "watch", "update", "delete"}, app, app+"-canary", app+"-baseline"),
 		named("", "services", []string{"get", "update", "delete"}, svc, svc+"-canary", svc+"-baseline"),
-		// The router object (whichever kind), and NGINX's canary Ingress.
+		// The Route (the shipped Role's router).
 		named("route.openshift.io", "routes", []string{"get", "update"}, router),
-		named("gateway.networking.k8s.io", "httproutes", []string{"get", "update"}, router),
-		named("networking.istio.io", "virtualservices", []string{"get", "update"}, router),
-		named("networking.k8s.io", "ingresses", []string{"get", "update", "delete"}, router, router+"-canary"),
 		// Creating cannot be narrowed by name in RBAC; a create of an object that exists fails.
 		all("apps", []string{"deployments"}, "create"),
 		all("", []string{"services"}, "create"),
 		all("coordination.k8s.io", []string{"leases"}, "create"),
-		all("networking.k8s.io", []string{"ingresses"}, "create"),
 		all("", []string{"events"}, "create"),
 		// Reading by label (the stable ReplicaSet, pods, endpoints) cannot be narrowed by name either.
 		all("apps", []string{"replicasets"}, "list"),
 		all("", []string{"pods"}, "list"),
 		all("discovery.k8s.io", []string{"endpointslices"}, "list", "watch"),
+	}
+	// The router's component (components/router-KIND), narrowed the same way.
+	switch o.Router {
+	case traffic.KindHTTPRoute:
+		rules = append(rules, named("gateway.networking.k8s.io", "httproutes", []string{"get", "update"}, router))
+	case traffic.KindIstio:
+		rules = append(rules, named("networking.istio.io", "virtualservices", []string{"get", "update"}, router))
+	case traffic.KindNginx: // the stable Ingress and the canary Ingress the steps create
+		rules = append(rules, named("networking.k8s.io", "ingresses", []string{"get", "update", "delete"}, router, router+"-canary"),
+			all("networking.k8s.io", []string{"ingresses"}, "create"))
 	}
 	return &rbacv1.Role{
 		TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},

@@ -416,7 +416,7 @@ func notFound(err error, param, msg, fix string) error {
 		return &step.InvalidError{Param: param, Msg: msg, Fix: fix}
 	}
 	if apierrors.IsForbidden(err) {
-		return &step.InvalidError{Msg: "permission denied: " + err.Error(), Fix: "bind the step's ServiceAccount to the Role in tasks/role.yaml, or to the Role `canaryline generate role --app APP` prints for this application (a Role for another application cannot touch it)"}
+		return &step.InvalidError{Msg: "permission denied: " + err.Error(), Fix: "bind the step's ServiceAccount to the Role that `oc apply -k .` installs (`oc apply -k install/ROUTER` for the httproute, istio and nginx routers), or to the Role `canaryline generate role --app APP --router ROUTER` prints for this application (a Role for another application cannot touch it)"}
 	}
 	return err
 }

@@ -179,7 +179,6 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 					users[c.name] = "system:serviceaccount:" + ns + ":" + sa
 					t.Run(c.name, func(t *testing.T) {
 						t.Parallel()
-						kc := stepsKubeconfigAs(t, ns, sa, shippedRole(t))
 						env := map[string]string{}
 						for k, v := range base[c.step+"/"] {
 							env[k] = v
@@ -187,6 +186,7 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 						for k, v := range c.env {
 							env[k] = v
 						}
+						kc := stepsKubeconfigAs(t, ns, sa, installedRole(t, env["ROUTER"]))
 						r := runStep(t, c.step, kc, env)
 						if r.code != 2 {
 							t.Errorf("exit %d; want 2", r.code)

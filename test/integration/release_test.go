@@ -94,7 +94,7 @@ func newApp(t *testing.T, kind string, stableReplicas int32) *app {
 		}
 	}
 	untilDeploymentAvailable(ctx, t, a.kube, a.ns, "shop")
-	a.kubeconfig = stepsKubeconfig(t, a.ns, nil)
+	a.kubeconfig = stepsKubeconfig(t, a.ns, installedRole(t, kind))
 	return a
 }
 

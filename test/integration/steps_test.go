@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
@@ -109,6 +110,32 @@ func shippedRole(t *testing.T) *rbacv1.Role {
 		t.Fatalf("tasks/role.yaml: %v", err)
 	}
 	return role
+}
+
+// routerInstall is the kustomization that installs canaryline for a router: the root one for the Route (and the
+// replicas router, which needs no router object), install/<router> for the others.
+func routerInstall(router string) string {
+	if router == "httproute" || router == "istio" || router == "nginx" {
+		return "install/" + router
+	}
+	return "."
+}
+
+// installedRole is the Role canaryline-steps as the install for router creates it (the shipped Role plus the
+// router's component).
+func installedRole(t *testing.T, router string) *rbacv1.Role {
+	t.Helper()
+	for _, o := range kustomizeBuild(t, routerInstall(router)) {
+		if o.GetKind() == "Role" && o.GetName() == "canaryline-steps" {
+			role := &rbacv1.Role{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, role); err != nil {
+				t.Fatal(err)
+			}
+			return role
+		}
+	}
+	t.Fatalf("%s installs no Role canaryline-steps", routerInstall(router))
+	return nil
 }
 
 // stepsKubeconfig makes a ServiceAccount bound to role (the shipped one when nil) in ns and writes a kubeconfig

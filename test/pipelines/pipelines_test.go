@@ -200,32 +200,40 @@ func TestNoScriptAnywhere(t *testing.T) {
 	}
 }
 
-// TestKustomization: `oc apply -k .` installs every Task, Pipeline and the RBAC, and nothing that does not exist.
+// TestKustomization: `oc apply -k .` installs every Task, Pipeline and the RBAC, and nothing that does not exist:
+// the root kustomization.yaml includes tasks/ and pipelines/, whose Kustomization files list every manifest there.
 func TestKustomization(t *testing.T) {
 	t.Parallel()
-	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Resources  []string `json:"resources"`
-	}
-	data, err := os.ReadFile(filepath.Join(root, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(data, &k); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range k.Resources {
-		if _, err := os.Stat(filepath.Join(root, r)); err != nil {
-			t.Errorf("resource %s: %v", r, err)
+	resources := func(file string) []string {
+		var k struct {
+			APIVersion string   `json:"apiVersion"`
+			Kind       string   `json:"kind"`
+			Resources  []string `json:"resources"`
 		}
+		data, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.UnmarshalStrict(data, &k); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		return k.Resources
 	}
-	want, _ := filepath.Glob(filepath.Join(root, "tasks", "*.yaml"))
-	more, _ := filepath.Glob(filepath.Join(root, "pipelines", "*.yaml"))
-	for _, f := range append(want, more...) {
-		rel, _ := filepath.Rel(root, f)
-		if !slices.Contains(k.Resources, rel) {
-			t.Errorf("kustomization.yaml does not install %s", rel)
+	if got := resources("kustomization.yaml"); !slices.Equal(got, []string{"tasks", "pipelines"}) {
+		t.Errorf("kustomization.yaml installs %v; want tasks and pipelines", got)
+	}
+	for _, dir := range []string{"tasks", "pipelines"} {
+		listed := resources(filepath.Join(dir, "Kustomization"))
+		for _, r := range listed {
+			if _, err := os.Stat(filepath.Join(root, dir, r)); err != nil {
+				t.Errorf("%s/Kustomization: resource %s: %v", dir, r, err)
+			}
+		}
+		files, _ := filepath.Glob(filepath.Join(root, dir, "*.yaml"))
+		for _, f := range files {
+			if !slices.Contains(listed, filepath.Base(f)) {
+				t.Errorf("%s/Kustomization does not install %s", dir, filepath.Base(f))
+			}
 		}
 	}
 }

@@ -37,6 +37,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"knative.dev/pkg/apis"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
@@ -61,13 +63,12 @@ type doc struct {
 }
 
 // kustomization is the part of kustomize's Kustomization that triggers/kustomization.yaml uses; strict decoding
-// fails on any other field, so a new field must be added here on purpose.
+// fails on any other field, so a new field must be added here on purpose. It has no namespace: `oc apply -k
+// triggers -n NAMESPACE` places the objects.
 type kustomization struct {
-	APIVersion   string            `json:"apiVersion"`
-	Kind         string            `json:"kind"`
-	Namespace    string            `json:"namespace"`
-	Resources    []string          `json:"resources"`
-	Replacements []json.RawMessage `json:"replacements"`
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
 }
 
 // newObject returns an empty Go object for a manifest's apiVersion and kind.
@@ -83,10 +84,10 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &pipelinev1.PipelineRun{}, nil
 	case "v1/ServiceAccount":
 		return &corev1.ServiceAccount{}, nil
+	case "rbac.authorization.k8s.io/v1/Role":
+		return &rbacv1.Role{}, nil
 	case "rbac.authorization.k8s.io/v1/RoleBinding":
 		return &rbacv1.RoleBinding{}, nil
-	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
-		return &rbacv1.ClusterRoleBinding{}, nil
 	case "kustomize.config.k8s.io/v1beta1/Kustomization":
 		return &kustomization{}, nil
 	}
@@ -345,10 +346,10 @@ func TestManifestsParseStrictlyAndValidate(t *testing.T) {
 			errs = o.Validate(ctx)
 		case *corev1.ServiceAccount:
 			kind = "ServiceAccount"
+		case *rbacv1.Role:
+			kind = "Role"
 		case *rbacv1.RoleBinding:
 			kind = "RoleBinding"
-		case *rbacv1.ClusterRoleBinding:
-			kind = "ClusterRoleBinding"
 		case *kustomization:
 			kind = "Kustomization"
 		}
@@ -358,7 +359,7 @@ func TestManifestsParseStrictlyAndValidate(t *testing.T) {
 		kinds[kind]++
 	}
 	want := map[string]int{"EventListener": 2, "TriggerBinding": 2, "TriggerTemplate": 1, "PipelineRun": 1,
-		"ServiceAccount": 1, "RoleBinding": 1, "ClusterRoleBinding": 1, "Kustomization": 1}
+		"ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "Kustomization": 1}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Errorf("%d %s objects, want %d (all: %v)", kinds[k], k, n, kinds)
@@ -1026,27 +1027,114 @@ func TestPipelinesAsCode(t *testing.T) {
 	checkRunSettings(t, pr)
 }
 
+// grants lists "group/resource verb" for every verb a set of rules grants.
+func grants(rules []rbacv1.PolicyRule) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					out[g+"/"+res+" "+v] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// moduleDir is the directory of a module in go.mod, in the module cache.
+func moduleDir(t *testing.T, module string) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("go list -m %s: %v", module, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// eventListenerClusterRole is Tekton Triggers' ClusterRole for EventListeners (config/200-clusterrole.yaml).
+func eventListenerClusterRole(t *testing.T, name string) *rbacv1.ClusterRole {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(moduleDir(t, "github.com/tektoncd/triggers"), "config", "200-clusterrole.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws, err := splitDocs(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range raws {
+		cr := &rbacv1.ClusterRole{}
+		if err := yaml.Unmarshal(raw, cr); err != nil {
+			t.Fatal(err)
+		}
+		if cr.Kind == "ClusterRole" && cr.Name == name {
+			return cr
+		}
+	}
+	t.Fatalf("tektoncd/triggers config/200-clusterrole.yaml has no ClusterRole %s", name)
+	return nil
+}
+
+// tektonServes reports whether Tekton Pipelines (go.mod's version) has a CRD for tekton.dev/resource.
+func tektonServes(t *testing.T, resource string) bool {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(moduleDir(t, "github.com/tektoncd/pipeline"), "config", "300-crds", "*.yaml"))
+	if len(files) == 0 {
+		t.Fatal("no CRDs in tektoncd/pipeline config/300-crds")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte("name: "+resource+".tekton.dev\n")) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRBAC: the EventListeners' ServiceAccount is bound in its namespace to a Role with the rules of Tekton
+// Triggers' tekton-triggers-eventlistener-roles (read from the Triggers module), except those on tekton.dev
+// resources that Tekton Pipelines no longer serves, which a project admin cannot grant. The subject has no
+// namespace, so the binding holds in whichever namespace `oc apply -n` puts it. The cluster-scoped binding is a
+// command for the cluster admin in kustomization.yaml, not a manifest.
 func TestRBAC(t *testing.T) {
 	docs := loadAll(t)
 	sas, _ := only[*corev1.ServiceAccount](docs)
 	if len(sas) != 1 || sas[0].Name != triggersSA {
 		t.Fatalf("ServiceAccounts %v, want one named %s", sas, triggersSA)
 	}
-	subjectOK := func(subjects []rbacv1.Subject) bool {
-		return len(subjects) == 1 && subjects[0].Kind == rbacv1.ServiceAccountKind && subjects[0].Name == triggersSA
+	roles, _ := only[*rbacv1.Role](docs)
+	if len(roles) != 1 {
+		t.Fatalf("want one Role, got %d", len(roles))
+	}
+	upstream := eventListenerClusterRole(t, "tekton-triggers-eventlistener-roles")
+	want, got := grants(upstream.Rules), grants(roles[0].Rules)
+	for g := range want {
+		group, rest, _ := strings.Cut(g, "/")
+		resource, _, _ := strings.Cut(rest, " ")
+		if group == "tekton.dev" && !tektonServes(t, resource) {
+			if got[g] {
+				t.Errorf("Role %s grants %s, which Tekton Pipelines no longer serves", roles[0].Name, g)
+			}
+			delete(want, g)
+			continue
+		}
+		if !got[g] {
+			t.Errorf("Role %s lacks %s, which %s grants", roles[0].Name, g, upstream.Name)
+		}
+	}
+	for g := range got {
+		if !want[g] {
+			t.Errorf("Role %s grants %s, which %s does not", roles[0].Name, g, upstream.Name)
+		}
 	}
 	rbs, _ := only[*rbacv1.RoleBinding](docs)
-	if len(rbs) != 1 || rbs[0].RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole",
-		Name: "tekton-triggers-eventlistener-roles"}) || !subjectOK(rbs[0].Subjects) {
-		t.Errorf("want one RoleBinding of %s to ClusterRole tekton-triggers-eventlistener-roles, got %+v", triggersSA, rbs)
-	}
-	crbs, _ := only[*rbacv1.ClusterRoleBinding](docs)
-	if len(crbs) != 1 || crbs[0].RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole",
-		Name: "tekton-triggers-eventlistener-clusterroles"}) || !subjectOK(crbs[0].Subjects) {
-		t.Errorf("want one ClusterRoleBinding of %s to tekton-triggers-eventlistener-clusterroles, got %+v", triggersSA, crbs)
-	}
-	if len(crbs) == 1 && len(crbs[0].Subjects) == 1 && crbs[0].Subjects[0].Namespace == "" {
-		t.Error("the ClusterRoleBinding's ServiceAccount subject needs a namespace")
+	if len(rbs) != 1 || rbs[0].RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: roles[0].Name}) ||
+		len(rbs[0].Subjects) != 1 || rbs[0].Subjects[0] != (rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: triggersSA}) {
+		t.Errorf("want one RoleBinding of %s (no namespace: the binding's) to Role %s, got %+v", triggersSA, roles[0].Name, rbs)
 	}
 	els, _ := only[*triggersv1.EventListener](docs)
 	for _, el := range els {
@@ -1054,8 +1142,22 @@ func TestRBAC(t *testing.T) {
 			t.Errorf("EventListener %s runs as %q, want %s", el.Name, el.Spec.ServiceAccountName, triggersSA)
 		}
 	}
+
+	// The cluster admin's command.
+	data, err := os.ReadFile(filepath.Join(root, "triggers", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := regexp.MustCompile(`(?m)^#\s+(oc create clusterrolebinding .*)$`).FindSubmatch(data)
+	wantCmd := "oc create clusterrolebinding canaryline-triggers-NAMESPACE --clusterrole=tekton-triggers-eventlistener-clusterroles --serviceaccount=NAMESPACE:" + triggersSA
+	if cmd == nil || string(cmd[1]) != wantCmd {
+		t.Errorf("kustomization.yaml: want the cluster admin's command\n  %s", wantCmd)
+	}
+	eventListenerClusterRole(t, "tekton-triggers-eventlistener-clusterroles") // the command binds a ClusterRole Triggers installs
 }
 
+// TestKustomization: kustomization.yaml lists every manifest under triggers/, once, and sets no namespace, so that
+// kustomize builds every object without one and `oc apply -k triggers -n NAMESPACE` places them all.
 func TestKustomization(t *testing.T) {
 	docs := loadAll(t)
 	ks, _ := only[*kustomization](docs)
@@ -1063,10 +1165,6 @@ func TestKustomization(t *testing.T) {
 		t.Fatalf("want one kustomization.yaml, got %d", len(ks))
 	}
 	k := ks[0]
-	if k.Namespace == "" {
-		t.Error("kustomization.yaml needs a namespace: it is what reaches the ClusterRoleBinding's subject")
-	}
-	// It lists every manifest under triggers/, once.
 	var want []string
 	for _, f := range manifestFiles(t) {
 		if rest, ok := strings.CutPrefix(f, "triggers/"); ok && rest != "kustomization.yaml" {
@@ -1079,43 +1177,16 @@ func TestKustomization(t *testing.T) {
 		t.Errorf("resources %v, want %v", got, want)
 	}
 
-	kubectl, err := exec.LookPath("kubectl")
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(root, "triggers"))
 	if err != nil {
-		t.Skip("kubectl not installed: kustomize build not checked")
+		t.Fatalf("kustomize build triggers/: %v", err)
 	}
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(root, "triggers")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl kustomize triggers/: %v\n%s", err, out)
+	if n := len(m.Resources()); n != len(docs)-2 { // all but the Kustomization and the .tekton PipelineRun
+		t.Errorf("kustomize built %d objects, want %d", n, len(docs)-2)
 	}
-	raws, err := splitDocs(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(raws) != len(docs)-2 { // all but the Kustomization and the .tekton PipelineRun
-		t.Errorf("kustomize built %d objects, want %d", len(raws), len(docs)-2)
-	}
-	for _, raw := range raws {
-		var crb rbacv1.ClusterRoleBinding
-		if err := yaml.Unmarshal(raw, &crb); err != nil {
-			t.Fatal(err)
-		}
-		if crb.Kind != "ClusterRoleBinding" {
-			var meta struct {
-				Metadata struct{ Namespace string } `json:"metadata"`
-			}
-			if err := yaml.Unmarshal(raw, &meta); err != nil {
-				t.Fatal(err)
-			}
-			if meta.Metadata.Namespace != k.Namespace {
-				t.Errorf("built object in namespace %q, want %q:\n%s", meta.Metadata.Namespace, k.Namespace, raw)
-			}
-			continue
-		}
-		if crb.Name != "canaryline-triggers-"+k.Namespace {
-			t.Errorf("built ClusterRoleBinding is named %q, want canaryline-triggers-%s", crb.Name, k.Namespace)
-		}
-		if len(crb.Subjects) != 1 || crb.Subjects[0].Namespace != k.Namespace {
-			t.Errorf("built ClusterRoleBinding subjects %+v, want namespace %s", crb.Subjects, k.Namespace)
+	for _, r := range m.Resources() {
+		if r.GetNamespace() != "" {
+			t.Errorf("built %s %s in namespace %q; want none, for oc apply -n", r.GetKind(), r.GetName(), r.GetNamespace())
 		}
 	}
 }
