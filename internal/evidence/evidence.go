@@ -24,12 +24,17 @@ const (
 
 // Evidence is a whole analysis.
 type Evidence struct {
-	Release    string    `json:"release,omitempty"`
-	App        string    `json:"app"`
-	Namespace  string    `json:"namespace"`
-	StartedAt  time.Time `json:"startedAt"`
-	FinishedAt time.Time `json:"finishedAt"`
-	Verdict    string    `json:"verdict"`
+	Release   string `json:"release,omitempty"`
+	App       string `json:"app"`
+	Namespace string `json:"namespace"`
+	// Container is the released container of the application's pods, with its image in the stable and the canary
+	// Deployment (when they were read).
+	Container   string    `json:"container,omitempty"`
+	StableImage string    `json:"stableImage,omitempty"`
+	CanaryImage string    `json:"canaryImage,omitempty"`
+	StartedAt   time.Time `json:"startedAt"`
+	FinishedAt  time.Time `json:"finishedAt"`
+	Verdict     string    `json:"verdict"`
 	// Reason is one line naming the deciding check, its value and its threshold.
 	Reason string `json:"reason"`
 	// Settings are the analysis settings (interval, count, limits, no-data policy, ...), as given.

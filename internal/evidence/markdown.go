@@ -52,6 +52,9 @@ func (e *Evidence) Markdown(chartFile string) string {
 	}
 	when = append(when, plural(len(e.Checks), "check")+", "+plural(len(e.Measurements), "measurement"))
 	p("%s.\n\n", strings.Join(when, ", "))
+	if e.Container != "" {
+		p("Container %s: stable image %s, canary image %s.\n\n", mdText(oneLine(e.Container)), mdText(orNone(e.StableImage)), mdText(orNone(e.CanaryImage)))
+	}
 
 	if len(e.Settings) > 0 {
 		p("## Settings\n\n| Setting | Value |\n| --- | --- |\n")
@@ -200,4 +203,11 @@ func isEntityName(s string) bool {
 func mdURL(s string) string {
 	r := strings.NewReplacer(" ", "%20", "(", "%28", ")", "%29", "<", "%3C", ">", "%3E")
 	return r.Replace(oneLine(s))
+}
+
+func orNone(s string) string {
+	if s = oneLine(s); s == "" {
+		return "unknown"
+	}
+	return s
 }

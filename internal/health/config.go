@@ -44,7 +44,13 @@ type Config struct {
 	// pods
 	Pods             bool   `env:"PODS, default=true"`
 	CanaryDeployment string `env:"CANARY_DEPLOYMENT"`
-	MaxRestarts      int    `env:"MAX_RESTARTS, default=0"`
+	// BaselineDeployment is the baseline (shift-canary's BASELINE_DEPLOYMENT); when empty, APP-baseline if it is
+	// canaryline's baseline (it carries the track label), else none.
+	BaselineDeployment string `env:"BASELINE_DEPLOYMENT"`
+	// Container is the released container, for the evidence; when empty, the one whose image differs between the
+	// stable and the canary Deployment.
+	Container   string `env:"CONTAINER"`
+	MaxRestarts int    `env:"MAX_RESTARTS, default=0"`
 
 	// http
 	HTTPURLs        string        `env:"HTTP_URLS"` // one URL a line
@@ -119,6 +125,11 @@ func (c *Config) Validate() error {
 	}
 	if c.CanaryDeployment == "" {
 		c.CanaryDeployment = c.App + "-canary"
+	}
+	for _, n := range []struct{ param, value string }{{"CANARY_DEPLOYMENT", c.CanaryDeployment}, {"BASELINE_DEPLOYMENT", c.BaselineDeployment}, {"CONTAINER", c.Container}} {
+		if n.value != "" && len(validation.IsDNS1123Label(n.value)) > 0 {
+			return step.Invalid(n.param, "give a name as the API has it (oc get deploy), or leave it empty", "%q is not a valid name", n.value)
+		}
 	}
 	if c.Interval <= 0 {
 		return step.Invalid("INTERVAL", "give a positive Go duration such as 30s", "%s is not positive", c.Interval)

@@ -39,7 +39,7 @@ func releaseObjects(baseline bool) []runtime.Object {
 		}
 		objs = append(objs,
 			&appsv1.Deployment{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team", UID: uid,
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "team", UID: uid, Labels: sel,
 					Annotations: map[string]string{"deployment.kubernetes.io/revision": "2"}},
 				Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: sel}},
 				Status: appsv1.DeploymentStatus{AvailableReplicas: 1, Conditions: []appsv1.DeploymentCondition{
@@ -55,6 +55,7 @@ func releaseObjects(baseline bool) []runtime.Object {
 			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + hash + "-x1", Namespace: "team", Labels: podLabels}},
 		)
 	}
+	objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}})
 	add("exp", "", "s1")
 	add("exp-canary", "canary", "c1")
 	if baseline {
@@ -211,5 +212,27 @@ func TestValidationBeforeTheFirstMeasurement(t *testing.T) {
 				t.Errorf("measured before validating: %v", reqs)
 			}
 		})
+	}
+}
+
+// TestReleasedContainerInTheEvidence: the evidence names the released container, CONTAINER or else the one whose
+// image differs between stable and canary (a sidecar listed first is not it), with both images.
+func TestReleasedContainerInTheEvidence(t *testing.T) {
+	dep := func(images ...string) *appsv1.Deployment {
+		d := &appsv1.Deployment{}
+		for i, img := range images {
+			d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, corev1.Container{Name: []string{"proxy", "shop"}[i], Image: img})
+		}
+		return d
+	}
+	r := resolved{stable: dep("envoy:1", "shop:v1"), canary: dep("envoy:1", "shop:v2")}
+	if c, s, k := r.released(""); c != "shop" || s != "shop:v1" || k != "shop:v2" {
+		t.Errorf("released: %q %q %q; want shop shop:v1 shop:v2", c, s, k)
+	}
+	if c, s, k := r.released("proxy"); c != "proxy" || s != "envoy:1" || k != "envoy:1" {
+		t.Errorf("CONTAINER=proxy: %q %q %q", c, s, k)
+	}
+	if c, _, _ := (resolved{stable: dep("envoy:1", "shop:v1"), canary: dep("envoy:2", "shop:v2")}).released(""); c != "" {
+		t.Errorf("two containers differ: %q; want none named", c)
 	}
 }

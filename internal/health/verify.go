@@ -145,6 +145,7 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	ev := a.run(ctx)
 	stopProbes()
 	ev.App, ev.Namespace, ev.Release = cfg.App, ns, cfg.ReleaseID
+	ev.Container, ev.StableImage, ev.CanaryImage = res.released(cfg.Container)
 	redactEvidence(ev)
 	fmt.Fprintln(out, step.Redact(ev.Table()))
 	v := Verdict{Verdict: ev.Verdict, Reason: ev.Reason}
@@ -200,9 +201,9 @@ func urlsOf(s string) []*url.URL {
 // resolved is what verify-health reads from the API before it measures: the tracks for the query templates, what
 // comparisons hold the canary against, and the canary Deployment (nil when nothing needs it).
 type resolved struct {
-	tracks  Tracks
-	against string
-	canary  *appsv1.Deployment
+	tracks         Tracks
+	against        string
+	stable, canary *appsv1.Deployment
 }
 
 // resolveTracks finds the stable, canary and baseline Deployments and, for the templates that use them, their
@@ -212,8 +213,12 @@ type resolved struct {
 // HTTP_BASELINE_URL) is held against it or a template uses its hash; ReplicaSets only for the hashes templates
 // use, in one list when one selector covers them all.
 func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.Interface) (resolved, error) {
+	baselineName := cfg.BaselineDeployment
+	if baselineName == "" {
+		baselineName = cfg.App + "-baseline"
+	}
 	t := Tracks{Namespace: ns, App: cfg.App, CanaryTrack: "canary", BaselineTrack: "baseline", StableTrack: "stable",
-		CanaryDeployment: cfg.CanaryDeployment, BaselineDeployment: cfg.App + "-baseline"}
+		CanaryDeployment: cfg.CanaryDeployment, BaselineDeployment: baselineName}
 	r := resolved{tracks: t}
 	get := func(name string) (*appsv1.Deployment, error) {
 		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
@@ -232,9 +237,15 @@ func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.
 	needCanaryHash := cfg.templatesUse(".CanaryHash", ".CanaryPods") || sideUses
 	needBaselineHash := cfg.templatesUse(".BaselineHash", ".BaselinePods")
 
-	stable, err := get(cfg.App)
+	stable, err := kube.AppsV1().Deployments(ns).Get(ctx, cfg.App, metav1.GetOptions{})
 	if err != nil {
-		return r, err
+		if p := step.NamespaceProblem(ctx, err, ns, "get deployments", kube.CoreV1().Namespaces()); p != nil {
+			return r, p
+		}
+		if !apierrors.IsNotFound(err) {
+			return r, fmt.Errorf("get Deployment %s/%s: %w", ns, cfg.App, err)
+		}
+		stable = nil
 	}
 	if stable == nil {
 		return r, step.Invalid("APP", "give the stable Deployment's name (oc get deploy), and NAMESPACE when it is in another namespace", "Deployment %s/%s does not exist", ns, cfg.App)
@@ -254,6 +265,9 @@ func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.
 	if (comparisons > 0 && againstBaseline) || needBaselineHash {
 		if baseline, err = get(t.BaselineDeployment); err != nil {
 			return r, err
+		}
+		if baseline != nil && cfg.BaselineDeployment == "" && baseline.Labels["canaryline.dev/track"] != "baseline" {
+			baseline = nil // APP-baseline is not canaryline's baseline: nothing to compare with
 		}
 	}
 	against := cfg.CompareAgainst
@@ -293,7 +307,38 @@ func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.
 	t.CanaryPods = podRegex(cfg.CanaryDeployment, t.CanaryHash)
 	t.StablePods = podRegex(cfg.App, t.StableHash)
 	t.BaselinePods = podRegex(t.BaselineDeployment, t.BaselineHash)
-	return resolved{tracks: t, against: against, canary: canary}, nil
+	return resolved{tracks: t, against: against, stable: stable, canary: canary}, nil
+}
+
+// released names the released container and its stable and canary images, for the evidence: CONTAINER, else the
+// one container whose image differs between the stable and the canary Deployment (the canary is read only when a
+// check uses it).
+func (r resolved) released(container string) (name, stableImage, canaryImage string) {
+	image := func(d *appsv1.Deployment, name string) string {
+		if d == nil {
+			return ""
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			if c.Name == name {
+				return c.Image
+			}
+		}
+		return ""
+	}
+	if container == "" && r.stable != nil && r.canary != nil {
+		for _, c := range r.stable.Spec.Template.Spec.Containers {
+			if img := image(r.canary, c.Name); img != "" && img != c.Image {
+				if container != "" {
+					return "", "", "" // several differ: not told
+				}
+				container = c.Name
+			}
+		}
+	}
+	if container == "" {
+		return "", "", ""
+	}
+	return container, image(r.stable, container), image(r.canary, container)
 }
 
 // podTemplateHashes finds the pod-template-hash of each Deployment's current ReplicaSet (the one it owns at its

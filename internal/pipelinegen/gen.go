@@ -141,7 +141,8 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	}
 	verify := func(name string) {
 		b.task(name, "verify-health", []string{prev}, kv("APP", "$(params.app)", "RELEASE_ID", "$(context.pipelineRun.name)",
-			"CANARY_DEPLOYMENT", "$(tasks."+prev+".results.CANARY_DEPLOYMENT)",
+			"CANARY_DEPLOYMENT", "$(tasks."+prev+".results.CANARY_DEPLOYMENT)", "BASELINE_DEPLOYMENT", "$(tasks."+prev+".results.BASELINE_DEPLOYMENT)",
+			"CONTAINER", "$(params.container)",
 			"INTERVAL", "$(params.interval)", "COUNT", "$(params.count)", "FAILURE_LIMIT", "$(params.failure-limit)",
 			"NO_DATA", "$(params.no-data)", "MIN_SAMPLES", "$(params.min-samples)", "CONFIDENCE", "$(params.confidence)",
 			"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",
