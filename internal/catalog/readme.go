@@ -260,7 +260,8 @@ func (g *generator) usage(b *strings.Builder, r *resource, kind string, sample [
 		for _, f := range g.src.rbacFiles {
 			fmt.Fprintf(b, " -f %s", f)
 		}
-		b.WriteString("\n```\n")
+		b.WriteString("\n```\n\nThat Role covers the default Route router (and `replicas`). For the httproute, istio or nginx router, " +
+			"apply the overlay that adds that router's rules instead: `kubectl apply -k install/ROUTER -n NAMESPACE`.\n")
 	}
 }
 

@@ -106,7 +106,7 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 			{"negative LOCK_TTL", "shift-canary", map[string]string{"LOCK_TTL": "-1m"}, "LOCK_TTL", "between 10s and 24h"},
 			{"invalid RELEASE_ID", "shift-canary", map[string]string{"RELEASE_ID": "Release_1"}, "RELEASE_ID", "$(context.pipelineRun.name)"},
 			{"zero CANARY_REPLICAS", "shift-canary", map[string]string{"CANARY_REPLICAS": "0"}, "CANARY_REPLICAS", `a count such as "2"`},
-			{"CONTAINER not in the pod template", "shift-canary", map[string]string{"CONTAINER": "sidecar"}, "CONTAINER", "name a container of the stable Deployment"},
+			{"CONTAINER not in the pod template", "shift-canary", map[string]string{"CONTAINER": "sidecar"}, "CONTAINER", "name one of the containers of the stable Deployment"},
 			{"STABLE_SERVICE does not exist", "shift-canary", map[string]string{"STABLE_SERVICE": "shop-svc"}, "STABLE_SERVICE", "the Service in front of the stable Deployment"},
 			{"BASELINE not a boolean", "shift-canary", map[string]string{"BASELINE": "yes"}, "BASELINE", `say "true" or "false"`},
 		}},

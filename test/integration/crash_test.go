@@ -168,6 +168,11 @@ func withoutTimes(m map[string]string) map[string]any {
 				delete(obj, f)
 			}
 		}
+		if uids, ok := obj["uids"].(map[string]any); ok {
+			for name := range uids {
+				uids[name] = "UID" // which objects the release made, not their UIDs (new ones after a rerun)
+			}
+		}
 		out[k] = obj
 	}
 	return out
