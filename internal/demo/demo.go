@@ -56,6 +56,11 @@ type Options struct {
 // Release is how one release went.
 type Release struct {
 	Version, Image, Status, Decision, Verdict, Reason, Report string
+	// DecidedBy is the verify task whose verdict stands (verify-1 analyses the first weight), and Weight the
+	// canary's weight then, in percent: where a bad release was caught.
+	DecidedBy, Weight string
+	// Tasks are the Pipeline's tasks by name, with their status (runner.Succeeded, Failed, or None: not run).
+	Tasks map[string]string
 }
 
 // A version of sample-app: what its process does.
@@ -147,15 +152,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		if s == nil {
 			return releases, runErr
 		}
-		r := Release{Version: v.name, Image: s.Results["image-url"], Status: s.Status}
-		for _, tr := range s.Tasks {
-			if tr.Finally {
-				r.Decision = tr.Results["DECISION"]
-			}
-			if vv := tr.Results["VERDICT"]; vv != "" {
-				r.Verdict, r.Reason, r.Report = vv, tr.Results["REASON"], tr.Results["EVIDENCE"]
-			}
-		}
+		r := release(v.name, s)
 		fmt.Fprint(o.Out, "\n"+s.Table()+"\n")
 		if r.Decision == "promote" {
 			// The stable process now serves what was promoted.
@@ -163,10 +160,32 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 			_ = stable.SetErrorRate(v.errorRate)
 			_ = stable.SetLatency(v.latency)
 		}
-		say("release %s: %s; verdict %s (%s); evidence %s", v.name, r.Decision, r.Verdict, r.Reason, r.Report)
+		say("release %s: %s; verdict %s from %s at %s%% canary weight (%s); evidence %s", v.name, r.Decision, r.Verdict,
+			r.DecidedBy, r.Weight, r.Reason, r.Report)
 		releases = append(releases, r)
 	}
 	return releases, nil
+}
+
+// release reads how a release went from its run: the decision, the verdict that stands and where it was given.
+func release(version string, s *runner.Summary) Release {
+	r := Release{Version: version, Image: s.Results["image-url"], Status: s.Status, Tasks: map[string]string{}}
+	weight := ""
+	for _, tr := range s.Tasks { // in the order they ran
+		r.Tasks[tr.Name] = tr.Status
+		if tr.Finally {
+			r.Decision = tr.Results["DECISION"]
+			continue
+		}
+		if w := tr.Results["CANARY_WEIGHT"]; w != "" && tr.Task == "shift-canary" {
+			weight = w
+		}
+		if vv := tr.Results["VERDICT"]; vv != "" {
+			r.Verdict, r.Reason, r.Report = vv, tr.Results["REASON"], tr.Results["EVIDENCE"]
+			r.DecidedBy, r.Weight = tr.Name, weight
+		}
+	}
+	return r
 }
 
 // Setup creates the application as `oc new-app` and `oc expose` would, and canaryline's Role and ServiceAccount.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/demo"
 	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/runner"
 )
 
 // TestDemo runs the demo as CI does: a healthy v2 is promoted, a faulty v3 is caught and rolled back.
@@ -39,6 +40,16 @@ func TestDemo(t *testing.T) {
 	}
 	if v3.Decision != "rollback" || v3.Verdict != "unhealthy" || !strings.Contains(v3.Reason, "threshold") {
 		t.Errorf("v3: %+v; want rolled back, unhealthy with the reason", v3)
+	}
+	// v3 fails 30% of its requests: the analysis of the first weight must catch it, before more traffic moves.
+	if v3.DecidedBy != "verify-1" || v3.Weight != "10" {
+		t.Errorf("v3's verdict %s came from %q at %s%% canary weight; want verify-1 at 10%%", v3.Verdict, v3.DecidedBy, v3.Weight)
+	}
+	if st := v3.Tasks["shift-2"]; st != runner.None {
+		t.Errorf("v3: shift-2 %q; want it never run (tasks %v)", st, v3.Tasks)
+	}
+	if v2.DecidedBy != "verify-3" || v2.Tasks["shift-3"] != runner.Succeeded {
+		t.Errorf("v2's verdict came from %q, tasks %v; want all three weights analysed", v2.DecidedBy, v2.Tasks)
 	}
 	k := kubernetes.NewForConfigOrDie(cluster.Config())
 	d, err := k.AppsV1().Deployments(ns).Get(ctx, "sample-app", metav1.GetOptions{})
