@@ -29,15 +29,17 @@ import (
 // rollbackInterval is the analysis interval of the time-to-rollback figure.
 const rollbackInterval = 5 * time.Second
 
-// errorRateQuery is the canary's share of 500s over the last 2 s (Prometheus scrapes every 500 ms).
-const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}",code="500"}[2s])) / ` +
-	`sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}"}[2s]))`
+// errorRateQuery is the canary's share of 500s over the last 2 s (Prometheus scrapes every 500 ms), on the series
+// of the canary's pod-template-hash: this run's canary pods.
+const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",pod_template_hash="{{.CanaryHash}}",code="500"}[2s])) / ` +
+	`sum(rate(http_requests_total{namespace="{{.Namespace}}",pod_template_hash="{{.CanaryHash}}"}[2s]))`
 
 // rollbackFigures measures the time to rollback: sample-app serves stable and canary as real processes, a real
 // Prometheus scrapes them, and the router simulator sends them 100 requests a second in the Route's proportions.
-// A release runs the canary-release Pipeline with a 5 s analysis interval; a random 1 to 4 s into the first
-// analysis the canary starts failing 60% of its requests. The figure is the time from that switch until the
-// Route sends the canary nothing, median over runs.
+// A release runs the canary-release Pipeline with a 5 s analysis interval; each release's canary pods get a fresh
+// process. A random 1 to 4 s into the first analysis, once Prometheus scrapes that process (it discovers a new
+// pod's process within about 10 s), the canary starts failing 60% of its requests. The figure is the time from
+// that switch until the Route sends the canary nothing, median over runs.
 func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string) ([]Measurement, error) {
 	const app = "bench-rollback"
 	kc, err := c.app(ctx, app)
@@ -48,14 +50,14 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 	if err != nil {
 		return nil, err
 	}
-	stack, err := demo.StartStack(ctx, demo.StackOptions{Routes: routes.RouteV1(), Namespace: app, App: app,
+	stack, err := demo.StartStack(ctx, demo.StackOptions{Kube: c.kube, Routes: routes.RouteV1(), Namespace: app, App: app,
 		Stable: sampleapp.Config{Version: "v1", ErrorRate: 0.001, Seed: 1}, Canary: sampleapp.Config{Version: "v1", ErrorRate: 0.001, Seed: 2},
 		CacheDir: cacheDir, Scrape: 500 * time.Millisecond, Rate: 100, Log: c.log})
 	if err != nil {
 		return nil, err
 	}
 	defer stack.Stop()
-	canary, prom := stack.Canary, stack.Prometheus
+	prom := stack.Prometheus
 
 	// The canary's weight on the Route, followed with list+watch: the moment it changes is the moment seen.
 	canaryWeight := func(r *routev1.Route) int32 {
@@ -99,8 +101,6 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 
 	var times []time.Duration
 	for i := range runs {
-		_ = canary.SetErrorRate(0.001)
-		time.Sleep(3 * time.Second) // the 2 s rate window forgets the last run's errors
 		sum := sha256.Sum256([]byte(fmt.Sprint("bench-rollback", i)))
 		commit := hex.EncodeToString(sum[:])[:40]
 		done := make(chan *runner.Summary, 1)
@@ -128,6 +128,13 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 			}
 			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
 		}
+		canary, err := stack.CanaryScraped(running)
+		if err != nil {
+			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
+		}
+		if now := time.Now(); now.After(shifted) {
+			shifted = now // the analysis sees the canary from here
+		}
 		offset := time.Second + time.Duration(rand.Int64N(int64(3*time.Second)))
 		time.Sleep(time.Until(shifted.Add(offset)))
 		_ = canary.SetErrorRate(0.6)
@@ -149,7 +156,7 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 			return nil, fmt.Errorf("time to rollback, run %d: the release was not rolled back (decision %q)\n%s", i, decision, runLog.String())
 		}
 		times = append(times, zero.Sub(bad))
-		fmt.Fprintf(c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s into the analysis)\n", i+1,
+		fmt.Fprintf(c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s after the analysis could see it)\n", i+1,
 			zero.Sub(bad).Seconds(), offset.Seconds())
 	}
 	m := median(times)

@@ -68,7 +68,8 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	releases, err := demo.Run(ctx, o)
 	fmt.Fprintf(stdout, "\nsummary (%s):\n", time.Since(t0).Round(time.Second))
 	for _, r := range releases {
-		fmt.Fprintf(stdout, "  %-3s %-9s verdict %-12s %s\n      report: %s\n", r.Version, r.Decision, r.Verdict, r.Reason, r.Report)
+		fmt.Fprintf(stdout, "  %-3s %-9s verdict %-12s from %s at %s%% canary weight: %s\n      report: %s\n", r.Version, r.Decision,
+			r.Verdict, r.DecidedBy, r.Weight, r.Reason, r.Report)
 	}
 	if forced, then := in.wasForced(); forced {
 		if *kubeconfig == "" {

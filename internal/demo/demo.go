@@ -58,6 +58,11 @@ type Options struct {
 // Release is how one release went.
 type Release struct {
 	Version, Image, Status, Decision, Verdict, Reason, Report string
+	// DecidedBy is the verify task whose verdict stands (verify-1 analyses the first weight), and Weight the
+	// canary's weight then, in percent: where a bad release was caught.
+	DecidedBy, Weight string
+	// Tasks are the Pipeline's tasks by name, with their status (runner.Succeeded, Failed, or None: not run).
+	Tasks map[string]string
 }
 
 // A version of sample-app: what its process does.
@@ -72,17 +77,24 @@ var (
 	stages = []version{{"v2", 0.005, 0}, {"v3", 0.3, 80 * time.Millisecond}}
 )
 
-const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}",code="500"}[10s])) / ` +
-	`sum(rate(http_requests_total{namespace="{{.Namespace}}",track="{{.CanaryTrack}}"}[10s]))`
+// errorRateQuery is the canary's share of 500s over the last 10 s, once the canary has served at least 30
+// requests in that window (no data before: a share of a handful of requests is noise; 30 keeps a 0.5% canary's
+// chance to fail a window below 1e-3). The canary's series are those of its current pod-template-hash: a new
+// release's pods, and nothing of the releases before it.
+const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",pod_template_hash="{{.CanaryHash}}",code="500"}[10s])) / ` +
+	`sum(rate(http_requests_total{namespace="{{.Namespace}}",pod_template_hash="{{.CanaryHash}}"}[10s])) ` +
+	`and sum(increase(http_requests_total{namespace="{{.Namespace}}",pod_template_hash="{{.CanaryHash}}"}[10s])) >= 30`
 
 // Run runs the demo and returns the two releases.
 func Run(ctx context.Context, o Options) ([]Release, error) {
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", args...) }
+	// A new canary's process is discovered by Prometheus within about 10 s, and judged once it has served 30
+	// requests (6 s at 10%): the analysis of each weight lasts 24 s.
 	if o.Interval == 0 {
 		o.Interval = 2 * time.Second
 	}
 	if o.Count == 0 {
-		o.Count = 4
+		o.Count = 12
 	}
 	kube, err := kubernetes.NewForConfig(o.Config)
 	if err != nil {
@@ -111,7 +123,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	stack, err := StartStack(ctx, StackOptions{Routes: routes.RouteV1(), Namespace: o.Namespace, App: o.App,
+	stack, err := StartStack(ctx, StackOptions{Kube: kube, Routes: routes.RouteV1(), Namespace: o.Namespace, App: o.App,
 		Stable:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 1},
 		Canary:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 2},
 		CacheDir: o.CacheDir, Scrape: time.Second, Rate: 50, Log: o.Out})
@@ -119,17 +131,14 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		return nil, err
 	}
 	defer stack.Stop()
-	stable, canary, prom := stack.Stable, stack.Canary, stack.Prometheus
-	say("Prometheus %s scrapes stable (%s) and canary (%s)", prom.URL, stack.StableAddr, stack.CanaryAddr)
+	stable, prom := stack.Stable, stack.Prometheus
+	say("Prometheus %s scrapes a process per pod template, labelled pod_template_hash and pod as OpenShift's monitoring "+
+		"labels pods: the stable's (%s), and a fresh one for each canary ReplicaSet", prom.URL, stack.StableAddr)
 	say("router simulator: 50 requests/s split by Route %s's weights (it stands in for the OpenShift router)", o.App)
 
 	var releases []Release
 	for _, v := range stages {
-		if err := canary.SetVersion(v.name); err != nil {
-			return releases, err
-		}
-		_ = canary.SetErrorRate(v.errorRate)
-		_ = canary.SetLatency(v.latency)
+		stack.SetCanary(sampleapp.Config{Version: v.name, ErrorRate: v.errorRate, Latency: v.latency, Seed: 2})
 		sum := sha256.Sum256([]byte(v.name))
 		commit := hex.EncodeToString(sum[:])[:40]
 		say("release %s: commit %s (error rate %.1f%%, added latency %s)", v.name, commit[:12], 100*v.errorRate, v.latency)
@@ -141,8 +150,8 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: o.App + "-release-" + v.name, Out: out,
 			Params: map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
 				"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": prom.URL,
-				// Judged on ~50 canary requests per 10 s window even at the first weight: a 0.5% canary
-				// fails a window with a probability of about 1e-4; a 30% one is caught at the first weight.
+				// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
+				// caught there, at 10%.
 				"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
 				"ready-timeout": "1m"},
 			Abort: o.Abort, Progress: o.Progress,
@@ -150,15 +159,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		if s == nil {
 			return releases, runErr
 		}
-		r := Release{Version: v.name, Image: s.Results["image-url"], Status: s.Status}
-		for _, tr := range s.Tasks {
-			if tr.Finally {
-				r.Decision = tr.Results["DECISION"]
-			}
-			if vv := tr.Results["VERDICT"]; vv != "" {
-				r.Verdict, r.Reason, r.Report = vv, tr.Results["REASON"], tr.Results["EVIDENCE"]
-			}
-		}
+		r := release(v.name, s)
 		fmt.Fprint(o.Out, "\n"+s.Table()+"\n")
 		if r.Decision == "promote" {
 			// The stable process now serves what was promoted.
@@ -166,13 +167,35 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 			_ = stable.SetErrorRate(v.errorRate)
 			_ = stable.SetLatency(v.latency)
 		}
-		say("release %s: %s; verdict %s (%s); evidence %s", v.name, r.Decision, r.Verdict, r.Reason, r.Report)
+		say("release %s: %s; verdict %s from %s at %s%% canary weight (%s); evidence %s", v.name, r.Decision, r.Verdict,
+			r.DecidedBy, r.Weight, r.Reason, r.Report)
 		releases = append(releases, r)
 		if ctx.Err() != nil { // interrupted: no further release starts
 			return releases, fmt.Errorf("interrupted during release %s (decision %q): no further release starts", v.name, r.Decision)
 		}
 	}
 	return releases, nil
+}
+
+// release reads how a release went from its run: the decision, the verdict that stands and where it was given.
+func release(version string, s *runner.Summary) Release {
+	r := Release{Version: version, Image: s.Results["image-url"], Status: s.Status, Tasks: map[string]string{}}
+	weight := ""
+	for _, tr := range s.Tasks { // in the order they ran
+		r.Tasks[tr.Name] = tr.Status
+		if tr.Finally {
+			r.Decision = tr.Results["DECISION"]
+			continue
+		}
+		if w := tr.Results["CANARY_WEIGHT"]; w != "" && tr.Task == "shift-canary" {
+			weight = w
+		}
+		if vv := tr.Results["VERDICT"]; vv != "" {
+			r.Verdict, r.Reason, r.Report = vv, tr.Results["REASON"], tr.Results["EVIDENCE"]
+			r.DecidedBy, r.Weight = tr.Name, weight
+		}
+	}
+	return r
 }
 
 // Setup creates the application as `oc new-app` and `oc expose` would, and canaryline's Role and ServiceAccount.

@@ -1,11 +1,14 @@
 package promserver
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -28,7 +31,8 @@ type scrapeConfig struct {
 	JobName       string         `json:"job_name"`
 	MetricsPath   string         `json:"metrics_path"`
 	Scheme        string         `json:"scheme"`
-	StaticConfigs []staticConfig `json:"static_configs"`
+	StaticConfigs []staticConfig `json:"static_configs,omitempty"`
+	FileSDConfigs []fileSDConfig `json:"file_sd_configs,omitempty"`
 }
 
 type staticConfig struct {
@@ -36,16 +40,82 @@ type staticConfig struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 }
 
+// fileSDConfig is file-based service discovery: Prometheus reads the files at start, again whenever they change
+// (it watches their directory), and every refresh interval in case a change was missed.
+type fileSDConfig struct {
+	Files           []string `json:"files"`
+	RefreshInterval string   `json:"refresh_interval,omitempty"`
+}
+
+// sdRefresh is how often Prometheus reads a discovery file again even when no change was seen.
+const sdRefresh = "30s"
+
 // labelName is the classic label name syntax, which every Prometheus version accepts (3.x also allows UTF-8).
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-// target is one (job, host:port) pair and the job/instance labels its `up` series will carry.
+// target is one (job, host:port) pair and the labels its `up` series will carry.
 type target struct {
 	job, addr         string
-	jobLabel, inLabel string // values of the job and instance labels on the scraped series
+	jobLabel, inLabel string            // values of the job and instance labels on the scraped series
+	labels            map[string]string // the target's other labels
 }
 
-// validate checks Targets and Labels and returns every target, ordered by job then as given.
+func newTarget(job, addr string, labels map[string]string) target {
+	t := target{job: job, addr: addr, jobLabel: job, inLabel: addr, labels: map[string]string{}}
+	for k, v := range labels {
+		switch k {
+		case "job":
+			t.jobLabel = v
+		case "instance":
+			t.inLabel = v
+		default:
+			t.labels[k] = v
+		}
+	}
+	return t
+}
+
+// matches reports whether a series carries the target's labels (labels with the reserved __ prefix are not kept).
+func (t target) matches(m model.Metric) bool {
+	if string(m["job"]) != t.jobLabel || string(m["instance"]) != t.inLabel {
+		return false
+	}
+	for k, v := range t.labels {
+		if !strings.HasPrefix(k, "__") && string(m[model.LabelName(k)]) != v {
+			return false
+		}
+	}
+	return true
+}
+
+// checkAddr checks that a target is host:port.
+func checkAddr(job, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("promserver: job %q: target %q is not host:port (it is scraped at http://<target>/metrics)", job, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("promserver: job %q: target %q has an invalid port", job, addr)
+	}
+	return nil
+}
+
+// checkLabels checks the names of a target's labels.
+func checkLabels(addr string, labels map[string]string) error {
+	names := make([]string, 0, len(labels))
+	for name := range labels {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !labelName.MatchString(name) {
+			return fmt.Errorf("promserver: target %q: %q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", addr, name)
+		}
+	}
+	return nil
+}
+
+// validate checks Targets, Labels and Discovered and returns every target, ordered by job then as given.
 func validate(o Options) ([]target, error) {
 	jobs := make([]string, 0, len(o.Targets))
 	for j := range o.Targets {
@@ -63,26 +133,15 @@ func validate(o Options) ([]target, error) {
 		}
 		inJob := map[string]bool{}
 		for _, addr := range o.Targets[job] {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil || host == "" {
-				return nil, fmt.Errorf("promserver: job %q: target %q is not host:port (it is scraped at http://<target>/metrics)", job, addr)
-			}
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				return nil, fmt.Errorf("promserver: job %q: target %q has an invalid port", job, addr)
+			if err := checkAddr(job, addr); err != nil {
+				return nil, err
 			}
 			if inJob[addr] {
 				return nil, fmt.Errorf("promserver: job %q lists target %q twice", job, addr)
 			}
 			inJob[addr] = true
 			seen[addr] = true
-			t := target{job: job, addr: addr, jobLabel: job, inLabel: addr}
-			if v, ok := o.Labels[addr]["job"]; ok {
-				t.jobLabel = v
-			}
-			if v, ok := o.Labels[addr]["instance"]; ok {
-				t.inLabel = v
-			}
-			out = append(out, t)
+			out = append(out, newTarget(job, addr, o.Labels[addr]))
 		}
 	}
 	addrs := make([]string, 0, len(o.Labels))
@@ -94,20 +153,73 @@ func validate(o Options) ([]target, error) {
 		if !seen[addr] {
 			return nil, fmt.Errorf("promserver: labels are given for %q, which is not a target of any job", addr)
 		}
-		for name := range o.Labels[addr] {
-			if !labelName.MatchString(name) {
-				return nil, fmt.Errorf("promserver: target %q: %q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", addr, name)
+		if err := checkLabels(addr, o.Labels[addr]); err != nil {
+			return nil, err
+		}
+	}
+	for _, job := range discoveredJobs(o) {
+		if job == "" {
+			return nil, fmt.Errorf("promserver: a job name is empty")
+		}
+		if _, ok := o.Targets[job]; ok {
+			return nil, fmt.Errorf("promserver: job %q is in both Targets and Discovered; give it once", job)
+		}
+		ts, err := groupTargets(job, o.Discovered[job])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+	}
+	return out, nil
+}
+
+// groupTargets checks the groups of a discovered job and returns their targets.
+func groupTargets(job string, groups []Group) ([]target, error) {
+	inJob := map[string]bool{}
+	var out []target
+	for _, g := range groups {
+		for _, addr := range g.Targets {
+			if err := checkAddr(job, addr); err != nil {
+				return nil, err
 			}
+			if err := checkLabels(addr, g.Labels); err != nil {
+				return nil, err
+			}
+			if inJob[addr] {
+				return nil, fmt.Errorf("promserver: job %q lists target %q twice", job, addr)
+			}
+			inJob[addr] = true
+			out = append(out, newTarget(job, addr, g.Labels))
 		}
 	}
 	return out, nil
 }
 
-// renderConfig returns prometheus.yml for o: one scrape config per job (sorted by name), one static config per
-// target carrying that target's extra labels, the scrape interval used for scraping, timeouts and rule evaluation.
+// discoveredJobs are the names of o's discovered jobs, sorted.
+func discoveredJobs(o Options) []string {
+	jobs := make([]string, 0, len(o.Discovered))
+	for j := range o.Discovered {
+		jobs = append(jobs, j)
+	}
+	sort.Strings(jobs)
+	return jobs
+}
+
+// sdFiles names each discovered job's file, relative to the configuration's directory (where Prometheus resolves
+// it): file_sd/<n>.json, n its place in name order, so that any job name makes a plain file name.
+func sdFiles(o Options) map[string]string {
+	files := map[string]string{}
+	for i, job := range discoveredJobs(o) {
+		files[job] = filepath.Join("file_sd", strconv.Itoa(i)+".json")
+	}
+	return files
+}
+
+// renderConfig returns prometheus.yml for o: one scrape config per job (sorted by name); a static job has one
+// static config per target carrying that target's extra labels, a discovered job reads its file (sdFiles); the
+// scrape interval is used for scraping, timeouts and rule evaluation.
 func renderConfig(o Options) ([]byte, error) {
-	targets, err := validate(o)
-	if err != nil {
+	if _, err := validate(o); err != nil {
 		return nil, err
 	}
 	scrape := o.Scrape
@@ -119,18 +231,42 @@ func renderConfig(o Options) ([]byte, error) {
 	}
 	d := model.Duration(scrape).String()
 	cfg := promConfig{Global: globalConfig{ScrapeInterval: d, ScrapeTimeout: d, EvaluationInterval: d}}
-	for _, t := range targets {
-		n := len(cfg.ScrapeConfigs)
-		if n == 0 || cfg.ScrapeConfigs[n-1].JobName != t.job {
-			cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, scrapeConfig{JobName: t.job, MetricsPath: "/metrics", Scheme: "http"})
-			n++
+	files := sdFiles(o)
+	jobs := make([]string, 0, len(o.Targets)+len(o.Discovered))
+	for j := range o.Targets {
+		jobs = append(jobs, j)
+	}
+	jobs = append(jobs, discoveredJobs(o)...)
+	sort.Strings(jobs)
+	for _, job := range jobs {
+		sc := scrapeConfig{JobName: job, MetricsPath: "/metrics", Scheme: "http"}
+		for _, addr := range o.Targets[job] {
+			sc.StaticConfigs = append(sc.StaticConfigs, staticConfig{Targets: []string{addr}, Labels: o.Labels[addr]})
 		}
-		sc := &cfg.ScrapeConfigs[n-1]
-		sc.StaticConfigs = append(sc.StaticConfigs, staticConfig{Targets: []string{t.addr}, Labels: o.Labels[t.addr]})
+		if f, ok := files[job]; ok {
+			sc.FileSDConfigs = []fileSDConfig{{Files: []string{f}, RefreshInterval: sdRefresh}}
+		}
+		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, sc)
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("promserver: render prometheus.yml: %w", err)
 	}
 	return append([]byte("# Written by canaryline internal/promserver.\n"), out...), nil
+}
+
+// renderGroups is the content of a discovered job's file: a JSON list of groups, as file_sd reads it.
+func renderGroups(groups []Group) ([]byte, error) {
+	list := make([]Group, 0, len(groups))
+	for _, g := range groups {
+		if g.Targets == nil {
+			g.Targets = []string{}
+		}
+		list = append(list, g)
+	}
+	out, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("promserver: render the targets: %w", err)
+	}
+	return append(out, '\n'), nil
 }

@@ -128,6 +128,52 @@ func TestRenderConfig(t *testing.T) {
 	}
 }
 
+// TestRenderDiscovered checks that a discovered job reads its own file, next to static jobs, and what is written
+// into that file.
+func TestRenderDiscovered(t *testing.T) {
+	o := Options{
+		Targets:    map[string][]string{"admin": {"localhost:9000"}},
+		Discovered: map[string][]Group{"shop": nil, "api/v2": {{Targets: []string{"127.0.0.1:8081"}, Labels: map[string]string{"pod": "shop-abc-1"}}}},
+	}
+	out, err := renderConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got promConfig
+	if err := yaml.UnmarshalStrict(out, &got); err != nil {
+		t.Fatalf("rendered config does not parse: %v\n%s", err, out)
+	}
+	want := []scrapeConfig{
+		{JobName: "admin", MetricsPath: "/metrics", Scheme: "http", StaticConfigs: []staticConfig{{Targets: []string{"localhost:9000"}}}},
+		{JobName: "api/v2", MetricsPath: "/metrics", Scheme: "http", FileSDConfigs: []fileSDConfig{{Files: []string{"file_sd/0.json"}, RefreshInterval: sdRefresh}}},
+		{JobName: "shop", MetricsPath: "/metrics", Scheme: "http", FileSDConfigs: []fileSDConfig{{Files: []string{"file_sd/1.json"}, RefreshInterval: sdRefresh}}},
+	}
+	if d := cmp.Diff(want, got.ScrapeConfigs); d != "" {
+		t.Errorf("scrape configs (-want +got):\n%s\n%s", d, out)
+	}
+
+	for _, tc := range []struct {
+		groups []Group
+		want   string
+	}{
+		{nil, "[]"},
+		{[]Group{{Targets: []string{"127.0.0.1:8081"}, Labels: map[string]string{"pod": "shop-abc-1", "track": "canary"}}, {}},
+			`[{"targets":["127.0.0.1:8081"],"labels":{"pod":"shop-abc-1","track":"canary"}},{"targets":[]}]`},
+	} {
+		data, err := renderGroups(tc.groups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var compact strings.Builder
+		for _, line := range strings.Split(string(data), "\n") {
+			compact.WriteString(strings.TrimSpace(line))
+		}
+		if got := strings.ReplaceAll(compact.String(), ": ", ":"); got != tc.want {
+			t.Errorf("renderGroups(%v) = %s; want %s", tc.groups, got, tc.want)
+		}
+	}
+}
+
 func TestBadTargetConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -148,6 +194,14 @@ func TestBadTargetConfig(t *testing.T) {
 			Targets: map[string][]string{"shop": {"127.0.0.1:80"}},
 			Labels:  map[string]map[string]string{"127.0.0.1:80": {"app.kubernetes.io/name": "shop"}},
 		}, `"app.kubernetes.io/name" is not a valid label name`},
+		{"static and discovered", Options{
+			Targets:    map[string][]string{"shop": {"127.0.0.1:80"}},
+			Discovered: map[string][]Group{"shop": nil},
+		}, `job "shop" is in both Targets and Discovered`},
+		{"discovered not host:port", Options{Discovered: map[string][]Group{"shop": {{Targets: []string{"127.0.0.1"}}}}}, `is not host:port`},
+		{"discovered twice", Options{Discovered: map[string][]Group{"shop": {{Targets: []string{"127.0.0.1:80"}}, {Targets: []string{"127.0.0.1:80"}}}}}, `twice`},
+		{"discovered bad label name", Options{Discovered: map[string][]Group{"shop": {{Targets: []string{"127.0.0.1:80"}, Labels: map[string]string{"pod-template-hash": "x"}}}}},
+			`"pod-template-hash" is not a valid label name`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
@@ -334,6 +388,92 @@ func TestCanaryErrorRatio(t *testing.T) {
 		t.Errorf("temp dir %s not removed: %v", dir, err)
 	}
 	s.Stop() // idempotent
+}
+
+// TestFileDiscovery checks that targets discovered from a file follow SetTargets on the running server: a target
+// relabelled, one added, one removed, with no restart.
+func TestFileDiscovery(t *testing.T) {
+	bin := prometheusBinary(t)
+	a, b := startApp(t, 10), startApp(t, 10)
+	s, err := Start(t.Context(), Options{Binary: bin, Log: t.Output(), Discovered: map[string][]Group{
+		"shop": {{Targets: []string{a.addr}, Labels: map[string]string{"pod": "shop-aaa-1", "pod_template_hash": "aaa"}}},
+		"idle": nil,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	pid := s.Pid()
+	// ups is the up series of job shop: instance -> pod label.
+	ups := func() map[string]string {
+		t.Helper()
+		v, err := s.Query(t.Context(), `up{job="shop"} == 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, smp := range v.(model.Vector) {
+			got[string(smp.Metric["instance"])] = string(smp.Metric["pod"])
+		}
+		return got
+	}
+	if got := ups(); got[a.addr] != "shop-aaa-1" || len(got) != 1 {
+		t.Fatalf("after Start: up %v; want %s as pod shop-aaa-1", got, a.addr)
+	}
+
+	// a becomes another pod (relabelled), b appears.
+	if err := s.SetTargets("shop", []Group{
+		{Targets: []string{a.addr}, Labels: map[string]string{"pod": "shop-bbb-1", "pod_template_hash": "bbb"}},
+		{Targets: []string{b.addr}, Labels: map[string]string{"pod": "shop-bbb-2", "pod_template_hash": "bbb"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitScraped(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ups(); got[a.addr] != "shop-bbb-1" || got[b.addr] != "shop-bbb-2" {
+		t.Errorf("after SetTargets: up %v; want %s as shop-bbb-1 and %s as shop-bbb-2", got, a.addr, b.addr)
+	}
+	v, err := s.Query(t.Context(), `count(up{job="shop",pod_template_hash="bbb"})`)
+	if err != nil || v.(model.Vector).Len() != 1 || v.(model.Vector)[0].Value != 2 {
+		t.Errorf("count(up{pod_template_hash=\"bbb\"}) = %v, %v; want 2", v, err)
+	}
+
+	// a is gone: Prometheus stops scraping it, and its up series goes stale.
+	if err := s.SetTargets("shop", []Group{{Targets: []string{b.addr}, Labels: map[string]string{"pod": "shop-bbb-2", "pod_template_hash": "bbb"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), firstScrapeTimeout)
+	defer cancel()
+	for {
+		got := ups()
+		if _, ok := got[a.addr]; !ok && got[b.addr] == "shop-bbb-2" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("up %v; want only %s after it was removed from the file", got, b.addr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if s.Pid() != pid {
+		t.Errorf("Prometheus was restarted (pid %d, then %d)", pid, s.Pid())
+	}
+
+	if err := s.SetTargets("admin", nil); err == nil || !strings.Contains(err.Error(), "Options.Discovered") {
+		t.Errorf("SetTargets of a job that is not discovered: %v", err)
+	}
+	if err := s.SetTargets("shop", []Group{{Targets: []string{"no-port"}}}); err == nil || !strings.Contains(err.Error(), "not host:port") {
+		t.Errorf("SetTargets with a bad target: %v", err)
+	}
+	dir := s.Dir
+	s.Stop()
+	if err := s.SetTargets("shop", nil); err == nil {
+		t.Error("SetTargets after Stop succeeded")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("temp dir %s is back after Stop: %v", dir, err)
+	}
 }
 
 // TestOwnDir checks that a caller's directory is used for config, data and log, and kept by Stop.

@@ -1,6 +1,8 @@
 // Package promserver runs a real Prometheus server on loopback for tests and the demo: it finds (or builds and
 // caches) a Prometheus binary, writes a scrape configuration for the given targets, starts the server on a free
-// port and waits until every target has been scraped once, so PromQL checks run against real data.
+// port and waits until every target has been scraped once, so PromQL checks run against real data. Targets are
+// static, or discovered from files (file_sd_configs) that SetTargets rewrites while the server runs, as pods come
+// and go: Prometheus reads them again on every change, without a restart.
 package promserver
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +46,16 @@ type Options struct {
 	Scrape  time.Duration                // scrape and evaluation interval, default 1s
 	Targets map[string][]string          // job name -> host:port targets, scraped over HTTP at /metrics
 	Labels  map[string]map[string]string // per target "host:port" -> extra target labels, e.g. {"track": "canary"}
-	Log     io.Writer                    // progress lines; nil discards them
+	// Discovered are jobs whose targets Prometheus reads from a file (file-based service discovery): job name ->
+	// the groups it starts with (none is fine). SetTargets replaces them while the server runs.
+	Discovered map[string][]Group
+	Log        io.Writer // progress lines; nil discards them
+}
+
+// Group is targets and the labels they share, as a file_sd file lists them.
+type Group struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels,omitempty"`
 }
 
 // Server is a running Prometheus server started by Start.
@@ -60,6 +72,13 @@ type Server struct {
 	tempDir bool
 	log     io.Writer
 	stop    sync.Once
+	scrape  time.Duration
+
+	mu         sync.Mutex
+	stopped    bool
+	static     []target
+	discovered map[string][]target // by job, as last written
+	sdFiles    map[string]string   // by job, relative to Dir
 }
 
 // Start runs Prometheus on a free 127.0.0.1 port scraping o.Targets every o.Scrape, and returns once /-/ready
@@ -82,7 +101,18 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{})}
+	scrape := o.Scrape
+	if scrape <= 0 {
+		scrape = DefaultScrape
+	}
+	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{}), scrape: scrape, sdFiles: sdFiles(o), discovered: map[string][]target{}}
+	for _, t := range targets {
+		if _, ok := o.Discovered[t.job]; ok {
+			s.discovered[t.job] = append(s.discovered[t.job], t)
+		} else {
+			s.static = append(s.static, t)
+		}
+	}
 	if s.Dir == "" {
 		if s.Dir, err = os.MkdirTemp("", "promserver-"); err != nil {
 			return nil, fmt.Errorf("promserver: %w", err)
@@ -97,6 +127,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			s.Stop()
 		}
 	}()
+	for _, job := range discoveredJobs(o) {
+		if err := s.writeGroups(job, o.Discovered[job]); err != nil {
+			return nil, err
+		}
+	}
 	cfgPath := filepath.Join(s.Dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return nil, fmt.Errorf("promserver: %w", err)
@@ -130,10 +165,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	fmt.Fprintf(log, "promserver: Prometheus %s (pid %d) ready at %s in %s; dir %s\n",
 		s.Version, s.Pid(), s.URL, ready.Round(time.Millisecond), s.Dir)
 
-	scrape := o.Scrape
-	if scrape <= 0 {
-		scrape = DefaultScrape
-	}
 	if err := s.waitScraped(ctx, targets, firstScrapeTimeout+2*scrape); err != nil {
 		return nil, err
 	}
@@ -143,6 +174,73 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// SetTargets replaces the targets of job, one of Options.Discovered: the job's file is rewritten (atomically, as
+// file_sd wants) and Prometheus follows it. Its discovery passes changes on every 5 s and the scrape manager takes
+// them every 5 s, so a new target is scraped up to about 10 s later (WaitScraped waits for that); a target that
+// is gone is no longer scraped and its series go stale.
+func (s *Server) SetTargets(job string, groups []Group) error {
+	if _, ok := s.sdFiles[job]; !ok {
+		return fmt.Errorf("promserver: job %q is not discovered from a file; name it in Options.Discovered", job)
+	}
+	targets, err := groupTargets(job, groups)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return fmt.Errorf("promserver: SetTargets(%q) after Stop", job)
+	}
+	if err := s.writeGroups(job, groups); err != nil {
+		return err
+	}
+	s.discovered[job] = targets
+	return nil
+}
+
+// writeGroups writes job's file: to a temporary file in the same directory, renamed into place, so that
+// Prometheus never reads half of one.
+func (s *Server) writeGroups(job string, groups []Group) error {
+	data, err := renderGroups(groups)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.Dir, s.sdFiles[job])
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("promserver: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("promserver: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("promserver: %w", err)
+	}
+	return nil
+}
+
+// WaitScraped returns once every target, static and discovered as last set, has been scraped with its labels
+// at least once, or after about 30 s plus two scrape intervals with an error naming the targets still missing.
+func (s *Server) WaitScraped(ctx context.Context) error {
+	s.mu.Lock()
+	targets := append([]target(nil), s.static...)
+	for _, job := range sortedKeys(s.discovered) {
+		targets = append(targets, s.discovered[job]...)
+	}
+	s.mu.Unlock()
+	return s.waitScraped(ctx, targets, firstScrapeTimeout+2*s.scrape)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // startOnce starts the process on a fresh port and waits for /-/ready.
@@ -217,7 +315,7 @@ func (s *Server) get(ctx context.Context, hc *http.Client, path string) int {
 	return resp.StatusCode
 }
 
-// waitScraped polls `up` until every target has a sample, i.e. has been scraped once.
+// waitScraped polls `up` until every target has a sample with its labels, i.e. has been scraped once as it is.
 func (s *Server) waitScraped(ctx context.Context, targets []target, timeout time.Duration) error {
 	if len(targets) == 0 {
 		return nil
@@ -229,15 +327,17 @@ func (s *Server) waitScraped(ctx context.Context, targets []target, timeout time
 		v, err := s.Query(ctx, "up")
 		if err == nil {
 			missing = missing[:0]
-			have := map[[2]string]model.SampleValue{}
-			if vec, ok := v.(model.Vector); ok {
-				for _, smp := range vec {
-					have[[2]string{string(smp.Metric["job"]), string(smp.Metric["instance"])}] = smp.Value
-				}
-			}
+			vec, _ := v.(model.Vector)
 			var down []string
 			for _, t := range targets {
-				up, ok := have[[2]string{t.jobLabel, t.inLabel}]
+				var up model.SampleValue
+				ok := false
+				for _, smp := range vec {
+					if t.matches(smp.Metric) {
+						up, ok = smp.Value, true
+						break
+					}
+				}
 				switch {
 				case !ok:
 					missing = append(missing, t.job+"/"+t.addr)
@@ -296,6 +396,9 @@ func (s *Server) Pid() int {
 // call more than once.
 func (s *Server) Stop() {
 	s.stop.Do(func() {
+		s.mu.Lock()
+		s.stopped = true // no file is written into Dir from now on
+		s.mu.Unlock()
 		if s.cmd != nil && s.cmd.Process != nil {
 			if !s.exited() {
 				_ = s.cmd.Process.Signal(syscall.SIGTERM)
