@@ -17,6 +17,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/evidence"
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/stats"
 	"github.com/canaryline/canaryline/internal/step"
 )
@@ -69,6 +70,15 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if err != nil {
 		return Verdict{}, err
 	}
+	// The release's lock is renewed while the analysis runs; a lost lock stops it (exit 5): another release's
+	// canary is never judged as this one's.
+	hold, held, err := release.HoldRelease(ctx, d.Kube, ns, cfg.App, cfg.ReleaseID, log)
+	if err != nil {
+		return Verdict{}, err
+	}
+	defer hold.Stop()
+	outer := ctx
+	ctx = held
 	tracks, against := res.tracks, res.against
 	usesProm := len(cfg.queries) > 0 || len(cfg.compares) > 0
 	if usesProm && d.Prom == nil {
@@ -144,6 +154,9 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	a := &analysis{cfg: cfg, checks: checks, log: log, now: d.Now}
 	ev := a.run(ctx)
 	stopProbes()
+	if err := hold.Check(outer, held); err != nil {
+		return Verdict{}, err
+	}
 	ev.App, ev.Namespace, ev.Release = cfg.App, ns, cfg.ReleaseID
 	ev.Container, ev.StableImage, ev.CanaryImage = res.released(cfg.Container)
 	redactEvidence(ev)

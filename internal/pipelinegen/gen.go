@@ -59,9 +59,10 @@ var (
 		{"stable-service", "", "The Service in front of the stable Deployment; empty is app."},
 		{"container", "", "The container that gets the new image; empty is the only one, or the one named like app, or the one running the built image."},
 		{"canary-name", "", "Name of the canary's Deployment and Service; empty is app-canary. Set it when another object has that name."},
-		{"baseline-name", "", "Name of the baseline's Deployment and Service; empty is app-baseline."},
+
 		{"canary-replicas", "1", "Canary size: a count, or a share of the stable replicas such as \"25%\"."},
 		{"baseline", "false", "\"true\" runs a baseline next to the canary for like-with-like comparisons."},
+		{"baseline-name", "", "Name of the baseline's Deployment and Service; empty is app-baseline."},
 		{"ready-timeout", "5m", "How long the canary may take to become Ready before any traffic moves."},
 		{"rollout-timeout", "10m", "How long the stable Deployment may take to roll out the promoted image."},
 		{"lock-ttl", "10m", "How long the release lock outlives a step that stops renewing it."},
@@ -104,7 +105,12 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	} else {
 		params = append(params, buildParams...)
 	}
-	params = append(params, trafficParams...)
+	for _, p := range trafficParams {
+		// A baseline takes WEIGHT too, so a blue-green switch to 100% could never have one: no such param.
+		if !(v.BlueGreen && strings.HasPrefix(p.name, "baseline")) {
+			params = append(params, p)
+		}
+	}
 	if v.BlueGreen {
 		params = append(params, param{"green-replicas", "100%", "Size of the new version before the switch: a count, or a share of the stable replicas."})
 	} else {
@@ -131,11 +137,15 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	}
 	prev := b.pt[len(b.pt)-1].Name
 	shift := func(name, weight, replicas string) {
-		b.task(name, "shift-canary", []string{prev}, kv("APP", "$(params.app)", "IMAGE", image, "WEIGHT", weight,
+		params := kv("APP", "$(params.app)", "IMAGE", image, "WEIGHT", weight,
 			"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
-			"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)", "BASELINE_NAME", "$(params.baseline-name)",
-			"CANARY_REPLICAS", replicas, "BASELINE", "$(params.baseline)", "READY_TIMEOUT", "$(params.ready-timeout)",
-			"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)"), "")
+			"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)",
+			"CANARY_REPLICAS", replicas, "READY_TIMEOUT", "$(params.ready-timeout)",
+			"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")
+		if !v.BlueGreen {
+			params = append(params, kv("BASELINE", "$(params.baseline)", "BASELINE_NAME", "$(params.baseline-name)")...)
+		}
+		b.task(name, "shift-canary", []string{prev}, params, "")
 		b.pt[len(b.pt)-1].Retries = 1 // shift-canary converges when run again
 		prev = name
 	}

@@ -127,7 +127,7 @@ func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *s
 	if _, err := lk.acquire(ctx); err != nil {
 		return Decided{}, err
 	}
-	stop := lk.keep(ctx)
+	ctx, stop := lk.keep(ctx)
 	defer stop()
 	if what == DecisionPromote {
 		if cfg.Verdict != "" {
@@ -140,7 +140,7 @@ func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *s
 		err = rollback(ctx, lk, st, c, reason, log)
 	}
 	if err != nil {
-		return Decided{}, err
+		return Decided{}, lostLock(ctx, err)
 	}
 	out := Decided{Decision: what, ReleaseID: st.ID, StableImage: st.Image, Reason: reason}
 	if what == DecisionRollback {

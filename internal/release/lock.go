@@ -24,7 +24,35 @@ const (
 	StateAnnotation = "canaryline.dev/release-state"
 	// LastAnnotation holds the outcome of the last release (Outcome, JSON).
 	LastAnnotation = "canaryline.dev/last-release"
+	// HistoryAnnotation holds the ids and decisions of the last releases ("id=decision", JSON list, newest last),
+	// so that a release id is used once.
+	HistoryAnnotation = "canaryline.dev/release-history"
 )
+
+// historySize is how many ended releases the Lease remembers.
+const historySize = 50
+
+// history is the ended releases the Lease records, oldest first, as "id=decision".
+func history(lease *coordinationv1.Lease) []string {
+	var h []string
+	if v := lease.Annotations[HistoryAnnotation]; v != "" {
+		_ = json.Unmarshal([]byte(v), &h)
+	}
+	return h
+}
+
+// ended says whether release id ended already, and how (its decision), as the Lease records it.
+func ended(lease *coordinationv1.Lease, id string) (string, bool) {
+	if _, out, err := decode(lease); err == nil && out != nil && out.ID == id {
+		return out.Decision, true
+	}
+	for _, e := range history(lease) {
+		if got, decision, _ := strings.Cut(e, "="); got == id {
+			return decision, true
+		}
+	}
+	return "", false
+}
 
 // State is a release in progress: enough for any later step, or a rerun, to continue it or undo it.
 type State struct {
@@ -258,11 +286,7 @@ func (l *lock) update(ctx context.Context, mutate func(*coordinationv1.Lease)) e
 	for attempt := 0; ; attempt++ {
 		lease := l.lease.DeepCopy()
 		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.holder {
-			holder := ""
-			if lease.Spec.HolderIdentity != nil {
-				holder = *lease.Spec.HolderIdentity
-			}
-			return &step.BusyError{Msg: fmt.Sprintf("lost the release lock %s to %q", l.name, holder)}
+			return l.lost(lease)
 		}
 		if lease.Annotations == nil {
 			lease.Annotations = map[string]string{}
@@ -286,9 +310,22 @@ func (l *lock) update(ctx context.Context, mutate func(*coordinationv1.Lease)) e
 	}
 }
 
-// keep renews the lock in the background every third of its duration until the returned stop is called.
-func (l *lock) keep(ctx context.Context) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+// lost is the BusyError of a release whose lock another release (or none) holds now.
+func (l *lock) lost(lease *coordinationv1.Lease) error {
+	holder := "no release (it was released)"
+	if lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" {
+		holder = "release " + *lease.Spec.HolderIdentity
+	}
+	return &step.BusyError{Msg: fmt.Sprintf("release %s lost its lock: Lease %s/%s is held by %s now (it was not renewed within its "+
+		"LOCK_TTL, and was taken over); this step stops and leaves the application to that release", l.holder, lease.Namespace, l.name, holder)}
+}
+
+// keep renews the lock in the background every third of its duration until stop is called. The context it returns
+// ends when the lock is lost to another release (a renewal finds the Lease held by another): its cause is then a
+// BusyError naming the new holder, so that the step stops at once rather than act on another release's objects.
+func (l *lock) keep(ctx context.Context) (context.Context, func()) {
+	kctx, lose := context.WithCancelCause(ctx)
+	rctx, stopRenewing := context.WithCancel(kctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -296,16 +333,32 @@ func (l *lock) keep(ctx context.Context) (stop func()) {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-rctx.Done():
 				return
 			case <-t.C:
-				if err := l.update(ctx, func(*coordinationv1.Lease) {}); err != nil && !errors.Is(err, context.Canceled) {
+				err := l.update(rctx, func(*coordinationv1.Lease) {})
+				var busy *step.BusyError
+				switch {
+				case errors.As(err, &busy):
+					l.log.Error(busy.Msg)
+					lose(busy)
+					return
+				case err != nil && !errors.Is(err, context.Canceled):
 					l.log.Warn("could not renew the release lock", "lease", l.name, "error", err)
 				}
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	return kctx, func() { stopRenewing(); <-done; lose(nil) }
+}
+
+// lostLock is the BusyError that ended ctx when the lock was lost, else err.
+func lostLock(ctx context.Context, err error) error {
+	var busy *step.BusyError
+	if c := context.Cause(ctx); err != nil && errors.As(c, &busy) {
+		return c
+	}
+	return err
 }
 
 // finish ends the release: the outcome is recorded, the state removed and the lock released.
@@ -315,6 +368,12 @@ func (l *lock) finish(ctx context.Context, out Outcome) error {
 		return err
 	}
 	err = l.update(ctx, func(lease *coordinationv1.Lease) {
+		h := append(history(lease), out.ID+"="+out.Decision)
+		if len(h) > historySize {
+			h = h[len(h)-historySize:]
+		}
+		hist, _ := json.Marshal(h)
+		lease.Annotations[HistoryAnnotation] = string(hist)
 		lease.Annotations[LastAnnotation] = string(data)
 		delete(lease.Annotations, StateAnnotation)
 		empty := ""

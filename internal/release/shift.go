@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,6 +68,8 @@ type shift struct {
 	// recorded is the release the Lease records (nil: none); ours says it is this one (a later shift, a rerun).
 	recorded *State
 	ours     bool
+	// found is the release recorded when the lock was taken.
+	found *State
 }
 
 // Shift brings the canary up (first call), waits until it is Ready, then moves WEIGHT percent of traffic to it.
@@ -76,11 +79,21 @@ func Shift(ctx context.Context, cfg *ShiftConfig, ns string, c Clients, log *slo
 	if err := s.preflight(ctx); err != nil {
 		return Shifted{}, err
 	}
-	st, stop, err := s.lockAndRecord(ctx)
+	ctx, stop, err := s.lock(ctx)
 	if err != nil {
 		return Shifted{}, err
 	}
 	defer stop()
+	out, err := s.shift(ctx)
+	return out, lostLock(ctx, err)
+}
+
+// shift is the release from the lock on: the record, the stable Service pinned, the tracks, the traffic.
+func (s *shift) shift(ctx context.Context) (Shifted, error) {
+	st, err := s.takeOverAndRecord(ctx)
+	if err != nil {
+		return Shifted{}, err
+	}
 	ready := map[string]int32{} // ready endpoints as counted, for the router's effective shares
 	if err := s.pinStable(ctx, st, ready); err != nil {
 		return Shifted{}, err
@@ -125,7 +138,7 @@ func (s *shift) preflight(ctx context.Context) error {
 	if s.ours {
 		err = s.continuing()
 	} else {
-		err = s.starting(ctx)
+		err = s.starting(ctx, lease)
 	}
 	if err != nil {
 		return err
@@ -139,15 +152,20 @@ func (s *shift) preflight(ctx context.Context) error {
 
 // starting checks what a new release needs: a settled stable version, a stable Service that selects it, the
 // container to change, and names that no object of someone else's holds.
-func (s *shift) starting(ctx context.Context) error {
+func (s *shift) starting(ctx context.Context, lease *coordinationv1.Lease) error {
 	t, ns := &s.cfg.Target, s.ns
+	if t.ReleaseID != "" && lease != nil {
+		if past, ok := ended(lease, t.ReleaseID); ok {
+			return step.Invalid("RELEASE_ID", "a release id names one release: start a new PipelineRun (its name is the id), or give another RELEASE_ID",
+				"release %s of %s already ended (%s); it cannot start again", t.ReleaseID, describe(ns, t.App), past)
+		}
+	}
 	var err error
 	if s.container, s.stableImage, err = pickContainer(s.stable, s.cfg.Container, t.App, s.cfg.Image); err != nil {
 		return err
 	}
-	if !rolledOut(s.stable) {
-		return step.Invalid("APP", "wait for the stable Deployment's rollout to finish (oc rollout status deploy/"+t.App+")",
-			"Deployment %s is rolling out (%d of %d replicas updated and available)", describe(ns, t.App), s.stable.Status.AvailableReplicas, ptrOr(s.stable.Spec.Replicas, 1))
+	if err := s.stableSettled(ctx); err != nil {
+		return err
 	}
 	sel := s.svc.Spec.Selector
 	if s.recorded != nil {
@@ -164,6 +182,25 @@ func (s *shift) starting(ctx context.Context) error {
 		releases = append(releases, s.recorded.ID) // its objects are rolled back before this release starts
 	}
 	return checkClashes(ctx, s.c.Kube, ns, s.names, releases...)
+}
+
+// stableSettled checks that the stable version can be compared with and keep its share: it has replicas, its
+// current template runs on all of them, and they are all available. It says what is wrong when not.
+func (s *shift) stableSettled(ctx context.Context) error {
+	d, app, ns := s.stable, s.cfg.App, s.ns
+	want := ptrOr(d.Spec.Replicas, 1)
+	switch {
+	case want == 0:
+		return step.Invalid("APP", fmt.Sprintf("scale it up first (oc scale deploy/%s --replicas=N -n %s)", app, ns),
+			"Deployment %s has 0 replicas: with no stable pods there is nothing to compare the canary with, and every request would go to the canary", describe(ns, app))
+	case d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas < want || d.Status.Replicas > want:
+		return step.Invalid("APP", fmt.Sprintf("wait for the stable Deployment's rollout to finish (oc rollout status deploy/%s -n %s)", app, ns),
+			"Deployment %s is rolling out (%d of %d replicas updated, %d pods in all)", describe(ns, app), d.Status.UpdatedReplicas, want, d.Status.Replicas)
+	case d.Status.AvailableReplicas < want:
+		return step.Invalid("APP", fmt.Sprintf("make the stable version healthy first (oc describe deploy/%s -n %s): a canary is compared with it", app, ns),
+			"Deployment %s runs its current version, but only %d of %d replicas are available%s", describe(ns, app), d.Status.AvailableReplicas, want, whyNotReady(ctx, s.c.Kube, d))
+	}
+	return nil
 }
 
 // continuing checks a later shift (or a rerun) of the release in progress against what the release recorded.
@@ -187,29 +224,31 @@ func (s *shift) continuing() error {
 	return nil
 }
 
-// lockAndRecord takes the lock (rolling back an abandoned release first), and records a new release on the Lease
-// before its first change, so that any later step or rerun can undo it. stop ends renewing the lock.
-func (s *shift) lockAndRecord(ctx context.Context) (*State, func(), error) {
+// lock takes the lock and keeps renewing it: the context returned ends when the lock is lost.
+func (s *shift) lock(ctx context.Context) (context.Context, func(), error) {
 	found, err := s.lk.acquire(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	stop := s.lk.keep(ctx)
-	fail := func(err error) (*State, func(), error) { stop(); return nil, nil, err }
+	s.found = found
+	kctx, stop := s.lk.keep(ctx)
+	return kctx, stop, nil
+}
+
+// takeOverAndRecord rolls back an abandoned release first, and records a new release on the Lease before its
+// first change, so that any later step or rerun can undo it. A later shift continues the recorded release.
+func (s *shift) takeOverAndRecord(ctx context.Context) (*State, error) {
+	found := s.found
 	if found != nil && found.ID != s.id {
 		if err := s.takeOver(ctx, found); err != nil {
-			return fail(err)
+			return nil, err
 		}
 		found = nil
 	}
 	if found != nil {
-		return found, stop, nil
+		return found, nil
 	}
-	st, err := s.record(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	return st, stop, nil
+	return s.record(ctx)
 }
 
 // takeOver rolls back an abandoned release (its lock expired) before this one starts, then reads again what that

@@ -303,3 +303,27 @@ func goModToolchain(t *testing.T) string {
 	}
 	return "go" + string(m[1])
 }
+
+// TestBlueGreenOffersNoBaseline: a blue-green switch gives the new version 100%, where a baseline (which takes the
+// canary's share again) cannot fit, so blue-green Pipelines have no baseline param to accept and then refuse.
+func TestBlueGreenOffersNoBaseline(t *testing.T) {
+	t.Parallel()
+	for _, v := range pipelinegen.Variants {
+		p := v.Pipeline()
+		has := false
+		for _, ps := range p.Spec.Params {
+			has = has || strings.HasPrefix(ps.Name, "baseline")
+		}
+		for _, pt := range p.Spec.Tasks {
+			for _, prm := range pt.Params {
+				has = has || (pt.TaskRef.Name == "shift-canary" && strings.HasPrefix(prm.Name, "BASELINE"))
+			}
+		}
+		if v.BlueGreen && has {
+			t.Errorf("%s: offers a baseline, which its switch to 100%% always refuses", v.Name)
+		}
+		if !v.BlueGreen && !has {
+			t.Errorf("%s: no baseline param", v.Name)
+		}
+	}
+}
