@@ -149,14 +149,22 @@ spec:
   rules:
   - backendRefs: [{name: shop, port: 80}, {name: shop, port: 81}]
 `, want: "rule 0 of HTTPRoute apps/shop has more than one backendRef to the stable Service"},
-		{name: "already split by an earlier release", manifest: `
+		{name: "already split by this release (a rerun)", manifest: `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: apps, annotations: {canaryline.dev/release: r-7}}
+spec:
+  rules:
+  - backendRefs: [{name: shop, port: 80, weight: 100}, {name: shop-canary, port: 80, weight: 0}]
+`},
+		{name: "split by someone else to a Service named like the canary", manifest: `
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop, namespace: apps}
 spec:
   rules:
   - backendRefs: [{name: shop, port: 80, weight: 100}, {name: shop-canary, port: 80, weight: 0}]
-`},
+`, want: "rule 0 of HTTPRoute apps/shop already sends traffic to Service shop-canary, and no canaryline release set it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

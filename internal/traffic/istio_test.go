@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -139,8 +140,12 @@ func TestIstioCheck(t *testing.T) {
 		{name: "with baseline", manifest: istioTestManifest, baseline: true},
 		{name: "ns host", manifest: istioTestVS(`[{destination: {host: shop.apps}}]`)},
 		{name: "svc host", manifest: istioTestVS(`[{destination: {host: shop.apps.svc}}]`)},
-		{name: "already split by an earlier release", manifest: istioTestVS(
-			`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`)},
+		{name: "already split by this release (a rerun)", manifest: strings.Replace(istioTestVS(
+			`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`),
+			"namespace: apps}", "namespace: apps, annotations: {canaryline.dev/release: r-7}}", 1)},
+		{name: "split by someone else to a Service named like the canary", manifest: istioTestVS(
+			`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`),
+			want: "http[0] of VirtualService apps/shop already sends traffic to Service shop-canary, and no canaryline release set it"},
 		{name: "missing", want: "VirtualService apps/shop does not exist; create it"},
 		{name: "not routing to stable", manifest: istioTestVS(`[{destination: {host: static}}]`),
 			want: "VirtualService apps/shop has no http route to the stable Service shop"},
