@@ -55,8 +55,11 @@ Commands:
                      API requests per release, time to rollback, release overhead, 20 releases at once, and the
                      Go benchmarks; print one table with each figure's target
   run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
+                [--workspace DIR] [--workspace name=DIR ...]
                      run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order
-                     and with Tekton's substitution (when, finally, $(tasks.status), retries, timeouts)
+                     and with Tekton's substitution (when, finally, $(tasks.status), retries, timeouts);
+                     each workspace is a subdirectory of DIR (default: a new one in $TMPDIR), or the DIR
+                     bound to it (e.g. --workspace dockerconfig=$HOME/.docker); all are kept and printed
   status APP [--kubeconfig F] [--namespace NS]
                      the application's release state: stable and canary images, the lock holder, the release
                      in progress (weight), and the last release's decision and reason

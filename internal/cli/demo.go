@@ -42,7 +42,10 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	_ = os.RemoveAll(evDir)
+	// Only what an earlier demo wrote there is replaced; nothing else in the directory is touched.
+	for _, name := range demo.EvidenceEntries() {
+		_ = os.RemoveAll(filepath.Join(evDir, name))
+	}
 	sigs, stopNotify := notifyInterrupts()
 	defer stopNotify()
 	ctx, in, stop := watchInterrupts(ctx, sigs, stderr)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +26,33 @@ func (p paramFlags) Set(s string) error {
 	return nil
 }
 
+// workspaceFlags are the --workspace flags: DIR (under which each Pipeline workspace gets a subdirectory of its
+// name), or name=DIR (the workspace name bound to DIR as it is). A name has no "/": ./a=b is a DIR.
+type workspaceFlags struct {
+	root  string
+	bound map[string]string
+}
+
+func (w *workspaceFlags) String() string { return fmt.Sprint(w.root, w.bound) }
+func (w *workspaceFlags) Set(s string) error {
+	name, dir, ok := strings.Cut(s, "=")
+	if !ok || strings.Contains(name, "/") {
+		if w.root != "" {
+			return fmt.Errorf("%q: one DIR for all workspaces is %s already; bind others with name=DIR", s, w.root)
+		}
+		w.root = s
+		return nil
+	}
+	if name == "" || dir == "" {
+		return fmt.Errorf("%q: write DIR or name=DIR", s)
+	}
+	if _, dup := w.bound[name]; dup {
+		return fmt.Errorf("%q: workspace %s is bound to %s already", s, name, w.bound[name])
+	}
+	w.bound[name] = dir
+	return nil
+}
+
 // runCmd is `canaryline run PIPELINE_FILE --param k=v ...`: the Pipeline's Tasks run as local processes.
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -41,6 +69,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	insecure := fs.Bool("insecure-registry", false, "the bundle's registry is plain HTTP")
 	steps := fs.String("steps", "", "the step binary (canaryline-steps); next to canaryline, on PATH, or built from the repository")
 	timeout := fs.Duration("timeout", time.Hour, "the whole run")
+	workspaces := &workspaceFlags{bound: map[string]string{}}
+	fs.Var(workspaces, "workspace", "DIR for all the Pipeline's workspaces, or name=DIR for one (repeat)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -57,9 +87,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer stop()
 	sum, err := runner.Run(ctx, runner.Options{Pipeline: file, TasksDir: *tasks, Bundle: *bundleRef, Insecure: *insecure, Params: params, Steps: bin,
 		Env:       []string{"KUBECONFIG=" + *kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
-		Namespace: *namespace, Timeout: *timeout, Out: stderr, Abort: in.abort, Progress: in.progress})
+		Namespace: *namespace, Timeout: *timeout, Workspace: workspaces.root, Workspaces: workspaces.bound,
+		Out: stderr, Abort: in.abort, Progress: in.progress})
 	if sum != nil {
 		fmt.Fprint(stdout, "\n"+sum.Table()+sum.ResultsText())
+	}
+	var bad *runner.InputError
+	if errors.As(err, &bad) {
+		return usagef("run: %v", err)
 	}
 	if forced, then := in.wasForced(); forced {
 		fmt.Fprint(stderr, forcedMessage(then, sum, bin, *kubeconfig))

@@ -28,6 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/rand"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -147,7 +148,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		s, runErr := runner.Run(ctx, runner.Options{
 			Pipeline: filepath.Join(o.Root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(o.Root, "tasks"),
 			Steps: o.Steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
-			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: o.App + "-release-" + v.name, Out: out,
+			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: runName(o.App, v.name), Out: out,
 			Params: map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
 				"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": prom.URL,
 				// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
@@ -196,6 +197,21 @@ func release(version string, s *runner.Summary) Release {
 		}
 	}
 	return r
+}
+
+// EvidenceEntries are what the demo writes in Options.Evidence: a directory per release and the steps' kubeconfig.
+func EvidenceEntries() []string {
+	out := []string{"steps.kubeconfig"}
+	for _, v := range stages {
+		out = append(out, v.name)
+	}
+	return out
+}
+
+// runName is a release's PipelineRun name, unique as Tekton's generateName makes it: a demo run again on the same
+// namespace makes new releases.
+func runName(app, version string) string {
+	return app + "-release-" + version + "-" + rand.String(5)
 }
 
 // Setup creates the application as `oc new-app` and `oc expose` would, and canaryline's Role and ServiceAccount.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	"github.com/tektoncd/pipeline/pkg/substitution"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/yaml"
 
 	"github.com/canaryline/canaryline/internal/bundle"
@@ -39,8 +41,13 @@ type Options struct {
 	Namespace string            // $(context.pipelineRun.namespace)
 	RunName   string            // $(context.pipelineRun.name); generated when empty
 	Timeout   time.Duration     // the whole run (tasks and finally); 1h when 0
-	Workspace string            // a directory for the Pipeline's workspaces (a temporary one when empty)
-	Out       io.Writer         // progress and step logs
+	// Workspace is the directory under which each of the Pipeline's workspaces gets a subdirectory of its name.
+	// When empty, a new directory in $TMPDIR holds them; it is kept after the run, as the directories given are.
+	Workspace string
+	// Workspaces binds Pipeline workspaces, by name, to directories used as they are (a task's subPath still
+	// applies under them). A name the Pipeline does not declare is an InputError.
+	Workspaces map[string]string
+	Out        io.Writer // progress and step logs
 	// Abort, when closed, forces the run to end: the running steps' process groups are killed with SIGKILL,
 	// nothing else starts (not even finally), and Run returns ErrAborted. Cancelling ctx instead stops the
 	// running step with SIGINT and lets finally run.
@@ -112,7 +119,16 @@ type Summary struct {
 	// "not produced (task verify-3 did not run)".
 	NotProduced map[string]string
 	Duration    time.Duration
+	Workspaces  []Workspace // the Pipeline's workspaces and their directories, kept after the run
 }
+
+// Workspace is a Pipeline workspace and the directory bound to it.
+type Workspace struct{ Name, Dir string }
+
+// InputError is bad input to the run (a param or a workspace): nothing ran.
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
 
 // UnsupportedError is a Tekton feature canaryline run does not have.
 type UnsupportedError struct{ What string }
@@ -128,22 +144,20 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	if o.RunName == "" {
-		o.RunName = fmt.Sprintf("%s-run-%d", p.Name, time.Now().Unix()%100000)
+		o.RunName = RunName(p.Name)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = time.Hour
-	}
-	if o.Workspace == "" {
-		if o.Workspace, err = os.MkdirTemp("", "canaryline-run-"); err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(o.Workspace)
 	}
 	params, err := paramValues(p, o.Params)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{o: o, p: p, tasks: tasks, params: params, results: map[string]map[string]string{}, status: map[string]string{},
+	dirs, err := workspaceDirs(p, tasks, o)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{o: o, p: p, tasks: tasks, params: params, dirs: dirs, results: map[string]map[string]string{}, status: map[string]string{},
 		procs: map[int]bool{}}
 	o.Progress.set(func(now *Running) { *now = Running{RunName: o.RunName, Params: params} })
 	defer o.Progress.set(func(now *Running) { now.Ended = true })
@@ -163,6 +177,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	sum := &Summary{Name: o.RunName}
+	for _, w := range p.Spec.Workspaces {
+		sum.Workspaces = append(sum.Workspaces, Workspace{Name: w.Name, Dir: dirs[w.Name]})
+	}
 	fmt.Fprintf(o.Out, "run %s: Pipeline %s\n", o.RunName, p.Name)
 
 	list := v1.PipelineTaskList(p.Spec.Tasks)
@@ -249,6 +266,7 @@ type run struct {
 	p       *v1.Pipeline
 	tasks   map[string]*v1.Task
 	params  map[string]string
+	dirs    map[string]string // the Pipeline's workspaces' directories
 	mu      sync.Mutex
 	results map[string]map[string]string
 	status  map[string]string
@@ -436,7 +454,7 @@ func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, p
 		path := ""
 		for _, b := range pt.Workspaces {
 			if b.Name == ws.Name {
-				path = filepath.Join(r.o.Workspace, b.Workspace, b.SubPath)
+				path = filepath.Join(r.dirs[b.Workspace], b.SubPath)
 				_ = os.MkdirAll(path, 0o755)
 			}
 		}
@@ -636,16 +654,105 @@ func paramValues(p *v1.Pipeline, given map[string]string) (map[string]string, er
 	}
 	for k, v := range given {
 		if !declared[k] {
-			return nil, fmt.Errorf("--param %s: Pipeline %s has no such param", k, p.Name)
+			return nil, &InputError{fmt.Sprintf("--param %s: Pipeline %s has no such param", k, p.Name)}
 		}
 		out[k] = v
 	}
 	for _, ps := range p.Spec.Params {
 		if _, ok := out[ps.Name]; !ok {
-			return nil, fmt.Errorf("--param %s: required by Pipeline %s (it has no default)", ps.Name, p.Name)
+			return nil, &InputError{fmt.Sprintf("--param %s: required by Pipeline %s (it has no default)", ps.Name, p.Name)}
 		}
 	}
 	return out, nil
+}
+
+// RunName is a new PipelineRun name for the Pipeline, as Tekton's generateName makes one: "<pipeline>-run-" and
+// five random characters, so that two runs started at the same moment are two releases.
+func RunName(pipeline string) string {
+	base := pipeline + "-run-"
+	if len(base) > 58 { // a name is at most 63 characters (an object name, and a label value)
+		base = base[:58]
+	}
+	return base + rand.String(5)
+}
+
+// workspaceDirs gives each of the Pipeline's workspaces its directory: the one bound to it in o.Workspaces, as
+// it is, or a subdirectory of its name under o.Workspace (a new directory in $TMPDIR when empty). Nothing made
+// here is removed after the run: it holds the evidence.
+func workspaceDirs(p *v1.Pipeline, tasks map[string]*v1.Task, o Options) (map[string]string, error) {
+	var names []string
+	for _, w := range p.Spec.Workspaces {
+		names = append(names, w.Name)
+	}
+	for name, dir := range o.Workspaces {
+		if !slices.Contains(names, name) {
+			return nil, &InputError{fmt.Sprintf("--workspace %s=%s: Pipeline %s has no workspace %s; give one of: %s",
+				name, dir, p.Name, name, strings.Join(names, ", "))}
+		}
+		if err := checkDir(name, dir, readOnly(p, tasks, name)); err != nil {
+			return nil, err
+		}
+	}
+	dirs := map[string]string{}
+	for _, name := range names {
+		dir, ok := o.Workspaces[name]
+		if !ok {
+			if o.Workspace == "" {
+				tmp, err := os.MkdirTemp("", o.RunName+"-")
+				if err != nil {
+					return nil, fmt.Errorf("create the run's workspace directory: %w", err)
+				}
+				o.Workspace = tmp
+			}
+			dir = filepath.Join(o.Workspace, name)
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, &InputError{fmt.Sprintf("--workspace: cannot create the directory of workspace %s: %v", name, err)}
+		}
+		dirs[name] = abs
+	}
+	return dirs, nil
+}
+
+// checkDir refuses a directory given for workspace name that is not one, or that does not exist when the Tasks
+// only read the workspace (a docker config, say): an empty directory made for it would hide the mistake.
+func checkDir(name, dir string, readOnly bool) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return &InputError{fmt.Sprintf("--workspace %s=%s: not a directory; give the directory to bind to workspace %s", name, dir, name)}
+	case errors.Is(err, os.ErrNotExist) && readOnly:
+		return &InputError{fmt.Sprintf("--workspace %s=%s: no such directory; the Tasks only read workspace %s, give an existing "+
+			"directory (for a docker config, the one holding config.json)", name, dir, name)}
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return &InputError{fmt.Sprintf("--workspace %s=%s: %v", name, dir, err)}
+	}
+	return nil
+}
+
+// readOnly is true when every Task workspace bound to the Pipeline workspace name is read-only.
+func readOnly(p *v1.Pipeline, tasks map[string]*v1.Task, name string) bool {
+	bound := false
+	for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
+		for _, b := range pt.Workspaces {
+			if b.Workspace != name {
+				continue
+			}
+			for _, ws := range tasks[pt.TaskRef.Name].Spec.Workspaces {
+				if ws.Name == b.Name {
+					if !ws.ReadOnly {
+						return false
+					}
+					bound = true
+				}
+			}
+		}
+	}
+	return bound
 }
 
 // ResultsText is the Pipeline's results, one a line in name order; a result that was not produced says so.
@@ -685,6 +792,12 @@ func (s *Summary) Table() string {
 		fmt.Fprintf(&b, "%-22s %-22s %-10s %-9s %s\n", name, t.Task, t.Status, t.Duration.Round(100*time.Millisecond), detail)
 	}
 	fmt.Fprintf(&b, "PipelineRun %s: %s in %s\n", s.Name, s.Status, s.Duration.Round(time.Second))
+	if len(s.Workspaces) > 0 {
+		b.WriteString("\nworkspaces (kept after the run):\n")
+		for _, w := range s.Workspaces {
+			fmt.Fprintf(&b, "  %-12s %s\n", w.Name, w.Dir)
+		}
+	}
 	// The verdicts, with their values and thresholds, and where the evidence is.
 	first := true
 	for _, t := range s.Tasks {

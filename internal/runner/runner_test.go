@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -200,5 +201,161 @@ spec:
 	}
 	if len(sum.Results) != 0 {
 		t.Errorf("results %v; want decision omitted, as Tekton does", sum.Results)
+	}
+}
+
+// TestRunNamesAreUnique: two runs of one Pipeline started in the same second get different names (each name is a
+// release's id), made as Tekton's generateName makes them.
+func TestRunNamesAreUnique(t *testing.T) {
+	o, _ := scriptRun(t, `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: names-test}
+spec:
+  tasks:
+    - {name: a, taskRef: {name: quick}}
+`)
+	for attempt := 0; ; attempt++ {
+		second := time.Now().Unix()
+		first, err1 := Run(context.Background(), o)
+		next, err2 := Run(context.Background(), o)
+		if time.Now().Unix() != second { // not in one second: again (a second is long next to two quick runs)
+			if attempt == 5 {
+				t.Fatal("two quick runs never fitted in one second")
+			}
+			continue
+		}
+		if err1 != nil || err2 != nil {
+			t.Fatalf("runs: %v, %v", err1, err2)
+		}
+		if first.Name == next.Name {
+			t.Errorf("both runs are named %s", first.Name)
+		}
+		for _, name := range []string{first.Name, next.Name} {
+			if !regexp.MustCompile(`^names-test-run-[a-z0-9]{5}$`).MatchString(name) {
+				t.Errorf("run name %q; want names-test-run- and 5 random characters", name)
+			}
+		}
+		return
+	}
+}
+
+// workspacesRun is a Pipeline whose task writes a file into the workspace out (under subPath sub) and reads cfg.
+func workspacesRun(t *testing.T) (Options, string) {
+	t.Helper()
+	o, dir := scriptRun(t, `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: ws-test}
+spec:
+  workspaces:
+    - {name: out}
+    - {name: cfg, optional: true}
+  tasks:
+    - name: a
+      taskRef: {name: writer}
+      workspaces: [{name: out, workspace: out, subPath: sub}, {name: cfg, workspace: cfg}]
+`)
+	_ = os.WriteFile(filepath.Join(dir, "writer.yaml"), []byte(`apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: writer}
+spec:
+  workspaces:
+    - {name: out}
+    - {name: cfg, optional: true, readOnly: true}
+  steps:
+    - name: writer
+      image: busybox
+      command: ["/usr/local/bin/writer"]
+      env:
+        - {name: OUT, value: $(workspaces.out.path)}
+        - {name: CFG, value: $(workspaces.cfg.path)}
+`), 0o644)
+	_ = os.WriteFile(o.Steps, []byte("#!/bin/sh\necho written > \"$OUT/file\"; cat \"$CFG/config.json\" > \"$OUT/cfg\" 2>/dev/null; exit 0\n"), 0o755)
+	return o, dir
+}
+
+func workspaceDir(sum *Summary, name string) string {
+	for _, w := range sum.Workspaces {
+		if w.Name == name {
+			return w.Dir
+		}
+	}
+	return ""
+}
+
+// TestWorkspacesAreKept: the Pipeline's workspaces are directories kept after the run, in a new directory when none
+// is given, under --workspace DIR, or the directory bound to each as it is (subPath still applies); the summary
+// says where they are.
+func TestWorkspacesAreKept(t *testing.T) {
+	o, _ := workspacesRun(t)
+	root, out, cfg := t.TempDir(), t.TempDir(), t.TempDir()
+	_ = os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"auths":{}}`), 0o600)
+	for _, tc := range []struct {
+		name       string
+		root       string
+		bound      map[string]string
+		wantOut    string // "" is a new directory in $TMPDIR
+		wantCfgDir string
+	}{
+		{name: "none given"},
+		{name: "one DIR", root: root, wantOut: filepath.Join(root, "out"), wantCfgDir: filepath.Join(root, "cfg")},
+		{name: "bound", bound: map[string]string{"out": out, "cfg": cfg}, wantOut: out, wantCfgDir: cfg},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o.Workspace, o.Workspaces = tc.root, tc.bound
+			sum, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, o.Out)
+			}
+			dir := workspaceDir(sum, "out")
+			if tc.wantOut != "" && dir != tc.wantOut {
+				t.Errorf("workspace out is %s; want %s", dir, tc.wantOut)
+			}
+			if tc.wantOut == "" {
+				if dir == "" || !strings.HasPrefix(dir, os.TempDir()) || !strings.Contains(dir, sum.Name) {
+					t.Errorf("workspace out is %q; want a directory in %s named after the run %s", dir, os.TempDir(), sum.Name)
+				}
+				t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(dir)) })
+			}
+			if data, err := os.ReadFile(filepath.Join(dir, "sub", "file")); err != nil || string(data) != "written\n" {
+				t.Errorf("the file the task wrote under subPath sub: %q, %v", data, err)
+			}
+			if tc.wantCfgDir != "" && workspaceDir(sum, "cfg") != tc.wantCfgDir {
+				t.Errorf("workspace cfg is %s; want %s", workspaceDir(sum, "cfg"), tc.wantCfgDir)
+			}
+			if !strings.Contains(sum.Table(), "out          "+dir+"\n") {
+				t.Errorf("the summary does not say where workspace out is:\n%s", sum.Table())
+			}
+		})
+	}
+	if data, _ := os.ReadFile(filepath.Join(out, "sub", "cfg")); string(data) != `{"auths":{}}` {
+		t.Errorf("the task read %q from the bound cfg; want its config.json", data)
+	}
+}
+
+// TestWorkspacesRefused: a workspace the Pipeline does not declare, a file, or a missing directory for a workspace
+// the Tasks only read, is an InputError naming it; nothing runs.
+func TestWorkspacesRefused(t *testing.T) {
+	o, dir := workspacesRun(t)
+	file := filepath.Join(dir, "writer.yaml")
+	for _, tc := range []struct {
+		bound map[string]string
+		want  string
+	}{
+		{map[string]string{"nope": t.TempDir()}, "--workspace nope="},
+		{map[string]string{"out": file}, "not a directory"},
+		{map[string]string{"cfg": filepath.Join(dir, "missing")}, "--workspace cfg=" + filepath.Join(dir, "missing") + ": no such directory"},
+	} {
+		o.Workspace, o.Workspaces = t.TempDir(), tc.bound
+		_, err := Run(context.Background(), o)
+		var bad *InputError
+		if !errors.As(err, &bad) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v; want an InputError saying %q", tc.bound, err, tc.want)
+		}
+		if entries, _ := os.ReadDir(o.Workspace); len(entries) != 0 {
+			t.Errorf("%v: the refused run made %d directories", tc.bound, len(entries))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
+		t.Error("the missing directory was made")
 	}
 }

@@ -3,7 +3,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -15,7 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -303,8 +310,14 @@ func startCLIRun(t *testing.T, kubeconfig, ns string, params ...string) *cliRun 
 	for _, p := range params {
 		args = append(args, "--param", p)
 	}
+	return startCLI(t, args...)
+}
+
+// startCLI runs `canaryline args...` (HOME and TMPDIR are the test's).
+func startCLI(t *testing.T, args ...string) *cliRun {
+	t.Helper()
 	r := &cliRun{cmd: exec.Command(canarylineBinary(t), args...), exited: make(chan struct{})}
-	r.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}
+	r.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()}
 	r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := r.cmd.Start(); err != nil {
@@ -548,5 +561,191 @@ func TestRunPrintsResultsNotProduced(t *testing.T) {
 	}
 	if strings.Contains(out+r.stderr.String(), "$(tasks.") {
 		t.Error("the output holds unresolved $(tasks...) text")
+	}
+}
+
+// cliArgs are `canaryline run` of pipelines/FILE for app shop in ns, with flags.
+func cliArgs(t *testing.T, file, kubeconfig, ns string, flags ...string) []string {
+	return append([]string{"run", "../../pipelines/" + file, "--tasks", "../../tasks", "--steps", stepsBinary(t),
+		"--kubeconfig", kubeconfig, "--namespace", ns, "--param", "app=shop"}, flags...)
+}
+
+// testRegistry is a real OCI registry (go-containerregistry's) on loopback holding team/app:v2, behind basic auth
+// (user ci, password s3cret) when auth is set. It returns the tag and the image pinned by digest.
+func testRegistry(t *testing.T, auth bool) (tag, pinned string) {
+	t.Helper()
+	h := registry.New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); auth && (!ok || u != "ci" || p != "s3cret") {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(host+"/team/app:v2", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "ci", Password: "s3cret"})); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	digest, _ := img.Digest()
+	return ref.String(), host + "/team/app@" + digest.String()
+}
+
+// TestRunTwoRunsAtOnceAreTwoReleases: two `canaryline run`s of one application started in the same second are two
+// releases with two names: exactly one proceeds and is promoted, the other fails on the release lock (exit 5 from
+// shift-canary, naming the holder), and its finally task leaves the winner's release alone.
+func TestRunTwoRunsAtOnceAreTwoReleases(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	tag, pinned := testRegistry(t, false)
+	args := cliArgs(t, "canary-release-prebuilt.yaml", a.kubeconfig, a.ns, "--param", "image="+tag, "--param", "insecure-registry=true",
+		"--param", "interval=1s", "--param", "count=3")
+	canarylineBinary(t)
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second))) // both start at the start of one second
+	runs := []*cliRun{startCLI(t, args...), startCLI(t, args...)}
+	codes := []int{runs[0].wait(), runs[1].wait()}
+	names := []string{runs[0].runName(t), runs[1].runName(t)}
+	if names[0] == names[1] {
+		t.Fatalf("both runs are named %s: one release to the lock", names[0])
+	}
+	winner := -1
+	for i, code := range codes {
+		switch code {
+		case 0:
+			if winner >= 0 {
+				t.Fatal("both runs proceeded")
+			}
+			winner = i
+		default:
+			if !regexp.MustCompile(`shift-1\s+shift-canary\s+Failed\s.*exit status 5`).MatchString(runs[i].stdout.String()) {
+				t.Errorf("run %s: exit %d; want shift-1 to fail with exit 5", names[i], code)
+			}
+			if !strings.Contains(runs[i].stderr.String(), `held by "`+names[1-i]+`"`) {
+				t.Errorf("run %s does not name the holder %s", names[i], names[1-i])
+			}
+		}
+	}
+	if winner < 0 {
+		t.Fatal("neither run proceeded")
+	}
+	if !strings.Contains(runs[winner].stdout.String(), "result decision: promote\n") {
+		t.Errorf("the winner %s was not promoted", names[winner])
+	}
+	st, _ := a.kube.AppsV1().Deployments(a.ns).Get(context.Background(), "shop", metav1.GetOptions{})
+	last := a.lease().Annotations["canaryline.dev/last-release"]
+	if st.Spec.Template.Spec.Containers[0].Image != pinned || !strings.Contains(last, names[winner]) || !strings.Contains(last, `"decision":"promote"`) {
+		t.Errorf("stable image %s (want %s), last release %s; want the winner's promotion", st.Spec.Template.Spec.Containers[0].Image, pinned, last)
+	}
+}
+
+var (
+	evidenceRE   = regexp.MustCompile(`(?m)^\s+evidence: (\S+)$`)
+	workspacesRE = regexp.MustCompile(`(?m)^  evidence\s+(\S+)$`)
+)
+
+// TestRunKeepsTheEvidence: after a run, the evidence it prints (verify-health's report, and the chart next to it)
+// exists: in the workspace directory it prints when no --workspace was given, under --workspace DIR, and in the
+// directory of --workspace evidence=DIR.
+func TestRunKeepsTheEvidence(t *testing.T) {
+	t.Parallel()
+	root, evidence := t.TempDir(), t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		want  string // the evidence workspace's directory; "" is the one printed
+	}{
+		{"no --workspace", nil, ""},
+		{"--workspace DIR", []string{"--workspace", root}, filepath.Join(root, "evidence")},
+		{"--workspace evidence=DIR", []string{"--workspace", "evidence=" + evidence}, evidence},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := appWithBuildConfig(t, 2)
+			r := startCLI(t, cliArgs(t, "canary-release-1.yaml", a.kubeconfig, a.ns, append([]string{"--param", "git-revision=" + commitA,
+				"--param", "interval=1s", "--param", "count=2"}, tc.flags...)...)...)
+			if code := r.wait(); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			out := r.stdout.String()
+			m := evidenceRE.FindStringSubmatch(out)
+			if m == nil {
+				t.Fatal("the output does not say where the evidence is")
+			}
+			for _, f := range []string{m[1], filepath.Join(filepath.Dir(m[1]), "chart.svg")} {
+				if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+					t.Errorf("%s after the run: %v", f, err)
+				}
+			}
+			ws := workspacesRE.FindStringSubmatch(out)
+			if ws == nil {
+				t.Fatal("the output does not say where the workspaces are")
+			}
+			want := tc.want
+			if want == "" {
+				want = ws[1]
+			}
+			if ws[1] != want || m[1] != filepath.Join(want, "verify-1", "report.md") {
+				t.Errorf("workspace evidence %s, evidence %s; want %s and report.md under its subPath verify-1", ws[1], m[1], want)
+			}
+		})
+	}
+}
+
+// TestRunDockerconfigWorkspace: `--workspace dockerconfig=DIR` (DIR holding config.json, as ~/.docker does) gives
+// resolve-image the credentials of a registry that requires them; without it the registry's refusal is reported
+// (exit 2, param IMAGE) and nothing is released. The directory given is left as it was.
+func TestRunDockerconfigWorkspace(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, "route", 2)
+	tag, pinned := testRegistry(t, true)
+	dockerConfig := t.TempDir()
+	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, strings.SplitN(tag, "/", 2)[0], base64.StdEncoding.EncodeToString([]byte("ci:s3cret")))
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--param", "image=" + tag, "--param", "insecure-registry=true", "--param", "interval=1s", "--param", "count=1"}
+
+	without := startCLI(t, cliArgs(t, "canary-release-prebuilt.yaml", a.kubeconfig, a.ns, flags...)...)
+	if code := without.wait(); code != 1 || !regexp.MustCompile(`resolve-image\s+wait-build\s+Failed\s.*exit status 2`).MatchString(without.stdout.String()) ||
+		!strings.Contains(without.stderr.String(), "refused access") {
+		t.Errorf("without credentials: exit %d; want 1 with resolve-image failing (exit 2), the registry's refusal reported", code)
+	}
+	if a.exists("deployment", "shop-canary") {
+		t.Error("a canary was made without the image")
+	}
+
+	with := startCLI(t, cliArgs(t, "canary-release-prebuilt.yaml", a.kubeconfig, a.ns, append(flags, "--workspace", "dockerconfig="+dockerConfig)...)...)
+	if code := with.wait(); code != 0 || !strings.Contains(with.stdout.String(), "result image-url: "+pinned+"\n") ||
+		!strings.Contains(with.stdout.String(), "result decision: promote\n") {
+		t.Errorf("with --workspace dockerconfig: exit %d; want 0, image-url %s and promote", code, pinned)
+	}
+	if data, err := os.ReadFile(filepath.Join(dockerConfig, "config.json")); err != nil || string(data) != cfg {
+		t.Errorf("the docker config directory after the run: %q, %v; want it as it was", data, err)
+	}
+}
+
+// TestRunUnknownWorkspaceIsRefused: a --workspace for a workspace the Pipeline does not declare exits 2 naming it
+// and the workspaces there are; nothing runs.
+func TestRunUnknownWorkspaceIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := startCLI(t, cliArgs(t, "canary-release-prebuilt.yaml", filepath.Join(dir, "no-kubeconfig"), "default", "--workspace", "nope="+dir)...)
+	if code := r.wait(); code != 2 || !strings.Contains(r.stderr.String(), "--workspace nope="+dir+": Pipeline canary-release-prebuilt has no workspace nope; give one of: evidence, dockerconfig") {
+		t.Errorf("exit %d; want 2 naming workspace nope and the Pipeline's workspaces", code)
+	}
+	if strings.Contains(r.stderr.String(), ": Pipeline canary-release-prebuilt\n") {
+		t.Error("the run started")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the refused run made %d entries in %s", len(entries), dir)
 	}
 }
