@@ -96,7 +96,7 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 	case traffic.KindIstio:
 		rules = append(rules, named("networking.istio.io", "virtualservices", []string{"get", "update"}, router))
 	case traffic.KindNginx: // the stable Ingress and the canary Ingress the steps create
-		rules = append(rules, named("networking.k8s.io", "ingresses", []string{"get", "update", "delete"}, router, router+"-canary"),
+		rules = append(rules, named("networking.k8s.io", "ingresses", []string{"get", "update", "delete"}, router, traffic.NginxCanaryName(router, svc)),
 			all("networking.k8s.io", []string{"ingresses"}, "create"))
 	}
 	return &rbacv1.Role{

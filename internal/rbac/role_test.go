@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -138,5 +139,22 @@ func TestManifests(t *testing.T) {
 	}
 	if _, err := Manifests(Options{App: "Shop_1"}); err == nil || !strings.Contains(err.Error(), "--app") {
 		t.Errorf("an invalid app name: %v; want an error naming --app", err)
+	}
+}
+
+// Applications sharing an Ingress each have their own canary Ingress: the Role names this application's.
+func TestAppRoleNamesTheApplicationsCanaryIngress(t *testing.T) {
+	role, err := AppRole(Options{App: "cart", Namespace: "team-a", RouterName: "storefront", Router: traffic.KindNginx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range role.Rules {
+		if r.Resources[0] == "ingresses" && len(r.ResourceNames) > 0 {
+			names = append(names, r.ResourceNames...)
+		}
+	}
+	if want := []string{"storefront", "storefront-cart-canary"}; !slices.Equal(names, want) {
+		t.Errorf("Ingresses named %v; want %v", names, want)
 	}
 }

@@ -33,8 +33,8 @@ const (
 	TrackLabel         = "canaryline.dev/track"
 	ReleaseLabel       = "canaryline.dev/release"
 	ReleaseAnnotation  = traffic.ReleaseAnnotation
-	ImageAnnotation    = "canaryline.dev/image"
-	WeightAnnotation   = "canaryline.dev/weight"
+	ImageAnnotation    = traffic.ImageAnnotation
+	WeightAnnotation   = traffic.WeightAnnotation
 	PromotedAnnotation = "canaryline.dev/promoted-release"
 	podTemplateHash    = "pod-template-hash"
 )
@@ -50,10 +50,14 @@ func releaseAnnotations(st *State) map[string]string {
 	return map[string]string{ReleaseAnnotation: st.ID, ImageAnnotation: st.Image}
 }
 
-// routerAnnotations are put on the router object: the release's annotations and the canary weight it carries.
-func routerAnnotations(st *State) map[string]string {
-	a := releaseAnnotations(st)
-	a[WeightAnnotation] = fmt.Sprint(st.Weight)
+// routerAnnotations are put on the router object: the release's annotations and the canary weight it carries,
+// under the keys of app, the application (a router object may serve several).
+func routerAnnotations(app string, st *State) map[string]string {
+	a := map[string]string{}
+	for k, v := range releaseAnnotations(st) {
+		a[traffic.AppAnnotation(app, k)] = v
+	}
+	a[traffic.AppAnnotation(app, WeightAnnotation)] = fmt.Sprint(st.Weight)
 	return a
 }
 

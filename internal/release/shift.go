@@ -416,7 +416,7 @@ func (s *shift) backends(st *State) traffic.Backends {
 	b := traffic.Backends{Namespace: s.ns, Stable: s.svc.Name, Canary: n.CanaryService, Baseline: n.BaselineService,
 		StableDeployment: s.cfg.App, CanaryDeployment: n.CanaryDeployment, BaselineDeployment: n.BaselineDeployment}
 	if st != nil {
-		b.Annotations = routerAnnotations(st)
+		b.Annotations = routerAnnotations(s.cfg.App, st)
 	}
 	return b
 }
@@ -426,7 +426,7 @@ func backendsOf(ns string, st *State) traffic.Backends {
 	n := st.names()
 	return traffic.Backends{Namespace: ns, Stable: st.StableService, Canary: n.CanaryService, Baseline: n.BaselineService,
 		StableDeployment: st.App, CanaryDeployment: n.CanaryDeployment, BaselineDeployment: n.BaselineDeployment,
-		Annotations: routerAnnotations(st)}
+		Annotations: routerAnnotations(st.App, st)}
 }
 
 func newRouter(kind, name string, keepCookies bool, c Clients) (traffic.Router, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -56,6 +57,9 @@ func (r *httpRoute) get(ctx context.Context, ns string) (*unstructured.Unstructu
 }
 
 func (r *httpRoute) Check(ctx context.Context, b Backends) error {
+	if err := checkAnnotations(b); err != nil {
+		return err
+	}
 	_, hr, err := r.get(ctx, b.Namespace)
 	if apierrors.IsNotFound(err) {
 		return checkErrorf(fmt.Sprintf("create it (the Gateway API CRDs must be installed) with a rule whose backendRefs go to Service %s, "+
@@ -160,8 +164,12 @@ func httpRouteStableRules(hr *gatewayv1.HTTPRoute, b Backends) ([]int, error) {
 type httpRouteSnapshot struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	// Rules are the backendRefs of the rules that went to the stable Service, as stored.
-	Rules []savedList `json:"rules"`
+	// Stable are the backendRefs to the stable Service before the release, as stored: Restore finds them again by
+	// their content, never by their position, and puts their weights back.
+	Stable []any `json:"stable,omitempty"`
+	// Rules are what releases recorded before saved instead: the backendRefs of the rules that went to the stable
+	// Service, by position. Restore reads only the backendRefs to the stable Service in them.
+	Rules []savedList `json:"rules,omitempty"`
 	// Annotations are the release annotations' keys the object already had, with their values.
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -185,13 +193,28 @@ func (r *httpRoute) Snapshot(ctx context.Context, b Backends) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read HTTPRoute %s/%s: %w", b.Namespace, r.name, err)
 		}
-		s.Rules = append(s.Rules, savedList{Index: i, Items: refs})
+		s.Stable = appendStable(s.Stable, refs, httpRouteItemRole(b))
 	}
 	data, err := json.Marshal(s)
 	if err != nil {
 		return "", fmt.Errorf("encode the HTTPRoute snapshot: %w", err)
 	}
 	return string(data), nil
+}
+
+// httpRouteItemRole says which of the release's Services a backendRef, as stored, points at.
+func httpRouteItemRole(b Backends) func(item any) backendRole {
+	return func(item any) backendRole {
+		m, ok := item.(map[string]any)
+		if !ok {
+			return backendOther
+		}
+		var ref gatewayv1.HTTPBackendRef
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ref); err != nil {
+			return backendOther
+		}
+		return httpRouteRefRole(ref.BackendObjectReference, b)
+	}
 }
 
 // httpRouteBackendRefs builds the backendRefs of one stable rule for w: the stable ref as it is (with its filters
@@ -310,8 +333,13 @@ func (r *httpRoute) Restore(ctx context.Context, b Backends, snapshot string) er
 	if s.Kind != KindHTTPRoute {
 		return fmt.Errorf("read the HTTPRoute snapshot: it is of router kind %q", s.Kind)
 	}
+	role := httpRouteItemRole(b)
+	saved := s.Stable
+	for _, l := range s.Rules {
+		saved = appendStable(saved, l.Items, role)
+	}
 	return restoreLists(ctx, r.client(b.Namespace), "HTTPRoute "+b.Namespace+"/"+r.name, r.name,
-		[]string{"spec", "rules"}, "backendRefs", s.Rules, b.Annotations, s.Annotations)
+		listRestore{path: []string{"spec", "rules"}, field: "backendRefs", role: role, saved: saved}, b, s.Annotations)
 }
 
 // setLists sets field of the entries of the list at path in the named object (the backendRefs of an HTTPRoute's
@@ -355,10 +383,22 @@ func setLists(ctx context.Context, c dynamic.ResourceInterface, what, name strin
 	return stored, err
 }
 
-// restoreLists puts back on an unstructured router object (what names it in errors) the lists a snapshot saved,
-// and its annotations as they were before the release. An object deleted since has nothing of the release left.
-func restoreLists(ctx context.Context, c dynamic.ResourceInterface, what, name string, path []string, field string,
-	saved []savedList, release, before map[string]string) error {
+// listRestore says how Restore finds the release's backends in the lists of an unstructured router object (the
+// backendRefs of an HTTPRoute's rules, the route of a VirtualService's http entries): by their content, never by
+// their position, since a team may add, remove or reorder entries during the release.
+type listRestore struct {
+	path  []string // the list of entries
+	field string   // the list of backends in each entry
+	// role says which of the release's Services a backend, as stored, goes to.
+	role func(item any) backendRole
+	// saved are the backends to the stable Service before the release, as stored.
+	saved []any
+}
+
+// restoreLists puts an unstructured router object (what names it in errors) back as it was before the release
+// (putBackLists), and its annotations: the release's removed, those the object had before (before) put back. An
+// object deleted since has nothing of the release left.
+func restoreLists(ctx context.Context, c dynamic.ResourceInterface, what, name string, lr listRestore, b Backends, before map[string]string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		u, err := c.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -367,11 +407,11 @@ func restoreLists(ctx context.Context, c dynamic.ResourceInterface, what, name s
 		if err != nil {
 			return fmt.Errorf("get %s: %w", what, err)
 		}
-		changed, err := putBackLists(u.Object, path, field, saved)
+		changed, err := putBackLists(u.Object, lr)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", what, err)
 		}
-		anns := annotationsAfterRestore(u.GetAnnotations(), release, before)
+		anns := annotationsAfterRestore(u.GetAnnotations(), b, before)
 		if !maps.Equal(anns, u.GetAnnotations()) {
 			u.SetAnnotations(anns)
 			changed = true
@@ -386,44 +426,99 @@ func restoreLists(ctx context.Context, c dynamic.ResourceInterface, what, name s
 	})
 }
 
-// savedList is a list field of one entry of a list in an unstructured object, as it was stored before the
-// release: the backendRefs of an HTTPRoute rule, the route of a VirtualService http entry.
+// savedList is, in snapshots of releases recorded before, a list field of one entry of a list in an
+// unstructured object, as it was stored before the release, with the entry's position then.
 type savedList struct {
 	Index int   `json:"index"`
 	Items []any `json:"items"`
 }
 
-// putBackLists sets field of the entries of the list at path as saved recorded them. It says whether anything
-// changed.
-func putBackLists(obj map[string]any, path []string, field string, saved []savedList) (bool, error) {
-	list, _, err := unstructured.NestedSlice(obj, path...)
-	if err != nil {
+// appendStable appends to saved the items that go to the stable Service (role), each content once.
+func appendStable(saved, items []any, role func(any) backendRole) []any {
+	for _, item := range items {
+		if role(item) != backendStable || slices.ContainsFunc(saved, func(s any) bool { return apiequality.Semantic.DeepEqual(s, item) }) {
+			continue
+		}
+		saved = append(saved, item)
+	}
+	return saved
+}
+
+// putBackLists changes only the entries of the list that hold a backend of the release's canary or baseline
+// Service: it removes those backends, and gives the entry's stable backend its weight from before the release
+// when it is, but for its weight, one lr.saved recorded (a stable backend the team changed meanwhile, say to
+// another port, keeps its weight as it is). Every other entry is left exactly as it is now: a rule a team added,
+// moved or changed during the release stays as the team made it. It says whether anything changed.
+func putBackLists(obj map[string]any, lr listRestore) (bool, error) {
+	list, found, err := unstructured.NestedSlice(obj, lr.path...)
+	if err != nil || !found {
 		return false, err
 	}
 	changed := false
-	for _, sv := range saved {
-		if sv.Index >= len(list) {
-			return false, fmt.Errorf("%s[%d] is gone (%d entries now)", strings.Join(path, "."), sv.Index, len(list))
+	for i := range list {
+		items, err := unstructuredRuleSlice(list, i, lr.field)
+		if err != nil {
+			return false, fmt.Errorf("%s[%d]: %w", strings.Join(lr.path, "."), i, err)
 		}
-		entry, ok := list[sv.Index].(map[string]any)
-		if !ok {
-			return false, fmt.Errorf("%s[%d] is not an object", strings.Join(path, "."), sv.Index)
-		}
-		cur, found := entry[field]
-		if (!found && sv.Items == nil) || (found && apiequality.Semantic.DeepEqual(cur, sv.Items)) {
+		kept, ours := withoutRelease(items, lr)
+		if !ours {
 			continue
 		}
-		if sv.Items == nil {
-			delete(entry, field)
+		if len(kept) == 0 {
+			delete(list[i].(map[string]any), lr.field) // it held the release's backends alone, whose Services are removed
 		} else {
-			entry[field] = sv.Items
+			list[i].(map[string]any)[lr.field] = kept
 		}
 		changed = true
 	}
 	if !changed {
 		return false, nil
 	}
-	return true, unstructured.SetNestedSlice(obj, list, path...)
+	return true, unstructured.SetNestedSlice(obj, list, lr.path...)
+}
+
+// withoutRelease returns items without the release's canary and baseline backends, and its stable backend with
+// the weight it had before the release; ours says whether items held a backend of the release at all.
+func withoutRelease(items []any, lr listRestore) (kept []any, ours bool) {
+	for _, item := range items {
+		switch lr.role(item) {
+		case backendCanary, backendBaseline:
+			ours = true
+			continue
+		case backendStable:
+			item = withSavedWeight(item, lr.saved)
+		}
+		kept = append(kept, item)
+	}
+	return kept, ours
+}
+
+// withSavedWeight returns the stable backend item with the weight of the saved backend that equals it but for
+// the weight (none: no weight), or item as it is when none does.
+func withSavedWeight(item any, saved []any) any {
+	m, ok := item.(map[string]any)
+	if !ok {
+		return item
+	}
+	for _, sv := range saved {
+		s, ok := sv.(map[string]any)
+		if !ok || !apiequality.Semantic.DeepEqual(withoutWeight(m), withoutWeight(s)) {
+			continue
+		}
+		out := withoutWeight(m)
+		if w, found := s["weight"]; found {
+			out["weight"] = w
+		}
+		return out
+	}
+	return item
+}
+
+// withoutWeight is a copy of backend m without its weight.
+func withoutWeight(m map[string]any) map[string]any {
+	out := runtime.DeepCopyJSON(m)
+	delete(out, "weight")
+	return out
 }
 
 // unstructuredRuleSlice returns field (a list) of rules[i], as stored.
@@ -564,12 +659,18 @@ func annotationsBeforeRelease(cur, release map[string]string) map[string]string 
 	return out
 }
 
-// annotationsAfterRestore returns cur with the release annotations removed again, and those the object had
-// before the release (before) put back (a new map; nil when empty).
-func annotationsAfterRestore(cur, release, before map[string]string) map[string]string {
+// annotationsAfterRestore returns cur with the release annotations of b removed again, and those the object had
+// before the release (before) put back (a new map; nil when empty). The shared keys a release recorded before
+// used are removed too when they carry b's release, and only then: another application's release may hold them.
+func annotationsAfterRestore(cur map[string]string, b Backends, before map[string]string) map[string]string {
 	out := maps.Clone(cur)
-	for k := range release {
+	for k := range b.Annotations {
 		delete(out, k)
+	}
+	if id := out[ReleaseAnnotation]; id != "" && id == b.release() {
+		for _, k := range legacyAnnotations {
+			delete(out, k)
+		}
 	}
 	for k, v := range before {
 		if out == nil {

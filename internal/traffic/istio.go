@@ -43,6 +43,9 @@ func (r *istio) get(ctx context.Context, ns string) (*unstructured.Unstructured,
 }
 
 func (r *istio) Check(ctx context.Context, b Backends) error {
+	if err := checkAnnotations(b); err != nil {
+		return err
+	}
 	u, err := r.get(ctx, b.Namespace)
 	if apierrors.IsNotFound(err) {
 		return checkErrorf(fmt.Sprintf("create it (Istio must be installed) with an http route to host %s, "+
@@ -191,8 +194,12 @@ func (r *istio) stableHTTP(u *unstructured.Unstructured, b Backends) ([]int, err
 type istioSnapshot struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	// HTTP are the routes of the http entries that went to the stable Service, as stored.
-	HTTP []savedList `json:"http"`
+	// Stable are the route destinations to the stable Service before the release, as stored: Restore finds them
+	// again by their content, never by their position, and puts their weights back.
+	Stable []any `json:"stable,omitempty"`
+	// HTTP are what releases recorded before saved instead: the routes of the http entries that went to the
+	// stable Service, by position. Restore reads only the destinations to the stable Service in them.
+	HTTP []savedList `json:"http,omitempty"`
 	// Annotations are the release annotations' keys the object already had, with their values.
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -216,13 +223,29 @@ func (r *istio) Snapshot(ctx context.Context, b Backends) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read VirtualService %s/%s: %w", b.Namespace, r.name, err)
 		}
-		s.HTTP = append(s.HTTP, savedList{Index: i, Items: route})
+		s.Stable = appendStable(s.Stable, route, istioItemRole(b))
 	}
 	data, err := json.Marshal(s)
 	if err != nil {
 		return "", fmt.Errorf("encode the VirtualService snapshot: %w", err)
 	}
 	return string(data), nil
+}
+
+// istioItemRole says which of the release's Services a route destination, as stored, goes to.
+func istioItemRole(b Backends) func(item any) backendRole {
+	return func(item any) backendRole {
+		m, ok := item.(map[string]any)
+		if !ok {
+			return backendOther
+		}
+		host, _, err := unstructured.NestedString(m, "destination", "host")
+		if err != nil {
+			return backendOther
+		}
+		role, _ := istioHostRole(host, b)
+		return role
+	}
 }
 
 // newRoute builds http[i].route for w: the stable destination as it is (port, subset, headers and all), then the
@@ -392,6 +415,11 @@ func (r *istio) Restore(ctx context.Context, b Backends, snapshot string) error 
 	if s.Kind != KindIstio {
 		return fmt.Errorf("read the VirtualService snapshot: it is of router kind %q", s.Kind)
 	}
+	role := istioItemRole(b)
+	saved := s.Stable
+	for _, l := range s.HTTP {
+		saved = appendStable(saved, l.Items, role)
+	}
 	return restoreLists(ctx, r.client(b.Namespace), "VirtualService "+b.Namespace+"/"+r.name, r.name,
-		[]string{"spec", "http"}, "route", s.HTTP, b.Annotations, s.Annotations)
+		listRestore{path: []string{"spec", "http"}, field: "route", role: role, saved: saved}, b, s.Annotations)
 }

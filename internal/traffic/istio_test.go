@@ -2,7 +2,9 @@ package traffic
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
@@ -75,7 +77,9 @@ func istioTestWant(t *testing.T, b Backends, w Weights) *unstructured.Unstructur
 	if err := unstructured.SetNestedSlice(u.Object, http, "spec", "http"); err != nil {
 		t.Fatal(err)
 	}
-	u.SetAnnotations(map[string]string{"team": "payments", "canaryline.dev/release": "r-7", "canaryline.dev/weights": "set by the release"})
+	anns := map[string]string{"team": "payments"}
+	maps.Copy(anns, b.Annotations)
+	u.SetAnnotations(anns)
 	return u
 }
 
@@ -100,6 +104,12 @@ spec:
   http:
   - route: %s
 `, route)
+}
+
+// istioTestSplit is a VirtualService whose http route is split between shop and shop-canary, with one annotation.
+func istioTestSplit(annotation string) string {
+	return strings.Replace(istioTestVS(`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`),
+		"metadata: {name: shop, namespace: apps}", "metadata: {name: shop, namespace: apps, annotations: {"+annotation+"}}", 1)
 }
 
 func TestIstioHostSuffix(t *testing.T) {
@@ -140,11 +150,9 @@ func TestIstioCheck(t *testing.T) {
 		{name: "with baseline", manifest: istioTestManifest, baseline: true},
 		{name: "ns host", manifest: istioTestVS(`[{destination: {host: shop.apps}}]`)},
 		{name: "svc host", manifest: istioTestVS(`[{destination: {host: shop.apps.svc}}]`)},
-		{name: "already split by this release (a rerun)", manifest: strings.Replace(istioTestVS(
-			`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`),
-			"namespace: apps}", "namespace: apps, annotations: {canaryline.dev/release: r-7}}", 1)},
-		{name: "split by someone else to a Service named like the canary", manifest: istioTestVS(
-			`[{destination: {host: shop}, weight: 100}, {destination: {host: shop-canary}, weight: 0}]`),
+		{name: "already split by the release", manifest: istioTestSplit("shop.canaryline.dev/release: r-7")},
+		{name: "already split by the release, recorded before with the shared key", manifest: istioTestSplit("canaryline.dev/release: r-7")},
+		{name: "split, marked by another application's release", manifest: istioTestSplit("cart.canaryline.dev/release: r-7"),
 			want: "http[0] of VirtualService apps/shop already sends traffic to Service shop-canary, and no canaryline release set it"},
 		{name: "missing", want: "VirtualService apps/shop does not exist; create it"},
 		{name: "not routing to stable", manifest: istioTestVS(`[{destination: {host: static}}]`),
@@ -305,7 +313,8 @@ func TestIstioHostForms(t *testing.T) {
 	}
 }
 
-// A canary destination that the VirtualService already has (prepared at weight 0) is kept as it is.
+// A canary destination that the VirtualService already has (prepared at weight 0) is kept as it is while the
+// release runs, and removed with the release's other backends at its end: its Service is the release's.
 func TestIstioKeepsPreparedCanary(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -327,7 +336,8 @@ func TestIstioKeepsPreparedCanary(t *testing.T) {
 	if err := r.Restore(ctx, b, snap); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(routerTestStripped(orig).Object, istioTestStored(t, r).Object); diff != "" {
+	restored := routerTestObject(t, istioTestVS(`[{destination: {host: shop, port: {number: 80}}, weight: 100}]`))
+	if diff := cmp.Diff(routerTestStripped(restored).Object, istioTestStored(t, r).Object); diff != "" {
 		t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
 	}
 }
@@ -467,5 +477,122 @@ func TestIstioRestoreEdgeCases(t *testing.T) {
 		if _, err := r.SetWeights(ctx, b, w); err == nil {
 			t.Errorf("SetWeights(%+v) = nil; want an error", w)
 		}
+	}
+}
+
+// istioTestTeamEntry is an http entry a team puts first while a release runs: its own path to its own Service.
+func istioTestTeamEntry() map[string]any {
+	return map[string]any{
+		"name":  "team",
+		"match": []any{map[string]any{"uri": map[string]any{"prefix": "/team"}}},
+		"route": []any{map[string]any{"destination": map[string]any{"host": "team-svc"}}},
+	}
+}
+
+// istioTestOldSnapshot is the snapshot a release recorded before saved for istioTestManifest: the routes of its
+// stable http entries by position.
+func istioTestOldSnapshot(t *testing.T) string {
+	http, _, _ := unstructured.NestedSlice(routerTestObject(t, istioTestManifest).Object, "spec", "http")
+	data, err := json.Marshal(map[string]any{"kind": "istio", "name": "shop", "http": []any{
+		map[string]any{"index": 0, "items": http[0].(map[string]any)["route"]},
+		map[string]any{"index": 3, "items": http[3].(map[string]any)["route"]},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// A team puts an http entry of its own first while the release runs. Restore finds the release's destinations
+// by content: the team's entry stays as the team made it, and the application's entries are as before the
+// release, on rollback and on promote, with the snapshot of this version or of a release recorded before.
+func TestIstioRestoreByContent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		rollback bool
+		old      bool
+	}{
+		{name: "rollback", rollback: true},
+		{name: "promote"},
+		{name: "rollback, snapshot recorded before", rollback: true, old: true},
+		{name: "promote, snapshot recorded before", old: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := routerTestBackends(true)
+			r, _ := istioTestRouter(routerTestObject(t, istioTestManifest))
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.old {
+				snap = istioTestOldSnapshot(t)
+			}
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 10, Baseline: 10}); err != nil {
+				t.Fatal(err)
+			}
+			routerTestInsertFirst(t, r.c.Dynamic, virtualServiceGVR, "shop", istioTestTeamEntry(), "spec", "http")
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 30, Baseline: 30}); err != nil {
+				t.Fatalf("SetWeights after the team's change: %v", err)
+			}
+			if tc.rollback {
+				if _, err := r.SetWeights(ctx, b, Weights{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.Restore(ctx, b, snap); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			want := routerTestObject(t, istioTestManifest)
+			http, _, _ := unstructured.NestedSlice(want.Object, "spec", "http")
+			_ = unstructured.SetNestedSlice(want.Object, append([]any{istioTestTeamEntry()}, http...), "spec", "http")
+			if diff := cmp.Diff(routerTestStripped(want).Object, istioTestStored(t, r).Object); diff != "" {
+				t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// istioTestShared routes /cart to cart and / to shop: one VirtualService, two applications, one http entry each.
+const istioTestShared = `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: storefront, namespace: apps, annotations: {team: web}}
+spec:
+  hosts: [storefront.example.com]
+  http:
+  - match: [{uri: {prefix: /cart}}]
+    route: [{destination: {host: cart.apps.svc.cluster.local}}]
+  - route: [{destination: {host: shop.apps.svc.cluster.local}}]
+`
+
+// shop and cart share a VirtualService, one http entry each: each release marks it with its own keys and
+// restores its own entry; in the end the VirtualService is as before both.
+func TestIstioSharedByTwoApplications(t *testing.T) {
+	t.Parallel()
+	dyn := routerTestDynamic(routerTestObject(t, istioTestShared))
+	router := func() Router { return &istio{name: "storefront", c: Clients{Dynamic: dyn}} }
+	routerTestSharedSteps(t, router, func() {
+		u := routerTestGet(t, dyn, virtualServiceGVR, "storefront")
+		wantAnns := map[string]string{"team": "web"}
+		maps.Copy(wantAnns, routerTestCart().Annotations)
+		if diff := cmp.Diff(wantAnns, u.GetAnnotations()); diff != "" {
+			t.Errorf("annotations while cart's release runs (-want +got):\n%s", diff)
+		}
+		http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+		wantCart := []any{map[string]any{"destination": map[string]any{"host": "cart.apps.svc.cluster.local"}, "weight": int64(80)},
+			map[string]any{"destination": map[string]any{"host": "cart-canary.apps.svc.cluster.local"}, "weight": int64(20)}}
+		if diff := cmp.Diff(wantCart, http[0].(map[string]any)["route"]); diff != "" {
+			t.Errorf("cart's route while its release runs (-want +got):\n%s", diff)
+		}
+		want, _, _ := unstructured.NestedSlice(routerTestObject(t, istioTestShared).Object, "spec", "http")
+		if diff := cmp.Diff(want[1], http[1]); diff != "" {
+			t.Errorf("shop's entry after its promote (-want +got):\n%s", diff)
+		}
+	})
+	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, istioTestShared)).Object, routerTestGet(t, dyn, virtualServiceGVR, "storefront").Object); diff != "" {
+		t.Errorf("VirtualService after both releases (-want +got):\n%s", diff)
 	}
 }

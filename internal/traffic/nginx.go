@@ -26,9 +26,10 @@ const (
 )
 
 // nginx is the NGINX Ingress controller's canary: the primary Ingress (name) keeps routing to the stable Service
-// and is never changed; a second Ingress, <name>-canary, with the same hosts and paths going to the canary
-// Service, takes canary-weight percent of their requests. NGINX allows one canary Ingress per host and path, so
-// there is no baseline.
+// and is never changed; a second Ingress of the release's own (NginxCanaryName), with the same hosts and the paths
+// that go to the stable Service, going to the canary Service, takes canary-weight percent of their requests.
+// NGINX allows one canary Ingress per host and path, so there is no baseline; applications that share the primary
+// Ingress have paths, and so canary Ingresses, of their own.
 type nginx struct {
 	name string
 	c    Clients
@@ -42,8 +43,22 @@ func (r *nginx) ingresses(ns string) kubeclient.IngressInterface {
 	return r.c.Kube.NetworkingV1().Ingresses(ns)
 }
 
-// canaryName is the name of the canary Ingress.
-func (r *nginx) canaryName() string { return r.name + "-canary" }
+// NginxCanaryName is the canary Ingress that a release of the application behind the stable Service makes for
+// the Ingress ingress: <ingress>-canary when the Ingress is named like the Service (as ROUTER_NAME is by default),
+// else <ingress>-<stable>-canary, so that every application sharing an Ingress has its own.
+func NginxCanaryName(ingress, stable string) string {
+	if ingress == stable {
+		return ingress + "-canary"
+	}
+	return ingress + "-" + stable + "-canary"
+}
+
+// canaryName is the name of the release's canary Ingress.
+func (r *nginx) canaryName(b Backends) string { return NginxCanaryName(r.name, b.Stable) }
+
+// legacyCanaryName is the canary Ingress's name for releases recorded before canary Ingresses were named per
+// application.
+func (r *nginx) legacyCanaryName() string { return r.name + "-canary" }
 
 func (r *nginx) getPrimary(ctx context.Context, ns string) (*networkingv1.Ingress, error) {
 	ing, err := r.ingresses(ns).Get(ctx, r.name, metav1.GetOptions{})
@@ -53,16 +68,38 @@ func (r *nginx) getPrimary(ctx context.Context, ns string) (*networkingv1.Ingres
 	return ing, nil
 }
 
-// getCanary returns the canary Ingress, or nil when there is none.
-func (r *nginx) getCanary(ctx context.Context, ns string) (*networkingv1.Ingress, error) {
-	ing, err := r.ingresses(ns).Get(ctx, r.canaryName(), metav1.GetOptions{})
+// getIngress returns the Ingress name, or nil when there is none.
+func (r *nginx) getIngress(ctx context.Context, ns, name string) (*networkingv1.Ingress, error) {
+	ing, err := r.ingresses(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get Ingress %s/%s: %w", ns, r.canaryName(), err)
+		return nil, fmt.Errorf("get Ingress %s/%s: %w", ns, name, err)
 	}
 	return ing, nil
+}
+
+// getCanary returns the name of the release's canary Ingress and the Ingress of that name (nil: none). A release
+// recorded before canary Ingresses were named per application made <ingress>-canary: when the Ingress has its own
+// name free and <ingress>-canary carries the release's mark, that one is the release's. Another application's
+// <ingress>-canary (or one a per-application Role does not let it read) is never.
+func (r *nginx) getCanary(ctx context.Context, b Backends) (string, *networkingv1.Ingress, error) {
+	name := r.canaryName(b)
+	ing, err := r.getIngress(ctx, b.Namespace, name)
+	if err != nil || ing != nil || name == r.legacyCanaryName() {
+		return name, ing, err
+	}
+	old, err := r.ingresses(b.Namespace).Get(ctx, r.legacyCanaryName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
+		return name, nil, nil
+	case err != nil:
+		return name, nil, fmt.Errorf("get Ingress %s/%s: %w", b.Namespace, r.legacyCanaryName(), err)
+	case b.Marked(old.Annotations):
+		return old.Name, old, nil
+	}
+	return name, nil, nil
 }
 
 // nginxOwned says whether the release (or the abandoned one it takes over) made ing: it carries its mark.
@@ -70,11 +107,11 @@ func nginxOwned(ing *networkingv1.Ingress, b Backends) bool {
 	return b.Marked(ing.Annotations)
 }
 
-// notOwnedError is the CheckError for a canary Ingress that the release did not make.
-func (r *nginx) notOwnedError(b Backends) error {
+// notOwnedError is the CheckError for a canary Ingress, name, that the release did not make.
+func (r *nginx) notOwnedError(b Backends, name string) error {
 	return checkErrorf(fmt.Sprintf("delete it (kubectl delete ingress -n %s %s) if it is left over, or release through another router: "+
-		"NGINX takes one canary Ingress per host", b.Namespace, r.canaryName()),
-		"Ingress %s/%s exists and was not made by canaryline", b.Namespace, r.canaryName())
+		"NGINX takes one canary Ingress per host", b.Namespace, name),
+		"Ingress %s/%s exists and was not made by canaryline", b.Namespace, name)
 }
 
 // errNginxUnmarked is a release without annotations: the canary Ingress could not be told from one made by
@@ -88,8 +125,12 @@ func (r *nginx) Check(ctx context.Context, b Backends) error {
 	if b.Baseline != "" {
 		return checkErrorf("use another router or BASELINE=false", "the nginx router cannot send traffic to a baseline")
 	}
-	if errs := validation.IsDNS1123Subdomain(r.canaryName()); len(errs) > 0 {
-		return checkErrorf("use an Ingress with a shorter name", "the canary Ingress name %q is not valid: %v", r.canaryName(), errs)
+	if errs := validation.IsDNS1123Subdomain(r.canaryName(b)); len(errs) > 0 {
+		return checkErrorf("use an Ingress (ROUTER_NAME) or a stable Service (STABLE_SERVICE) with a shorter name: the canary Ingress is named after both",
+			"the canary Ingress name %q is not valid: %v", r.canaryName(b), errs)
+	}
+	if err := checkAnnotations(b); err != nil {
+		return err
 	}
 	primary, err := r.getPrimary(ctx, b.Namespace)
 	if apierrors.IsNotFound(err) {
@@ -106,12 +147,12 @@ func (r *nginx) Check(ctx context.Context, b Backends) error {
 		return checkErrorf(fmt.Sprintf("add a path whose backend is Service %s to its rules, or set ROUTER_NAME to the Ingress that has one", b.Stable),
 			"Ingress %s/%s has no rule with a backend on the stable Service %s", b.Namespace, r.name, b.Stable)
 	}
-	canary, err := r.getCanary(ctx, b.Namespace)
+	name, canary, err := r.getCanary(ctx, b)
 	if err != nil {
 		return err
 	}
 	if canary != nil && !nginxOwned(canary, b) {
-		return r.notOwnedError(b)
+		return r.notOwnedError(b, name)
 	}
 	return nil
 }
@@ -128,11 +169,11 @@ func (r *nginx) Snapshot(ctx context.Context, b Backends) (string, error) {
 	if _, err := r.getPrimary(ctx, b.Namespace); err != nil {
 		return "", err
 	}
-	canary, err := r.getCanary(ctx, b.Namespace)
+	name, canary, err := r.getCanary(ctx, b)
 	if err != nil {
 		return "", err
 	}
-	data, err := json.Marshal(nginxSnapshot{Kind: KindNginx, Name: r.name, CanaryIngress: r.canaryName(), CanaryExisted: canary != nil})
+	data, err := json.Marshal(nginxSnapshot{Kind: KindNginx, Name: r.name, CanaryIngress: name, CanaryExisted: canary != nil})
 	if err != nil {
 		return "", fmt.Errorf("encode the Ingress snapshot: %w", err)
 	}
@@ -191,6 +232,7 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	}
 	var warnings []string
 	var stored *networkingv1.Ingress
+	name := r.canaryName(b)
 	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
 		// Conflict: the canary Ingress changed since it was read; AlreadyExists: it was made since.
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
@@ -202,7 +244,7 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		rules := nginxCanaryRules(primary, b)
 		if len(rules) == 0 {
 			return fmt.Errorf("update Ingress %s/%s: Ingress %s/%s has no rule with a backend on the stable Service %s",
-				b.Namespace, r.canaryName(), b.Namespace, r.name, b.Stable)
+				b.Namespace, name, b.Namespace, r.name, b.Stable)
 		}
 		warnings = nil
 		if d := primary.Spec.DefaultBackend; d != nil && d.Service != nil && d.Service.Name == b.Stable {
@@ -214,61 +256,61 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 			spec.TLS = append(spec.TLS, *t.DeepCopy())
 		}
 		anns := nginxCanaryAnnotations(primary, b, w.Canary)
-		canary, err := r.getCanary(ctx, b.Namespace)
-		if err != nil {
+		var canary *networkingv1.Ingress
+		if name, canary, err = r.getCanary(ctx, b); err != nil {
 			return err
 		}
 		if canary == nil {
 			ing := &networkingv1.Ingress{
-				ObjectMeta: metav1.ObjectMeta{Name: r.canaryName(), Namespace: b.Namespace, Annotations: anns},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.Namespace, Annotations: anns},
 				Spec:       spec,
 			}
 			if stored, err = r.ingresses(b.Namespace).Create(ctx, ing, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("create Ingress %s/%s: %w", b.Namespace, r.canaryName(), err)
+				return fmt.Errorf("create Ingress %s/%s: %w", b.Namespace, name, err)
 			}
 			return nil
 		}
 		if !nginxOwned(canary, b) {
-			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, r.canaryName(), r.notOwnedError(b))
+			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, name, r.notOwnedError(b, name))
 		}
 		canary.Annotations = anns
 		canary.Spec = spec
 		if stored, err = r.ingresses(b.Namespace).Update(ctx, canary, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, r.canaryName(), err)
+			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, name, err)
 		}
 		return nil
 	})
 	if err != nil {
 		return Applied{}, err
 	}
-	a, err := r.readBack(b, w, stored)
+	a, err := r.readBack(b, w, name, stored)
 	a.Warnings = append(a.Warnings, warnings...)
 	return a, err
 }
 
-// readBack checks that the canary Ingress as stored (the create's or update's answer) is a canary holding the
+// readBack checks that the canary Ingress name as stored (the create's or update's answer) is a canary holding the
 // weight of w.
-func (r *nginx) readBack(b Backends, w Weights, canary *networkingv1.Ingress) (Applied, error) {
+func (r *nginx) readBack(b Backends, w Weights, name string, canary *networkingv1.Ingress) (Applied, error) {
 	if canary == nil {
-		return Applied{}, fmt.Errorf("read back Ingress %s/%s: it is gone after the update", b.Namespace, r.canaryName())
+		return Applied{}, fmt.Errorf("read back Ingress %s/%s: it is gone after the update", b.Namespace, name)
 	}
 	anns := canary.Annotations
 	if anns[nginxCanaryAnnotation] != "true" || anns[nginxCanaryWeightTotalAnnotation] != "100" {
-		return Applied{}, fmt.Errorf("Ingress %s/%s holds %s=%q %s=%q after the update; want \"true\" and \"100\"", b.Namespace, r.canaryName(),
+		return Applied{}, fmt.Errorf("Ingress %s/%s holds %s=%q %s=%q after the update; want \"true\" and \"100\"", b.Namespace, name,
 			nginxCanaryAnnotation, anns[nginxCanaryAnnotation], nginxCanaryWeightTotalAnnotation, anns[nginxCanaryWeightTotalAnnotation])
 	}
 	v, err := strconv.ParseInt(anns[nginxCanaryWeightAnnotation], 10, 32)
 	if err != nil {
-		return Applied{}, fmt.Errorf("read back Ingress %s/%s: %s: %w", b.Namespace, r.canaryName(), nginxCanaryWeightAnnotation, err)
+		return Applied{}, fmt.Errorf("read back Ingress %s/%s: %s: %w", b.Namespace, name, nginxCanaryWeightAnnotation, err)
 	}
 	canaryPct := int32(v)
 	a := Applied{
 		Stored:          Weights{Canary: canaryPct},
 		EffectiveCanary: float64(canaryPct),
-		Detail:          splitDetail("Ingress "+r.canaryName()+" (canary of "+r.name+")", 100-canaryPct, canaryPct, 0, false),
+		Detail:          splitDetail("Ingress "+name+" (canary of "+r.name+")", 100-canaryPct, canaryPct, 0, false),
 	}
 	if canaryPct != w.Canary {
-		return a, fmt.Errorf("Ingress %s/%s holds %s=%d after the update; want %d", b.Namespace, r.canaryName(), nginxCanaryWeightAnnotation, canaryPct, w.Canary)
+		return a, fmt.Errorf("Ingress %s/%s holds %s=%d after the update; want %d", b.Namespace, name, nginxCanaryWeightAnnotation, canaryPct, w.Canary)
 	}
 	return a, nil
 }
@@ -281,20 +323,20 @@ func (r *nginx) Restore(ctx context.Context, b Backends, snapshot string) error 
 	if s.Kind != KindNginx {
 		return fmt.Errorf("read the Ingress snapshot: it is of router kind %q", s.Kind)
 	}
-	canary, err := r.getCanary(ctx, b.Namespace)
+	name, canary, err := r.getCanary(ctx, b)
 	if err != nil || canary == nil {
 		return err
 	}
 	if !nginxOwned(canary, b) {
-		return fmt.Errorf("delete Ingress %s/%s: %v", b.Namespace, r.canaryName(), r.notOwnedError(b)) // not a CheckError: Restore takes no input
+		return fmt.Errorf("delete Ingress %s/%s: %v", b.Namespace, name, r.notOwnedError(b, name)) // not a CheckError: Restore takes no input
 	}
 	var opts metav1.DeleteOptions
 	if uid := canary.UID; uid != "" {
 		opts.Preconditions = &metav1.Preconditions{UID: &uid} // delete the Ingress that was checked, not a newer one
 	}
-	err = r.ingresses(b.Namespace).Delete(ctx, r.canaryName(), opts)
+	err = r.ingresses(b.Namespace).Delete(ctx, name, opts)
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete Ingress %s/%s: %w", b.Namespace, r.canaryName(), err)
+		return fmt.Errorf("delete Ingress %s/%s: %w", b.Namespace, name, err)
 	}
 	return nil
 }

@@ -407,3 +407,132 @@ func TestNginxSetWeightsReadBackMismatch(t *testing.T) {
 		t.Errorf("SetWeights = %v; want the read-back mismatch", err)
 	}
 }
+
+func TestNginxCanaryName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ ingress, stable, want string }{
+		{"shop", "shop", "shop-canary"},
+		{"shop", "cart", "shop-cart-canary"},
+		{"storefront", "shop", "storefront-shop-canary"},
+	} {
+		if got := NginxCanaryName(tc.ingress, tc.stable); got != tc.want {
+			t.Errorf("NginxCanaryName(%q, %q) = %q; want %q", tc.ingress, tc.stable, got, tc.want)
+		}
+	}
+	// Together the names must make a valid Ingress name: refused before any write.
+	long := strings.Repeat("s", 245)
+	primary := nginxTestPrimary()
+	primary.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name = long
+	r, kube := nginxTestRouter(primary)
+	b := routerTestBackends(false)
+	b.Stable = long
+	routerTestWantCheckError(t, r.Check(context.Background(), b), `the canary Ingress name "shop-`+long+`-canary" is not valid`)
+	if n := routerTestWrites(&kube.Fake); n != 0 {
+		t.Errorf("Check made %d writes", n)
+	}
+}
+
+// nginxTestShared is the Ingress shop: / goes to shop, /cart to cart.
+func nginxTestShared() *networkingv1.Ingress {
+	ing := nginxTestPrimary()
+	ing.Spec.TLS = nil
+	ing.Spec.Rules = []networkingv1.IngressRule{nginxTestRule("shop.example.com",
+		nginxTestPath("/", networkingv1.PathTypePrefix, "shop", nginxTestPort8080),
+		nginxTestPath("/cart", networkingv1.PathTypePrefix, "cart", nginxTestPort8080))}
+	return ing
+}
+
+// shop and cart share the Ingress shop, one path each: each release has its own canary Ingress (shop-canary,
+// shop-cart-canary) with its own path; shop's promote leaves cart's alone, and in the end both are gone.
+func TestNginxSharedByTwoApplications(t *testing.T) {
+	t.Parallel()
+	r, kube := nginxTestRouter(nginxTestShared())
+	router := func() Router { return r }
+	paths := func(name string) string {
+		ing := nginxTestIngress(t, r, name)
+		if ing == nil {
+			return "none"
+		}
+		var out []string
+		for _, rule := range ing.Spec.Rules {
+			for _, p := range rule.HTTP.Paths {
+				out = append(out, p.Path+" "+p.Backend.Service.Name)
+			}
+		}
+		return strings.Join(out, ", ") + " at " + ing.Annotations["nginx.ingress.kubernetes.io/canary-weight"] + " of release " +
+			ing.Annotations["shop.canaryline.dev/release"] + ing.Annotations["cart.canaryline.dev/release"]
+	}
+	routerTestSharedSteps(t, router, func() {
+		if got := paths("shop-cart-canary"); got != "/cart cart-canary at 20 of release c-1" {
+			t.Errorf("cart's canary Ingress while its release runs: %s", got)
+		}
+		if got := paths("shop-canary"); got != "none" {
+			t.Errorf("shop's canary Ingress after its promote: %s", got)
+		}
+	})
+	for _, name := range []string{"shop-canary", "shop-cart-canary"} {
+		if got := nginxTestIngress(t, r, name); got != nil {
+			t.Errorf("canary Ingress %s after both releases: %+v", name, got)
+		}
+	}
+	if diff := cmp.Diff(nginxTestShared(), nginxTestIngress(t, r, "shop")); diff != "" {
+		t.Errorf("the shared Ingress changed (-want +got):\n%s", diff)
+	}
+	for _, a := range kube.Actions() {
+		if d, ok := a.(k8stesting.DeleteAction); ok && d.GetName() == "shop" {
+			t.Error("the shared Ingress was deleted")
+		}
+	}
+}
+
+// A release recorded before made <ingress>-canary for an Ingress named otherwise than its Service: the release
+// keeps using and removes that one. Another release's <ingress>-canary is never taken: the release makes its own.
+func TestNginxCanaryOfAReleaseRecordedBefore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := routerTestBackends(false)
+	web := func() *networkingv1.Ingress { ing := nginxTestPrimary(); ing.Name = "web"; return ing }
+	old := func(release string) *networkingv1.Ingress {
+		ing := nginxTestCanary(b, "10")
+		ing.Name = "web-canary"
+		ing.Annotations = map[string]string{"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "10",
+			"canaryline.dev/release": release}
+		return ing
+	}
+
+	r, _ := nginxTestRouter(web(), old("r-7"))
+	r.name = "web"
+	if err := r.Check(ctx, b); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if a, err := r.SetWeights(ctx, b, Weights{Canary: 40}); err != nil || a.Detail != "Ingress web-canary (canary of web): stable=60 canary=40" {
+		t.Fatalf("SetWeights = %+v, %v; want web-canary at 40", a, err)
+	}
+	if got := nginxTestIngress(t, r, "web-shop-canary"); got != nil {
+		t.Errorf("a second canary Ingress for the release: %+v", got)
+	}
+	if err := r.Restore(ctx, b, `{"kind":"nginx"}`); err != nil {
+		t.Fatal(err)
+	}
+	if got := nginxTestIngress(t, r, "web-canary"); got != nil {
+		t.Errorf("the release's web-canary after Restore: %+v", got)
+	}
+
+	r, _ = nginxTestRouter(web(), old("r-6"))
+	r.name = "web"
+	if err := r.Check(ctx, b); err != nil {
+		t.Fatalf("Check beside another release's web-canary: %v", err)
+	}
+	if a, err := r.SetWeights(ctx, b, Weights{Canary: 40}); err != nil || a.Detail != "Ingress web-shop-canary (canary of web): stable=60 canary=40" {
+		t.Fatalf("SetWeights = %+v, %v; want web-shop-canary at 40", a, err)
+	}
+	if err := r.Restore(ctx, b, `{"kind":"nginx"}`); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(old("r-6"), nginxTestIngress(t, r, "web-canary")); diff != "" {
+		t.Errorf("another release's web-canary changed (-want +got):\n%s", diff)
+	}
+	if got := nginxTestIngress(t, r, "web-shop-canary"); got != nil {
+		t.Errorf("web-shop-canary after Restore: %+v", got)
+	}
+}

@@ -55,6 +55,9 @@ func (r *route) current(ctx context.Context, ns string) (*routev1.Route, error) 
 }
 
 func (r *route) Check(ctx context.Context, b Backends) error {
+	if err := checkAnnotations(b); err != nil {
+		return err
+	}
 	rt, err := r.get(ctx, b.Namespace)
 	if apierrors.IsNotFound(err) {
 		return checkErrorf(fmt.Sprintf("create it (oc expose service %s) or set ROUTER_NAME to the Route that serves the application", b.Stable),
@@ -83,10 +86,11 @@ func (r *route) Check(ctx context.Context, b Backends) error {
 }
 
 // routeSnapshot is what the release changes on a Route.
+// Releases recorded before also saved the alternate backends ("alternateBackends"). Restore does not need them: it
+// removes the release's alternate backends and keeps every other (routeRestored).
 type routeSnapshot struct {
-	To             routev1.RouteTargetReference   `json:"to"`
-	Alternates     []routev1.RouteTargetReference `json:"alternateBackends,omitempty"`
-	DisableCookies *string                        `json:"disableCookies,omitempty"`
+	To             routev1.RouteTargetReference `json:"to"`
+	DisableCookies *string                      `json:"disableCookies,omitempty"`
 }
 
 func (r *route) Snapshot(ctx context.Context, b Backends) (string, error) {
@@ -94,7 +98,7 @@ func (r *route) Snapshot(ctx context.Context, b Backends) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := routeSnapshot{To: rt.Spec.To, Alternates: rt.Spec.AlternateBackends}
+	s := routeSnapshot{To: rt.Spec.To}
 	if v, ok := rt.Annotations[DisableCookiesAnnotation]; ok {
 		s.DisableCookies = &v
 	}
@@ -136,7 +140,7 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		r.last = nil // after a conflict, read it again
 		rt = cur
 		rt.Spec.To.Weight = &stable
-		alts := []routev1.RouteTargetReference{{Kind: "Service", Name: b.Canary, Weight: &canary}}
+		alts := append(routeOthers(rt.Spec.AlternateBackends, b), routev1.RouteTargetReference{Kind: "Service", Name: b.Canary, Weight: &canary})
 		if b.Baseline != "" {
 			alts = append(alts, routev1.RouteTargetReference{Kind: "Service", Name: b.Baseline, Weight: &baseline})
 		}
@@ -269,6 +273,35 @@ func shareWarnings(w Weights, canary, baseline float64, eps map[string]int32, b 
 	return out
 }
 
+// routeIsRelease says whether an alternate backend is the release's canary or baseline Service.
+func routeIsRelease(alt routev1.RouteTargetReference, b Backends) bool {
+	return (alt.Kind == "" || alt.Kind == "Service") && alt.Name != "" && (alt.Name == b.Canary || alt.Name == b.Baseline)
+}
+
+// routeOthers are the alternate backends that are not the release's (nil when none): a team may add one while
+// a release runs (Check refuses a later shift then, but a rollback must not drop it).
+func routeOthers(alts []routev1.RouteTargetReference, b Backends) []routev1.RouteTargetReference {
+	var out []routev1.RouteTargetReference
+	for _, alt := range alts {
+		if !routeIsRelease(alt, b) {
+			out = append(out, alt)
+		}
+	}
+	return out
+}
+
+// routeRestored puts the backends of rt back by content: the release's alternate backends are removed, every
+// other alternate backend is kept as it is now, and spec.to gets its weight from before the release when it is
+// still the Service s recorded (a spec.to the team changed meanwhile stays as it is). An alternate backend a team
+// added during the release keeps the weight the team gave it; its share is now taken against spec.to's weight
+// from before the release, as it would have been had the team added it then.
+func routeRestored(rt *routev1.Route, s routeSnapshot, b Backends) {
+	if rt.Spec.To.Kind == s.To.Kind && rt.Spec.To.Name == s.To.Name {
+		rt.Spec.To.Weight = s.To.Weight
+	}
+	rt.Spec.AlternateBackends = routeOthers(rt.Spec.AlternateBackends, b)
+}
+
 func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error {
 	var s routeSnapshot
 	if err := json.Unmarshal([]byte(snapshot), &s); err != nil {
@@ -280,12 +313,12 @@ func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error 
 			return err
 		}
 		r.last = nil // after a conflict, read it again
-		rt.Spec.To = s.To
-		rt.Spec.AlternateBackends = s.Alternates
-		for k := range b.Annotations {
-			delete(rt.Annotations, k)
-		}
+		routeRestored(rt, s, b)
+		rt.Annotations = annotationsAfterRestore(rt.Annotations, b, nil)
 		if s.DisableCookies != nil {
+			if rt.Annotations == nil {
+				rt.Annotations = map[string]string{}
+			}
 			rt.Annotations[DisableCookiesAnnotation] = *s.DisableCookies
 		} else {
 			delete(rt.Annotations, DisableCookiesAnnotation)

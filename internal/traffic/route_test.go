@@ -83,7 +83,8 @@ func testRouteRouter(t *testing.T, canaryPods int32) (*route, *routefake.Clients
 			Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, Endpoints: eps})
 	}
 	r := &route{name: "shop", c: Clients{Route: kubeclienttest.WrapRoute(rc.RouteV1()), Kube: kubeclienttest.Wrap(kubefake.NewClientset(objs...))}}
-	return r, rc, Backends{Namespace: "ns", Stable: "shop", Canary: "shop-canary", Annotations: map[string]string{"canaryline.dev/release": "r1"}}
+	return r, rc, Backends{Namespace: "ns", Stable: "shop", Canary: "shop-canary", StableDeployment: "shop",
+		Annotations: map[string]string{"shop.canaryline.dev/release": "r1"}}
 }
 
 func TestRouteRouter(t *testing.T) {
@@ -107,7 +108,7 @@ func TestRouteRouter(t *testing.T) {
 	}
 	got, _ := rc.RouteV1().Routes("ns").Get(ctx, "shop", metav1.GetOptions{})
 	if *got.Spec.To.Weight != 256 || len(got.Spec.AlternateBackends) != 1 || *got.Spec.AlternateBackends[0].Weight != 85 ||
-		got.Annotations[DisableCookiesAnnotation] != "true" || got.Annotations["canaryline.dev/release"] != "r1" {
+		got.Annotations[DisableCookiesAnnotation] != "true" || got.Annotations["shop.canaryline.dev/release"] != "r1" {
 		t.Errorf("route after SetWeights: %+v %v", got.Spec, got.Annotations)
 	}
 	for range 2 { // restoring twice is harmless
@@ -183,3 +184,45 @@ var errBoom = errors.New("boom")
 
 func asCheck(err error, target **CheckError) bool         { return errors.As(err, target) }
 func asUnknown(err error, target **UnknownKindError) bool { return errors.As(err, target) }
+
+// A team adds an alternate backend of its own while the release runs. The rollback (weight 0, then Restore) and
+// the promote (Restore) keep it with the weight the team gave it, remove the release's, and put spec.to's weight
+// back.
+func TestRouteRestoreKeepsATeamsAlternateBackend(t *testing.T) {
+	t.Parallel()
+	for _, rollback := range []bool{true, false} {
+		ctx := context.Background()
+		r, rc, b := testRouteRouter(t, 2)
+		b.Baseline = "shop-baseline"
+		snap, err := r.Snapshot(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.SetWeights(ctx, b, Weights{Canary: 20, Baseline: 20}); err != nil {
+			t.Fatal(err)
+		}
+		rt, _ := rc.RouteV1().Routes("ns").Get(ctx, "shop", metav1.GetOptions{})
+		ten := int32(10)
+		preview := routev1.RouteTargetReference{Kind: "Service", Name: "shop-preview", Weight: &ten}
+		rt.Spec.AlternateBackends = append([]routev1.RouteTargetReference{preview}, rt.Spec.AlternateBackends...)
+		if _, err := rc.RouteV1().Routes("ns").Update(ctx, rt, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		next := &route{name: "shop", c: r.c} // the next step's run
+		if rollback {
+			if _, err := next.SetWeights(ctx, b, Weights{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := next.Restore(ctx, b, snap); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := rc.RouteV1().Routes("ns").Get(ctx, "shop", metav1.GetOptions{})
+		hundred := int32(100)
+		want := routev1.RouteSpec{To: routev1.RouteTargetReference{Kind: "Service", Name: "shop", Weight: &hundred},
+			AlternateBackends: []routev1.RouteTargetReference{preview}}
+		if d := cmp.Diff(want, got.Spec); d != "" || !cmp.Equal(map[string]string{"keep": "me"}, got.Annotations) {
+			t.Errorf("rollback %v: Route after Restore: spec (-want +got):\n%s annotations %v", rollback, d, got.Annotations)
+		}
+	}
+}

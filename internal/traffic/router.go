@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
@@ -32,8 +33,8 @@ type Backends struct {
 	Stable, Canary, Baseline string
 	// Deployments behind them (the replicas router scales these).
 	StableDeployment, CanaryDeployment, BaselineDeployment string
-	// Annotations the release puts on every object it changes (removed again by Restore). Their
-	// ReleaseAnnotation is the release's mark.
+	// Annotations the release puts on every object it changes (removed again by Restore), under the
+	// application's own keys (AppAnnotation). The application's ReleaseAnnotation is the release's mark.
 	Annotations map[string]string
 	// Abandoned is the release recorded as in progress whose lock expired, which this release rolls back before
 	// it starts: objects carrying its mark are canaryline's too.
@@ -43,15 +44,60 @@ type Backends struct {
 	Ready map[string]int32
 }
 
-// ReleaseAnnotation carries the id of the release that changed a router object, or made a canary Ingress: the
-// mark that makes its canary and baseline backends canaryline's own.
-const ReleaseAnnotation = "canaryline.dev/release"
+// The release's annotations. A router object can serve several applications (one rule, http entry or path
+// each), so on router objects a release uses its application's own keys (AppAnnotation): each release's marks are
+// its own, and one release's end never removes another's. ReleaseAnnotation alone, the shared key, was the mark
+// of releases recorded before, and is still read as theirs; it also marks the canary and baseline Deployments
+// and Services.
+const (
+	// ReleaseAnnotation carries the id of the release that changed a router object, or made a canary Ingress: the
+	// mark that makes its canary and baseline backends canaryline's own.
+	ReleaseAnnotation = "canaryline.dev/release"
+	ImageAnnotation   = "canaryline.dev/image"  // the release's image
+	WeightAnnotation  = "canaryline.dev/weight" // the canary weight the router object carries
+)
+
+// legacyAnnotations are the shared keys releases recorded before put on router objects.
+var legacyAnnotations = []string{ReleaseAnnotation, ImageAnnotation, WeightAnnotation}
+
+// AppAnnotation is the application app's own key for one of the keys above: "shop.canaryline.dev/release". Its
+// prefix, app's name and the domain, is a DNS subdomain of at most 253 characters (checkAnnotations).
+func AppAnnotation(app, key string) string { return app + "." + key }
+
+// markKey is the key whose value is the release's id: its application's ReleaseAnnotation.
+func (b Backends) markKey() string {
+	if b.StableDeployment == "" {
+		return ReleaseAnnotation
+	}
+	return AppAnnotation(b.StableDeployment, ReleaseAnnotation)
+}
+
+// release is the release's id, as its annotations carry it.
+func (b Backends) release() string { return b.Annotations[b.markKey()] }
 
 // Marked says whether an object with annotations anns carries the mark of this release or of the abandoned one
-// it takes over. A router never takes a backend or an object for its own by its name alone.
+// it takes over: under the application's own key, or under the shared key of a release recorded before. A router
+// never takes a backend or an object for its own by its name alone, nor by the mark of another application's
+// release.
 func (b Backends) Marked(anns map[string]string) bool {
-	id := anns[ReleaseAnnotation]
-	return id != "" && (id == b.Annotations[ReleaseAnnotation] || id == b.Abandoned)
+	for _, id := range []string{anns[b.markKey()], anns[ReleaseAnnotation]} {
+		if id != "" && (id == b.release() || id == b.Abandoned) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkAnnotations refuses, before any write, release annotations that cannot be keys: the application's name
+// makes their prefix, which the API allows up to 253 characters.
+func checkAnnotations(b Backends) error {
+	for k := range b.Annotations {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return &CheckError{Param: "APP", Msg: fmt.Sprintf("the release would mark the router object with the annotation %q, which is not a valid key: %s",
+				k, strings.Join(errs, "; ")), Fix: fmt.Sprintf("release an application whose name has at most %d characters", 253-len(".canaryline.dev"))}
+		}
+	}
+	return nil
 }
 
 // Weights are shares of all traffic in percent. The stable Service gets the rest.

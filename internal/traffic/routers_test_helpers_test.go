@@ -21,15 +21,17 @@ import (
 
 const routerTestNS = "apps"
 
-// routerTestBackends are the Services of the router tests: shop, shop-canary and (with baseline) shop-baseline.
+// routerTestBackends are the Services of the router tests: shop, shop-canary and (with baseline) shop-baseline,
+// of the application shop, whose release r-7 marks the router object with its own keys.
 func routerTestBackends(baseline bool) Backends {
 	b := Backends{
-		Namespace: routerTestNS,
-		Stable:    "shop",
-		Canary:    "shop-canary",
+		Namespace:        routerTestNS,
+		Stable:           "shop",
+		Canary:           "shop-canary",
+		StableDeployment: "shop",
 		Annotations: map[string]string{
-			"canaryline.dev/release": "r-7",
-			"canaryline.dev/weights": "set by the release",
+			"shop.canaryline.dev/release": "r-7",
+			"shop.canaryline.dev/weight":  "set by the release",
 		},
 	}
 	if baseline {
@@ -138,4 +140,29 @@ func routerTestWrites(f *k8stesting.Fake) int {
 		}
 	}
 	return n
+}
+
+// A release's mark is its application's own key, or the shared key of a release recorded before; another
+// application's key never is, even with the same id.
+func TestMarked(t *testing.T) {
+	t.Parallel()
+	b := routerTestBackends(false)
+	b.Abandoned = "r-5"
+	for _, tc := range []struct {
+		anns map[string]string
+		want bool
+	}{
+		{map[string]string{"shop.canaryline.dev/release": "r-7"}, true},
+		{map[string]string{"shop.canaryline.dev/release": "r-5"}, true},
+		{map[string]string{"canaryline.dev/release": "r-7"}, true},
+		{map[string]string{"canaryline.dev/release": "r-5"}, true},
+		{map[string]string{"cart.canaryline.dev/release": "r-7"}, false},
+		{map[string]string{"shop.canaryline.dev/release": "r-6", "canaryline.dev/release": "r-6"}, false},
+		{map[string]string{"shop.canaryline.dev/release": ""}, false},
+		{nil, false},
+	} {
+		if got := b.Marked(tc.anns); got != tc.want {
+			t.Errorf("Marked(%v) = %v; want %v", tc.anns, got, tc.want)
+		}
+	}
 }
