@@ -273,7 +273,7 @@ func TestCatalogPinsTheImageBuiltFromTheTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := image.Build(context.Background(), image.Options{RepoRoot: abs})
+	rep, err := image.Build(context.Background(), image.Options{RepoRoot: abs, Version: "dev"}) // as `make image` builds it
 	if err != nil {
 		t.Fatal(err)
 	}
