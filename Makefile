@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 45m
 # The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
 GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
-.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -26,7 +26,7 @@ controlplane:
 
 ## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
 ## started and stopped by the tests)
-test: lint controlplane prometheus
+test: lint controlplane prometheus node-deps
 	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests
@@ -36,6 +36,14 @@ prometheus:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
 	  || echo "prometheus: not installed from Debian; the tests will build it from the Go module proxy"; }
 	@command -v prometheus >/dev/null 2>&1 && prometheus --version 2>&1 | head -1 || true
+
+## node-deps: what building a real node's runc needs (cgo with seccomp): Debian's libseccomp-dev and pkg-config,
+## installed as root when apt-get is there
+node-deps:
+	@pkg-config --exists libseccomp 2>/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libseccomp-dev pkg-config >/dev/null; } \
+	  || echo "node-deps: install libseccomp-dev and pkg-config (Debian) as root; the real node's runc build needs them"; }
+	@pkg-config --modversion libseccomp 2>/dev/null | sed 's/^/node-deps: libseccomp /' || true
 
 ## unit: the fast tests only (no control plane)
 unit:

@@ -39,7 +39,9 @@ type Env struct {
 const usage = `usage: canaryline COMMAND [flags]
 
 Commands:
-  cluster build      build (or find cached) the control-plane binaries and CRDs, showing progress
+  cluster build [--real-node]
+                     build (or find cached) the control-plane binaries and CRDs, showing progress; with
+                     --real-node also a real node's kubelet, containerd, runc and CNI plugins
   cluster up [--dir DIR] [--nodes N] [--detach]
                      start the embedded control plane (built from the Go module proxy on first use);
                      in the foreground until Ctrl-C, or in the background with --detach

@@ -21,6 +21,7 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 	dir := fs.String("dir", env.ClusterDir, "run directory of the cluster")
 	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
 	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
+	realNode := fs.Bool("real-node", false, "with build: also build a real node's kubelet, containerd, runc and CNI plugins")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -48,6 +49,14 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 			return err
 		}
 		fmt.Fprintf(stderr, "canaryline: control plane binaries ready in %s\n", bins.Dir)
+		if !*realNode {
+			return nil
+		}
+		node, err := devcluster.EnsureNodeBinaries(ctx, cacheDir, devcluster.DefaultNodeVersions, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
 		return nil
 	case "up":
 		if st, ok := running(abs); ok {

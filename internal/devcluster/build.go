@@ -114,17 +114,12 @@ func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
 		return err
 	}
 
-	minor := strings.SplitN(strings.TrimPrefix(b.v.Kubernetes, "v1."), ".", 2)[0]
-	var stamp []string
-	for _, p := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
-		stamp = append(stamp, "-X", p+".gitVersion="+b.v.Kubernetes, "-X", p+".gitMajor=1", "-X", p+".gitMinor="+minor,
-			"-X", p+".gitTreeState=clean")
-	}
+	k8sLdflags := kubernetesLdflags(b.v.Kubernetes)
 	targets := map[string]struct{ dir, pkg, ldflags string }{
 		"etcd":                    {etcdMod, "go.etcd.io/etcd/server/v3", "-s -w"},
-		"kube-scheduler":          {k8sMod, "k8s.io/kubernetes/cmd/kube-scheduler", "-s -w " + strings.Join(stamp, " ")},
-		"kube-controller-manager": {k8sMod, "k8s.io/kubernetes/cmd/kube-controller-manager", "-s -w " + strings.Join(stamp, " ")},
-		"kube-apiserver":          {k8sMod, "k8s.io/kubernetes/cmd/kube-apiserver", "-s -w " + strings.Join(stamp, " ")},
+		"kube-scheduler":          {k8sMod, "k8s.io/kubernetes/cmd/kube-scheduler", k8sLdflags},
+		"kube-controller-manager": {k8sMod, "k8s.io/kubernetes/cmd/kube-controller-manager", k8sLdflags},
+		"kube-apiserver":          {k8sMod, "k8s.io/kubernetes/cmd/kube-apiserver", k8sLdflags},
 		"kwok":                    {kwokMod, "sigs.k8s.io/kwok/cmd/kwok", "-s -w"},
 	}
 	for i, name := range binaries {
@@ -143,14 +138,33 @@ func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
 	return os.Rename(tmpBin, bins.Dir)
 }
 
-// kubernetesModule prepares a scratch module requiring k8s.io/kubernetes. `go install k8s.io/kubernetes/cmd/...`
-// does not work because kubernetes replaces its staging modules with local paths; the main module must pin them.
+// kubernetesLdflags are the linker flags of every Kubernetes binary: stripped, and stamped with version (as
+// `--version` and the apiserver's /version report it). The real node's kubelet is linked with the same flags.
+func kubernetesLdflags(version string) string {
+	minor := strings.SplitN(strings.TrimPrefix(version, "v1."), ".", 2)[0]
+	stamp := []string{"-s", "-w"}
+	for _, p := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		stamp = append(stamp, "-X", p+".gitVersion="+version, "-X", p+".gitMajor=1", "-X", p+".gitMinor="+minor,
+			"-X", p+".gitTreeState=clean")
+	}
+	return strings.Join(stamp, " ")
+}
+
+// kubernetesModule prepares the control plane's scratch module requiring k8s.io/kubernetes.
 func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
-	dir := filepath.Join(b.root, "src", "kubernetes")
+	return kubernetesModule(ctx, b.run, filepath.Join(b.root, "src", "kubernetes"), "canaryline.local/controlplane",
+		b.v.Kubernetes, []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
+			"k8s.io/kubernetes/cmd/kube-scheduler"})
+}
+
+// kubernetesModule prepares, in dir, a scratch module requiring k8s.io/kubernetes version and importing pkgs.
+// `go install k8s.io/kubernetes/cmd/...` does not work because kubernetes replaces its staging modules with local
+// paths; the main module must pin them.
+func kubernetesModule(ctx context.Context, run *gobuild.Runner, dir, module, version string, pkgs []string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 		return dir, nil
 	}
-	mod := "k8s.io/kubernetes@" + b.v.Kubernetes
+	mod := "k8s.io/kubernetes@" + version
 	var info struct{ GoMod, Error string }
 	out, err := gobuild.Output(ctx, os.TempDir(), "mod", "download", "-json", mod)
 	if err != nil {
@@ -163,8 +177,8 @@ func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	staging := "v0." + strings.TrimPrefix(b.v.Kubernetes, "v1.")
-	extra := "require k8s.io/kubernetes " + b.v.Kubernetes + "\n\n"
+	staging := "v0." + strings.TrimPrefix(version, "v1.")
+	extra := "require k8s.io/kubernetes " + version + "\n\n"
 	sc := bufio.NewScanner(bytes.NewReader(gomod))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -173,11 +187,10 @@ func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
 			extra += fmt.Sprintf("replace %s => %s %s\n", m, m, staging)
 		}
 	}
-	if err := gobuild.WriteScratchModule(dir, "canaryline.local/controlplane", []string{"k8s.io/kubernetes/cmd/kube-apiserver",
-		"k8s.io/kubernetes/cmd/kube-controller-manager", "k8s.io/kubernetes/cmd/kube-scheduler"}, extra); err != nil {
+	if err := gobuild.WriteScratchModule(dir, module, pkgs, extra); err != nil {
 		return "", err
 	}
-	if err := b.run.Go(ctx, "resolve k8s.io/kubernetes "+b.v.Kubernetes+" modules", dir, "mod", "tidy"); err != nil {
+	if err := run.Go(ctx, "resolve k8s.io/kubernetes "+version+" modules", dir, "mod", "tidy"); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -185,17 +198,21 @@ func (b *builder) kubernetesModule(ctx context.Context) (string, error) {
 
 // scratchModule prepares a module of its own for one upstream binary, so its dependencies resolve as upstream says.
 func (b *builder) scratchModule(ctx context.Context, name, modVersion, pkg string) (string, error) {
-	dir := filepath.Join(b.root, "src", name)
+	return scratchModule(ctx, b.run, filepath.Join(b.root, "src", name), name, modVersion, pkg)
+}
+
+// scratchModule prepares, in dir, a module requiring modVersion (module@version) and importing pkgs.
+func scratchModule(ctx context.Context, run *gobuild.Runner, dir, name, modVersion string, pkgs ...string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 		return dir, nil
 	}
-	if err := gobuild.WriteScratchModule(dir, "canaryline.local/"+name+"build", []string{pkg}, ""); err != nil {
+	if err := gobuild.WriteScratchModule(dir, "canaryline.local/"+name+"build", pkgs, ""); err != nil {
 		return "", err
 	}
-	if err := b.run.Go(ctx, "resolve "+modVersion, dir, "get", modVersion); err != nil {
+	if err := run.Go(ctx, "resolve "+modVersion, dir, "get", modVersion); err != nil {
 		return "", err
 	}
-	if err := b.run.Go(ctx, "resolve "+modVersion+" dependencies", dir, "mod", "tidy"); err != nil {
+	if err := run.Go(ctx, "resolve "+modVersion+" dependencies", dir, "mod", "tidy"); err != nil {
 		return "", err
 	}
 	return dir, nil
