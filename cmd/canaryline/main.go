@@ -9,9 +9,11 @@ import (
 	"syscall"
 
 	"github.com/canaryline/canaryline/internal/cli"
+	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 func main() {
+	devcluster.MaybeNodeInit() // this binary is also the real node's supervisor
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

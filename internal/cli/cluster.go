@@ -21,7 +21,7 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 	dir := fs.String("dir", env.ClusterDir, "run directory of the cluster")
 	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
 	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
-	realNode := fs.Bool("real-node", false, "with build: also build a real node's kubelet, containerd, runc and CNI plugins")
+	realNode := fs.Bool("real-node", false, "also build (with build) or start (with up) a real node: kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -64,10 +64,15 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 			return nil
 		}
-		if *detach {
-			return upDetached(ctx, abs, *nodes, stdout, stderr)
+		if *realNode {
+			if err := devcluster.CheckRealNode(); err != nil {
+				return usagef("cluster up --real-node: %v", err)
+			}
 		}
-		return upForeground(ctx, cacheDir, abs, *nodes, stdout, stderr)
+		if *detach {
+			return upDetached(ctx, abs, *nodes, *realNode, stdout, stderr)
+		}
+		return upForeground(ctx, cacheDir, abs, *nodes, *realNode, stdout, stderr)
 	case "down":
 		return down(ctx, abs, stderr)
 	case "status":
@@ -107,8 +112,8 @@ func isZombie(pid int) bool {
 }
 
 // upForeground starts the cluster in this process and keeps it until ctx ends (Ctrl-C, SIGTERM).
-func upForeground(ctx context.Context, cacheDir, dir string, nodes int, stdout, stderr io.Writer) error {
-	c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, RunDir: dir, Nodes: nodes, Log: stderr})
+func upForeground(ctx context.Context, cacheDir, dir string, nodes int, realNode bool, stdout, stderr io.Writer) error {
+	c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, RunDir: dir, Nodes: nodes, RealNode: realNode, Log: stderr})
 	if err != nil {
 		return err
 	}
@@ -131,7 +136,7 @@ func upForeground(ctx context.Context, cacheDir, dir string, nodes int, stdout, 
 
 // upDetached runs `canaryline cluster up` in a new session, shows its progress, and returns once the cluster is
 // ready (or the child failed).
-func upDetached(ctx context.Context, dir string, nodes int, stdout, stderr io.Writer) error {
+func upDetached(ctx context.Context, dir string, nodes int, realNode bool, stdout, stderr io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -146,7 +151,7 @@ func upDetached(ctx context.Context, dir string, nodes int, stdout, stderr io.Wr
 		return err
 	}
 	defer lf.Close()
-	cmd := exec.Command(exe, "cluster", "up", "--dir", dir, "--nodes", strconv.Itoa(nodes))
+	cmd := exec.Command(exe, "cluster", "up", "--dir", dir, "--nodes", strconv.Itoa(nodes), "--real-node="+strconv.FormatBool(realNode))
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

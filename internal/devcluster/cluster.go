@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,11 @@ type Options struct {
 	Versions Versions  // DefaultVersions when empty
 	Nodes    int       // KWOK fake nodes; 2 when 0
 	Log      io.Writer // progress; os.Stderr when nil
+	// RealNode starts a real node (kubelet, containerd, runc) beside the KWOK nodes; see CheckRealNode for what
+	// it needs. RepoRoot is the repository its images are built from (found from the working directory when
+	// empty).
+	RealNode bool
+	RepoRoot string
 }
 
 // Cluster is a running local control plane.
@@ -50,6 +56,7 @@ type Cluster struct {
 	procs      []*process
 	shim       *Shim
 	cancel     context.CancelFunc
+	node       *RealNode
 	owned      bool
 	log        io.Writer
 	cacheDir   string // where InstallTekton caches what it reads; DefaultCacheDir() when empty
@@ -83,6 +90,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
+	cleanStaleNodes(o.CacheDir, o.Log) // what a real node of a crashed process left
 	bins, err := Prepare(ctx, o.CacheDir, o.Versions, o.Log)
 	if err != nil {
 		return nil, err
@@ -121,6 +129,20 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
+	var nodeFlags []string
+	if o.RealNode {
+		if o.RepoRoot == "" {
+			if o.RepoRoot, err = findRepoRoot(); err != nil {
+				return c, err
+			}
+		}
+		if c.node, err = startRealNode(ctx, o.CacheDir, o.RepoRoot, o.RunDir, o.Log); err != nil {
+			return c, err
+		}
+		if nodeFlags, err = c.node.apiserverFlags(p); err != nil {
+			return c, err
+		}
+	}
 	c.CAData, c.adminToken = p.CAData, p.AdminToken
 	ports, err := freePorts(4)
 	if err != nil {
@@ -148,20 +170,20 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
 		return c, err
 	}
-	api, err := c.start("kube-apiserver", bins, logs, pids,
-		"--etcd-servers="+etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports[2]),
-		"--tls-cert-file="+p.ServingCert, "--tls-private-key-file="+p.ServeKey,
-		"--cert-dir="+filepath.Join(o.RunDir, "apiserver-certs"),
-		"--client-ca-file="+p.CACert, "--token-auth-file="+p.Tokens,
+	apiArgs := []string{"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[2]),
+		"--tls-cert-file=" + p.ServingCert, "--tls-private-key-file=" + p.ServeKey,
+		"--cert-dir=" + filepath.Join(o.RunDir, "apiserver-certs"),
+		"--client-ca-file=" + p.CACert, "--token-auth-file=" + p.Tokens,
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+p.SAPub, "--service-account-signing-key-file="+p.SAKey,
+		"--service-account-key-file=" + p.SAPub, "--service-account-signing-key-file=" + p.SAKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--endpoint-reconciler-type=none", // else it complains about the loopback advertise address
 		"--enable-priority-and-fairness=false", "--profiling=false",
-		"--audit-policy-file="+policy, "--audit-log-path="+c.AuditLog, "--audit-log-format=json",
-		"--audit-log-mode=blocking", "--v=1")
+		"--audit-policy-file=" + policy, "--audit-log-path=" + c.AuditLog, "--audit-log-format=json",
+		"--audit-log-mode=blocking", "--v=1"}
+	api, err := c.start("kube-apiserver", bins, logs, pids, withFlags(apiArgs, nodeFlags)...)
 	if err != nil {
 		return c, err
 	}
@@ -253,6 +275,11 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err := waitFor(ctx, "shim", 10*time.Second, nil, httpOK(apiClient, c.ShimURL+"/readyz", p.AdminToken)); err != nil {
 		return c, err
 	}
+	if c.node != nil {
+		if err := c.node.run(ctx, c, p, strings.TrimPrefix(c.ShimURL, "https://"), strings.TrimPrefix(c.APIServerURL, "https://")); err != nil {
+			return c, err
+		}
+	}
 	st := State{Kubeconfig: c.Kubeconfig, ShimURL: c.ShimURL, APIServerURL: c.APIServerURL, AuditLog: c.AuditLog, PID: os.Getpid()}
 	data, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.RunDir, stateFile), data, 0o644); err != nil {
@@ -261,6 +288,41 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	fmt.Fprintf(o.Log, "devcluster: control plane up in %s (%d KWOK nodes); KUBECONFIG=%s\n",
 		time.Since(t0).Round(time.Millisecond), o.Nodes, c.Kubeconfig)
 	return c, nil
+}
+
+// withFlags is args with flags added; a flag given again replaces the one in args.
+func withFlags(args, flags []string) []string {
+	name := func(f string) string { n, _, _ := strings.Cut(f, "="); return n }
+	var out []string
+	for _, a := range args {
+		replaced := false
+		for _, f := range flags {
+			replaced = replaced || name(f) == name(a)
+		}
+		if !replaced {
+			out = append(out, a)
+		}
+	}
+	return append(out, flags...)
+}
+
+// findRepoRoot is the repository the working directory is in (its go.mod names the project's module).
+func findRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(data), "module github.com/canaryline/canaryline\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("the real node's images are built from the canaryline repository: run from it, or set Options.RepoRoot")
+		}
+		dir = parent
+	}
 }
 
 // Attach connects to a cluster that another process started in runDir (see State). Stop on it does nothing.
@@ -292,6 +354,7 @@ func (c *Cluster) stop(removeDir bool) {
 		return
 	}
 	t0 := time.Now()
+	c.node.stop() // before the apiserver: kubelet and containerd go first
 	if c.cancel != nil {
 		c.cancel()
 	}

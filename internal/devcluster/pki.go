@@ -28,6 +28,36 @@ type pki struct {
 	AdminToken            string
 	// Tokens of the components, each its own user in system:masters, so the audit log tells them apart.
 	ComponentTokens map[string]string
+
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+	dir   string
+}
+
+// signClient makes a client certificate signed by the cluster CA for user cn in groups orgs, as dir/name.crt and
+// dir/name.key (X.509 authentication: kubelets, and kube-apiserver to kubelets).
+func (p *pki) signClient(name, cn string, orgs ...string) (cert, key string, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now().Add(-time.Hour)
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore: now, NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	if err != nil {
+		return "", "", fmt.Errorf("sign the client certificate of %s: %w", cn, err)
+	}
+	cert, key = filepath.Join(p.dir, name+".crt"), filepath.Join(p.dir, name+".key")
+	if err := writePEM(cert, "CERTIFICATE", der); err != nil {
+		return "", "", err
+	}
+	return cert, key, writeKey(key, k)
 }
 
 // components that get a token of their own; the audit policy leaves them out.
@@ -58,6 +88,7 @@ func newPKI(dir string) (*pki, error) {
 		return nil, fmt.Errorf("create CA certificate: %w", err)
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
+	p.ca, p.caKey, p.dir = caCert, caKey, dir
 	p.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	if err := writePEM(p.CACert, "CERTIFICATE", caDER); err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // process is one control-plane component started by this package.
@@ -40,6 +42,7 @@ type spawner struct {
 
 type spawnReq struct {
 	cmd  *exec.Cmd
+	ns   string // a network namespace to start cmd in ("": the process's own)
 	resp chan error
 }
 
@@ -48,31 +51,65 @@ func newSpawner() *spawner {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread lives as long as the process
 		for r := range s.reqs {
-			r.resp <- r.cmd.Start()
+			r.resp <- startIn(r.cmd, r.ns)
 		}
 	}()
 	return s
 }
 
-func (s *spawner) start(cmd *exec.Cmd) error {
+func (s *spawner) start(cmd *exec.Cmd, ns string) error {
 	resp := make(chan error, 1)
-	s.reqs <- spawnReq{cmd: cmd, resp: resp}
+	s.reqs <- spawnReq{cmd: cmd, ns: ns, resp: resp}
 	return <-resp
+}
+
+// startIn starts cmd in network namespace ns: a forked child has the namespaces of the thread that forked it, so
+// the spawner's thread enters ns for the fork and goes back after it.
+func startIn(cmd *exec.Cmd, ns string) error {
+	if ns == "" {
+		return cmd.Start()
+	}
+	self, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(self)
+	target, err := unix.Open(ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter %s: %w", ns, err)
+	}
+	err = cmd.Start()
+	if berr := unix.Setns(self, unix.CLONE_NEWNET); berr != nil {
+		panic(fmt.Sprintf("devcluster: the spawner thread cannot return to its network namespace: %v", berr))
+	}
+	return err
 }
 
 var theSpawner = newSpawner()
 
 // startProcess starts bin with args, logging to logDir/name.log and recording its pid in pidDir/name.pid.
 func startProcess(name, bin string, args []string, logDir, pidDir string) (*process, error) {
+	return startProcessWith(name, exec.Command(bin, args...), "", logDir, pidDir)
+}
+
+// startProcessWith is startProcess for a prepared command (its environment, its namespaces), started in network
+// namespace ns when not empty.
+func startProcessWith(name string, cmd *exec.Cmd, ns, logDir, pidDir string) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := theSpawner.start(cmd); err != nil {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid, cmd.SysProcAttr.Pdeathsig = true, syscall.SIGKILL
+	if err := theSpawner.start(cmd, ns); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+
+	"golang.org/x/net/http/httpguts"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -41,13 +43,15 @@ import (
 // builds/log, get imagestreamtags) for the caller's own credentials. Every other request is proxied to
 // kube-apiserver unchanged, with the caller's credentials, so RBAC applies as usual.
 type Shim struct {
-	srv    *http.Server
-	proxy  *httputil.ReverseProxy
-	up     *rest.Config
-	builds buildclient.Interface
-	images imageclient.Interface
-	logs   *buildLogs
-	log    io.Writer
+	srv   *http.Server
+	proxy *httputil.ReverseProxy
+	// upgrades carries requests that switch protocols (exec, attach, port-forward) over HTTP/1.1.
+	upgrades *httputil.ReverseProxy
+	up       *rest.Config
+	builds   buildclient.Interface
+	images   imageclient.Interface
+	logs     *buildLogs
+	log      io.Writer
 }
 
 type shimConfig struct {
@@ -83,6 +87,12 @@ func startShim(ctx context.Context, cfg shimConfig) (*Shim, error) {
 			ErrorLog:      nil,
 		},
 	}
+	// exec, attach and port-forward switch protocols (SPDY, WebSocket), which HTTP/2 cannot: they go upstream over
+	// HTTP/1.1.
+	h1 := transport.Clone()
+	h1.ForceAttemptHTTP2, h1.TLSNextProto = false, map[string]func(string, *tls.Conn) http.RoundTripper{}
+	h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	s.upgrades = &httputil.ReverseProxy{Rewrite: s.proxy.Rewrite, Transport: h1, FlushInterval: -1}
 	if s.builds, err = buildclient.NewForConfig(cfg.Upstream); err != nil {
 		return nil, err
 	}
@@ -139,6 +149,10 @@ func (s *Shim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		if httpguts.HeaderValuesContainsToken(r.Header["Connection"], "Upgrade") {
+			s.upgrades.ServeHTTP(w, r)
+			return
 		}
 		s.proxy.ServeHTTP(w, r)
 	}

@@ -25,7 +25,12 @@ const EnvDir = "CANARYLINE_DEVCLUSTER_DIR"
 
 // RunTests is a TestMain body: it starts (or attaches to) a cluster, runs the tests, and stops what it started,
 // also on SIGINT/SIGTERM. With -short no cluster is started and Require skips the tests that need one.
-func RunTests(m *testing.M, c **Cluster) int {
+func RunTests(m *testing.M, c **Cluster) int { return RunTestsWith(m, c, Options{}) }
+
+// RunTestsWith is RunTests for a cluster started with o. With o.RealNode on a machine that cannot run one (see
+// CheckRealNode), the cluster starts without it and RequireRealNode skips the tests that need it, saying why.
+func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
+	MaybeNodeInit() // this binary is also the real node's supervisor
 	flag.Parse()
 	if testing.Short() {
 		return m.Run()
@@ -57,7 +62,13 @@ func RunTests(m *testing.M, c **Cluster) int {
 		}
 		os.Exit(130)
 	}()
-	started, err := Start(ctx, Options{})
+	if o.RealNode {
+		if realNodeMissing = CheckRealNode(); realNodeMissing != nil {
+			fmt.Fprintf(os.Stderr, "devcluster: no real node: %v\n", realNodeMissing)
+			o.RealNode = false
+		}
+	}
+	started, err := Start(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "devcluster: %v\n", err)
 		return 1
@@ -77,6 +88,22 @@ func RunTests(m *testing.M, c **Cluster) int {
 	cl = nil
 	mu.Unlock()
 	return code
+}
+
+// realNodeMissing is why RunTestsWith started no real node although asked to.
+var realNodeMissing error
+
+// RequireRealNode skips t when the cluster has no real node, saying why.
+func RequireRealNode(t testing.TB, c *Cluster) {
+	t.Helper()
+	Require(t, c)
+	if c.node == nil {
+		why := "the cluster was started without one"
+		if realNodeMissing != nil {
+			why = realNodeMissing.Error()
+		}
+		t.Skip("needs the real node: " + why)
+	}
 }
 
 // Require skips t when no cluster runs (go test -short).

@@ -11,4 +11,8 @@ import (
 
 var cluster *devcluster.Cluster
 
-func TestMain(m *testing.M) { os.Exit(devcluster.RunTests(m, &cluster)) }
+// The cluster has a real node (kubelet, containerd, runc) beside the KWOK nodes when this machine can run one;
+// TestRealNode... tests need it and say why they skip without.
+func TestMain(m *testing.M) {
+	os.Exit(devcluster.RunTestsWith(m, &cluster, devcluster.Options{RealNode: true}))
+}
