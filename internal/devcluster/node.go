@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,19 +53,20 @@ var (
 // containerd hard-code); everything it starts is in a cgroup subtree of its own. Everything it makes is recorded,
 // so that a crash is cleaned up by the next start.
 type RealNode struct {
-	dir     string
-	ns      *netNS
-	rec     NodeRecord
-	init    *process
-	egress  *egressProxy
-	api     *forwarder
-	svc     *serviceProxy
-	bins    NodeBinaries
-	images  NodeImages
-	socket  string
-	pinned  map[string]string // imported image name -> repository@digest
-	log     io.Writer
-	stopped bool
+	dir      string
+	ns       *netNS
+	rec      NodeRecord
+	init     *process
+	egress   *egressProxy
+	api      *forwarder
+	svc      *serviceProxy
+	bins     NodeBinaries
+	images   NodeImages
+	socket   string
+	pinned   map[string]string // imported image name -> repository@digest
+	registry *http.Server      // the node's registry (OpenShift's internal registry's stand-in)
+	log      io.Writer
+	stopped  bool
 }
 
 // NodeRecord is what a real node made, written before it is made: the next start of any cluster removes what a
@@ -213,6 +215,9 @@ func (n *RealNode) run(ctx context.Context, c *Cluster, p *pki, shimAddr, apiAdd
 		return err
 	}
 	if n.svc, err = startServiceProxy(ctx, kube, n.ns, shimAddr); err != nil {
+		return err
+	}
+	if err := n.startNodeRegistry(); err != nil {
 		return err
 	}
 	if err := waitFor(ctx, "the real node Ready", 90*time.Second, n.init, func(ctx context.Context) bool {
@@ -383,6 +388,9 @@ func (n *RealNode) stop() {
 	}
 	if n.api != nil {
 		n.api.close()
+	}
+	if n.registry != nil {
+		_ = n.registry.Close()
 	}
 	if n.egress != nil {
 		n.egress.close()

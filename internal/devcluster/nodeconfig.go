@@ -35,10 +35,12 @@ func (n *RealNode) writeConfigs(p *pki) (string, error) {
 		return "", err
 	}
 	files["kubelet.kubeconfig"] = kc
-	// A registry at the node's address (a test's, inside the node's namespace) is plain HTTP.
+	// The node's registry is plain HTTP at the node's address; OpenShift's internal registry is pulled from it.
 	reg := net.JoinHostPort(nodeIP.String(), strconv.Itoa(NodeRegistryPort))
-	files["certs.d/"+reg+"/hosts.toml"] = fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n",
-		"http://"+reg, "http://"+reg)
+	for _, host := range []string{reg, OpenShiftRegistry} {
+		files["certs.d/"+host+"/hosts.toml"] = fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n",
+			"http://"+reg, "http://"+reg)
+	}
 	for name, content := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(d, name)), 0o755); err != nil {
 			return "", err

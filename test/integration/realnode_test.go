@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -278,52 +273,36 @@ func TestRealNodeCrashLoopAndOOMCaughtByVerifyHealth(t *testing.T) {
 	}
 }
 
-// TestRealNodePullsFromARegistry: an image pushed to a registry (in-process, at the node's address inside its
-// namespace) is pulled by the node over HTTP, and runs.
+// TestRealNodePullsFromARegistry: an image pushed to the node's registry (an OCI registry inside the node's
+// namespace, standing in for OpenShift's internal one) is pulled by the node over HTTP, by the registry's own
+// address and by OpenShift's internal registry host, pinned by digest, and runs.
 func TestRealNodePullsFromARegistry(t *testing.T) {
 	t.Parallel()
 	devcluster.RequireRealNode(t, cluster)
 	node := cluster.Node()
-	ref := startNodeRegistry(t, node)
-	k, ns := kube(t), cluster.Namespace(t)
-	pod := realPod("pulled", ref+"/sample-app:pulled", "/usr/local/bin/sample-app", "cat", "/etc/hostname")
-	pod.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
-	p := createPod(t, k, ns, pod, "done", podDone)
-	if p.Status.Phase != corev1.PodSucceeded || strings.TrimSpace(logsOf(t, k, ns, "pulled")) != "pulled" {
-		t.Errorf("pod %s: %s; logs %q", p.Name, p.Status.Phase, logsOf(t, k, ns, "pulled"))
-	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if !strings.HasPrefix(cs.ImageID, ref+"/sample-app@sha256:") {
-			t.Errorf("image id %q; want it pulled from %s", cs.ImageID, ref)
-		}
-	}
-}
-
-// startNodeRegistry serves an in-process registry at the node's registry address, inside its network namespace,
-// with the sample-app image pushed to it as sample-app:pulled; it returns the registry's host:port.
-func startNodeRegistry(t *testing.T, node *devcluster.RealNode) string {
-	t.Helper()
-	l, err := node.Listen("tcp", node.RegistryAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close() })
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = node.Dial // the registry is inside the node's namespace
 	img, err := tarball.ImageFromPath(node.Images().SampleApp.Tarball, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(node.RegistryAddr()+"/sample-app:pulled", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
+	k, ns := kube(t), cluster.Namespace(t)
+	for _, host := range []string{node.RegistryAddr(), devcluster.OpenShiftRegistry} {
+		ref, err := node.Push(context.Background(), img, host, ns+"/sample-app", "pulled")
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "pulled-" + strconv.Itoa(len(host))
+		pod := realPod(name, ref, "/usr/local/bin/sample-app", "cat", "/etc/hostname")
+		pod.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+		p := createPod(t, k, ns, pod, "done", podDone)
+		if p.Status.Phase != corev1.PodSucceeded || strings.TrimSpace(logsOf(t, k, ns, name)) != name {
+			t.Errorf("pod %s (%s): %s; logs %q", name, ref, p.Status.Phase, logsOf(t, k, ns, name))
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if !strings.Contains(cs.ImageID, "@sha256:") {
+				t.Errorf("image id %q", cs.ImageID)
+			}
+		}
 	}
-	if err := remote.Write(ref, img, remote.WithTransport(tr)); err != nil {
-		t.Fatalf("push to the node's registry: %v", err)
-	}
-	return node.RegistryAddr()
 }
 
 // stepPod runs one canaryline step as a pod of the step image on the real node, as a TaskRun's step runs: the
