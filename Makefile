@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 45m
 # The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
 GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
-.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps realnode cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -24,9 +24,15 @@ build:
 controlplane:
 	$(GO) run ./cmd/canaryline cluster build
 
+## realnode: as root, build (first run, a few minutes) or find cached a real node's kubelet, containerd, runc and
+## CNI plugins: the integration tests start one beside the KWOK nodes
+realnode: node-deps
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/canaryline cluster build --real-node; \
+	  else echo "realnode: not root: the tests run without a real node (TestRealNode... skip)"; fi
+
 ## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
 ## started and stopped by the tests)
-test: lint controlplane prometheus node-deps
+test: lint controlplane prometheus realnode
 	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests

@@ -592,3 +592,57 @@ func TestRealNodeReadinessGatesTheCanary(t *testing.T) {
 		t.Errorf("shift to a canary that becomes Ready: exit %d, %v", r.code, r.results)
 	}
 }
+
+// TestRealNodeClusterDownLeavesNothing: `canaryline cluster down` of a cluster with a real node (a pod running on
+// it) removes every process, cgroup, the network namespace and the node's record and directory.
+func TestRealNodeClusterDownLeavesNothing(t *testing.T) {
+	t.Parallel()
+	devcluster.RequireRealNode(t, cluster)
+	bin := buildCLI(t)
+	cacheDir, err := devcluster.DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	up := exec.Command(bin, "cluster", "up", "--real-node", "--detach", "--dir", dir)
+	up.Dir, up.Env = "../..", append(os.Environ(), "CANARYLINE_CACHE_DIR="+cacheDir)
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("cluster up --real-node --detach: %v\n%s", err, out)
+	}
+	st, err := devcluster.Attach(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec devcluster.NodeRecord
+	for _, r := range devcluster.RunningNodes(cacheDir) {
+		if filepath.Dir(r.Dir) == dir {
+			rec = r
+		}
+	}
+	if rec.NetNS == "" {
+		t.Fatal("no record of the cluster's real node")
+	}
+	k := kubernetes.NewForConfigOrDie(st.Config())
+	createPod(t, k, "default", realPod("left", devcluster.SampleAppImage), "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	pids := cgroupPids(rec.Cgroups)
+	down := exec.Command(bin, "cluster", "down", "--dir", dir)
+	down.Env = up.Env
+	if out, err := down.CombinedOutput(); err != nil {
+		t.Fatalf("cluster down: %v\n%s", err, out)
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("process %d of the node still runs", pid)
+		}
+	}
+	for _, left := range append(append([]string{}, rec.Cgroups...), rec.NetNS, rec.Dir) {
+		if _, err := os.Stat(left); err == nil {
+			t.Errorf("%s is left", left)
+		}
+	}
+	for _, r := range devcluster.RunningNodes(cacheDir) {
+		if r.Dir == rec.Dir {
+			t.Error("the node's record is left")
+		}
+	}
+}
