@@ -60,6 +60,7 @@ type RealNode struct {
 	egress   *egressProxy
 	api      *forwarder
 	svc      *serviceProxy
+	dns      *nodeDNS
 	bins     NodeBinaries
 	images   NodeImages
 	socket   string
@@ -215,6 +216,9 @@ func (n *RealNode) run(ctx context.Context, c *Cluster, p *pki, shimAddr, apiAdd
 		return err
 	}
 	if n.svc, err = startServiceProxy(ctx, kube, n.ns, shimAddr); err != nil {
+		return err
+	}
+	if n.dns, err = startNodeDNS(n.ns, n.svc.service); err != nil {
 		return err
 	}
 	if err := n.startNodeRegistry(); err != nil {
@@ -380,6 +384,9 @@ func (n *RealNode) stop() {
 		return
 	}
 	n.stopped = true
+	if n.dns != nil {
+		n.dns.close()
+	}
 	if n.svc != nil {
 		n.svc.close()
 	}

@@ -156,6 +156,7 @@ containerRuntimeEndpoint: unix://%s
 imageServiceEndpoint: unix://%s
 resolvConf: ""
 clusterDomain: cluster.local
+clusterDNS: [%s]
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 imageMinimumGCAge: 24h
@@ -168,7 +169,7 @@ syncFrequency: 10s
 fileCheckFrequency: 5s
 nodeStatusUpdateFrequency: 5s
 runtimeRequestTimeout: 2m
-`, nodeIP, caFile, n.cgroupRoot(), n.socket, n.socket, filepath.Join(n.dir, "pod-logs"), RealNodeLabel)
+`, nodeIP, caFile, n.cgroupRoot(), n.socket, n.socket, nodeIP, filepath.Join(n.dir, "pod-logs"), RealNodeLabel)
 }
 
 func kubeconfigFor(server string, ca []byte, cert, key string) (string, error) {

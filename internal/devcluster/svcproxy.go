@@ -168,7 +168,8 @@ func (p *serviceProxy) dial(addr string) (net.Conn, error) {
 	return p.ns.dial(context.Background(), "tcp", eps[i])
 }
 
-// endpoints are the ready endpoints of Service port key ("ns/name/port") on the real node, as ip:port.
+// endpoints are the ready endpoints of Service port key ("ns/name/port") on the real node (its pods, and programs
+// listening at the node's address), as ip:port.
 func (p *serviceProxy) endpoints(key string) []string {
 	var out []string
 	for _, o := range p.slices.List() {
@@ -185,7 +186,7 @@ func (p *serviceProxy) endpoints(key string) []string {
 					continue
 				}
 				for _, a := range ep.Addresses {
-					if ip := net.ParseIP(a); ip != nil && podNet.Contains(ip) {
+					if ip := net.ParseIP(a); ip != nil && (podNet.Contains(ip) || nodeNet.Contains(ip)) {
 						out = append(out, net.JoinHostPort(a, strconv.Itoa(int(*port.Port))))
 					}
 				}
@@ -214,4 +215,13 @@ func (p *serviceProxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 	p.nl.Close()
+}
+
+// service is the Service ns/name as last seen.
+func (p *serviceProxy) service(ns, name string) (*corev1.Service, bool) {
+	o, ok, err := p.svcs.GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	return o.(*corev1.Service), true
 }

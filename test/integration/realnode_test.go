@@ -170,9 +170,10 @@ func TestRealNodeTerminationMessageAndDownwardAPI(t *testing.T) {
 	})
 }
 
-// TestRealNodeNetworkStaysOnTheMachine: a pod reaches the kubernetes Service and another pod, and an address
-// outside the machine is "network is unreachable" at once: no route leads out. The host's IP forwarding is as
-// it was.
+// TestRealNodeNetworkStaysOnTheMachine: a pod reaches the kubernetes Service (by address and by name, through the
+// cluster's DNS) and another pod; an address outside the machine is "network is unreachable" at once (no route
+// leads out), and a name outside the cluster does not resolve (the DNS forwards nothing). The host's IP
+// forwarding is as it was.
 func TestRealNodeNetworkStaysOnTheMachine(t *testing.T) {
 	t.Parallel()
 	devcluster.RequireRealNode(t, cluster)
@@ -190,10 +191,11 @@ func TestRealNodeNetworkStaysOnTheMachine(t *testing.T) {
 	}
 	outside := "192.0.2.10:80" // TEST-NET-1: never routed, and no packet leaves (there is no route)
 	dialer := realPod("dialer", devcluster.SampleAppImage, "/usr/local/bin/sample-app", "dial",
-		svc.Spec.ClusterIP+":443", p.Status.PodIP+":8080", outside)
+		svc.Spec.ClusterIP+":443", p.Status.PodIP+":8080", outside, "kubernetes.default:443", "example.com:80")
 	createPod(t, k, ns, dialer, "done", podDone)
 	logs := logsOf(t, k, ns, "dialer")
-	for _, want := range []string{svc.Spec.ClusterIP + ":443: ok", p.Status.PodIP + ":8080: ok", outside + ": dial tcp " + outside + ": connect: network is unreachable"} {
+	for _, want := range []string{svc.Spec.ClusterIP + ":443: ok", p.Status.PodIP + ":8080: ok", outside + ": dial tcp " + outside + ": connect: network is unreachable",
+		"kubernetes.default:443: ok", "example.com:80: dial tcp: lookup example.com", "no such host"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the pod's dials:\n%s\nwant %q", logs, want)
 		}
