@@ -54,8 +54,9 @@ Commands:
                      BuildConfig and deploy it by digest as the stable version behind a Route
   bench [--skip PARTS] [--concurrent 20] [--rollback-runs 5] [--out _output/bench.md]
                      measure on the embedded control plane: binary and image sizes, cold starts, peak RSS,
-                     API requests per release, time to rollback, release overhead, 20 releases at once, and the
-                     Go benchmarks; print one table with each figure's target
+                     API requests per release, time to rollback, release overhead, 20 releases at once, a real
+                     node's and its pods' starts and memory (as root), and the Go benchmarks; print one table
+                     with each figure's target
   run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
                 [--workspace DIR] [--workspace name=DIR ...]
                      run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order
