@@ -45,8 +45,8 @@ const idleSettle = 10 * time.Second
 var ColdNodeBuild = Measurement{Figure: "real node: cold build of its binaries", Value: 12*60 + 49, Unit: "s",
 	Detail: "recorded 2026-12-01, not measured by this run: `time go run ./cmd/canaryline cluster build --real-node` " +
 		"with the control plane cached, an empty node cache and GOCACHE, GOMODCACHE kept; 2 cores shared with other " +
-		"work (load 6-10): 12 min 49 s wall, 11.6 CPU-min, 1.6 GB peak RSS. The node build 10 min 21 s (kubelet " +
-		"7 min 12 s, containerd 2 min 23 s, runc 16 s), compiling canaryline itself the rest"}
+		"work (load average up to 10): 12 min 49 s wall, 11.6 CPU-min, 1.6 GB RSS at most in one process. The node " +
+		"build 10 min 21 s (kubelet 7 min 12 s, containerd 2 min 23 s, runc 16 s), compiling canaryline itself the rest"}
 
 // RealNodeFigures measures a real node (kubelet, containerd, runc, CNI) on clusters of its own: the node's start
 // from containerd to Node Ready and the whole cluster's start with and without it (interleaved), the start of

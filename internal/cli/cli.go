@@ -42,9 +42,10 @@ Commands:
   cluster build [--real-node]
                      build (or find cached) the control-plane binaries and CRDs, showing progress; with
                      --real-node also a real node's kubelet, containerd, runc and CNI plugins
-  cluster up [--dir DIR] [--nodes N] [--detach]
+  cluster up [--dir DIR] [--nodes N] [--detach] [--real-node]
                      start the embedded control plane (built from the Go module proxy on first use);
-                     in the foreground until Ctrl-C, or in the background with --detach
+                     in the foreground until Ctrl-C, or in the background with --detach; with
+                     --real-node also a real node beside the KWOK nodes (needs root)
   cluster down [--dir DIR]
                      stop a cluster started with --detach and remove its directory
   cluster status [--dir DIR]
