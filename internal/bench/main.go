@@ -5,7 +5,8 @@
 //   - each step's peak RSS;
 //   - the API requests of a whole release, by verb;
 //   - the time from a canary turning bad to its traffic being 0;
-//   - the wall time of one release, and of 20 at once.
+//   - the wall time of one release, and of 20 at once;
+//   - a real node's start, its pods' start, and kubelet's and containerd's memory (when the machine can run one).
 //
 // It also runs the Go benchmarks, and prints everything as one table with each figure's target. These are
 // measurements: nothing here fails on time. A missed target is reported as missed.
@@ -35,7 +36,7 @@ type Options struct {
 	// StartupRuns is the runs per cold-start figure (21); ReleaseRuns the single releases timed (3);
 	// RollbackRuns the time-to-rollback runs (5); Concurrent the releases at once (20).
 	StartupRuns, ReleaseRuns, RollbackRuns, Concurrent int
-	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead".
+	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode".
 	Skip map[string]bool
 	Log  io.Writer // progress
 }
@@ -107,6 +108,9 @@ func Run(ctx context.Context, o Options) ([]Measurement, error) {
 		}},
 		{"rollback", fmt.Sprintf("time to rollback, %d runs", o.RollbackRuns), func() ([]Measurement, error) {
 			return c.rollbackFigures(ctx, o.RollbackRuns, o.CacheDir)
+		}},
+		{"realnode", "real node: node and cluster starts, pod starts, kubelet's and containerd's memory", func() ([]Measurement, error) {
+			return RealNodeFigures(ctx, RealNodeOptions{Root: o.Root, CacheDir: o.CacheDir, Log: o.Log})
 		}},
 		{"go", "Go benchmarks (control plane start and stop, statistics)", func() ([]Measurement, error) { return GoBenchmarks(ctx, o.Root) }},
 	}

@@ -18,11 +18,14 @@ func Table(ms []Measurement) string {
 				status = "**NO**"
 			}
 		}
-		value := formatValue(m.Value)
-		if m.Unit == "MB" {
-			value = strconv.FormatFloat(m.Value, 'f', 2, 64) // sizes close to a budget
+		value := formatValue(m.Value) + " " + m.Unit
+		switch {
+		case m.Skipped:
+			value = "skipped"
+		case m.Unit == "MB":
+			value = strconv.FormatFloat(m.Value, 'f', 2, 64) + " MB" // sizes close to a budget
 		}
-		fmt.Fprintf(&b, "| %s | %s %s | %s | %s | %s |\n", m.Figure, value, m.Unit, m.Target, status,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", m.Figure, value, m.Target, status,
 			strings.ReplaceAll(m.Detail, "|", "/"))
 	}
 	return b.String()

@@ -20,9 +20,11 @@ func TestTableAndMissed(t *testing.T) {
 		{Figure: "a", Value: 31.7, Unit: "MB", Target: "≤ 32 MB", Met: met(true)},
 		{Figure: "b", Value: 12.345, Unit: "s", Target: "≤ 10 s", Met: met(false), Detail: "x|y"},
 		{Figure: "c", Value: 3, Unit: "ms"},
+		{Figure: "d", Skipped: true, Detail: "skipped: needs root"},
 	}
 	tab := Table(ms)
-	for _, want := range []string{"| a | 31.70 MB | ≤ 32 MB | yes |", "| b | 12.3 s | ≤ 10 s | **NO** | x/y |", "| c | 3.00 ms |  |  |  |"} {
+	for _, want := range []string{"| a | 31.70 MB | ≤ 32 MB | yes |", "| b | 12.3 s | ≤ 10 s | **NO** | x/y |", "| c | 3.00 ms |  |  |  |",
+		"| d | skipped |  |  | skipped: needs root |"} {
 		if !strings.Contains(tab, want) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}

@@ -42,9 +42,10 @@ Commands:
   cluster build [--real-node]
                      build (or find cached) the control-plane binaries and CRDs, showing progress; with
                      --real-node also a real node's kubelet, containerd, runc and CNI plugins
-  cluster up [--dir DIR] [--nodes N] [--detach]
+  cluster up [--dir DIR] [--nodes N] [--detach] [--real-node]
                      start the embedded control plane (built from the Go module proxy on first use);
-                     in the foreground until Ctrl-C, or in the background with --detach
+                     in the foreground until Ctrl-C, or in the background with --detach; with
+                     --real-node also a real node beside the KWOK nodes (needs root)
   cluster down [--dir DIR]
                      stop a cluster started with --detach and remove its directory
   cluster status [--dir DIR]
@@ -54,8 +55,9 @@ Commands:
                      BuildConfig and deploy it by digest as the stable version behind a Route
   bench [--skip PARTS] [--concurrent 20] [--rollback-runs 5] [--out _output/bench.md]
                      measure on the embedded control plane: binary and image sizes, cold starts, peak RSS,
-                     API requests per release, time to rollback, release overhead, 20 releases at once, and the
-                     Go benchmarks; print one table with each figure's target
+                     API requests per release, time to rollback, release overhead, 20 releases at once, a real
+                     node's and its pods' starts and memory (as root), and the Go benchmarks; print one table
+                     with each figure's target
   run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
                 [--workspace DIR] [--workspace name=DIR ...]
                      run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,6 +69,13 @@ type RealNode struct {
 	registry *http.Server      // the node's registry (OpenShift's internal registry's stand-in)
 	log      io.Writer
 	stopped  bool
+	times    NodeStartTimes
+}
+
+// NodeStartTimes say how long the node took to start, each from the start of its supervisor, which starts
+// containerd at once: containerd's socket there, the images imported, the Node Ready.
+type NodeStartTimes struct {
+	Containerd, Images, Ready time.Duration
 }
 
 // NodeRecord is what a real node made, written before it is made: the next start of any cluster removes what a
@@ -202,15 +210,18 @@ func (n *RealNode) run(ctx context.Context, c *Cluster, p *pki, shimAddr, apiAdd
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	if n.init, err = c.startInNode(n, cfg); err != nil {
 		return err
 	}
 	if err := waitFor(ctx, "containerd", 60*time.Second, n.init, fileExists(n.socket)); err != nil {
 		return err
 	}
+	n.times.Containerd = time.Since(started)
 	if err := n.importImages(ctx); err != nil {
 		return err
 	}
+	n.times.Images = time.Since(started)
 	kube, err := kubernetes.NewForConfig(c.restConfig(c.APIServerURL))
 	if err != nil {
 		return err
@@ -230,6 +241,7 @@ func (n *RealNode) run(ctx context.Context, c *Cluster, p *pki, shimAddr, apiAdd
 	}); err != nil {
 		return err
 	}
+	n.times.Ready = time.Since(started)
 	fmt.Fprintf(n.log, "devcluster: real node %s Ready in %s (kubelet and containerd logs in %s)\n", RealNodeName,
 		time.Since(t0).Round(time.Millisecond), filepath.Join(n.dir, "logs"))
 	return nil
@@ -524,6 +536,16 @@ func processStart(pid int) string {
 
 // Node is the cluster's real node, nil when it runs none.
 func (c *Cluster) Node() *RealNode { return c.node }
+
+// StartTimes are how long the node took to start (see NodeStartTimes).
+func (n *RealNode) StartTimes() NodeStartTimes { return n.times }
+
+// Record is what the node made (its cgroup subtrees, its network namespace, its directory).
+func (n *RealNode) Record() NodeRecord {
+	r := n.rec
+	r.Cgroups = slices.Clone(n.rec.Cgroups)
+	return r
+}
 
 // Images are the images imported into the node.
 func (n *RealNode) Images() NodeImages { return n.images }
