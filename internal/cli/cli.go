@@ -50,9 +50,10 @@ Commands:
                      stop a cluster started with --detach and remove its directory
   cluster status [--dir DIR]
                      say whether a cluster runs in DIR and print its KUBECONFIG
-  demo [--kubeconfig F] [--namespace NS]
+  demo [--kubeconfig F] [--namespace NS] [--real-node]
                      the demo on the embedded control plane (or on F's cluster): build sample-app with its
-                     BuildConfig and deploy it by digest as the stable version behind a Route
+                     BuildConfig and deploy it by digest as the stable version behind a Route; with
+                     --real-node (root) its versions are real images running as pods on the real node
   bench [--skip PARTS] [--concurrent 20] [--rollback-runs 5] [--out _output/bench.md]
                      measure on the embedded control plane: binary and image sizes, cold starts, peak RSS,
                      API requests per release, time to rollback, release overhead, 20 releases at once, a real

@@ -20,8 +20,17 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	namespace := fs.String("namespace", "canaryline-demo", "namespace of the demo application")
 	evidence := fs.String("evidence", "_output/demo", "where the releases' evidence, reports and charts go")
 	steps := fs.String("steps", "", "the step binary (canaryline-steps); built from the repository when not found")
+	realNode := fs.Bool("real-node", false, "run on the embedded control plane's real node (root): real images, pods and Prometheus service discovery")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *realNode {
+		if *kubeconfig != "" {
+			return usagef("demo --real-node runs on the embedded control plane's real node: drop --kubeconfig, or drop --real-node to run on %s's cluster", *kubeconfig)
+		}
+		if err := devcluster.CheckRealNode(); err != nil {
+			return usagef("demo --real-node: %v", err)
+		}
 	}
 	cacheDir := env.CacheDir
 	if cacheDir == "" {
@@ -60,12 +69,12 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		o.Config = cfg
 	} else {
 		fmt.Fprintln(stderr, "canaryline: starting the embedded control plane (built on first use, about 7 minutes)")
-		c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, Nodes: env.Nodes, Log: stderr})
+		c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, Nodes: env.Nodes, Log: stderr, RealNode: *realNode, RepoRoot: root})
 		if err != nil {
 			return err
 		}
 		defer c.Stop() // also on Ctrl-C: the context ends, the runs stop, and everything started here is removed
-		o.Config = c.Config()
+		o.Config, o.RealNode = c.Config(), c.Node()
 	}
 	t0 := time.Now()
 	releases, err := demo.Run(ctx, o)

@@ -2,7 +2,9 @@
 // v1 runs as the stable version behind a Route; two releases then go through the canary-release Pipeline with
 // `canaryline run`: a healthy v2, which is promoted, and a faulty v3, which verify-health catches and the finally
 // task rolls back. Real sample-app processes serve the stable and canary versions, a real Prometheus scrapes them,
-// and a router simulator (no OpenShift router runs locally) sends them load in the Route's proportions.
+// and a router simulator (no OpenShift router runs locally) sends them load in the Route's proportions. With the
+// embedded control plane's real node (Options.RealNode), the versions are real images the builds report, run as
+// the Deployments' pods on the node, and Prometheus discovers those pods from the API server.
 package demo
 
 import (
@@ -21,6 +23,7 @@ import (
 	routev1 "github.com/openshift/api/route/v1"
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
+	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +39,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
+	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/runner"
 	sampleapp "github.com/canaryline/canaryline/test/app"
 )
@@ -54,6 +58,10 @@ type Options struct {
 	Out       io.Writer
 	Abort     <-chan struct{}  // closed: force the running release to end (runner.Options.Abort)
 	Progress  *runner.Progress // kept current with the running release (runner.Options.Progress)
+	// RealNode, when set (the embedded control plane's real node), runs the demo on it: each version is an image
+	// pushed to the node's registry, which the release's build reports, and the stable and canary versions run as
+	// pods on the node; else processes stand for the pods.
+	RealNode *devcluster.RealNode
 }
 
 // Release is how one release went.
@@ -88,7 +96,7 @@ const errorRateQuery = `sum(rate(http_requests_total{namespace="{{.Namespace}}",
 
 // Run runs the demo and returns the two releases.
 func Run(ctx context.Context, o Options) ([]Release, error) {
-	say := func(format string, args ...any) { fmt.Fprintf(o.Out, "demo: "+format+"\n", args...) }
+	say := func(format string, args ...any) { narrate(o.Out, format, args...) }
 	// A new canary's process is discovered by Prometheus within about 10 s, and judged once it has served 30
 	// requests (6 s at 10%): the analysis of each weight lasts 24 s.
 	if o.Interval == 0 {
@@ -119,27 +127,21 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	}
 	say("sample-app %s is the stable version of %s/%s, behind Route %s", v1.name, o.Namespace, o.App, o.App)
 
-	// Real processes for the stable and canary versions, a real Prometheus, and the router simulator.
 	routes, err := routeclient.NewForConfig(o.Config)
 	if err != nil {
 		return nil, err
 	}
-	stack, err := StartStack(ctx, StackOptions{Kube: kube, Routes: routes.RouteV1(), Namespace: o.Namespace, App: o.App,
-		Stable:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 1},
-		Canary:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 2},
-		CacheDir: o.CacheDir, Scrape: time.Second, Rate: 50, Log: o.Out})
+	stack, err := startStack(ctx, o, kube, routes.RouteV1())
 	if err != nil {
 		return nil, err
 	}
 	defer stack.Stop()
-	stable, prom := stack.Stable, stack.Prometheus
-	say("Prometheus %s scrapes a process per pod template, labelled pod_template_hash and pod as OpenShift's monitoring "+
-		"labels pods: the stable's (%s), and a fresh one for each canary ReplicaSet", prom.URL, stack.StableAddr)
-	say("router simulator: 50 requests/s split by Route %s's weights (it stands in for the OpenShift router)", o.App)
 
 	var releases []Release
 	for _, v := range stages {
-		stack.SetCanary(sampleapp.Config{Version: v.name, ErrorRate: v.errorRate, Latency: v.latency, Seed: 2})
+		if err := stack.prepare(ctx, v); err != nil {
+			return releases, err
+		}
 		sum := sha256.Sum256([]byte(v.name))
 		commit := hex.EncodeToString(sum[:])[:40]
 		say("release %s: commit %s (error rate %.1f%%, added latency %s)", v.name, commit[:12], 100*v.errorRate, v.latency)
@@ -150,7 +152,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 			Steps: o.Steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
 			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: runName(o.App, v.name), Out: out,
 			Params: map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
-				"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": prom.URL,
+				"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": stack.prometheusURL(),
 				// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
 				// caught there, at 10%.
 				"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
@@ -163,10 +165,7 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		r := release(v.name, s)
 		fmt.Fprint(o.Out, "\n"+s.Table()+"\n")
 		if r.Decision == "promote" {
-			// The stable process now serves what was promoted.
-			_ = stable.SetVersion(v.name)
-			_ = stable.SetErrorRate(v.errorRate)
-			_ = stable.SetLatency(v.latency)
+			stack.promoted(v)
 		}
 		say("release %s: %s; verdict %s from %s at %s%% canary weight (%s); evidence %s", v.name, r.Decision, r.Verdict,
 			r.DecidedBy, r.Weight, r.Reason, r.Report)
@@ -177,6 +176,62 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	}
 	return releases, nil
 }
+
+// stack serves the stable and canary versions, has a real Prometheus scrape them, and sends them load.
+type stack interface {
+	// prepare readies release v: what its canary pods serve.
+	prepare(ctx context.Context, v version) error
+	// promoted is called once v is the stable version.
+	promoted(v version)
+	prometheusURL() string
+	Stop()
+}
+
+// startStack starts the real node's stack with Options.RealNode, else processes standing for the pods.
+func startStack(ctx context.Context, o Options, kube kubernetes.Interface, routes routev1client.RouteV1Interface) (stack, error) {
+	if o.RealNode != nil {
+		s, err := startRealStack(ctx, o, kube, routes)
+		if err != nil {
+			return nil, err
+		}
+		narrate(o.Out, "sample-app runs as pods of Deployments %s and %s-canary on the real node %s (readiness: GET /healthz)",
+			o.App, o.App, devcluster.RealNodeName)
+		narrate(o.Out, "Prometheus %s runs in the real node's network namespace: it discovers the pods from the API server "+
+			"(role pod; labels track, pod_template_hash, pod, namespace, app) and scrapes them at their pod IPs", s.prom.URL)
+		narrate(o.Out, "router simulator: 50 requests/s split by Route %s's weights, each to its Service's ClusterIP, where the node's "+
+			"Service proxy picks a ready pod (it stands in for the OpenShift router)", o.App)
+		return s, nil
+	}
+	// Real processes for the stable and canary versions, a real Prometheus, and the router simulator.
+	s, err := StartStack(ctx, StackOptions{Kube: kube, Routes: routes, Namespace: o.Namespace, App: o.App,
+		Stable:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 1},
+		Canary:   sampleapp.Config{Version: v1.name, ErrorRate: v1.errorRate, Latency: v1.latency, Seed: 2},
+		CacheDir: o.CacheDir, Scrape: time.Second, Rate: 50, Log: o.Out})
+	if err != nil {
+		return nil, err
+	}
+	narrate(o.Out, "Prometheus %s scrapes a process per pod template, labelled pod_template_hash and pod as OpenShift's monitoring "+
+		"labels pods: the stable's (%s), and a fresh one for each canary ReplicaSet", s.Prometheus.URL, s.StableAddr)
+	narrate(o.Out, "router simulator: 50 requests/s split by Route %s's weights (it stands in for the OpenShift router)", o.App)
+	return processStack{s}, nil
+}
+
+// processStack is the Stack of processes as a stack.
+type processStack struct{ *Stack }
+
+func (p processStack) prepare(_ context.Context, v version) error {
+	p.SetCanary(sampleapp.Config{Version: v.name, ErrorRate: v.errorRate, Latency: v.latency, Seed: 2})
+	return nil
+}
+
+// promoted: the stable process now serves what was promoted.
+func (p processStack) promoted(v version) {
+	_ = p.Stable.SetVersion(v.name)
+	_ = p.Stable.SetErrorRate(v.errorRate)
+	_ = p.Stable.SetLatency(v.latency)
+}
+
+func (p processStack) prometheusURL() string { return p.Prometheus.URL }
 
 // release reads how a release went from its run: the decision, the verdict that stands and where it was given.
 func release(version string, s *runner.Summary) Release {
@@ -238,12 +293,20 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 		return fmt.Errorf("create BuildConfig %s/%s: %w", ns, o.App, err)
 	}
 	sum := sha256.Sum256([]byte(v1.name))
+	image := "image-registry.openshift-image-registry.svc:5000/" + ns + "/" + o.App + "@sha256:" + hex.EncodeToString(sum[:])
+	if o.RealNode != nil { // v1 is a real image in the node's registry, as a build would have pushed it
+		if image, err = pushVersion(ctx, o, v1); err != nil {
+			return err
+		}
+	}
 	labels := map[string]string{"app": o.App}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: labels}, Spec: appsv1.DeploymentSpec{
 		Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: labels},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "app", Image: "image-registry.openshift-image-registry.svc:5000/" + ns + "/" + o.App + "@sha256:" + hex.EncodeToString(sum[:]),
-			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}}}}
+			Name: "app", Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}}}}
+	if o.RealNode != nil {
+		onRealNode(&dep.Spec.Template.Spec)
+	}
 	if _, err := kube.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Deployment %s/%s: %w", ns, o.App, err)
 	}
@@ -281,18 +344,54 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 			}
 		}
 	}
-	// Wait for the stable version.
+	// Wait for the stable version: real pods pull their image and pass their readiness probe, in a few seconds.
+	wait := ctx
+	if o.RealNode != nil {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+	}
 	for {
-		d, err := kube.AppsV1().Deployments(ns).Get(ctx, o.App, metav1.GetOptions{})
+		d, err := kube.AppsV1().Deployments(ns).Get(wait, o.App, metav1.GetOptions{})
 		if err == nil && d.Status.AvailableReplicas == 3 && d.Status.UpdatedReplicas == 3 {
 			return nil
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-wait.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("the stable Deployment %s/%s is not available on the real node after 3 minutes: %s", ns, o.App, podStates(ctx, kube, ns, labels))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// podStates says how the pods selected by labels are: phase, readiness, and why a container waits.
+func podStates(ctx context.Context, kube kubernetes.Interface, ns string, labels map[string]string) string {
+	pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: labels})})
+	if err != nil {
+		return err.Error()
+	}
+	if len(pods.Items) == 0 {
+		return "no pods"
+	}
+	var out []string
+	for _, p := range pods.Items {
+		st := p.Name + " " + string(p.Status.Phase)
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				st += ", Ready " + string(c.Status)
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil {
+				st += ", " + cs.Name + " " + w.Reason + ": " + w.Message
+			}
+		}
+		out = append(out, st)
+	}
+	return strings.Join(out, "; ")
 }
 
 func applyRBAC(ctx context.Context, kube kubernetes.Interface, ns string, raw map[string]any) error {

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -16,13 +17,17 @@ import (
 )
 
 // RouterSimulator stands in for the OpenShift router in the demo (no router runs on the local control plane). It
-// watches one Route and sends generated load, rate requests a second, to the processes behind its Services, in the
-// proportions of the Route's weights: what the router would do with the same weights.
+// watches one Route and sends generated load, rate requests a second, to the processes or pods behind its
+// Services, in the proportions of the Route's weights: what the router would do with the same weights.
 type RouterSimulator struct {
 	Routes   routev1client.RouteV1Interface
 	NS, Name string
 	Backends func(service string) string // the address (host:port) serving a Service, "" for none
 	Rate     int
+	// Dial, when set, connects to a backend (from inside the real node's network namespace, to a Service's
+	// ClusterIP); each request then has a connection of its own, so that the Service proxy picks a ready pod for
+	// every request, as the router balances over ready endpoints.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu      sync.Mutex
 	weights map[string]int32
@@ -33,6 +38,9 @@ type RouterSimulator struct {
 func (s *RouterSimulator) Run(ctx context.Context) {
 	go s.watch(ctx)
 	client := &http.Client{Timeout: 2 * time.Second}
+	if s.Dial != nil {
+		client.Transport = &http.Transport{DialContext: s.Dial, DisableKeepAlives: true}
+	}
 	tick := time.NewTicker(time.Second / time.Duration(s.Rate))
 	defer tick.Stop()
 	var inflight sync.WaitGroup

@@ -1,6 +1,7 @@
 package promserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/canaryline/canaryline/internal/gobuild"
@@ -72,6 +75,31 @@ func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error)
 	if runs(ctx, SystemBinary) {
 		return SystemBinary, nil
 	}
+	return built(ctx, cacheDir, log)
+}
+
+// KubernetesBinary is Binary for a server that discovers targets from a Kubernetes API server (Options.Kubernetes).
+// Debian's package is built without Kubernetes discovery: /usr/bin/prometheus is used only when it has it (a
+// short trial run with such a configuration says), else the one built from the Go module proxy, which has every
+// discovery mechanism. $CANARYLINE_PROMETHEUS, when set, is used as it is.
+func KubernetesBinary(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
+	if log == nil {
+		log = io.Discard
+	}
+	if p := os.Getenv(EnvBinary); p != "" {
+		return Binary(ctx, cacheDir, log)
+	}
+	if runs(ctx, SystemBinary) {
+		if hasKubernetesSD(ctx, SystemBinary) {
+			return SystemBinary, nil
+		}
+		fmt.Fprintf(log, "promserver: %s has no Kubernetes service discovery (Debian builds it without)\n", SystemBinary)
+	}
+	return built(ctx, cacheDir, log)
+}
+
+// built returns the binary built from the module proxy into cacheDir, building it when there is none.
+func built(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
 	if cacheDir == "" {
 		return "", errors.New("promserver: no cache directory to build Prometheus into")
 	}
@@ -92,9 +120,9 @@ func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error)
 		return bin, nil
 	}
 	b := &builder{root: root, run: gobuild.NewRunner("promserver", filepath.Join(root, "build.log"), log, "CGO_ENABLED=0")}
-	fmt.Fprintf(log, "promserver: %s not found; building Prometheus %s (%s@%s) into %s "+
+	fmt.Fprintf(log, "promserver: building Prometheus %s (%s@%s) into %s "+
 		"(first run only: about 7 min on 2 cores, less with a warm Go build cache)\n",
-		SystemBinary, releaseVersion, Module, Version, root)
+		releaseVersion, Module, Version, root)
 	if err := b.build(ctx, bin); err != nil {
 		return "", err
 	}
@@ -106,6 +134,56 @@ func Binary(ctx context.Context, cacheDir string, log io.Writer) (string, error)
 }
 
 func usable(path string) bool { return gobuild.Usable(path) }
+
+// kubernetesSD caches hasKubernetesSD's answers by binary path.
+var kubernetesSD sync.Map
+
+// kubernetesProbe is a configuration only a Prometheus with Kubernetes service discovery loads.
+const kubernetesProbe = "scrape_configs:\n- job_name: probe\n  kubernetes_sd_configs:\n  - role: pod\n    api_server: https://127.0.0.1:1\n"
+
+// hasKubernetesSD reports whether bin loads a configuration with kubernetes_sd_configs: it is run with one on a
+// free loopback port until it says it is ready (it has it) or exits (it has not).
+func hasKubernetesSD(ctx context.Context, bin string) bool {
+	if v, ok := kubernetesSD.Load(bin); ok {
+		return v.(bool)
+	}
+	dir, err := os.MkdirTemp("", "promserver-probe-")
+	if err != nil {
+		return false
+	}
+	defer os.RemoveAll(dir)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(kubernetesProbe), 0o644); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address=127.0.0.1:0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		return false
+	}
+	if err := cmd.Start(); err != nil {
+		return false
+	}
+	ok := false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "Server is ready to receive web requests") {
+			ok = true
+			break
+		}
+	}
+	_ = cmd.Process.Kill()
+	_, _ = io.Copy(io.Discard, out)
+	_ = cmd.Wait()
+	if ctx.Err() == nil {
+		kubernetesSD.Store(bin, ok)
+	}
+	return ok
+}
 
 func runs(ctx context.Context, path string) bool {
 	if !usable(path) {

@@ -33,6 +33,30 @@ type scrapeConfig struct {
 	Scheme        string         `json:"scheme"`
 	StaticConfigs []staticConfig `json:"static_configs,omitempty"`
 	FileSDConfigs []fileSDConfig `json:"file_sd_configs,omitempty"`
+	KubeSDConfigs []kubeSDConfig `json:"kubernetes_sd_configs,omitempty"`
+	Relabel       []Relabel      `json:"relabel_configs,omitempty"`
+}
+
+// kubeSDConfig is Kubernetes service discovery: Prometheus lists and watches the role's objects on the API server.
+type kubeSDConfig struct {
+	APIServer     string         `json:"api_server"`
+	Role          string         `json:"role"`
+	Namespaces    *kubeSDNames   `json:"namespaces,omitempty"`
+	Authorization *authorization `json:"authorization,omitempty"`
+	TLSConfig     *tlsConfig     `json:"tls_config,omitempty"`
+}
+
+type kubeSDNames struct {
+	Names []string `json:"names"`
+}
+
+type authorization struct {
+	Type            string `json:"type"`
+	CredentialsFile string `json:"credentials_file"`
+}
+
+type tlsConfig struct {
+	CAFile string `json:"ca_file"`
 }
 
 type staticConfig struct {
@@ -157,6 +181,9 @@ func validate(o Options) ([]target, error) {
 			return nil, err
 		}
 	}
+	if err := validateKubernetes(o); err != nil {
+		return nil, err
+	}
 	for _, job := range discoveredJobs(o) {
 		if job == "" {
 			return nil, fmt.Errorf("promserver: a job name is empty")
@@ -171,6 +198,30 @@ func validate(o Options) ([]target, error) {
 		out = append(out, ts...)
 	}
 	return out, nil
+}
+
+// validateKubernetes checks the jobs discovered from an API server: their names, and what Prometheus needs to
+// reach the server.
+func validateKubernetes(o Options) error {
+	for _, job := range sortedKeys(o.Kubernetes) {
+		k := o.Kubernetes[job]
+		_, static := o.Targets[job]
+		_, file := o.Discovered[job]
+		switch {
+		case job == "":
+			return fmt.Errorf("promserver: a job name is empty")
+		case static || file:
+			return fmt.Errorf("promserver: job %q is in Kubernetes and in Targets or Discovered; give it once", job)
+		case !strings.HasPrefix(k.APIServer, "https://") && !strings.HasPrefix(k.APIServer, "http://"):
+			return fmt.Errorf("promserver: job %q: APIServer %q is not a URL; give the API server as Prometheus reaches it, such as https://127.0.0.1:6443", job, k.APIServer)
+		}
+		for _, r := range k.Relabel {
+			if r.TargetLabel != "" && !labelName.MatchString(r.TargetLabel) {
+				return fmt.Errorf("promserver: job %q: relabel target %q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", job, r.TargetLabel)
+			}
+		}
+	}
+	return nil
 }
 
 // groupTargets checks the groups of a discovered job and returns their targets.
@@ -232,11 +283,12 @@ func renderConfig(o Options) ([]byte, error) {
 	d := model.Duration(scrape).String()
 	cfg := promConfig{Global: globalConfig{ScrapeInterval: d, ScrapeTimeout: d, EvaluationInterval: d}}
 	files := sdFiles(o)
-	jobs := make([]string, 0, len(o.Targets)+len(o.Discovered))
+	jobs := make([]string, 0, len(o.Targets)+len(o.Discovered)+len(o.Kubernetes))
 	for j := range o.Targets {
 		jobs = append(jobs, j)
 	}
 	jobs = append(jobs, discoveredJobs(o)...)
+	jobs = append(jobs, sortedKeys(o.Kubernetes)...)
 	sort.Strings(jobs)
 	for _, job := range jobs {
 		sc := scrapeConfig{JobName: job, MetricsPath: "/metrics", Scheme: "http"}
@@ -246,6 +298,9 @@ func renderConfig(o Options) ([]byte, error) {
 		if f, ok := files[job]; ok {
 			sc.FileSDConfigs = []fileSDConfig{{Files: []string{f}, RefreshInterval: sdRefresh}}
 		}
+		if k, ok := o.Kubernetes[job]; ok {
+			sc.KubeSDConfigs, sc.Relabel = []kubeSDConfig{k.config()}, k.Relabel
+		}
 		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, sc)
 	}
 	out, err := yaml.Marshal(cfg)
@@ -253,6 +308,24 @@ func renderConfig(o Options) ([]byte, error) {
 		return nil, fmt.Errorf("promserver: render prometheus.yml: %w", err)
 	}
 	return append([]byte("# Written by canaryline internal/promserver.\n"), out...), nil
+}
+
+// config is k's kubernetes_sd_configs entry.
+func (k Kubernetes) config() kubeSDConfig {
+	c := kubeSDConfig{APIServer: k.APIServer, Role: k.Role}
+	if c.Role == "" {
+		c.Role = "pod"
+	}
+	if len(k.Namespaces) > 0 {
+		c.Namespaces = &kubeSDNames{Names: k.Namespaces}
+	}
+	if k.TokenFile != "" {
+		c.Authorization = &authorization{Type: "Bearer", CredentialsFile: k.TokenFile}
+	}
+	if k.CAFile != "" {
+		c.TLSConfig = &tlsConfig{CAFile: k.CAFile}
+	}
+	return c
 }
 
 // renderGroups is the content of a discovered job's file: a JSON list of groups, as file_sd reads it.

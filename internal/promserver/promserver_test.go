@@ -3,9 +3,17 @@ package promserver
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -174,6 +182,88 @@ func TestRenderDiscovered(t *testing.T) {
 	}
 }
 
+// TestRenderKubernetes checks a job discovered from a Kubernetes API server: its kubernetes_sd_configs (API server,
+// role, namespaces, token and CA files) and relabel rules, and that Prometheus's own checker accepts the result.
+func TestRenderKubernetes(t *testing.T) {
+	dir := t.TempDir()
+	token, ca := dir+"/token", dir+"/ca.crt"
+	if err := os.WriteFile(token, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ca, selfSignedCA(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	relabel := []Relabel{
+		{SourceLabels: []string{"__meta_kubernetes_pod_container_port_number"}, Regex: "8080", Action: "keep"},
+		{TargetLabel: "track", Replacement: "stable"},
+		{SourceLabels: []string{"__meta_kubernetes_pod_label_canaryline_dev_track"}, Regex: "(.+)", TargetLabel: "track"},
+	}
+	o := Options{Kubernetes: map[string]Kubernetes{"shop": {APIServer: "https://127.0.0.1:6443", Namespaces: []string{"team"},
+		TokenFile: token, CAFile: ca, Relabel: relabel}}}
+	out, err := renderConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got promConfig
+	if err := yaml.UnmarshalStrict(out, &got); err != nil {
+		t.Fatalf("rendered config does not parse: %v\n%s", err, out)
+	}
+	want := []scrapeConfig{{JobName: "shop", MetricsPath: "/metrics", Scheme: "http", Relabel: relabel,
+		KubeSDConfigs: []kubeSDConfig{{APIServer: "https://127.0.0.1:6443", Role: "pod", Namespaces: &kubeSDNames{Names: []string{"team"}},
+			Authorization: &authorization{Type: "Bearer", CredentialsFile: token}, TLSConfig: &tlsConfig{CAFile: ca}}}}}
+	if d := cmp.Diff(want, got.ScrapeConfigs); d != "" {
+		t.Errorf("scrape configs (-want +got):\n%s\n%s", d, out)
+	}
+	// A Prometheus with Kubernetes discovery loads it (the API server is not there: discovery just retries).
+	bin := kubernetesBinary(t)
+	if bin == "" {
+		return
+	}
+	o.Binary, o.Log = bin, t.Output()
+	srv, err := Start(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	cfg, err := srv.API().Config(t.Context())
+	if err != nil || !strings.Contains(cfg.YAML, "kubernetes_sd_configs") || !strings.Contains(cfg.YAML, "target_label: track") {
+		t.Errorf("the loaded configuration: %v\n%s", err, cfg.YAML)
+	}
+}
+
+// selfSignedCA is a CA certificate, PEM-encoded.
+func selfSignedCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, NotBefore: time.Now(),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// kubernetesBinary is a Prometheus with Kubernetes discovery at hand without building one ("" when none: Debian's
+// has none).
+func kubernetesBinary(t *testing.T) string {
+	t.Helper()
+	cache, err := DefaultCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{os.Getenv(EnvBinary), cachedPath(cache), SystemBinary} {
+		if p != "" && usable(p) && hasKubernetesSD(t.Context(), p) {
+			return p
+		}
+	}
+	t.Logf("no Prometheus with Kubernetes discovery at hand (%s builds one into %s): the configuration is not loaded", "KubernetesBinary", cachedPath(cache))
+	return ""
+}
+
 func TestBadTargetConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -202,6 +292,11 @@ func TestBadTargetConfig(t *testing.T) {
 		{"discovered twice", Options{Discovered: map[string][]Group{"shop": {{Targets: []string{"127.0.0.1:80"}}, {Targets: []string{"127.0.0.1:80"}}}}}, `twice`},
 		{"discovered bad label name", Options{Discovered: map[string][]Group{"shop": {{Targets: []string{"127.0.0.1:80"}, Labels: map[string]string{"pod-template-hash": "x"}}}}},
 			`"pod-template-hash" is not a valid label name`},
+		{"kubernetes and discovered", Options{Discovered: map[string][]Group{"shop": nil},
+			Kubernetes: map[string]Kubernetes{"shop": {APIServer: "https://127.0.0.1:6443"}}}, `job "shop" is in Kubernetes and in Targets or Discovered`},
+		{"kubernetes without an API server", Options{Kubernetes: map[string]Kubernetes{"shop": {}}}, `APIServer "" is not a URL`},
+		{"kubernetes bad relabel target", Options{Kubernetes: map[string]Kubernetes{"shop": {APIServer: "https://127.0.0.1:6443",
+			Relabel: []Relabel{{TargetLabel: "pod-template-hash"}}}}}, `relabel target "pod-template-hash" is not a valid label name`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
@@ -473,6 +568,82 @@ func TestFileDiscovery(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("temp dir %s is back after Stop: %v", dir, err)
+	}
+}
+
+// hostNetwork is a Network that is the host's own, forwarding through a goroutine: what Start does through a
+// Network (a free port there, the process started by it, the host reaching it through a forwarded port) is seen.
+type hostNetwork struct {
+	mu      sync.Mutex
+	started []string
+	targets []string
+}
+
+func (n *hostNetwork) Listen(network, addr string) (net.Listener, error) {
+	return net.Listen(network, addr)
+}
+
+func (n *hostNetwork) Start(cmd *exec.Cmd) error {
+	n.mu.Lock()
+	n.started = append(n.started, cmd.Path)
+	n.mu.Unlock()
+	return spawn(cmd)
+}
+
+func (n *hostNetwork) Forward(l net.Listener, addr string) func() {
+	n.mu.Lock()
+	n.targets = append(n.targets, addr)
+	n.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	return func() { l.Close() }
+}
+
+// TestNetwork checks that Prometheus given a Network is started by it and reached from the host through the port
+// it forwards, not at its own listen address; Stop closes the forwarded port.
+func TestNetwork(t *testing.T) {
+	bin := prometheusBinary(t)
+	a := startApp(t, 10)
+	n := &hostNetwork{}
+	s, err := Start(t.Context(), Options{Binary: bin, Network: n, Log: t.Output(), Targets: map[string][]string{"shop": {a.addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	n.mu.Lock()
+	started, targets := append([]string(nil), n.started...), append([]string(nil), n.targets...)
+	n.mu.Unlock()
+	if len(started) != 1 || started[0] != bin || len(targets) != 1 {
+		t.Fatalf("through the Network: started %v, forwarded to %v; want %s once and one forward", started, targets, bin)
+	}
+	if host := strings.TrimPrefix(s.URL, "http://"); host == targets[0] || !strings.HasPrefix(host, "127.0.0.1:") {
+		t.Errorf("URL %s; want a host loopback port forwarded to %s", s.URL, targets[0])
+	}
+	v, err := s.Query(t.Context(), `up{job="shop"}`)
+	if err != nil || v.(model.Vector).Len() != 1 || v.(model.Vector)[0].Value != 1 {
+		t.Errorf("up through the forwarded port: %v, %v", v, err)
+	}
+	url := s.URL
+	s.Stop()
+	if resp, err := http.Get(url + "/-/ready"); err == nil {
+		resp.Body.Close()
+		t.Errorf("%s still answers after Stop", url)
 	}
 }
 

@@ -2,7 +2,9 @@
 // caches) a Prometheus binary, writes a scrape configuration for the given targets, starts the server on a free
 // port and waits until every target has been scraped once, so PromQL checks run against real data. Targets are
 // static, or discovered from files (file_sd_configs) that SetTargets rewrites while the server runs, as pods come
-// and go: Prometheus reads them again on every change, without a restart.
+// and go: Prometheus reads them again on every change, without a restart; or discovered from a Kubernetes API
+// server (kubernetes_sd_configs), as OpenShift's monitoring finds pods. The server may run in another network
+// namespace (Options.Network), reached from the host through a forwarded loopback port.
 package promserver
 
 import (
@@ -49,7 +51,41 @@ type Options struct {
 	// Discovered are jobs whose targets Prometheus reads from a file (file-based service discovery): job name ->
 	// the groups it starts with (none is fine). SetTargets replaces them while the server runs.
 	Discovered map[string][]Group
-	Log        io.Writer // progress lines; nil discards them
+	// Kubernetes are jobs whose targets Prometheus discovers from a Kubernetes API server, by job name.
+	Kubernetes map[string]Kubernetes
+	// Network, when set, is where Prometheus runs and listens (a real node's network namespace); URL is then a
+	// host loopback port forwarded to it.
+	Network Network
+	Log     io.Writer // progress lines; nil discards them
+}
+
+// Kubernetes is a job discovered from a Kubernetes API server (kubernetes_sd_configs) and relabelled.
+type Kubernetes struct {
+	APIServer  string   // as Prometheus reaches it, e.g. https://127.0.0.1:6443
+	Role       string   // pod (the default), endpoints, service, ...
+	Namespaces []string // all when empty
+	TokenFile  string   // a bearer token (a ServiceAccount's that may list and watch the role's objects)
+	CAFile     string   // the CA of the API server's serving certificate
+	Relabel    []Relabel
+}
+
+// Relabel is one relabel_configs rule, as Prometheus documents it; empty fields take Prometheus's defaults
+// (regex (.*), replacement $1, action replace).
+type Relabel struct {
+	SourceLabels []string `json:"source_labels,omitempty"`
+	Regex        string   `json:"regex,omitempty"`
+	TargetLabel  string   `json:"target_label,omitempty"`
+	Replacement  string   `json:"replacement,omitempty"`
+	Action       string   `json:"action,omitempty"`
+}
+
+// Network is a network namespace Prometheus runs in instead of the host's (*devcluster.RealNode is one): Listen
+// opens a listener there (to find a free port), Start starts a process there, and Forward makes an address there
+// reachable from a host listener.
+type Network interface {
+	Listen(network, addr string) (net.Listener, error)
+	Start(cmd *exec.Cmd) error
+	Forward(l net.Listener, addr string) (stop func())
 }
 
 // Group is targets and the labels they share, as a file_sd file lists them.
@@ -73,6 +109,8 @@ type Server struct {
 	log     io.Writer
 	stop    sync.Once
 	scrape  time.Duration
+	network Network
+	forward func() // stops the host port forwarded into Network
 
 	mu         sync.Mutex
 	stopped    bool
@@ -81,9 +119,10 @@ type Server struct {
 	sdFiles    map[string]string   // by job, relative to Dir
 }
 
-// Start runs Prometheus on a free 127.0.0.1 port scraping o.Targets every o.Scrape, and returns once /-/ready
-// answers 200 and every target has been scraped at least once (its `up` series exists; a target that is down is
-// reported to o.Log but is not an error). ctx bounds the start only: the server runs until Stop, and never
+// Start runs Prometheus on a free 127.0.0.1 port (of o.Network when set) scraping o.Targets every o.Scrape, and
+// returns once /-/ready answers 200 and every static or file-discovered target has been scraped at least once
+// (its `up` series exists; a target that is down is reported to o.Log but is not an error); targets discovered
+// from Kubernetes are not waited for. ctx bounds the start only: the server runs until Stop, and never
 // outlives the calling process (it gets SIGKILL when the process dies).
 func Start(ctx context.Context, o Options) (*Server, error) {
 	log := o.Log
@@ -105,7 +144,8 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if scrape <= 0 {
 		scrape = DefaultScrape
 	}
-	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{}), scrape: scrape, sdFiles: sdFiles(o), discovered: map[string][]target{}}
+	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{}), scrape: scrape, sdFiles: sdFiles(o), discovered: map[string][]target{},
+		network: o.Network}
 	for _, t := range targets {
 		if _, ok := o.Discovered[t.job]; ok {
 			s.discovered[t.job] = append(s.discovered[t.job], t)
@@ -245,12 +285,14 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // startOnce starts the process on a fresh port and waits for /-/ready.
 func (s *Server) startOnce(ctx context.Context, bin, cfgPath string) error {
-	port, err := freePort()
+	port, err := s.freePort()
 	if err != nil {
 		return fmt.Errorf("promserver: find a free port: %w", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s.URL = "http://" + addr
+	if s.URL, err = s.expose(addr); err != nil {
+		return err
+	}
 	// Only flags that Prometheus 2.x (Debian 12 ships 2.42) and 3.x both have.
 	args := []string{
 		"--config.file=" + cfgPath,
@@ -269,7 +311,11 @@ func (s *Server) startOnce(ctx context.Context, bin, cfgPath string) error {
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// Its own process group, so a terminal's ^C reaches only the test; Pdeathsig, so it dies with this process.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	start := spawn
+	if s.network != nil {
+		start = s.network.Start
+	}
+	if err := start(cmd); err != nil {
 		lf.Close()
 		return fmt.Errorf("promserver: start %s: %w", bin, err)
 	}
@@ -411,6 +457,9 @@ func (s *Server) Stop() {
 				}
 			}
 		}
+		if s.forward != nil {
+			s.forward()
+		}
 		if s.tempDir {
 			if err := os.RemoveAll(s.Dir); err != nil {
 				fmt.Fprintf(s.log, "promserver: remove %s: %v\n", s.Dir, err)
@@ -441,13 +490,35 @@ func (s *Server) logTail() string {
 	return "  " + strings.Join(lines, "\n  ")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort is a port free on 127.0.0.1 where Prometheus runs.
+func (s *Server) freePort() (int, error) {
+	listen := net.Listen
+	if s.network != nil {
+		listen = s.network.Listen
+	}
+	l, err := listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// expose returns Prometheus's URL from the host for its listen address: the address itself, or a host loopback
+// port forwarded to it in Network (the forward of an earlier attempt is replaced).
+func (s *Server) expose(addr string) (string, error) {
+	if s.network == nil {
+		return "http://" + addr, nil
+	}
+	if s.forward != nil {
+		s.forward()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("promserver: listen on the host for Prometheus in its network namespace: %w", err)
+	}
+	s.forward = s.network.Forward(l, addr)
+	return "http://" + l.Addr().String(), nil
 }
 
 // spawner starts children from one OS thread that never exits. Pdeathsig fires when the thread that forked a
