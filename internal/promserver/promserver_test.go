@@ -32,7 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// EnvBuild makes the tests build Prometheus from the module proxy (about 7 minutes) when no binary is at hand.
+// EnvBuild makes the tests build Prometheus from the module proxy (about 2 minutes) when no binary is at hand.
 const EnvBuild = "CANARYLINE_PROMETHEUS_BUILD"
 
 var (
@@ -61,7 +61,7 @@ func prometheusBinary(t *testing.T) string {
 			return
 		}
 		binErr = errSkip(fmt.Sprintf("no Prometheus binary: %s is absent (apt-get install prometheus) and none is built in %s; "+
-			"set %s=1 to build Prometheus %s from the Go module proxy (about 7 min)", SystemBinary, cachedPath(cache), EnvBuild, Version))
+			"set %s=1 to build Prometheus %s from the Go module proxy (about 2 min)", SystemBinary, cachedPath(cache), EnvBuild, Version))
 	})
 	var skip errSkip
 	if errors.As(binErr, &skip) {
