@@ -119,7 +119,12 @@ func stepsBinary(ctx context.Context, flag string) (string, error) {
 	if !isFile("cmd/canaryline-steps/main.go") {
 		return "", usagef("run: no canaryline-steps binary: give --steps, or run from the repository (make build)")
 	}
-	out := filepath.Join(os.TempDir(), "canaryline-steps-run")
+	// Named canaryline-steps: the multi-call binary takes the step from its first argument only under that name.
+	dir, err := os.MkdirTemp("", "canaryline-run-steps-")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "canaryline-steps")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/canaryline-steps")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build canaryline-steps: %w: %s", err, b)
