@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,4 +38,37 @@ func TestRunWorkspaceFlagsRefused(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("the refused runs made %d entries in %s", len(entries), dir)
 	}
+}
+
+// TestStepsBinaryBuiltFromTheRepositoryDispatches: without a canaryline-steps at hand, canaryline run builds one
+// from the repository, named so that the multi-call binary dispatches to the step its first argument names.
+func TestStepsBinaryBuiltFromTheRepositoryDispatches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the step binary")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	t.Setenv("PATH", filepath.Dir(goBin)) // no canaryline-steps on PATH
+	t.Chdir("../..")
+	bin, err := stepsBinary(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "shift-canary").CombinedOutput() // no params: a step's own refusal, exit 2
+	if code := exitCodeOf(err); code != 2 || !strings.Contains(string(out), "param APP") {
+		t.Errorf("%s shift-canary: exit %d\n%s\nwant shift-canary's own refusal of the missing APP", bin, code, out)
+	}
+}
+
+func exitCodeOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
