@@ -2,7 +2,9 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"os"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,6 +22,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -234,5 +238,60 @@ func TestReleasedContainerInTheEvidence(t *testing.T) {
 	}
 	if c, _, _ := (resolved{stable: dep("envoy:1", "shop:v1"), canary: dep("envoy:2", "shop:v2")}).released(""); c != "" {
 		t.Errorf("two containers differ: %q; want none named", c)
+	}
+}
+
+// TestBadClientInputBeforeTheLockIsRenewed: a Prometheus token or CA file that cannot be read, or an HTTP CA file
+// that holds no certificate, is refused (exit 2) before verify-health renews the release's Lease, even when the
+// Lease is due for renewal: bad input changes nothing in the cluster.
+func TestBadClientInputBeforeTheLockIsRenewed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := dir + "/not-a-cert.pem"
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, param string
+		env         map[string]string
+	}{
+		{"unreadable token file", "PROMETHEUS_TOKEN_FILE", map[string]string{"PROMETHEUS_URL": "https://p:9091",
+			"QUERIES": "- {name: e, query: up, threshold: '< 1'}\n", "PROMETHEUS_TOKEN_FILE": dir + "/missing"}},
+		{"Prometheus CA file without a certificate", "PROMETHEUS_CA_FILE", map[string]string{"PROMETHEUS_URL": "https://p:9091",
+			"QUERIES": "- {name: e, query: up, threshold: '< 1'}\n", "PROMETHEUS_CA_FILE": notPEM}},
+		{"HTTP CA file without a certificate", "HTTP_CA_FILE", map[string]string{"HTTP_URLS": "https://exp-canary:8443/",
+			"HTTP_CA_FILE": notPEM}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			all := map[string]string{"APP": "exp", "RELEASE_ID": "exp-release", "INTERVAL": "1ms", "COUNT": "1"}
+			for k, v := range tc.env {
+				all[k] = v
+			}
+			cfg := &Config{}
+			if err := step.Load(context.Background(), func(k string) (string, bool) { v, ok := all[k]; return v, ok }, cfg); err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			// The release's Lease, renewed an hour ago: taking it again would update it.
+			state, _ := json.Marshal(map[string]string{"id": "exp-release", "app": "exp"})
+			holder, secs, renewed := "exp-release", int32(60), metav1.NewMicroTime(time.Now().Add(-time.Hour))
+			lease := &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: "canaryline-exp", Namespace: "team",
+					Labels:      map[string]string{"app.kubernetes.io/managed-by": "canaryline"},
+					Annotations: map[string]string{release.StateAnnotation: string(state)}},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &renewed, AcquireTime: &renewed},
+			}
+			kube := kubefake.NewSimpleClientset(append(releaseObjects(false), lease)...)
+			kube.ClearActions()
+			_, err := Verify(context.Background(), cfg, "team", Deps{Kube: kubeclienttest.Wrap(kube)}, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if step.ExitCode(err) != step.ExitInvalid || !strings.Contains(err.Error(), tc.param) {
+				t.Fatalf("err %v (exit %d); want exit %d naming %s", err, step.ExitCode(err), step.ExitInvalid, tc.param)
+			}
+			for _, a := range kube.Actions() {
+				if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
+					t.Errorf("bad input made a %s of %s", v, a.GetResource().Resource)
+				}
+			}
+		})
 	}
 }

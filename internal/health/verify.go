@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -70,6 +71,21 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if err != nil {
 		return Verdict{}, err
 	}
+	tracks, against := res.tracks, res.against
+	// Everything a bad param can break (the Prometheus client, its token and CA files, the HTTP client) is built
+	// before the lock is renewed: bad input changes nothing in the cluster.
+	usesProm := len(cfg.queries) > 0 || len(cfg.compares) > 0
+	if usesProm && d.Prom == nil {
+		if d.Prom, err = newQuerier(cfg); err != nil {
+			return Verdict{}, err
+		}
+	}
+	var client *http.Client
+	if len(cfg.urls) > 0 {
+		if client, err = newHTTPClient(cfg.HTTPCAFile, cfg.InsecureSkipTLSVerify, cfg.HTTPTimeout); err != nil {
+			return Verdict{}, err
+		}
+	}
 	// The release's lock is renewed while the analysis runs; a lost lock stops it (exit 5): another release's
 	// canary is never judged as this one's.
 	hold, held, err := release.HoldRelease(ctx, d.Kube, ns, cfg.App, cfg.ReleaseID, log)
@@ -79,13 +95,6 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	defer hold.Stop()
 	outer := ctx
 	ctx = held
-	tracks, against := res.tracks, res.against
-	usesProm := len(cfg.queries) > 0 || len(cfg.compares) > 0
-	if usesProm && d.Prom == nil {
-		if d.Prom, err = newQuerier(cfg); err != nil {
-			return Verdict{}, err
-		}
-	}
 	if cfg.InsecureSkipTLSVerify {
 		var what []string
 		if len(cfg.urls) > 0 {
@@ -114,10 +123,6 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
 	if len(cfg.urls) > 0 {
-		client, err := newHTTPClient(cfg.HTTPCAFile, cfg.InsecureSkipTLSVerify, cfg.HTTPTimeout)
-		if err != nil {
-			return Verdict{}, err
-		}
 		canary := &prober{client: client, urls: cfg.urls, headers: cfg.headers, rate: cfg.HTTPRate}
 		go canary.run(probeCtx)
 		checks = append(checks, &httpCheck{p: canary, minSuccess: cfg.HTTPMinSuccess, percentile: cfg.HTTPPercentile, maxLatency: cfg.HTTPMaxLatency})
