@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 45m
 # The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
 GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
-.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps realnode cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps realnode tekton cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -30,9 +30,15 @@ realnode: node-deps
 	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/canaryline cluster build --real-node; \
 	  else echo "realnode: not root: the tests run without a real node (TestRealNode... skip)"; fi
 
+## tekton: as root, build (first run, about 5 min) or find cached Tekton's and Triggers' programs and images:
+## test/tekton runs the Pipelines on them
+tekton: realnode
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/canaryline cluster build --tekton; \
+	  else echo "tekton: not root: the tests run without Tekton (TestTekton... skip)"; fi
+
 ## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
 ## started and stopped by the tests)
-test: lint controlplane prometheus realnode
+test: lint controlplane prometheus realnode tekton
 	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests

@@ -39,21 +39,25 @@ type Env struct {
 const usage = `usage: canaryline COMMAND [flags]
 
 Commands:
-  cluster build [--real-node]
+  cluster build [--real-node] [--tekton]
                      build (or find cached) the control-plane binaries and CRDs, showing progress; with
-                     --real-node also a real node's kubelet, containerd, runc and CNI plugins
-  cluster up [--dir DIR] [--nodes N] [--detach] [--real-node]
+                     --real-node also a real node's kubelet, containerd, runc and CNI plugins; with
+                     --tekton also Tekton's and Triggers' programs and images
+  cluster up [--dir DIR] [--nodes N] [--detach] [--real-node] [--tekton]
                      start the embedded control plane (built from the Go module proxy on first use);
                      in the foreground until Ctrl-C, or in the background with --detach; with
-                     --real-node also a real node beside the KWOK nodes (needs root)
+                     --real-node also a real node beside the KWOK nodes (needs root); with --tekton
+                     (implies --real-node) also Tekton Pipelines and Triggers running on it
   cluster down [--dir DIR]
                      stop a cluster started with --detach and remove its directory
   cluster status [--dir DIR]
                      say whether a cluster runs in DIR and print its KUBECONFIG
-  demo [--kubeconfig F] [--namespace NS] [--real-node]
+  demo [--kubeconfig F] [--namespace NS] [--real-node] [--no-tekton]
                      the demo on the embedded control plane (or on F's cluster): build sample-app with its
                      BuildConfig and deploy it by digest as the stable version behind a Route; with
-                     --real-node (root) its versions are real images running as pods on the real node
+                     --real-node (root) its versions are real images running as pods on the real node; on
+                     the embedded control plane (as root) each release is a PipelineRun on the real Tekton
+                     controller, its steps pods on the real node (--no-tekton: canaryline run instead)
   bench [--skip PARTS] [--concurrent 20] [--rollback-runs 5] [--out _output/bench.md]
                      measure on the embedded control plane: binary and image sizes, cold starts, peak RSS,
                      API requests per release, time to rollback, release overhead, 20 releases at once, a real

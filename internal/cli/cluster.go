@@ -22,9 +22,11 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
 	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
 	realNode := fs.Bool("real-node", false, "also build (with build) or start (with up) a real node: kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
+	tekton := fs.Bool("tekton", false, "also build (with build) or run (with up) Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	*realNode = *realNode || *tekton
 	if *nodes < 1 || *nodes > 100 {
 		return usagef("--nodes %d: give a number from 1 to 100 (or set CANARYLINE_NODES)", *nodes)
 	}
@@ -57,6 +59,14 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 			return err
 		}
 		fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
+		if !*tekton {
+			return nil
+		}
+		tb, err := devcluster.EnsureTektonBinaries(ctx, cacheDir, stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "canaryline: Tekton binaries ready in %s\n", tb.Dir)
 		return nil
 	case "up":
 		if st, ok := running(abs); ok {
@@ -66,13 +76,13 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 		}
 		if *realNode {
 			if err := devcluster.CheckRealNode(); err != nil {
-				return usagef("cluster up --real-node: %v", err)
+				return usagef("cluster up --real-node (or --tekton): %v", err)
 			}
 		}
 		if *detach {
-			return upDetached(ctx, abs, *nodes, *realNode, stdout, stderr)
+			return upDetached(ctx, abs, *nodes, *realNode, *tekton, stdout, stderr)
 		}
-		return upForeground(ctx, cacheDir, abs, *nodes, *realNode, stdout, stderr)
+		return upForeground(ctx, cacheDir, abs, *nodes, *realNode, *tekton, stdout, stderr)
 	case "down":
 		return down(ctx, abs, stderr)
 	case "status":
@@ -112,8 +122,8 @@ func isZombie(pid int) bool {
 }
 
 // upForeground starts the cluster in this process and keeps it until ctx ends (Ctrl-C, SIGTERM).
-func upForeground(ctx context.Context, cacheDir, dir string, nodes int, realNode bool, stdout, stderr io.Writer) error {
-	c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, RunDir: dir, Nodes: nodes, RealNode: realNode, Log: stderr})
+func upForeground(ctx context.Context, cacheDir, dir string, nodes int, realNode, tekton bool, stdout, stderr io.Writer) error {
+	c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, RunDir: dir, Nodes: nodes, RealNode: realNode, Tekton: tekton, Log: stderr})
 	if err != nil {
 		return err
 	}
@@ -136,7 +146,7 @@ func upForeground(ctx context.Context, cacheDir, dir string, nodes int, realNode
 
 // upDetached runs `canaryline cluster up` in a new session, shows its progress, and returns once the cluster is
 // ready (or the child failed).
-func upDetached(ctx context.Context, dir string, nodes int, realNode bool, stdout, stderr io.Writer) error {
+func upDetached(ctx context.Context, dir string, nodes int, realNode, tekton bool, stdout, stderr io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -151,7 +161,7 @@ func upDetached(ctx context.Context, dir string, nodes int, realNode bool, stdou
 		return err
 	}
 	defer lf.Close()
-	cmd := exec.Command(exe, "cluster", "up", "--dir", dir, "--nodes", strconv.Itoa(nodes), "--real-node="+strconv.FormatBool(realNode))
+	cmd := exec.Command(exe, "cluster", "up", "--dir", dir, "--nodes", strconv.Itoa(nodes), "--real-node="+strconv.FormatBool(realNode), "--tekton="+strconv.FormatBool(tekton))
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

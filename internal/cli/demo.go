@@ -21,8 +21,20 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 	evidence := fs.String("evidence", "_output/demo", "where the releases' evidence, reports and charts go")
 	steps := fs.String("steps", "", "the step binary (canaryline-steps); built from the repository when not found")
 	realNode := fs.Bool("real-node", false, "run on the embedded control plane's real node (root): real images, pods and Prometheus service discovery")
+	noTekton := fs.Bool("no-tekton", false, "run each release with canaryline run (steps as local processes) instead of as a PipelineRun on the embedded Tekton controller")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	// On the embedded control plane the releases run as PipelineRuns on the real Tekton controller, which needs
+	// the real node (root); without root the demo says so and runs them with canaryline run.
+	tekton := *kubeconfig == "" && !*noTekton
+	if tekton {
+		if err := devcluster.CheckRealNode(); err != nil {
+			fmt.Fprintf(stderr, "canaryline: the demo runs without Tekton (canaryline run): %v\n", err)
+			tekton = false
+		} else {
+			*realNode = true
+		}
 	}
 	if *realNode {
 		if *kubeconfig != "" {
@@ -69,12 +81,12 @@ func demoCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writ
 		o.Config = cfg
 	} else {
 		fmt.Fprintln(stderr, "canaryline: starting the embedded control plane (built on first use, about 7 minutes)")
-		c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, Nodes: env.Nodes, Log: stderr, RealNode: *realNode, RepoRoot: root})
+		c, err := devcluster.Start(ctx, devcluster.Options{CacheDir: cacheDir, Nodes: env.Nodes, Log: stderr, RealNode: *realNode, Tekton: tekton, RepoRoot: root})
 		if err != nil {
 			return err
 		}
 		defer c.Stop() // also on Ctrl-C: the context ends, the runs stop, and everything started here is removed
-		o.Config, o.RealNode = c.Config(), c.Node()
+		o.Config, o.RealNode, o.Tekton = c.Config(), c.Node(), tekton
 	}
 	t0 := time.Now()
 	releases, err := demo.Run(ctx, o)

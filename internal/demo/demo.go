@@ -41,6 +41,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/internal/tektonrun"
 	sampleapp "github.com/canaryline/canaryline/test/app"
 )
 
@@ -62,6 +63,9 @@ type Options struct {
 	// pushed to the node's registry, which the release's build reports, and the stable and canary versions run as
 	// pods on the node; else processes stand for the pods.
 	RealNode *devcluster.RealNode
+	// Tekton (with RealNode, on a cluster started with devcluster.Options.Tekton) runs each release as a
+	// PipelineRun on the Tekton controller, its steps as pods on the real node, instead of with canaryline run.
+	Tekton bool
 }
 
 // Release is how one release went.
@@ -137,6 +141,13 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	}
 	defer stack.Stop()
 
+	promURL := stack.prometheusURL()
+	var tk tektonrun.Clients
+	if o.Tekton {
+		if tk, promURL, err = installTekton(ctx, o, kube, stack); err != nil {
+			return nil, err
+		}
+	}
 	var releases []Release
 	for _, v := range stages {
 		if err := stack.prepare(ctx, v); err != nil {
@@ -145,20 +156,24 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 		sum := sha256.Sum256([]byte(v.name))
 		commit := hex.EncodeToString(sum[:])[:40]
 		say("release %s: commit %s (error rate %.1f%%, added latency %s)", v.name, commit[:12], 100*v.errorRate, v.latency)
-		var log strings.Builder
-		out := io.MultiWriter(o.Out, &log)
-		s, runErr := runner.Run(ctx, runner.Options{
-			Pipeline: filepath.Join(o.Root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(o.Root, "tasks"),
-			Steps: o.Steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
-			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: runName(o.App, v.name), Out: out,
-			Params: map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
-				"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": stack.prometheusURL(),
-				// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
-				// caught there, at 10%.
-				"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
-				"ready-timeout": "1m"},
-			Abort: o.Abort, Progress: o.Progress,
-		})
+		params := map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
+			"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": promURL,
+			// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
+			// caught there, at 10%.
+			"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
+			"ready-timeout": "1m"}
+		var s *runner.Summary
+		var runErr error
+		if o.Tekton {
+			s, runErr = runOnTekton(ctx, o, tk, runName(o.App, v.name), params, filepath.Join(o.Evidence, v.name))
+		} else {
+			s, runErr = runner.Run(ctx, runner.Options{
+				Pipeline: filepath.Join(o.Root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(o.Root, "tasks"),
+				Steps: o.Steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
+				Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: runName(o.App, v.name), Out: o.Out,
+				Params: params, Abort: o.Abort, Progress: o.Progress,
+			})
+		}
 		if s == nil {
 			return releases, runErr
 		}

@@ -171,7 +171,7 @@ func (s *realStack) startPrometheus(ctx context.Context) error {
 		return err
 	}
 	if s.prom, err = promserver.Start(ctx, promserver.Options{Binary: bin, Dir: filepath.Join(s.dir, "prometheus"), Scrape: time.Second,
-		Network: o.RealNode, Log: o.Out, Kubernetes: map[string]promserver.Kubernetes{job: {APIServer: nodeAPIServer,
+		Network: o.RealNode, Host: s.listenHost(), Log: o.Out, Kubernetes: map[string]promserver.Kubernetes{job: {APIServer: nodeAPIServer,
 			Namespaces: []string{o.Namespace}, TokenFile: tokenFile, CAFile: caFile, Relabel: podRelabel(o.App)}}}); err != nil {
 		return err
 	}
@@ -296,6 +296,15 @@ func (s *realStack) prepare(ctx context.Context, v version) error {
 func (s *realStack) promoted(version) {}
 
 func (s *realStack) prometheusURL() string { return s.prom.URL }
+
+// listenHost is where Prometheus listens in the node's namespace: at the node's address when the steps run as
+// pods (on Tekton), else on its loopback.
+func (s *realStack) listenHost() string {
+	if s.o.Tekton {
+		return s.o.RealNode.IP()
+	}
+	return ""
+}
 
 // Stop stops the load, Prometheus and the forwarded port, and removes Prometheus's files.
 func (s *realStack) Stop() {

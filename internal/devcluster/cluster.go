@@ -39,6 +39,10 @@ type Options struct {
 	// empty).
 	RealNode bool
 	RepoRoot string
+	// Tekton (which implies RealNode) runs Tekton Pipelines and Triggers at the versions go.mod pins: their CRDs,
+	// ConfigMaps and RBAC from the modules' config/, and their controllers, webhook, resolvers and core
+	// interceptors as processes with Tekton's own ServiceAccounts; TaskRun pods run on the real node.
+	Tekton bool
 }
 
 // Cluster is a running local control plane.
@@ -57,6 +61,7 @@ type Cluster struct {
 	shim       *Shim
 	cancel     context.CancelFunc
 	node       *RealNode
+	tekton     *TektonRuntime
 	owned      bool
 	log        io.Writer
 	cacheDir   string // where InstallTekton caches what it reads; DefaultCacheDir() when empty
@@ -91,6 +96,16 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 	}
 	cleanStaleNodes(o.CacheDir, o.Log) // what a real node of a crashed process left
+	var tektonBins TektonBinaries
+	if o.Tekton {
+		o.RealNode = true
+		if err := CheckRealNode(); err != nil {
+			return nil, fmt.Errorf("Tekton runs its TaskRuns' pods on the real node: %w", err)
+		}
+		if tektonBins, err = EnsureTektonBinaries(ctx, o.CacheDir, o.Log); err != nil {
+			return nil, err
+		}
+	}
 	bins, err := Prepare(ctx, o.CacheDir, o.Versions, o.Log)
 	if err != nil {
 		return nil, err
@@ -139,6 +154,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		if c.node, err = startRealNode(ctx, o.CacheDir, o.RepoRoot, o.RunDir, o.Log); err != nil {
 			return c, err
 		}
+		c.node.images.Extra = tektonBins.Images
 		if nodeFlags, err = c.node.apiserverFlags(p); err != nil {
 			return c, err
 		}
@@ -280,6 +296,11 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			return c, err
 		}
 	}
+	if o.Tekton {
+		if err := c.startTekton(ctx, tektonBins, p); err != nil {
+			return c, err
+		}
+	}
 	st := State{Kubeconfig: c.Kubeconfig, ShimURL: c.ShimURL, APIServerURL: c.APIServerURL, AuditLog: c.AuditLog, PID: os.Getpid()}
 	data, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.RunDir, stateFile), data, 0o644); err != nil {
@@ -354,6 +375,7 @@ func (c *Cluster) stop(removeDir bool) {
 		return
 	}
 	t0 := time.Now()
+	c.tekton.stop()
 	c.node.stop() // before the apiserver: kubelet and containerd go first
 	if c.cancel != nil {
 		c.cancel()

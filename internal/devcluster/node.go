@@ -565,3 +565,7 @@ func RunningNodes(cacheDir string) []NodeRecord {
 	}
 	return out
 }
+
+// IP is the node's address: programs listening there in its namespace (RealNode.Listen) are reachable from its
+// pods.
+func (n *RealNode) IP() string { return nodeIP.String() }

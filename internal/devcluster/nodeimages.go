@@ -55,13 +55,16 @@ type NodeImage struct {
 
 // NodeImages are the images the real node runs.
 type NodeImages struct {
-	Pause     NodeImage // PauseImage
-	SampleApp NodeImage // SampleAppImage
-	Steps     NodeImage // the step image, named as the Tasks in tasks/ name it
+	Pause     NodeImage   // PauseImage
+	SampleApp NodeImage   // SampleAppImage
+	Steps     NodeImage   // the step image, named as the Tasks in tasks/ name it
+	Extra     []NodeImage // more images to import (Tekton's)
 }
 
 // All lists every image, to import them all.
-func (n NodeImages) All() []NodeImage { return []NodeImage{n.Pause, n.SampleApp, n.Steps} }
+func (n NodeImages) All() []NodeImage {
+	return append([]NodeImage{n.Pause, n.SampleApp, n.Steps}, n.Extra...)
+}
 
 // EnsureNodeImages returns the real node's images as tarballs under cacheDir/node/images, building the ones whose
 // sources changed. Each tarball is named by a digest of what it is built from: the Go files of the packages

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -86,7 +87,7 @@ func TestNodeImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again != imgs {
+	if !reflect.DeepEqual(again, imgs) {
 		t.Errorf("second call returned %+v, want %+v", again, imgs)
 	}
 	for i, fi := range stats(t, again.All()) {

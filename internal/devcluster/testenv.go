@@ -62,10 +62,10 @@ func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
 		}
 		os.Exit(130)
 	}()
-	if o.RealNode {
+	if o.RealNode || o.Tekton {
 		if realNodeMissing = CheckRealNode(); realNodeMissing != nil {
 			fmt.Fprintf(os.Stderr, "devcluster: no real node: %v\n", realNodeMissing)
-			o.RealNode = false
+			o.RealNode, o.Tekton = false, false
 		}
 	}
 	started, err := Start(ctx, o)
@@ -103,6 +103,15 @@ func RequireRealNode(t testing.TB, c *Cluster) {
 			why = realNodeMissing.Error()
 		}
 		t.Skip("needs the real node: " + why)
+	}
+}
+
+// RequireTekton skips t when the cluster runs no Tekton, saying why.
+func RequireTekton(t testing.TB, c *Cluster) {
+	t.Helper()
+	RequireRealNode(t, c)
+	if c.tekton == nil {
+		t.Skip("needs Tekton: the cluster was started without it")
 	}
 }
 

@@ -56,7 +56,10 @@ type Options struct {
 	// Network, when set, is where Prometheus runs and listens (a real node's network namespace); URL is then a
 	// host loopback port forwarded to it.
 	Network Network
-	Log     io.Writer // progress lines; nil discards them
+	// Host is the address Prometheus listens on (127.0.0.1 when empty): with Network, the node's address makes it
+	// reachable from the node's pods too.
+	Host string
+	Log  io.Writer // progress lines; nil discards them
 }
 
 // Kubernetes is a job discovered from a Kubernetes API server (kubernetes_sd_configs) and relabelled.
@@ -97,20 +100,22 @@ type Group struct {
 // Server is a running Prometheus server started by Start.
 type Server struct {
 	URL     string // http://127.0.0.1:PORT
+	Addr    string // where Prometheus listens (in its network namespace with Options.Network)
 	Dir     string // config (prometheus.yml), data (data/) and log (prometheus.log)
 	LogPath string // the server's own output
 	Version string // as reported by /api/v1/status/buildinfo, e.g. "2.42.0+ds" or "3.9.1"
 
-	api     v1.API
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
-	waitErr error
-	tempDir bool
-	log     io.Writer
-	stop    sync.Once
-	scrape  time.Duration
-	network Network
-	forward func() // stops the host port forwarded into Network
+	api        v1.API
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when the process has exited
+	waitErr    error
+	tempDir    bool
+	log        io.Writer
+	stop       sync.Once
+	scrape     time.Duration
+	network    Network
+	listenHost string
+	forward    func() // stops the host port forwarded into Network
 
 	mu         sync.Mutex
 	stopped    bool
@@ -145,7 +150,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		scrape = DefaultScrape
 	}
 	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{}), scrape: scrape, sdFiles: sdFiles(o), discovered: map[string][]target{},
-		network: o.Network}
+		network: o.Network, listenHost: o.Host}
 	for _, t := range targets {
 		if _, ok := o.Discovered[t.job]; ok {
 			s.discovered[t.job] = append(s.discovered[t.job], t)
@@ -289,7 +294,8 @@ func (s *Server) startOnce(ctx context.Context, bin, cfgPath string) error {
 	if err != nil {
 		return fmt.Errorf("promserver: find a free port: %w", err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort(s.host(), strconv.Itoa(port))
+	s.Addr = addr
 	if s.URL, err = s.expose(addr); err != nil {
 		return err
 	}
@@ -496,12 +502,19 @@ func (s *Server) freePort() (int, error) {
 	if s.network != nil {
 		listen = s.network.Listen
 	}
-	l, err := listen("tcp", "127.0.0.1:0")
+	l, err := listen("tcp", net.JoinHostPort(s.host(), "0"))
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) host() string {
+	if s.listenHost == "" {
+		return "127.0.0.1"
+	}
+	return s.listenHost
 }
 
 // expose returns Prometheus's URL from the host for its listen address: the address itself, or a host loopback
