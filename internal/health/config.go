@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/stats"
 	"github.com/canaryline/canaryline/internal/step"
 )
@@ -25,6 +26,9 @@ type Config struct {
 	App       string `env:"APP"`
 	Namespace string `env:"NAMESPACE"`
 	ReleaseID string `env:"RELEASE_ID"`
+	// TaskRun is the step's TaskRun ($(context.taskRun.name), not a Task param); empty off Tekton. A step stopped
+	// in a PipelineRun whose finally tasks will not run rolls the release back itself (release.AfterStop).
+	TaskRun string `env:"TASKRUN_NAME"`
 
 	// The analysis.
 	Interval     time.Duration `env:"INTERVAL, default=30s"`
@@ -122,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Namespace != "" && len(validation.IsDNS1123Label(c.Namespace)) > 0 {
 		return step.Invalid("NAMESPACE", "give a namespace name, or leave it empty for the step's own", "%q is not a valid namespace", c.Namespace)
+	}
+	if err := release.CheckTaskRun(c.TaskRun); err != nil {
+		return err
 	}
 	if c.CanaryDeployment == "" {
 		c.CanaryDeployment = c.App + "-canary"

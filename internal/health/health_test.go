@@ -171,6 +171,8 @@ func TestConfigValidation(t *testing.T) {
 		{"everything", with("HTTP_URLS", "http://shop-canary:8080/\nhttps://shop-canary:8443/", "HTTP_HEADERS", "Host: shop.example.com\nX-Canary: 1",
 			"PROMETHEUS_URL", "https://thanos:9091", "QUERIES", q, "COMPARE", cmp, "HTTP_BASELINE_URL", "http://shop-baseline:8080/", "DURATION", "5m"), ""},
 		{"no app", map[string]string{}, "APP"},
+		{"on Tekton", with("TASKRUN_NAME", "shop-run-x7k2p-verify-1", "RELEASE_ID", "shop-run-x7k2p"), ""},
+		{"taskrun name not substituted", with("TASKRUN_NAME", "$(context.taskRun.name)"), "TASKRUN_NAME"},
 		{"no check", with("PODS", "false"), "PODS"},
 		{"zero interval", with("INTERVAL", "0s"), "INTERVAL"},
 		{"count and duration", with("COUNT", "5", "DURATION", "1m"), "DURATION"},

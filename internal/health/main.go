@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/steps"
 )
@@ -29,6 +30,11 @@ func Main(ctx context.Context, _ []string, env func(string) (string, bool), stdo
 				return nil, err
 			}
 			v, err := Verify(ctx, cfg, ns, Deps{Kube: kube}, stdout, log)
+			if ctx.Err() != nil && cfg.TaskRun != "" {
+				// Stopped by Tekton: roll back here when the PipelineRun's finally tasks will not (it logs what it does).
+				_ = release.AfterStop(env, release.Stopped{TaskRun: cfg.TaskRun,
+					Target: release.Target{App: cfg.App, Namespace: cfg.Namespace, ReleaseID: cfg.ReleaseID}}, log)
+			}
 			if v.Verdict != "" {
 				results = v.Results() // an unhealthy or inconclusive verdict still writes its results
 			}

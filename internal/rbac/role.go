@@ -88,6 +88,8 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		all("apps", []string{"replicasets"}, "list"),
 		all("", []string{"pods"}, "list"),
 		all("discovery.k8s.io", []string{"endpointslices"}, "list", "watch"),
+		// A stopped step's TaskRun and its PipelineRun: Tekton names them, not the application.
+		all("tekton.dev", []string{"taskruns", "pipelineruns"}, "get"),
 	}
 	// The router's component (components/router-KIND), narrowed the same way.
 	switch o.Router {

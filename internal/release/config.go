@@ -89,6 +89,9 @@ type ShiftConfig struct {
 	ReadyTimeout time.Duration `env:"READY_TIMEOUT, default=5m"`
 	// KeepCookies leaves the OpenShift router's sticky cookies on during the release (route router).
 	KeepCookies bool `env:"KEEP_COOKIES, default=false"`
+	// TaskRun is the step's TaskRun ($(context.taskRun.name), not a Task param); empty off Tekton. A step stopped
+	// in a PipelineRun whose finally tasks will not run rolls the release back itself (AfterStop).
+	TaskRun string `env:"TASKRUN_NAME"`
 
 	weight int32
 }
@@ -134,6 +137,9 @@ func (c *ShiftConfig) Validate() error {
 	}
 	if c.Container != "" && len(validation.IsDNS1123Label(c.Container)) > 0 {
 		return step.Invalid("CONTAINER", "give the container's name from the Deployment's pod template", "%q is not a container name", c.Container)
+	}
+	if err := CheckTaskRun(c.TaskRun); err != nil {
+		return err
 	}
 	return c.validateNames()
 }

@@ -35,7 +35,8 @@ func TestShiftConfigValidation(t *testing.T) {
 	}{
 		{"minimal", ok, ""},
 		{"all", with(ok, "ROUTER", "httproute", "ROUTER_NAME", "shop-gw", "CANARY_REPLICAS", "25%", "BASELINE", "true",
-			"READY_TIMEOUT", "2m", "RELEASE_ID", "shop-release-x", "LOCK_TTL", "15m", "CONTAINER", "app", "STABLE_SERVICE", "shop-svc"), ""},
+			"READY_TIMEOUT", "2m", "RELEASE_ID", "shop-release-x", "LOCK_TTL", "15m", "CONTAINER", "app", "STABLE_SERVICE", "shop-svc",
+			"TASKRUN_NAME", "shop-release-x-shift-1"), ""},
 		{"no app", with(ok, "APP", ""), "APP"},
 		{"bad app", with(ok, "APP", "Shop"), "APP"},
 		{"app too long", with(ok, "APP", strings.Repeat("a", 51)), "APP"},
@@ -60,6 +61,7 @@ func TestShiftConfigValidation(t *testing.T) {
 		{"bad release id", with(ok, "RELEASE_ID", "$(context.pipelineRun.name)"), "RELEASE_ID"},
 		{"baseline not a bool", with(ok, "BASELINE", "yes"), "BASELINE"},
 		{"bad namespace", with(ok, "NAMESPACE", "Team"), "NAMESPACE"},
+		{"taskrun name not substituted", with(ok, "TASKRUN_NAME", "$(context.taskRun.name)"), "TASKRUN_NAME"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

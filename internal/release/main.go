@@ -40,14 +40,21 @@ func clients(env func(string) (string, bool)) (Clients, string, error) {
 func ShiftMain(ctx context.Context, _ []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	return step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env}, &ShiftConfig{},
 		func(ctx context.Context, cfg *ShiftConfig, log *slog.Logger) (map[string]string, error) {
-			c, ns, err := clients(env)
+			c, own, err := clients(env)
 			if err != nil {
 				return nil, err
 			}
+			ns := own
 			if cfg.Namespace != "" {
 				ns = cfg.Namespace
 			}
 			s, err := Shift(ctx, cfg, ns, c, log)
+			if ctx.Err() != nil && cfg.TaskRun != "" {
+				// Stopped by Tekton: roll back here when the PipelineRun's finally tasks will not (it logs what it does).
+				t := cfg.Target
+				t.ReleaseID = releaseID(&cfg.Target, cfg.Image)
+				_ = afterStop(context.Background(), Stopped{TaskRun: cfg.TaskRun, Target: t}, own, c, log)
+			}
 			if err != nil {
 				return nil, err
 			}

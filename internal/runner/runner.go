@@ -468,8 +468,11 @@ func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, p
 		env := append([]string{}, r.o.Env...)
 		for _, e := range st.Env {
 			v := substitution.ApplyReplacements(e.Value, repl)
-			if e.Name == "RESULTS_DIR" {
+			switch e.Name {
+			case "RESULTS_DIR":
 				v = results // /tekton/results in a pod
+			case "TASKRUN_NAME":
+				v = "" // no TaskRun to read when stopped: this run's own finally tasks always run
 			}
 			env = append(env, e.Name+"="+v)
 		}

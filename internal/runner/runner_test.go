@@ -359,3 +359,44 @@ func TestWorkspacesRefused(t *testing.T) {
 		t.Error("the missing directory was made")
 	}
 }
+
+// TestNoTaskRunName: a step run locally has no TaskRun, so TASKRUN_NAME (what shift-canary and verify-health read
+// when stopped, to roll back when Tekton runs no finally task) is empty: a cancelled local run's own finally task
+// ends the release. Other uses of $(context.taskRun.name) keep the run's name for the task.
+func TestNoTaskRunName(t *testing.T) {
+	o, dir := scriptRun(t, `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: taskrun-test}
+spec:
+  tasks:
+    - {name: a, taskRef: {name: envdump}}
+`)
+	_ = os.WriteFile(filepath.Join(dir, "envdump.yaml"), []byte(`apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: envdump}
+spec:
+  steps:
+    - name: envdump
+      image: busybox
+      command: ["/usr/local/bin/envdump"]
+      env:
+        - {name: TASKRUN_NAME, value: $(context.taskRun.name)}
+        - {name: TASK_RUN, value: $(context.taskRun.name)}
+`), 0o644)
+	_ = os.WriteFile(o.Steps, []byte("#!/bin/sh\nenv > \"$DIR/env\"\n"), 0o755)
+	sum, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := "\n" + string(data)
+	if !strings.Contains(env, "\nTASKRUN_NAME=\n") {
+		t.Errorf("TASKRUN_NAME is not empty in the step's env:%s", env)
+	}
+	if want := "\nTASK_RUN=" + sum.Name + "-a\n"; !strings.Contains(env, want) {
+		t.Errorf("the step's env lacks %q:%s", strings.TrimSpace(want), env)
+	}
+}
