@@ -6,7 +6,9 @@
 //   - the API requests of a whole release, by verb;
 //   - the time from a canary turning bad to its traffic being 0;
 //   - the wall time of one release, and of 20 at once;
-//   - a real node's start, its pods' start, and kubelet's and containerd's memory (when the machine can run one).
+//   - a real node's start, its pods' start, and kubelet's and containerd's memory (when the machine can run one);
+//   - canary-release as PipelineRuns on the real Tekton controller beside canaryline run, Tekton's per-task
+//     overhead and its programs' memory (when the machine can run a real node).
 //
 // It also runs the Go benchmarks, and prints everything as one table with each figure's target. These are
 // measurements: nothing here fails on time. A missed target is reported as missed.
@@ -36,7 +38,7 @@ type Options struct {
 	// StartupRuns is the runs per cold-start figure (21); ReleaseRuns the single releases timed (3);
 	// RollbackRuns the time-to-rollback runs (5); Concurrent the releases at once (20).
 	StartupRuns, ReleaseRuns, RollbackRuns, Concurrent int
-	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode".
+	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode", "tekton".
 	Skip map[string]bool
 	Log  io.Writer // progress
 }
@@ -111,6 +113,9 @@ func Run(ctx context.Context, o Options) ([]Measurement, error) {
 		}},
 		{"realnode", "real node: node and cluster starts, pod starts, kubelet's and containerd's memory", func() ([]Measurement, error) {
 			return RealNodeFigures(ctx, RealNodeOptions{Root: o.Root, CacheDir: o.CacheDir, Log: o.Log})
+		}},
+		{"tekton", "Tekton: canary-release PipelineRuns beside canaryline run, per-task overhead, Tekton's memory", func() ([]Measurement, error) {
+			return TektonFigures(ctx, TektonOptions{Root: o.Root, CacheDir: o.CacheDir, Steps: steps, Work: o.Work, Runs: o.ReleaseRuns, Log: o.Log})
 		}},
 		{"go", "Go benchmarks (control plane start and stop, statistics)", func() ([]Measurement, error) { return GoBenchmarks(ctx, o.Root) }},
 	}

@@ -152,24 +152,37 @@ func (c *cluster) runStep(ctx context.Context, step, kubeconfig string, env map[
 // analysis of one immediate measurement after each weight. It returns the run's wall time; setting the
 // application up is not counted.
 func (c *cluster) pipelineRelease(ctx context.Context, app, kubeconfig string, analysis time.Duration) (time.Duration, *runner.Summary, error) {
+	return c.runRelease(ctx, app, app+"-release", kubeconfig, releaseParams(app, analysis))
+}
+
+// releaseParams are the canary-release params of a release of app (in namespace app) with an instant build: with
+// analysis 0, one immediate measurement after each weight (no analysis window); else measurements at 0 and
+// after one window of analysis.
+func releaseParams(app string, analysis time.Duration) map[string]string {
 	interval, count := "1s", "1" // one immediate measurement: no analysis window
 	if analysis > 0 {
 		interval, count = analysis.String(), "2" // measurements at 0 and after one window
 	}
+	return map[string]string{"app": app, "namespace": app, "git-revision": strings.Repeat("cd", 20),
+		"weight-1": "10", "weight-2": "30", "weight-3": "60", "interval": interval, "count": count}
+}
+
+// runRelease runs the canary-release Pipeline with params as run runName (the release's id: one per release) in
+// namespace ns with canaryline run, and returns its wall time. A release that is not promoted is an error.
+func (c *cluster) runRelease(ctx context.Context, ns, runName, kubeconfig string, params map[string]string) (time.Duration, *runner.Summary, error) {
 	t0 := time.Now()
 	sum, err := runner.Run(ctx, runner.Options{
 		Pipeline: filepath.Join(c.root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
 		Steps: c.steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=/usr/bin:/bin", "HOME=" + c.work},
-		Namespace: app, RunName: app + "-release", Workspace: filepath.Join(c.work, app, "ws"), Out: io.Discard,
-		Params: map[string]string{"app": app, "namespace": app, "git-revision": strings.Repeat("cd", 20),
-			"weight-1": "10", "weight-2": "30", "weight-3": "60", "interval": interval, "count": count},
+		Namespace: ns, RunName: runName, Workspace: filepath.Join(c.work, ns, runName, "ws"), Out: io.Discard,
+		Params: params,
 	})
 	d := time.Since(t0)
 	if err != nil {
-		return d, sum, fmt.Errorf("release of %s: %w", app, err)
+		return d, sum, fmt.Errorf("release %s: %w", runName, err)
 	}
 	if sum.Status != runner.Succeeded || sum.Results["decision"] != "promote" {
-		return d, sum, fmt.Errorf("release of %s: %s, decision %q; want it promoted", app, sum.Status, sum.Results["decision"])
+		return d, sum, fmt.Errorf("release %s: %s, decision %q; want it promoted", runName, sum.Status, sum.Results["decision"])
 	}
 	return d, sum, nil
 }

@@ -21,7 +21,7 @@ func benchCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.IntVar(&o.ReleaseRuns, "release-runs", 3, "single releases timed (the median is reported)")
 	fs.IntVar(&o.RollbackRuns, "rollback-runs", 5, "time-to-rollback runs (the median is reported)")
 	fs.IntVar(&o.Concurrent, "concurrent", 20, "releases of different applications at once")
-	skip := fs.String("skip", "", "comma-separated parts not to run: sizes, startup, requests, overhead, rollback, realnode, go")
+	skip := fs.String("skip", "", "comma-separated parts not to run: sizes, startup, requests, overhead, rollback, realnode, tekton, go")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
