@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -112,6 +113,9 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 	}
 	for _, o := range objs {
 		adjustTektonObject(o)
+		if o.GetKind() == "ClusterInterceptor" { // the CA of the certificate interceptorCerts makes
+			_ = unstructured.SetNestedField(o.Object, base64.StdEncoding.EncodeToString(p.CAData), "spec", "clientConfig", "caBundle")
+		}
 	}
 	if err := applyAll(ctx, kube, dyn, objs); err != nil {
 		return err
@@ -250,6 +254,12 @@ func readTektonManifests(ctx context.Context) ([]*unstructured.Unstructured, err
 				if skippedKinds[o.GetKind()] || o.GetKind() == "" {
 					continue
 				}
+				// Only the webhook's Service is used (by the API server). The others would have the node's
+				// Service proxy listen on their ports there, where the interceptors and sinks listen on all
+				// addresses.
+				if o.GetKind() == "Service" && o.GetName() != "tekton-pipelines-webhook" {
+					continue
+				}
 				if src.module == TektonTriggers && o.GetKind() == "CustomResourceDefinition" {
 					_ = unstructured.SetNestedMap(o.Object, map[string]any{"strategy": "None"}, "spec", "conversion")
 				}
@@ -260,8 +270,8 @@ func readTektonManifests(ctx context.Context) ([]*unstructured.Unstructured, err
 	return out, nil
 }
 
-// adjustTektonObject makes the changes a local cluster needs (the README lists them): Services that front
-// programs run as processes lose their selectors (their EndpointSlices are made by hand); the affinity assistant
+// adjustTektonObject makes the changes a local cluster needs (the README lists them): the webhook's Service
+// loses its selector (its EndpointSlice is made by hand); the affinity assistant
 // is disabled; TaskRun pods go to the real node; the core interceptors are reached on the node's loopback.
 func adjustTektonObject(o *unstructured.Unstructured) {
 	switch {
@@ -277,7 +287,8 @@ func adjustTektonObject(o *unstructured.Unstructured) {
 	case o.GetKind() == "ClusterInterceptor":
 		path, _, _ := unstructured.NestedString(o.Object, "spec", "clientConfig", "service", "path")
 		unstructured.RemoveNestedField(o.Object, "spec", "clientConfig", "service")
-		_ = unstructured.SetNestedField(o.Object, fmt.Sprintf("https://127.0.0.1:%d%s", interceptorsPort, path), "spec", "clientConfig", "url")
+		_ = unstructured.SetNestedField(o.Object, fmt.Sprintf("https://127.0.0.1:%d/%s", interceptorsPort, strings.TrimPrefix(path, "/")),
+			"spec", "clientConfig", "url")
 	}
 }
 
