@@ -52,7 +52,7 @@ const (
 	// first EventListener sink.
 	nodeWebhookPort     = 9443
 	interceptorsPort    = 8443
-	firstSinkPort       = 8080
+	firstSinkPort       = 38080 // above the ports Services use: the Service proxy listens on theirs in the namespace
 	tektonWebhookSecret = "webhook-certs"
 )
 
