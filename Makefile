@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 45m
 # The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
 GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
-.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps realnode tekton cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps realnode tekton tools cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -36,9 +36,14 @@ tekton: realnode
 	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/canaryline cluster build --tekton; \
 	  else echo "tekton: not root: the tests run without Tekton (TestTekton... skip)"; fi
 
+## tools: build (first run, a few minutes) or find cached tkn and a Prometheus with Kubernetes service discovery,
+## which the tests use
+tools:
+	$(GO) run ./cmd/canaryline cluster build --tools
+
 ## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
 ## started and stopped by the tests)
-test: lint controlplane prometheus realnode tekton
+test: lint controlplane prometheus realnode tekton tools
 	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests

@@ -39,10 +39,11 @@ type Env struct {
 const usage = `usage: canaryline COMMAND [flags]
 
 Commands:
-  cluster build [--real-node] [--tekton]
+  cluster build [--real-node] [--tekton] [--tools]
                      build (or find cached) the control-plane binaries and CRDs, showing progress; with
                      --real-node also a real node's kubelet, containerd, runc and CNI plugins; with
-                     --tekton also Tekton's and Triggers' programs and images
+                     --tekton also Tekton's and Triggers' programs and images; with --tools also tkn
+                     and a Prometheus with Kubernetes service discovery
   cluster up [--dir DIR] [--nodes N] [--detach] [--real-node] [--tekton]
                      start the embedded control plane (built from the Go module proxy on first use);
                      in the foreground until Ctrl-C, or in the background with --detach; with

@@ -13,7 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/canaryline/canaryline/internal/bundle"
 	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/promserver"
 )
 
 func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout, stderr io.Writer) error {
@@ -22,6 +24,7 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
 	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
 	realNode := fs.Bool("real-node", false, "also build (with build) or start (with up) a real node: kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
+	tools := fs.Bool("tools", false, "with build: also the tools the tests and the demo on the real node build on first use: tkn and a Prometheus with Kubernetes service discovery")
 	tekton := fs.Bool("tekton", false, "also build (with build) or run (with up) Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -51,6 +54,11 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 			return err
 		}
 		fmt.Fprintf(stderr, "canaryline: control plane binaries ready in %s\n", bins.Dir)
+		if *tools {
+			if err := buildTools(ctx, cacheDir, stderr); err != nil {
+				return err
+			}
+		}
 		if !*realNode {
 			return nil
 		}
@@ -224,5 +232,20 @@ func down(ctx context.Context, dir string, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stderr, "canaryline: cluster in %s stopped\n", dir)
+	return nil
+}
+
+// buildTools builds (or finds cached) tkn and the Prometheus with Kubernetes service discovery, so that the tests
+// that use them do not build them within their own time limits.
+func buildTools(ctx context.Context, cacheDir string, log io.Writer) error {
+	tkn, err := bundle.TknBinary(ctx, cacheDir, log)
+	if err != nil {
+		return err
+	}
+	prom, err := promserver.KubernetesBinary(ctx, cacheDir, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "canaryline: tools ready: %s, %s\n", tkn, prom)
 	return nil
 }

@@ -112,9 +112,10 @@ func runOnTekton(ctx context.Context, o Options, c tektonrun.Clients, name strin
 	}
 	sum.Duration = time.Since(t0)
 	if dir, cerr := copyEvidence(ctx, c.Kube, done, evidence); cerr == nil && dir != "" {
+		sub := evidenceSubPaths(done)
 		for _, t := range sum.Tasks {
 			if e := t.Results["EVIDENCE"]; e != "" {
-				t.Results["EVIDENCE"] = filepath.Join(evidence, strings.TrimPrefix(e, "/workspace/evidence/"))
+				t.Results["EVIDENCE"] = filepath.Join(evidence, sub[t.Name], strings.TrimPrefix(e, "/workspace/evidence/"))
 			}
 		}
 		sum.Workspaces = []runner.Workspace{{Name: "evidence", Dir: evidence}}
@@ -247,4 +248,21 @@ func installTekton(ctx context.Context, o Options, kube kubernetes.Interface, st
 	narrate(o.Out, "Tasks and Pipelines of %s installed in namespace %s; each release is a PipelineRun of canary-release on the "+
 		"Tekton controller, its steps pods on the real node; the steps query Prometheus at %s", o.Root, o.Namespace, url)
 	return c, url, nil
+}
+
+// evidenceSubPaths are the subPaths of the evidence workspace each pipeline task binds (verify-1, ...): where on
+// the volume its files are.
+func evidenceSubPaths(pr *pipelinev1.PipelineRun) map[string]string {
+	out := map[string]string{}
+	if pr.Status.PipelineSpec == nil {
+		return out
+	}
+	for _, pt := range append(append([]pipelinev1.PipelineTask{}, pr.Status.PipelineSpec.Tasks...), pr.Status.PipelineSpec.Finally...) {
+		for _, w := range pt.Workspaces {
+			if w.Workspace == "evidence" {
+				out[pt.Name] = w.SubPath
+			}
+		}
+	}
+	return out
 }
