@@ -6,7 +6,6 @@ package tektonrun
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -86,7 +85,7 @@ func installFile(ctx context.Context, c Clients, ns, path string) error {
 		switch o := obj.(type) {
 		case *pipelinev1.Task:
 			o.Namespace = ns
-			err = upsert(ctx, o.Name, func() error { _, e := c.Tekton.TektonV1().Tasks(ns).Create(ctx, o, metav1.CreateOptions{}); return e },
+			err = upsert(func() error { _, e := c.Tekton.TektonV1().Tasks(ns).Create(ctx, o, metav1.CreateOptions{}); return e },
 				func() error {
 					cur, e := c.Tekton.TektonV1().Tasks(ns).Get(ctx, o.Name, metav1.GetOptions{})
 					if e != nil {
@@ -98,7 +97,7 @@ func installFile(ctx context.Context, c Clients, ns, path string) error {
 				})
 		case *pipelinev1.Pipeline:
 			o.Namespace = ns
-			err = upsert(ctx, o.Name, func() error {
+			err = upsert(func() error {
 				_, e := c.Tekton.TektonV1().Pipelines(ns).Create(ctx, o, metav1.CreateOptions{})
 				return e
 			}, func() error {
@@ -118,7 +117,8 @@ func installFile(ctx context.Context, c Clients, ns, path string) error {
 	return nil
 }
 
-func upsert(_ context.Context, _ string, create, update func() error) error {
+// upsert creates, or updates what exists.
+func upsert(create, update func() error) error {
 	err := create()
 	if apierrors.IsAlreadyExists(err) {
 		return update()
@@ -330,9 +330,6 @@ func PipelineRunStatus(pr *pipelinev1.PipelineRun) (status, reason, message stri
 	c := pr.Status.GetCondition(apis.ConditionSucceeded)
 	return conditionStatus(c), c.GetReason(), c.GetMessage()
 }
-
-// ErrNotDone is returned when a PipelineRun did not end in time.
-var ErrNotDone = errors.New("the PipelineRun did not end")
 
 type lockedWriter struct {
 	mu sync.Mutex
