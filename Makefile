@@ -1,4 +1,4 @@
-# canaryline: see README.md for what each target does.
+# canaryline: CONTRIBUTING.md (Make targets) says what each target does.
 GO      ?= go
 OUT     ?= _output
 BIN     := $(OUT)/bin
@@ -97,7 +97,8 @@ cluster-up: build
 cluster-down:
 	$(BIN)/canaryline cluster down
 
-## demo: the main job on the embedded cluster (or on $$KUBECONFIG's cluster when set)
+## demo: the main job, described in docs/demo.md: two canary releases on the embedded control plane (as root as
+## PipelineRuns on Tekton and the real node); another cluster: canaryline demo --kubeconfig FILE
 demo: build
 	$(BIN)/canaryline demo
 
