@@ -70,6 +70,18 @@ func TestDocs(t *testing.T) {
 			report(t, name, checkLinks(root, name, docs[name]))
 		}
 	})
+	t.Run("the two commands", func(t *testing.T) {
+		// CI (.ci/run) and CONTRIBUTING.md rely on the README's two commands of a fresh machine.
+		for _, want := range []string{"make demo    # the main job: ", "make test    # all tests: "} {
+			found := false
+			for _, c := range docs["README.md"].code {
+				found = found || strings.HasPrefix(c.text, want)
+			}
+			if !found {
+				t.Errorf("README.md: no code line %q... under On a fresh machine", want)
+			}
+		}
+	})
 	t.Run("step params", func(t *testing.T) {
 		tasks, err := loadTasks(filepath.Join(root, "tasks"))
 		if err != nil {
