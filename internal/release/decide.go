@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/traffic"
@@ -63,10 +64,10 @@ func autoDecision(cfg *DecideConfig) (string, string) {
 		return cfg.Decision, reason
 	}
 	switch {
-	case cfg.Verdict == "unhealthy":
+	case cfg.Verdict == naming.Unhealthy:
 		return DecisionRollback, "verify-health found the canary unhealthy"
 	case cfg.PipelineStatus == "Succeeded" || cfg.PipelineStatus == "Completed":
-		if cfg.Verdict == "inconclusive" {
+		if cfg.Verdict == naming.Inconclusive {
 			return DecisionRollback, "the verdict was inconclusive"
 		}
 		return DecisionPromote, "the pipeline succeeded"
