@@ -22,6 +22,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/runner"
 	sampleapp "github.com/canaryline/canaryline/test/app"
 )
@@ -62,7 +63,7 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 	// The canary's weight on the Route, followed with list+watch: the moment it changes is the moment seen.
 	canaryWeight := func(r *routev1.Route) int32 {
 		for _, b := range r.Spec.AlternateBackends {
-			if b.Name == app+"-canary" && b.Weight != nil {
+			if b.Name == naming.Canary(app) && b.Weight != nil {
 				return *b.Weight
 			}
 		}

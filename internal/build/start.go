@@ -48,82 +48,129 @@ func (s Started) Results() map[string]string {
 // Start instantiates the BuildConfig for cfg's commit, or finds the build this run started before.
 // nss reads namespaces, to tell a missing namespace from a missing BuildConfig (nil: not told).
 func Start(ctx context.Context, cfg *StartConfig, ns string, c osclient.BuildV1Interface, nss step.NamespaceGetter, log *slog.Logger) (Started, error) {
-	bcs := c.BuildConfigs(ns)
-	bc, err := bcs.Get(ctx, cfg.BuildConfig, metav1.GetOptions{})
-	if err != nil {
-		if p := step.NamespaceProblem(ctx, err, ns, "get buildconfigs", nss); p != nil {
-			return Started{}, p
-		}
-		return Started{}, apiError(err, "get", "buildconfigs", ns, cfg.BuildConfig, notFoundBuildConfig(ns, cfg.BuildConfig))
+	s := &starter{cfg: cfg, ns: ns, c: c, log: log, key: runKey(ns, cfg)}
+	if err := s.readBuildConfig(ctx, nss); err != nil {
+		return Started{}, err
 	}
-	if bc.Spec.Strategy.DockerStrategy == nil && (cfg.BuildArgs != "" || cfg.NoCache) {
-		return Started{}, step.Invalid("BUILD_ARGS", "leave BUILD_ARGS and NO_CACHE empty, or use a BuildConfig with the Docker strategy",
-			"BuildConfig %s does not use the Docker strategy", describe(ns, bc.Name))
-	}
-	if bc.Spec.Strategy.SourceStrategy == nil && cfg.Incremental != "" {
-		return Started{}, step.Invalid("INCREMENTAL", "leave INCREMENTAL empty, or use a BuildConfig with the Source (S2I) strategy",
-			"BuildConfig %s does not use the Source strategy", describe(ns, bc.Name))
-	}
-
-	key := runKey(ns, cfg)
-	req, err := buildRequest(cfg, bc.Name, key)
+	req, err := buildRequest(cfg, s.bc.Name, s.key)
 	if err != nil {
 		return Started{}, err
 	}
-	// Starting a build is not idempotent: when an attempt fails for a passing reason, the build may have been
-	// created before the answer was lost. So each attempt first looks for this run's build (by its run key), and
-	// instantiate is sent once per attempt. Without a run key only a refused request (429) is tried again.
-	var b *buildv1.Build
-	attempt, reused, listing := 0, false, false
+	b, reused, err := s.start(ctx, req)
+	if err != nil {
+		return Started{}, err
+	}
+	return s.started(b, reused), nil
+}
+
+// starter is one run of start-build: its BuildConfig, and the key of its run.
+type starter struct {
+	cfg *StartConfig
+	ns  string
+	c   osclient.BuildV1Interface
+	log *slog.Logger
+	key string
+
+	bc *buildv1.BuildConfig
+}
+
+// readBuildConfig reads the BuildConfig, and checks that its strategy takes the options given.
+func (s *starter) readBuildConfig(ctx context.Context, nss step.NamespaceGetter) error {
+	cfg, ns := s.cfg, s.ns
+	bc, err := s.c.BuildConfigs(ns).Get(ctx, cfg.BuildConfig, metav1.GetOptions{})
+	if err != nil {
+		if p := step.NamespaceProblem(ctx, err, ns, "get buildconfigs", nss); p != nil {
+			return p
+		}
+		return apiError(err, "get", "buildconfigs", ns, cfg.BuildConfig, notFoundBuildConfig(ns, cfg.BuildConfig))
+	}
+	if bc.Spec.Strategy.DockerStrategy == nil && (cfg.BuildArgs != "" || cfg.NoCache) {
+		return step.Invalid("BUILD_ARGS", "leave BUILD_ARGS and NO_CACHE empty, or use a BuildConfig with the Docker strategy",
+			"BuildConfig %s does not use the Docker strategy", describe(ns, bc.Name))
+	}
+	if bc.Spec.Strategy.SourceStrategy == nil && cfg.Incremental != "" {
+		return step.Invalid("INCREMENTAL", "leave INCREMENTAL empty, or use a BuildConfig with the Source (S2I) strategy",
+			"BuildConfig %s does not use the Source strategy", describe(ns, bc.Name))
+	}
+	s.bc = bc
+	return nil
+}
+
+// start starts the build, or finds the one this run started. Starting a build is not idempotent: when an attempt
+// fails for a passing reason, the build may have been created before the answer was lost. So each attempt first
+// looks for this run's build (by its run key), and instantiate is sent once per attempt. Without a run key only a
+// refused request (429) is tried again.
+func (s *starter) start(ctx context.Context, req *buildv1.BuildRequest) (b *buildv1.Build, reused bool, err error) {
+	attempt, listing := 0, false
 	err = retry.OnError(step.APIBackoff, func(err error) bool {
-		return step.IsTransient(err) && (key != "" || apierrors.IsTooManyRequests(err))
+		return step.IsTransient(err) && (s.key != "" || apierrors.IsTooManyRequests(err))
 	}, func() error {
 		attempt++
-		if key != "" {
-			found, err := c.Builds(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{
-				buildv1.BuildConfigLabel: shortLabel(bc.Name), RunKeyLabel: key}.String()})
-			if listing = err != nil; listing {
-				return err
-			}
-			if prev := newest(found.Items); prev != nil {
-				switch prev.Status.Phase {
-				case buildv1.BuildPhaseFailed, buildv1.BuildPhaseError, buildv1.BuildPhaseCancelled:
-					if attempt == 1 {
-						log.Info("this run's earlier build ended; starting a new one", "build", prev.Name, "phase", prev.Status.Phase)
-					}
-				default:
-					b, reused = prev, attempt == 1 // found later, it is the build a lost attempt started
-					return nil
-				}
-			}
+		prev, lerr := s.findEarlier(ctx, attempt)
+		if listing = lerr != nil; listing {
+			return lerr
+		}
+		if prev != nil {
+			b, reused = prev, attempt == 1 // found later, it is the build a lost attempt started
+			return nil
 		}
 		var err error
-		b, err = bcs.Instantiate(step.WithoutTransportRetry(ctx), bc.Name, req, metav1.CreateOptions{})
+		b, err = s.c.BuildConfigs(s.ns).Instantiate(step.WithoutTransportRetry(ctx), s.bc.Name, req, metav1.CreateOptions{})
 		if err != nil && step.IsTransient(err) {
-			log.Warn("starting the build failed, trying again", "attempt", attempt, "error", err)
+			s.log.Warn("starting the build failed, trying again", "attempt", attempt, "error", err)
 		}
 		return err
 	})
 	if err != nil && listing {
-		return Started{}, apiError(err, "list", "builds", ns, "", notFound{})
+		return nil, false, apiError(err, "list", "builds", s.ns, "", notFound{})
 	}
 	if err != nil {
-		return Started{}, apiError(err, "create", "buildconfigs/instantiate", ns, bc.Name, notFoundBuildConfig(ns, bc.Name))
+		return nil, false, apiError(err, "create", "buildconfigs/instantiate", s.ns, s.bc.Name, notFoundBuildConfig(s.ns, s.bc.Name))
 	}
-	if reused {
-		n, _ := strconv.ParseInt(b.Annotations[buildv1.BuildNumberAnnotation], 10, 64)
-		log.Info("reusing the build this run started before", "build", b.Name, "phase", b.Status.Phase,
-			"buildconfig", bc.Name, "commit", cfg.Commit)
-		return Started{Build: b.Name, Number: n, BuildConfig: bc.Name, Reused: true}, nil
+	return b, reused, nil
+}
+
+// findEarlier is the build this run started before (by its run key), unless it ended badly: nil when there is
+// none, or no run key.
+func (s *starter) findEarlier(ctx context.Context, attempt int) (*buildv1.Build, error) {
+	if s.key == "" {
+		return nil, nil
 	}
+	list, err := s.c.Builds(s.ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{
+		buildv1.BuildConfigLabel: shortLabel(s.bc.Name), RunKeyLabel: s.key}.String()})
+	if err != nil {
+		return nil, err
+	}
+	prev := newest(list.Items)
+	if prev == nil {
+		return nil, nil
+	}
+	switch prev.Status.Phase {
+	case buildv1.BuildPhaseFailed, buildv1.BuildPhaseError, buildv1.BuildPhaseCancelled:
+		if attempt == 1 {
+			s.log.Info("this run's earlier build ended; starting a new one", "build", prev.Name, "phase", prev.Status.Phase)
+		}
+		return nil, nil
+	}
+	return prev, nil
+}
+
+// started says which build was started, or reused, and hands it on.
+func (s *starter) started(b *buildv1.Build, reused bool) Started {
+	cfg, bc := s.cfg, s.bc
 	n, _ := strconv.ParseInt(b.Annotations[buildv1.BuildNumberAnnotation], 10, 64)
+	if reused {
+		s.log.Info("reusing the build this run started before", "build", b.Name, "phase", b.Status.Phase,
+			"buildconfig", bc.Name, "commit", cfg.Commit)
+		return Started{Build: b.Name, Number: n, BuildConfig: bc.Name, Reused: true}
+	}
 	commit := cfg.Commit
 	if commit == "" {
 		commit = "(the BuildConfig's ref)"
 	}
-	log.Info(fmt.Sprintf("started build %s of BuildConfig %s for commit %s", b.Name, describe(ns, bc.Name), commit),
+	s.log.Info(fmt.Sprintf("started build %s of BuildConfig %s for commit %s", b.Name, describe(s.ns, bc.Name), commit),
 		"build", b.Name, "number", n, "strategy", strategy(bc), "triggeredBy", triggeredBy(cfg))
-	return Started{Build: b.Name, Number: n, BuildConfig: bc.Name}, nil
+	return Started{Build: b.Name, Number: n, BuildConfig: bc.Name}
 }
 
 func buildRequest(cfg *StartConfig, bc, key string) (*buildv1.BuildRequest, error) {

@@ -46,67 +46,24 @@ type Clients struct {
 // Wait follows build cfg.BuildName to its end, streaming its log to out, and returns its image. When ctx ends or
 // cfg.Timeout runs out first, the build is cancelled (unless cfg.CancelOnStop is false).
 func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Writer, log *slog.Logger) (Image, error) {
-	if _, err := c.Build.Builds(ns).Get(ctx, cfg.BuildName, metav1.GetOptions{}); err != nil {
-		if p := step.NamespaceProblem(ctx, err, ns, "get builds", c.Namespaces); p != nil {
-			return Image{}, p
-		}
-		return Image{}, apiError(err, "get", "builds", ns, cfg.BuildName, notFound{Param: "BUILD_NAME",
-			Msg: fmt.Sprintf("build %s does not exist", describe(ns, cfg.BuildName)),
-			Fix: "pass start-build's BUILD_NAME result, and NAMESPACE when the build is in another namespace"})
+	w := &waiter{cfg: cfg, ns: ns, c: c, out: out, log: log}
+	if err := w.checkBuild(ctx); err != nil {
+		return Image{}, err
 	}
 	log.Info("waiting for build "+describe(ns, cfg.BuildName), "timeout", cfg.Timeout)
 	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-
-	logsDone := make(chan struct{})
-	logCtx, stopLogs := context.WithCancel(wctx)
-	defer stopLogs()
-	if cfg.FollowLogs {
-		f := &logFollower{builds: c.Build, ns: ns, name: cfg.BuildName, out: out, log: log}
-		go func() { defer close(logsDone); f.follow(logCtx) }()
-	} else {
-		close(logsDone)
-	}
-
+	logs := w.followLogs(wctx)
+	defer logs.stop()
 	b, err := untilDone(wctx, c.Build, ns, cfg.BuildName)
 	if err != nil {
-		stopLogs()
-		<-logsDone
-		why := "the step was stopped"
-		if ctx.Err() == nil {
-			why = fmt.Sprintf("TIMEOUT %s ran out", cfg.Timeout)
-		}
-		if !cfg.CancelOnStop {
-			return Image{}, fmt.Errorf("build %s did not end before %s; it goes on (CANCEL_ON_STOP=false)", describe(ns, cfg.BuildName), why)
-		}
-		log.Info("cancelling build "+describe(ns, cfg.BuildName), "because", why)
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 45*time.Second)
-		defer ccancel()
-		end, cerr := Cancel(cctx, c.Build, ns, cfg.BuildName)
-		if cerr != nil {
-			return Image{}, fmt.Errorf("build %s did not end before %s, and cancelling it failed: %w", describe(ns, cfg.BuildName), why, cerr)
-		}
-		return Image{}, fmt.Errorf("build %s did not end before %s: it is now %s", describe(ns, cfg.BuildName), why, end.Status.Phase)
+		logs.end()
+		return Image{}, w.stopped(ctx)
 	}
 	// The log ends with the build; give the stream a moment to deliver its last lines.
-	select {
-	case <-logsDone:
-	case <-time.After(10 * time.Second):
-		stopLogs()
-		<-logsDone
-	}
+	logs.drain(10 * time.Second)
 	if b.Status.Phase != buildv1.BuildPhaseComplete {
-		msg := fmt.Sprintf("build %s ended %s", describe(ns, b.Name), b.Status.Phase)
-		if b.Status.Reason != "" {
-			msg += " (" + string(b.Status.Reason) + ")"
-		}
-		if b.Status.Message != "" {
-			msg += ": " + b.Status.Message
-		}
-		if b.Status.LogSnippet != "" {
-			msg += "\nlast lines of the build log:\n" + indent(b.Status.LogSnippet)
-		}
-		return Image{}, step.Failed("%s", msg)
+		return Image{}, failed(ns, b)
 	}
 	img, err := builtImage(ctx, c, b)
 	if err != nil {
@@ -115,6 +72,100 @@ func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Wri
 	log.Info(fmt.Sprintf("build %s complete: %s", describe(ns, b.Name), img.URL), "digest", img.Digest,
 		"imagestreamtag", img.ImageStreamTag, "duration", b.Status.Duration.Round(time.Second))
 	return img, nil
+}
+
+// waiter is one run of wait-build.
+type waiter struct {
+	cfg *WaitConfig
+	ns  string
+	c   Clients
+	out io.Writer
+	log *slog.Logger
+}
+
+// checkBuild reads the build once: a missing build (or namespace) is bad input.
+func (w *waiter) checkBuild(ctx context.Context) error {
+	cfg, ns := w.cfg, w.ns
+	if _, err := w.c.Build.Builds(ns).Get(ctx, cfg.BuildName, metav1.GetOptions{}); err != nil {
+		if p := step.NamespaceProblem(ctx, err, ns, "get builds", w.c.Namespaces); p != nil {
+			return p
+		}
+		return apiError(err, "get", "builds", ns, cfg.BuildName, notFound{Param: "BUILD_NAME",
+			Msg: fmt.Sprintf("build %s does not exist", describe(ns, cfg.BuildName)),
+			Fix: "pass start-build's BUILD_NAME result, and NAMESPACE when the build is in another namespace"})
+	}
+	return nil
+}
+
+// logStream is the build log being followed (or not: FOLLOW_LOGS=false).
+type logStream struct {
+	done chan struct{}
+	stop context.CancelFunc
+}
+
+// followLogs streams the build's log to out until ctx ends or the log does, when FOLLOW_LOGS is set.
+func (w *waiter) followLogs(ctx context.Context) *logStream {
+	logCtx, stop := context.WithCancel(ctx)
+	l := &logStream{done: make(chan struct{}), stop: stop}
+	if w.cfg.FollowLogs {
+		f := &logFollower{builds: w.c.Build, ns: w.ns, name: w.cfg.BuildName, out: w.out, log: w.log}
+		go func() { defer close(l.done); f.follow(logCtx) }()
+	} else {
+		close(l.done)
+	}
+	return l
+}
+
+// drain waits up to wait for the log to end, then stops following it.
+func (l *logStream) drain(wait time.Duration) {
+	select {
+	case <-l.done:
+	case <-time.After(wait):
+		l.end()
+	}
+}
+
+// end stops following the log, and waits until the stream has stopped.
+func (l *logStream) end() {
+	l.stop()
+	<-l.done
+}
+
+// stopped is the error of a build that did not end before the step was stopped or TIMEOUT ran out: the build is
+// cancelled then, unless CANCEL_ON_STOP is false.
+func (w *waiter) stopped(ctx context.Context) error {
+	cfg, ns := w.cfg, w.ns
+	why := "the step was stopped"
+	if ctx.Err() == nil {
+		why = fmt.Sprintf("TIMEOUT %s ran out", cfg.Timeout)
+	}
+	if !cfg.CancelOnStop {
+		return fmt.Errorf("build %s did not end before %s; it goes on (CANCEL_ON_STOP=false)", describe(ns, cfg.BuildName), why)
+	}
+	w.log.Info("cancelling build "+describe(ns, cfg.BuildName), "because", why)
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 45*time.Second)
+	defer ccancel()
+	end, cerr := Cancel(cctx, w.c.Build, ns, cfg.BuildName)
+	if cerr != nil {
+		return fmt.Errorf("build %s did not end before %s, and cancelling it failed: %w", describe(ns, cfg.BuildName), why, cerr)
+	}
+	return fmt.Errorf("build %s did not end before %s: it is now %s", describe(ns, cfg.BuildName), why, end.Status.Phase)
+}
+
+// failed is the FailedError of a build that ended other than Complete: its phase, reason, message and the last
+// lines of its log.
+func failed(ns string, b *buildv1.Build) error {
+	msg := fmt.Sprintf("build %s ended %s", describe(ns, b.Name), b.Status.Phase)
+	if b.Status.Reason != "" {
+		msg += " (" + string(b.Status.Reason) + ")"
+	}
+	if b.Status.Message != "" {
+		msg += ": " + b.Status.Message
+	}
+	if b.Status.LogSnippet != "" {
+		msg += "\nlast lines of the build log:\n" + indent(b.Status.LogSnippet)
+	}
+	return step.Failed("%s", msg)
 }
 
 // untilDone waits for a terminal phase with list+watch: a list, then a watch from the list's resourceVersion,

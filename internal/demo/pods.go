@@ -13,11 +13,13 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/canaryline/canaryline/internal/naming"
 )
 
 const (
-	revisionAnnotation = "deployment.kubernetes.io/revision"
-	podTemplateHash    = "pod-template-hash"
+	revisionAnnotation = naming.RevisionAnnotation
+	podTemplateHash    = naming.PodTemplateHashLabel
 )
 
 // identity is who a process of the demo is, as Prometheus's Kubernetes discovery labels a real pod: the

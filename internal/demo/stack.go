@@ -11,6 +11,7 @@ import (
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/promserver"
 	sampleapp "github.com/canaryline/canaryline/test/app"
 )
@@ -193,7 +194,7 @@ func (s *Stack) sync() bool {
 	if s.canary != nil {
 		prev = s.canary.id
 	}
-	id := s.pods.identity(s.o.App+"-canary", prev)
+	id := s.pods.identity(naming.Canary(s.o.App), prev)
 	switch {
 	case id == prev:
 	case id.complete() && id.hash == prev.hash: // another pod of the same ReplicaSet
@@ -244,7 +245,7 @@ func (s *Stack) backend(svc string) string {
 	switch {
 	case svc == s.o.App:
 		return s.StableAddr
-	case svc == s.o.App+"-canary" && s.canary != nil:
+	case svc == naming.Canary(s.o.App) && s.canary != nil:
 		return s.canary.addr
 	}
 	return ""

@@ -3,13 +3,17 @@
 // markdown report with an SVG chart of canary against baseline or stable over time.
 package evidence
 
-import "time"
+import (
+	"time"
 
-// Verdicts.
+	"github.com/canaryline/canaryline/internal/naming"
+)
+
+// Verdicts: naming's, under the names the evidence has always used.
 const (
-	Healthy      = "healthy"
-	Unhealthy    = "unhealthy"
-	Inconclusive = "inconclusive"
+	Healthy      = naming.Healthy
+	Unhealthy    = naming.Unhealthy
+	Inconclusive = naming.Inconclusive
 )
 
 // Statuses of one measurement.

@@ -20,7 +20,22 @@ func (e *Evidence) Markdown(chartFile string) string {
 	}
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	e.mdHeader(p)
+	e.mdSettings(p)
+	e.mdChecks(p)
+	if chartFile != "" {
+		p("## Chart\n\n![canary vs baseline](%s)\n\n", mdURL(chartFile))
+	}
+	e.mdMeasurements(p)
+	return b.String()
+}
 
+// printer writes to the report, as fmt.Printf does.
+type printer func(format string, args ...any)
+
+// mdHeader writes the title, the verdict and its reason, when the analysis ran and how much it measured, and
+// the released container.
+func (e *Evidence) mdHeader(p printer) {
 	title := "Canary analysis: " + mdText(oneLine(e.App))
 	if e.Namespace != "" {
 		title += " in " + mdText(oneLine(e.Namespace))
@@ -55,42 +70,48 @@ func (e *Evidence) Markdown(chartFile string) string {
 	if e.Container != "" {
 		p("Container %s: stable image %s, canary image %s.\n\n", mdText(oneLine(e.Container)), mdText(orNone(e.StableImage)), mdText(orNone(e.CanaryImage)))
 	}
+}
 
-	if len(e.Settings) > 0 {
-		p("## Settings\n\n| Setting | Value |\n| --- | --- |\n")
-		keys := make([]string, 0, len(e.Settings))
-		for k := range e.Settings {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			p("| %s | %s |\n", mdCell(k), mdCode(e.Settings[k]))
-		}
-		p("\n")
+// mdSettings writes the settings, sorted, when there are any.
+func (e *Evidence) mdSettings(p printer) {
+	if len(e.Settings) == 0 {
+		return
 	}
+	p("## Settings\n\n| Setting | Value |\n| --- | --- |\n")
+	keys := make([]string, 0, len(e.Settings))
+	for k := range e.Settings {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p("| %s | %s |\n", mdCell(k), mdCode(e.Settings[k]))
+	}
+	p("\n")
+}
 
+// mdChecks writes the table of the checks.
+func (e *Evidence) mdChecks(p printer) {
 	p("## Checks\n\n")
 	if len(e.Checks) == 0 {
 		p("No checks.\n\n")
-	} else {
-		p("| Check | Kind | Query | Threshold | Status | Last value | Failures | Errors | No data |\n")
-		p("| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |\n")
-		for _, c := range e.Checks {
-			p("| %s | %s | %s | %s | %s | %s | %d | %d | %d |\n",
-				mdCell(c.Name), mdCell(c.Kind), mdCode(c.Query), mdCell(c.Threshold), mdStatus(c.Status),
-				mdCell(c.Last), c.Failures, c.Errors, c.NoData)
-		}
-		p("\n")
+		return
 	}
-
-	if chartFile != "" {
-		p("## Chart\n\n![canary vs baseline](%s)\n\n", mdURL(chartFile))
+	p("| Check | Kind | Query | Threshold | Status | Last value | Failures | Errors | No data |\n")
+	p("| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |\n")
+	for _, c := range e.Checks {
+		p("| %s | %s | %s | %s | %s | %s | %d | %d | %d |\n",
+			mdCell(c.Name), mdCell(c.Kind), mdCode(c.Query), mdCell(c.Threshold), mdStatus(c.Status),
+			mdCell(c.Last), c.Failures, c.Errors, c.NoData)
 	}
+	p("\n")
+}
 
+// mdMeasurements writes every measurement, in order, with its time since the start.
+func (e *Evidence) mdMeasurements(p printer) {
 	p("## Measurements\n\n")
 	if len(e.Measurements) == 0 {
 		p("No measurements.\n")
-		return b.String()
+		return
 	}
 	start := e.origin()
 	p("| Time | Check | Status | Value | Threshold | Detail |\n| --- | --- | --- | --- | --- | --- |\n")
@@ -99,7 +120,6 @@ func (e *Evidence) Markdown(chartFile string) string {
 			rfc3339(m.Time), offset(start, m.Time), mdCell(m.Check), mdStatus(m.Status),
 			mdCell(valueText(m)), mdCell(m.Threshold), mdCell(m.Detail))
 	}
-	return b.String()
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }

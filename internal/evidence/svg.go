@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/canaryline/canaryline/internal/naming"
 )
 
 // Chart layout, in pixels.
@@ -31,9 +33,9 @@ const (
 
 // seriesColours are the line colours of the known tracks; any other series is grey.
 var seriesColours = map[string]string{
-	"canary":   "#d62728",
-	"baseline": "#1f77b4",
-	"stable":   "#2ca02c",
+	naming.TrackCanary:   "#d62728",
+	naming.TrackBaseline: "#1f77b4",
+	naming.TrackStable:   "#2ca02c",
 }
 
 const otherColour = "#7f7f7f"
@@ -86,6 +88,19 @@ func (e *Evidence) SVG() []byte {
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", svgWidth, height)
 
 	// One x scale for all panels, so that they line up.
+	xticks, xlo, xhi := e.xRange(panels)
+	for i, p := range panels {
+		top := float64(svgTop + i*panelHeight)
+		p.draw(&b, top, xticks, xlo, xhi)
+	}
+	e.footer(&b, svgTop+len(panels)*panelHeight, more)
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+// xRange is the x scale of every panel: from the start (or the earliest point) to the end of the analysis (or
+// the latest point), and its ticks.
+func (e *Evidence) xRange(panels []*panel) (xticks []float64, xlo, xhi float64) {
 	xmin, xmax := 0.0, 0.0
 	if start := e.origin(); !e.FinishedAt.IsZero() {
 		xmax = seconds(start, e.FinishedAt)
@@ -97,27 +112,22 @@ func (e *Evidence) SVG() []byte {
 			}
 		}
 	}
-	xticks, xlo, xhi := ticks(xmin, xmax, 6, true)
+	return ticks(xmin, xmax, 6, true)
+}
 
-	for i, p := range panels {
-		top := float64(svgTop + i*panelHeight)
-		p.draw(&b, top, xticks, xlo, xhi)
-	}
-
+// footer writes, below the last panel (at y), the x axis caption, and the checks left out when there are more.
+func (e *Evidence) footer(b *bytes.Buffer, y int, more []string) {
 	caption := "seconds since start"
 	if start := e.origin(); !start.IsZero() {
 		caption += " (" + rfc3339(start) + ")"
 	}
-	y := svgTop + len(panels)*panelHeight
-	fmt.Fprintf(&b, `<text x="%s" y="%d" text-anchor="middle" fill="#333333">%s</text>`+"\n",
+	fmt.Fprintf(b, `<text x="%s" y="%d" text-anchor="middle" fill="#333333">%s</text>`+"\n",
 		num((plotLeft+plotRight)/2.0), y+6, esc(caption))
 	if len(more) > 0 {
 		note := truncate(fmt.Sprintf("%d more checks with series not charted: %s", len(more), strings.Join(more, ", ")),
 			int(math.Floor(float64(plotRight-plotLeft)/charWidth)))
-		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#666666">%s</text>`+"\n", plotLeft, y+svgBottom+8, esc(note))
+		fmt.Fprintf(b, `<text x="%d" y="%d" fill="#666666">%s</text>`+"\n", plotLeft, y+svgBottom+8, esc(note))
 	}
-	b.WriteString("</svg>\n")
-	return b.Bytes()
 }
 
 func emptySVG(b *bytes.Buffer) {
@@ -147,35 +157,8 @@ func (e *Evidence) panels() (panels []*panel, more []string) {
 	}
 	start := e.origin()
 	for _, m := range e.Measurements {
-		p := add(m.Check, m.Threshold)
-		if len(m.Series) == 0 {
-			continue
-		}
-		x := seconds(start, m.Time)
-		keys := sortedKeys(m.Series)
-		for _, k := range keys {
-			if v := m.Series[k]; finite(v) {
-				p.points[k] = append(p.points[k], [2]float64{x, v})
-			}
-		}
-		if m.Status == Fail {
-			// On the canary line, or on the first line there is; ±Inf at the top or bottom edge.
-			y, found := 0.0, false
-			if v, ok := m.Series["canary"]; ok && !math.IsNaN(v) {
-				y, found = v, true
-			}
-			for _, k := range keys {
-				if v := m.Series[k]; !found && !math.IsNaN(v) {
-					y, found = v, true
-				}
-			}
-			if !found {
-				y = math.NaN() // drawn at the bottom of the plot
-			}
-			p.failures = append(p.failures, [2]float64{x, y})
-		}
-		if p.threshold == "" {
-			p.threshold = m.Threshold
+		if p := add(m.Check, m.Threshold); len(m.Series) > 0 {
+			p.add(seconds(start, m.Time), m)
 		}
 	}
 	for _, name := range order {
@@ -194,13 +177,72 @@ func (e *Evidence) panels() (panels []*panel, more []string) {
 	return panels, more
 }
 
+// add puts measurement m, taken x seconds after the start, on the panel: its series' finite values, and a mark
+// when it failed.
+func (p *panel) add(x float64, m Measurement) {
+	keys := sortedKeys(m.Series)
+	for _, k := range keys {
+		if v := m.Series[k]; finite(v) {
+			p.points[k] = append(p.points[k], [2]float64{x, v})
+		}
+	}
+	if m.Status == Fail {
+		p.failures = append(p.failures, [2]float64{x, failureY(m, keys)})
+	}
+	if p.threshold == "" {
+		p.threshold = m.Threshold
+	}
+}
+
+// failureY is where a failed measurement is marked: on the canary line, or on the first line there is; ±Inf at
+// the top or bottom edge; NaN (the bottom of the plot) when no series has a value.
+func failureY(m Measurement, keys []string) float64 {
+	if v, ok := m.Series[naming.TrackCanary]; ok && !math.IsNaN(v) {
+		return v
+	}
+	for _, k := range keys {
+		if v := m.Series[k]; !math.IsNaN(v) {
+			return v
+		}
+	}
+	return math.NaN() // drawn at the bottom of the plot
+}
+
+// scale places a panel's points: its plotting area, and the x and y ranges with their ticks.
+type scale struct {
+	plotTop, plotBottom float64
+	xticks, yticks      []float64
+	xlo, xhi, ylo, yhi  float64
+}
+
+func (s *scale) px(x float64) float64 { return plotLeft + (x-s.xlo)/(s.xhi-s.xlo)*(plotRight-plotLeft) }
+
+func (s *scale) py(y float64) float64 {
+	if math.IsInf(y, 1) {
+		return s.plotTop
+	}
+	if !finite(y) {
+		return s.plotBottom
+	}
+	return s.plotBottom - (y-s.ylo)/(s.yhi-s.ylo)*panelPlot
+}
+
 // draw writes the panel whose top edge is at top.
 func (p *panel) draw(b *bytes.Buffer, top float64, xticks []float64, xlo, xhi float64) {
-	plotTop := top + panelTitle
-	plotBottom := plotTop + panelPlot
+	s := &scale{plotTop: top + panelTitle, xticks: xticks, xlo: xlo, xhi: xhi}
+	s.plotBottom = s.plotTop + panelPlot
+	s.yticks, s.ylo, s.yhi = p.yRange()
+	fmt.Fprintf(b, "<g>\n")
+	p.drawHeading(b, top)
+	p.drawFrame(b, s)
+	p.drawSeries(b, s)
+	p.drawFailures(b, s)
+	b.WriteString("</g>\n")
+}
 
-	// The y range: from 0, or the minimum if negative, to the maximum, threshold included.
-	ylo, yhi := 0.0, 0.0
+// yRange is the panel's y range: from 0, or the minimum if negative, to the maximum, threshold included; and its
+// ticks.
+func (p *panel) yRange() (yticks []float64, ylo, yhi float64) {
 	first := true
 	see := func(v float64) {
 		if !finite(v) {
@@ -220,22 +262,11 @@ func (p *panel) draw(b *bytes.Buffer, top float64, xticks []float64, xlo, xhi fl
 	if p.hasLimit {
 		see(p.limit)
 	}
-	yticks, ylo, yhi := ticks(ylo, yhi, 4, false)
+	return ticks(ylo, yhi, 4, false)
+}
 
-	px := func(x float64) float64 { return plotLeft + (x-xlo)/(xhi-xlo)*(plotRight-plotLeft) }
-	py := func(y float64) float64 {
-		if math.IsInf(y, 1) {
-			return plotTop
-		}
-		if !finite(y) {
-			return plotBottom
-		}
-		return plotBottom - (y-ylo)/(yhi-ylo)*panelPlot
-	}
-
-	fmt.Fprintf(b, "<g>\n")
-
-	// Legend, right-aligned on the title line, and the title in the room left of it.
+// drawHeading writes the legend, right-aligned on the title line, and the title in the room left of it.
+func (p *panel) drawHeading(b *bytes.Buffer, top float64) {
 	type item struct{ label, colour, dash string }
 	var items []item
 	for i, k := range p.keys {
@@ -268,56 +299,64 @@ func (p *panel) draw(b *bytes.Buffer, top float64, xticks []float64, xlo, xhi fl
 	room := int((plotRight - legendWidth - 12 - plotLeft) / (charWidth * 1.1)) // bold is wider
 	fmt.Fprintf(b, `<text x="%d" y="%s" font-size="12" font-weight="bold" fill="#111111">%s</text>`+"\n",
 		plotLeft, num(ty), esc(truncate(title, max(room, 8))))
+}
 
-	// Frame, grid and tick labels.
+// drawFrame writes the frame, the grid and the tick labels, and the threshold's dashed line.
+func (p *panel) drawFrame(b *bytes.Buffer, s *scale) {
 	fmt.Fprintf(b, `<rect x="%d" y="%s" width="%d" height="%d" fill="none" stroke="#cccccc"/>`+"\n",
-		plotLeft, num(plotTop), plotRight-plotLeft, panelPlot)
-	ydec := decimals(yticks)
-	for _, v := range yticks {
-		y := py(v)
+		plotLeft, num(s.plotTop), plotRight-plotLeft, panelPlot)
+	ydec := decimals(s.yticks)
+	for _, v := range s.yticks {
+		y := s.py(v)
 		fmt.Fprintf(b, `<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="#eeeeee"/>`+"\n", plotLeft, num(y), plotRight, num(y))
 		fmt.Fprintf(b, `<text x="%d" y="%s" text-anchor="end" fill="#555555">%s</text>`+"\n",
 			plotLeft-6, num(y+4), esc(tickLabel(v, ydec)))
 	}
-	for _, v := range xticks {
-		x := px(v)
-		fmt.Fprintf(b, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#eeeeee"/>`+"\n", num(x), num(plotTop), num(x), num(plotBottom))
+	for _, v := range s.xticks {
+		x := s.px(v)
+		fmt.Fprintf(b, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#eeeeee"/>`+"\n", num(x), num(s.plotTop), num(x), num(s.plotBottom))
 		fmt.Fprintf(b, `<text x="%s" y="%s" text-anchor="middle" fill="#555555">%s</text>`+"\n",
-			num(x), num(plotBottom+15), esc(secondsLabel(v)))
+			num(x), num(s.plotBottom+15), esc(secondsLabel(v)))
 	}
 	if p.hasLimit {
-		y := py(p.limit)
+		y := s.py(p.limit)
 		fmt.Fprintf(b, `<line class="threshold" x1="%d" y1="%s" x2="%d" y2="%s" stroke="#555555" stroke-dasharray="4 3"/>`+"\n",
 			plotLeft, num(y), plotRight, num(y))
 	}
+}
 
-	// The series, then the failures on top.
+// drawSeries writes a line per series (a dot for a lone point).
+func (p *panel) drawSeries(b *bytes.Buffer, s *scale) {
 	for i, k := range p.keys {
 		c, dash := seriesStyle(k, i)
 		var pts []string
 		for _, pt := range p.points[k] {
-			pts = append(pts, num(px(pt[0]))+","+num(py(pt[1])))
+			pts = append(pts, num(s.px(pt[0]))+","+num(s.py(pt[1])))
 		}
 		fmt.Fprintf(b, `<polyline data-series="%s" points="%s" fill="none" stroke="%s" stroke-width="1.8" stroke-linejoin="round"%s/>`+"\n",
 			esc(k), strings.Join(pts, " "), c, dashAttr(dash))
 		if len(pts) == 1 { // a lone point draws no line
 			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="2" fill="%s"/>`+"\n",
-				num(px(p.points[k][0][0])), num(py(p.points[k][0][1])), c)
+				num(s.px(p.points[k][0][0])), num(s.py(p.points[k][0][1])), c)
 		}
 	}
+}
+
+// drawFailures writes a red circle for each failed measurement, on top of the lines; one off the scale (±Inf)
+// is labelled beside its marker.
+func (p *panel) drawFailures(b *bytes.Buffer, s *scale) {
 	for _, f := range p.failures {
 		fmt.Fprintf(b, `<circle class="fail" cx="%s" cy="%s" r="4" fill="%s" stroke="#ffffff" stroke-width="1"/>`+"\n",
-			num(px(f[0])), num(py(f[1])), failureColour)
+			num(s.px(f[0])), num(s.py(f[1])), failureColour)
 		if math.IsInf(f[1], 0) { // off the scale: say so beside the marker
 			dy := 14.0
 			if f[1] < 0 {
 				dy = -8
 			}
 			fmt.Fprintf(b, `<text class="off-scale" x="%s" y="%s" text-anchor="middle" fill="%s">%s</text>`+"\n",
-				num(px(f[0])), num(py(f[1])+dy), failureColour, strconv.FormatFloat(f[1], 'g', -1, 64))
+				num(s.px(f[0])), num(s.py(f[1])+dy), failureColour, strconv.FormatFloat(f[1], 'g', -1, 64))
 		}
 	}
-	b.WriteString("</g>\n")
 }
 
 // seriesStyle is the colour and dash pattern of series k, the i-th of its panel.
@@ -339,11 +378,11 @@ func dashAttr(dash string) string {
 func sortedKeys[V any](m map[string]V) []string {
 	rank := func(k string) int {
 		switch k {
-		case "canary":
+		case naming.TrackCanary:
 			return 0
-		case "baseline":
+		case naming.TrackBaseline:
 			return 1
-		case "stable":
+		case naming.TrackStable:
 			return 2
 		}
 		return 3

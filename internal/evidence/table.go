@@ -40,68 +40,12 @@ func (e *Evidence) Table() string {
 	if e == nil {
 		return ""
 	}
-	cols := tableColumns
-	for _, c := range e.Checks {
-		if oneLine(c.Query) != "" {
-			cols = append(cols[:len(cols):len(cols)], queryColumn)
-			break
-		}
-	}
-
-	// Cells, cut to each column's limit, and the widths they need.
-	cells := make([][]string, len(e.Checks))
-	widths := make([]int, len(cols))
-	for j, col := range cols {
-		widths[j] = runes(col.head)
-	}
-	used := 0
-	for j, col := range cols {
-		if col.max == 0 {
-			break
-		}
-		for i, c := range e.Checks {
-			if cells[i] == nil {
-				cells[i] = make([]string, len(cols))
-			}
-			cells[i][j] = truncate(orDash(oneLine(col.cell(c))), col.max)
-			widths[j] = max(widths[j], runes(cells[i][j]))
-		}
-		used += widths[j] + len(columnGap)
-	}
-	if last := len(cols) - 1; cols[last].max == 0 {
-		room := MaxLineWidth - used
-		if room < runes(cols[last].head) {
-			cols = cols[:last] // no room left for the queries
-		} else {
-			for i, c := range e.Checks {
-				cells[i][last] = truncate(orDash(oneLine(cols[last].cell(c))), room)
-			}
-		}
-	}
-
+	t := e.layOut()
 	var b strings.Builder
-	row := func(get func(j int) string) {
-		var line strings.Builder
-		for j, col := range cols {
-			s := get(j)
-			if j > 0 {
-				line.WriteString(columnGap)
-			}
-			pad := strings.Repeat(" ", max(widths[j]-runes(s), 0))
-			if col.right {
-				line.WriteString(pad + s)
-			} else {
-				line.WriteString(s + pad)
-			}
-		}
-		b.WriteString(strings.TrimRight(line.String(), " "))
-		b.WriteByte('\n')
-	}
-	row(func(j int) string { return cols[j].head })
+	t.row(&b, func(j int) string { return t.cols[j].head })
 	for i := range e.Checks {
-		row(func(j int) string { return cells[i][j] })
+		t.row(&b, func(j int) string { return t.cells[i][j] })
 	}
-
 	verdict := "verdict: " + orDash(e.Verdict)
 	if r := oneLine(e.Reason); r != "" {
 		verdict += " — " + r
@@ -111,4 +55,71 @@ func (e *Evidence) Table() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// table is the log table laid out: its columns, its cells (one row per check) and each column's width.
+type table struct {
+	cols   []column
+	cells  [][]string
+	widths []int
+}
+
+// layOut chooses the columns (QUERY when any check has one), cuts the cells to each column's limit and measures
+// the widths they need; the last column gets what is left of the line, or is left out when nothing is.
+func (e *Evidence) layOut() *table {
+	cols := tableColumns
+	for _, c := range e.Checks {
+		if oneLine(c.Query) != "" {
+			cols = append(cols[:len(cols):len(cols)], queryColumn)
+			break
+		}
+	}
+	t := &table{cols: cols, cells: make([][]string, len(e.Checks)), widths: make([]int, len(cols))}
+	for j, col := range cols {
+		t.widths[j] = runes(col.head)
+	}
+	used := 0
+	for j, col := range cols {
+		if col.max == 0 {
+			break
+		}
+		for i, c := range e.Checks {
+			if t.cells[i] == nil {
+				t.cells[i] = make([]string, len(cols))
+			}
+			t.cells[i][j] = truncate(orDash(oneLine(col.cell(c))), col.max)
+			t.widths[j] = max(t.widths[j], runes(t.cells[i][j]))
+		}
+		used += t.widths[j] + len(columnGap)
+	}
+	if last := len(cols) - 1; cols[last].max == 0 {
+		room := MaxLineWidth - used
+		if room < runes(cols[last].head) {
+			t.cols = cols[:last] // no room left for the queries
+		} else {
+			for i, c := range e.Checks {
+				t.cells[i][last] = truncate(orDash(oneLine(cols[last].cell(c))), room)
+			}
+		}
+	}
+	return t
+}
+
+// row writes one line of the table, cell j being get(j), padded to the column's width.
+func (t *table) row(b *strings.Builder, get func(j int) string) {
+	var line strings.Builder
+	for j, col := range t.cols {
+		s := get(j)
+		if j > 0 {
+			line.WriteString(columnGap)
+		}
+		pad := strings.Repeat(" ", max(t.widths[j]-runes(s), 0))
+		if col.right {
+			line.WriteString(pad + s)
+		} else {
+			line.WriteString(s + pad)
+		}
+	}
+	b.WriteString(strings.TrimRight(line.String(), " "))
+	b.WriteByte('\n')
 }

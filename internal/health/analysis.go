@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/canaryline/canaryline/internal/evidence"
+	"github.com/canaryline/canaryline/internal/naming"
 )
 
 // analysis runs the checks every interval and decides.
@@ -76,6 +77,15 @@ func (a *analysis) measure(ctx context.Context, j int, c Check) (string, string)
 	if err != nil {
 		m.Status, m.Detail = evidence.Error, err.Error()
 	}
+	counted := a.count(st, &m)
+	a.ev.Measurements = append(a.ev.Measurements, m)
+	a.log.Info(fmt.Sprintf("%s: %s", c.Name(), orDash(m.Text)), "status", m.Status, "threshold", m.Threshold, "detail", m.Detail)
+	return a.decides(c, st, m, counted)
+}
+
+// count counts measurement m in st, as measured and as counted (NO_DATA decides what a measurement without data
+// counts as, and says so in its detail), and returns the status it counts as.
+func (a *analysis) count(st *checkState, m *evidence.Measurement) string {
 	st.measured++
 	switch m.Status {
 	case evidence.Pass:
@@ -86,9 +96,9 @@ func (a *analysis) measure(ctx context.Context, j int, c Check) (string, string)
 	counted := m.Status
 	if m.Status == evidence.NoData {
 		switch a.cfg.NoData {
-		case "fail":
+		case naming.NoDataFail:
 			counted, m.Detail = evidence.Fail, m.Detail+" (counted as a failure: NO_DATA=fail)"
-		case "pass":
+		case naming.NoDataPass:
 			counted, m.Detail = evidence.Pass, m.Detail+" (counted as a pass: NO_DATA=pass)"
 		}
 	}
@@ -109,10 +119,13 @@ func (a *analysis) measure(ctx context.Context, j int, c Check) (string, string)
 	default: // pending
 		st.consecutiveErrors = 0
 	}
-	st.last = m
-	a.ev.Measurements = append(a.ev.Measurements, m)
-	a.log.Info(fmt.Sprintf("%s: %s", c.Name(), orDash(m.Text)), "status", m.Status, "threshold", m.Threshold, "detail", m.Detail)
+	st.last = *m
+	return counted
+}
 
+// decides says whether check c's measurement m, counted as counted, decides the analysis: the verdict and why,
+// or "" to go on.
+func (a *analysis) decides(c Check, st *checkState, m evidence.Measurement, counted string) (string, string) {
 	why := fmt.Sprintf("%s: %s (threshold %s)", c.Name(), orDash(m.Text), m.Threshold)
 	if m.Detail != "" {
 		why = fmt.Sprintf("%s: %s (threshold %s; %s)", c.Name(), orDash(m.Text), m.Threshold, m.Detail)
@@ -149,10 +162,10 @@ func (a *analysis) conclude() (string, string) {
 				st.failures++
 				return evidence.Unhealthy, fmt.Sprintf("%s: %s (threshold %s; %s)", c.Name(), m.Text, m.Threshold, m.Detail)
 			case evidence.NoData:
-				if a.cfg.NoData == "fail" {
+				if a.cfg.NoData == naming.NoDataFail {
 					return evidence.Unhealthy, fmt.Sprintf("%s: %s; not enough samples counts as a failure (NO_DATA=fail)", c.Name(), m.Text)
 				}
-				if a.cfg.NoData == "inconclusive" && inconclusive == "" {
+				if a.cfg.NoData == naming.NoDataInconclusive && inconclusive == "" {
 					inconclusive = fmt.Sprintf("%s: not enough samples for a statistical verdict: %s", c.Name(), m.Text)
 				}
 			}
@@ -212,9 +225,9 @@ func (a *analysis) summary(j int, c Check) (string, bool) {
 	if st.withoutData > 0 {
 		nd := fmt.Sprintf("%d without data", st.withoutData)
 		switch a.cfg.NoData {
-		case "pass":
+		case naming.NoDataPass:
 			nd += " (counted as passes: NO_DATA=pass)"
-		case "fail":
+		case naming.NoDataFail:
 			nd += " (counted as failures: NO_DATA=fail)"
 		}
 		parts = append(parts, nd)

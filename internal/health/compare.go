@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/canaryline/canaryline/internal/evidence"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/stats"
 )
 
@@ -52,7 +53,7 @@ func (c *compareCheck) Measure(ctx context.Context, now time.Time) (evidence.Mea
 	}
 	c.canary, c.baseline = append(c.canary, cs...), append(c.baseline, bs...)
 	if len(cs) > 0 && len(bs) > 0 {
-		m.Series = map[string]float64{"canary": mean(cs), c.against: mean(bs)}
+		m.Series = map[string]float64{naming.TrackCanary: mean(cs), c.against: mean(bs)}
 		m.Value = mean(cs)
 	}
 	c.last = stats.Compare(c.canary, c.baseline, c.opts)

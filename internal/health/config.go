@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/stats"
 	"github.com/canaryline/canaryline/internal/step"
@@ -116,8 +117,20 @@ type Comparison struct {
 	tmpl      *queryTemplate
 }
 
-// Validate checks every param before anything is measured.
+// Validate checks every param before anything is measured, in the order the Task lists them: the application,
+// the analysis, the statistics, the checks, and the evidence workspace.
 func (c *Config) Validate() error {
+	for _, validate := range []func() error{c.validateTarget, c.validateCount, c.validateLimits, c.validateStats,
+		c.validateHTTP, c.validatePrometheus, c.validateChecks} {
+		if err := validate(); err != nil {
+			return err
+		}
+	}
+	return checkEvidenceDir(c.EvidenceDir)
+}
+
+// validateTarget checks the application and its release, and names the canary Deployment when it is not named.
+func (c *Config) validateTarget() error {
 	if c.App == "" {
 		return step.Invalid("APP", "give the name of the application's stable Deployment", "is required")
 	}
@@ -131,13 +144,19 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.CanaryDeployment == "" {
-		c.CanaryDeployment = c.App + "-canary"
+		c.CanaryDeployment = naming.Canary(c.App)
 	}
 	for _, n := range []struct{ param, value string }{{"CANARY_DEPLOYMENT", c.CanaryDeployment}, {"BASELINE_DEPLOYMENT", c.BaselineDeployment}, {"CONTAINER", c.Container}} {
 		if n.value != "" && len(validation.IsDNS1123Label(n.value)) > 0 {
 			return step.Invalid(n.param, "give a name as the API has it (oc get deploy), or leave it empty", "%q is not a valid name", n.value)
 		}
 	}
+	return nil
+}
+
+// validateCount checks INTERVAL, and works out the number of measurements from COUNT or DURATION, and where it
+// came from.
+func (c *Config) validateCount() error {
 	if c.Interval <= 0 {
 		return step.Invalid("INTERVAL", "give a positive Go duration such as 30s", "%s is not positive", c.Interval)
 	}
@@ -162,6 +181,12 @@ func (c *Config) Validate() error {
 	default:
 		c.count, c.countFrom = 10, "COUNT 0 and no DURATION: the default 10"
 	}
+	return nil
+}
+
+// validateLimits checks INITIAL_DELAY, the failure and error limits against the number of measurements, and the
+// NO_DATA policy.
+func (c *Config) validateLimits() error {
 	if c.InitialDelay < 0 {
 		return step.Invalid("INITIAL_DELAY", "give a Go duration of 0s or more", "%s is negative", c.InitialDelay)
 	}
@@ -183,10 +208,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.NoData {
-	case "inconclusive", "fail", "pass":
+	case naming.NoDataInconclusive, naming.NoDataFail, naming.NoDataPass:
 	default:
 		return step.Invalid("NO_DATA", `say "inconclusive", "fail" or "pass"`, "unknown policy %q", c.NoData)
 	}
+	return nil
+}
+
+// validateStats checks the float params, then the statistics: CONFIDENCE, TOLERANCE and MIN_SAMPLES.
+func (c *Config) validateStats() error {
 	if err := c.validateFloats(); err != nil {
 		return err
 	}
@@ -199,22 +229,24 @@ func (c *Config) Validate() error {
 	if c.MinSamples < 3 {
 		return step.Invalid("MIN_SAMPLES", "give at least 3 samples per side (Kayenta suggests 50)", "%d is too few", c.MinSamples)
 	}
-	if err := c.validateHTTP(); err != nil {
-		return err
-	}
-	if err := c.validatePrometheus(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// validateChecks checks COMPARE_AGAINST, and that at least one check is configured.
+func (c *Config) validateChecks() error {
 	switch c.CompareAgainst {
-	case "auto", "baseline", "stable":
+	case againstAuto, naming.TrackBaseline, naming.TrackStable:
 	default:
 		return step.Invalid("COMPARE_AGAINST", `say "baseline", "stable" or "auto" (baseline when there is one)`, "unknown %q", c.CompareAgainst)
 	}
 	if !c.Pods && len(c.urls) == 0 && len(c.queries) == 0 && len(c.compares) == 0 {
 		return step.Invalid("PODS", "configure at least one check: PODS, HTTP_URLS, QUERIES or COMPARE", "no check is configured")
 	}
-	return checkEvidenceDir(c.EvidenceDir)
+	return nil
 }
+
+// againstAuto is COMPARE_AGAINST's default: the baseline when there is one, else stable.
+const againstAuto = "auto"
 
 // validateFloats refuses NaN and infinities in the float params: NaN compares false with everything, so it
 // would slip through every range check below.
@@ -315,62 +347,13 @@ func (c *Config) validateHTTP() error {
 	return nil
 }
 
+// validatePrometheus checks QUERIES, COMPARE and PROMETHEUS_URL: a URL when there is a query, none without.
 func (c *Config) validatePrometheus() error {
-	if c.Queries != "" {
-		if err := yaml.UnmarshalStrict([]byte(c.Queries), &c.queries); err != nil {
-			return step.Invalid("QUERIES", "give a YAML list of {name, query, threshold}, such as - {name: errors, query: 'sum(...)', threshold: '< 0.01'}", "%v", err)
-		}
-		for i := range c.queries {
-			q := &c.queries[i]
-			if q.Name == "" || q.Query == "" {
-				return step.Invalid("QUERIES", "give each query a name and a query", "entry %d has no name or no query", i+1)
-			}
-			op, limit, err := parseThreshold(q.Threshold)
-			if err != nil {
-				return step.Invalid("QUERIES", `give a threshold such as "< 0.01" or ">= 0.99"`, "query %s: %v", q.Name, err)
-			}
-			q.op, q.limit = op, limit
-			if q.tmpl, err = parseTemplate(q.Name, q.Query); err != nil {
-				return step.Invalid("QUERIES", "fix the query's template ({{.Namespace}}, {{.App}}, {{.CanaryTrack}}, {{.CanaryHash}}, ...)", "query %s: %v", q.Name, err)
-			}
-			if err := checkPromQL(q.Query); err != nil {
-				return step.Invalid("QUERIES", "fix the PromQL", "query %s: %v", q.Name, err)
-			}
-		}
+	if err := c.validateQueries(); err != nil {
+		return err
 	}
-	if c.Compare != "" {
-		if err := yaml.UnmarshalStrict([]byte(c.Compare), &c.compares); err != nil {
-			if strings.Contains(err.Error(), "unsupported value") { // .nan or .inf, which JSON cannot hold
-				return step.Invalid("COMPARE", "give each tolerance as a finite number of 0 or more, such as 0.1", "%v", err)
-			}
-			return step.Invalid("COMPARE", "give a YAML list of {name, query, direction, tolerance}", "%v", err)
-		}
-		for i := range c.compares {
-			m := &c.compares[i]
-			if m.Name == "" || m.Query == "" {
-				return step.Invalid("COMPARE", "give each comparison a name and a query", "entry %d has no name or no query", i+1)
-			}
-			if m.Direction == "" {
-				m.Direction = "increase"
-			}
-			d, err := stats.ParseDirection(m.Direction)
-			if err != nil {
-				return step.Invalid("COMPARE", `say direction "increase", "decrease" or "either"`, "comparison %s: %v", m.Name, err)
-			}
-			m.dir = d
-			if m.Tolerance != nil && (!finite(*m.Tolerance) || *m.Tolerance < 0) {
-				return step.Invalid("COMPARE", "give a finite tolerance of 0 or more", "comparison %s: tolerance %v", m.Name, *m.Tolerance)
-			}
-			if !strings.Contains(m.Query, "{{") {
-				return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
-			}
-			if m.tmpl, err = parseTemplate(m.Name, m.Query); err != nil {
-				return step.Invalid("COMPARE", "fix the query's template ({{.Track}}, {{.Hash}}, {{.Namespace}}, {{.App}})", "comparison %s: %v", m.Name, err)
-			}
-			if err := checkPromQL(m.Query); err != nil {
-				return step.Invalid("COMPARE", "fix the PromQL", "comparison %s: %v", m.Name, err)
-			}
-		}
+	if err := c.validateCompares(); err != nil {
+		return err
 	}
 	if len(c.queries)+len(c.compares) > 0 {
 		u, err := url.Parse(c.PrometheusURL)
@@ -381,6 +364,81 @@ func (c *Config) validatePrometheus() error {
 		step.AddURLSecrets(u)
 	} else if c.PrometheusURL != "" {
 		return step.Invalid("QUERIES", "give QUERIES or COMPARE to use PROMETHEUS_URL, or leave PROMETHEUS_URL empty", "PROMETHEUS_URL is set but no query is")
+	}
+	return nil
+}
+
+// validateQueries reads QUERIES: each a name, a templated PromQL query and a threshold.
+func (c *Config) validateQueries() error {
+	if c.Queries == "" {
+		return nil
+	}
+	if err := yaml.UnmarshalStrict([]byte(c.Queries), &c.queries); err != nil {
+		return step.Invalid("QUERIES", "give a YAML list of {name, query, threshold}, such as - {name: errors, query: 'sum(...)', threshold: '< 0.01'}", "%v", err)
+	}
+	for i := range c.queries {
+		q := &c.queries[i]
+		if q.Name == "" || q.Query == "" {
+			return step.Invalid("QUERIES", "give each query a name and a query", "entry %d has no name or no query", i+1)
+		}
+		op, limit, err := parseThreshold(q.Threshold)
+		if err != nil {
+			return step.Invalid("QUERIES", `give a threshold such as "< 0.01" or ">= 0.99"`, "query %s: %v", q.Name, err)
+		}
+		q.op, q.limit = op, limit
+		if q.tmpl, err = parseTemplate(q.Name, q.Query); err != nil {
+			return step.Invalid("QUERIES", "fix the query's template ({{.Namespace}}, {{.App}}, {{.CanaryTrack}}, {{.CanaryHash}}, ...)", "query %s: %v", q.Name, err)
+		}
+		if err := checkPromQL(q.Query); err != nil {
+			return step.Invalid("QUERIES", "fix the PromQL", "query %s: %v", q.Name, err)
+		}
+	}
+	return nil
+}
+
+// validateCompares reads COMPARE: each a name, a PromQL query templated by track, a direction and a tolerance.
+func (c *Config) validateCompares() error {
+	if c.Compare == "" {
+		return nil
+	}
+	if err := yaml.UnmarshalStrict([]byte(c.Compare), &c.compares); err != nil {
+		if strings.Contains(err.Error(), "unsupported value") { // .nan or .inf, which JSON cannot hold
+			return step.Invalid("COMPARE", "give each tolerance as a finite number of 0 or more, such as 0.1", "%v", err)
+		}
+		return step.Invalid("COMPARE", "give a YAML list of {name, query, direction, tolerance}", "%v", err)
+	}
+	for i := range c.compares {
+		if err := c.compares[i].validate(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validate checks comparison i (from 0) of COMPARE, and fills in its direction and template.
+func (m *Comparison) validate(i int) error {
+	if m.Name == "" || m.Query == "" {
+		return step.Invalid("COMPARE", "give each comparison a name and a query", "entry %d has no name or no query", i+1)
+	}
+	if m.Direction == "" {
+		m.Direction = "increase"
+	}
+	d, err := stats.ParseDirection(m.Direction)
+	if err != nil {
+		return step.Invalid("COMPARE", `say direction "increase", "decrease" or "either"`, "comparison %s: %v", m.Name, err)
+	}
+	m.dir = d
+	if m.Tolerance != nil && (!finite(*m.Tolerance) || *m.Tolerance < 0) {
+		return step.Invalid("COMPARE", "give a finite tolerance of 0 or more", "comparison %s: tolerance %v", m.Name, *m.Tolerance)
+	}
+	if !strings.Contains(m.Query, "{{") {
+		return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
+	}
+	if m.tmpl, err = parseTemplate(m.Name, m.Query); err != nil {
+		return step.Invalid("COMPARE", "fix the query's template ({{.Track}}, {{.Hash}}, {{.Namespace}}, {{.App}})", "comparison %s: %v", m.Name, err)
+	}
+	if err := checkPromQL(m.Query); err != nil {
+		return step.Invalid("COMPARE", "fix the PromQL", "comparison %s: %v", m.Name, err)
 	}
 	return nil
 }

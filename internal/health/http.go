@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/canaryline/canaryline/internal/evidence"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -188,7 +189,7 @@ func (h *httpCheck) Measure(_ context.Context, now time.Time) (evidence.Measurem
 	ratio := float64(ok) / float64(len(rs))
 	pl := time.Duration(percentile(lat, h.percentile))
 	m.Value = ratio
-	m.Series = map[string]float64{"canary": ratio}
+	m.Series = map[string]float64{naming.TrackCanary: ratio}
 	m.Text = fmt.Sprintf("success %.4f of %d, p%g %s", ratio, len(rs), h.percentile, pl.Round(time.Millisecond))
 	m.Detail = "responses " + formatCounts(codes)
 	if lastErr != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/canaryline/canaryline/internal/evidence"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -146,7 +147,7 @@ func (p *promCheck) Measure(ctx context.Context, now time.Time) (evidence.Measur
 		m.Status, m.Detail = evidence.NoData, "the query returned no number (no series, or 0/0: no traffic)"
 		return m, nil
 	}
-	m.Value, m.Text, m.Series = v, fmt.Sprintf("%.6g", v), map[string]float64{"canary": v}
+	m.Value, m.Text, m.Series = v, fmt.Sprintf("%.6g", v), map[string]float64{naming.TrackCanary: v}
 	if holds(p.q.op, v, p.q.limit) {
 		m.Status = evidence.Pass
 	} else {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/evidence"
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/stats"
 	"github.com/canaryline/canaryline/internal/step"
@@ -67,24 +68,9 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	res, err := resolveTracks(ctx, cfg, ns, d.Kube)
-	if err != nil {
+	v := &verification{cfg: cfg, ns: ns, d: d, out: out, log: log}
+	if err := v.prepare(ctx); err != nil {
 		return Verdict{}, err
-	}
-	tracks, against := res.tracks, res.against
-	// Everything a bad param can break (the Prometheus client, its token and CA files, the HTTP client) is built
-	// before the lock is renewed: bad input changes nothing in the cluster.
-	usesProm := len(cfg.queries) > 0 || len(cfg.compares) > 0
-	if usesProm && d.Prom == nil {
-		if d.Prom, err = newQuerier(cfg); err != nil {
-			return Verdict{}, err
-		}
-	}
-	var client *http.Client
-	if len(cfg.urls) > 0 {
-		if client, err = newHTTPClient(cfg.HTTPCAFile, cfg.InsecureSkipTLSVerify, cfg.HTTPTimeout); err != nil {
-			return Verdict{}, err
-		}
 	}
 	// The release's lock is renewed while the analysis runs; a lost lock stops it (exit 5): another release's
 	// canary is never judged as this one's.
@@ -93,100 +79,197 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 		return Verdict{}, err
 	}
 	defer hold.Stop()
-	outer := ctx
-	ctx = held
-	if cfg.InsecureSkipTLSVerify {
-		var what []string
-		if len(cfg.urls) > 0 {
-			what = append(what, "the HTTP probes")
-		}
-		if usesProm {
-			what = append(what, "Prometheus "+step.Redact(cfg.PrometheusURL))
-		}
-		if len(what) == 0 {
-			what = append(what, "nothing (no HTTP_URLS, no Prometheus)")
-		}
-		log.Warn("INSECURE_SKIP_TLS_VERIFY=true: TLS certificate verification is off for " + strings.Join(what, " and ") +
-			"; any server can answer in their place. Trust a private CA with HTTP_CA_FILE or PROMETHEUS_CA_FILE instead")
+	v.warnInsecure()
+	ev, err := v.analyse(held)
+	if err != nil {
+		return Verdict{}, err
 	}
-	var checks []Check
-	if cfg.Pods {
-		pc, err := newPodsCheck(d.Kube, ns, res.canary, int32(cfg.MaxRestarts))
-		if err != nil {
-			return Verdict{}, err
+	if err := hold.Check(ctx, held); err != nil {
+		return Verdict{}, err
+	}
+	return v.report(ev)
+}
+
+// verification is one run of verify-health: what it read and built before the analysis.
+type verification struct {
+	cfg *Config
+	ns  string
+	d   Deps
+	out io.Writer
+	log *slog.Logger
+
+	res resolved
+	// usesProm says whether a check queries Prometheus; client is the HTTP probes' client (nil: no probes).
+	usesProm bool
+	client   *http.Client
+}
+
+// prepare reads the tracks and builds everything a bad param can break (the Prometheus client, its token and CA
+// files, the HTTP client) before the lock is renewed: bad input changes nothing in the cluster.
+func (v *verification) prepare(ctx context.Context) error {
+	cfg := v.cfg
+	var err error
+	if v.res, err = resolveTracks(ctx, cfg, v.ns, v.d.Kube); err != nil {
+		return err
+	}
+	v.usesProm = len(cfg.queries) > 0 || len(cfg.compares) > 0
+	if v.usesProm && v.d.Prom == nil {
+		if v.d.Prom, err = newQuerier(cfg); err != nil {
+			return err
 		}
-		if cfg.InitialDelay == 0 {
-			pc.first = res.canary // the first measurement is now: the Deployment just read is current
+	}
+	if len(cfg.urls) > 0 {
+		if v.client, err = newHTTPClient(cfg.HTTPCAFile, cfg.InsecureSkipTLSVerify, cfg.HTTPTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warnInsecure says, with INSECURE_SKIP_TLS_VERIFY, what TLS certificates go unverified.
+func (v *verification) warnInsecure() {
+	cfg := v.cfg
+	if !cfg.InsecureSkipTLSVerify {
+		return
+	}
+	var what []string
+	if len(cfg.urls) > 0 {
+		what = append(what, "the HTTP probes")
+	}
+	if v.usesProm {
+		what = append(what, "Prometheus "+step.Redact(cfg.PrometheusURL))
+	}
+	if len(what) == 0 {
+		what = append(what, "nothing (no HTTP_URLS, no Prometheus)")
+	}
+	v.log.Warn("INSECURE_SKIP_TLS_VERIFY=true: TLS certificate verification is off for " + strings.Join(what, " and ") +
+		"; any server can answer in their place. Trust a private CA with HTTP_CA_FILE or PROMETHEUS_CA_FILE instead")
+}
+
+// analyse builds the checks, starts the HTTP probes, and runs the analysis under ctx (the held lock's); the
+// probes stop with it.
+func (v *verification) analyse(ctx context.Context) (*evidence.Evidence, error) {
+	var checks []Check
+	if v.cfg.Pods {
+		pc, err := v.podsCheck()
+		if err != nil {
+			return nil, err
 		}
 		checks = append(checks, pc)
 	}
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
-	if len(cfg.urls) > 0 {
-		canary := &prober{client: client, urls: cfg.urls, headers: cfg.headers, rate: cfg.HTTPRate}
-		go canary.run(probeCtx)
-		checks = append(checks, &httpCheck{p: canary, minSuccess: cfg.HTTPMinSuccess, percentile: cfg.HTTPPercentile, maxLatency: cfg.HTTPMaxLatency})
-		if cfg.HTTPBaselineURL != "" {
-			base := &prober{client: client, urls: urlsOf(cfg.HTTPBaselineURL), headers: cfg.headers, rate: cfg.HTTPRate}
-			go base.run(probeCtx)
-			checks = append(checks, &compareCheck{name: "http-latency", against: against, dir: stats.Increase,
-				opts: statsOptions(cfg, nil), src: &httpSampler{canary: canary, baseline: base},
-				unit: func(v float64) string {
-					return time.Duration(v * float64(time.Second)).Round(time.Millisecond).String()
-				}})
-		}
+	checks = append(checks, v.httpChecks(probeCtx)...)
+	checks = append(checks, v.promChecks()...)
+	v.logStart(checks)
+	a := &analysis{cfg: v.cfg, checks: checks, log: v.log, now: v.d.Now}
+	ev := a.run(ctx)
+	stopProbes()
+	return ev, nil
+}
+
+// podsCheck is the pods check of the canary Deployment.
+func (v *verification) podsCheck() (*podsCheck, error) {
+	pc, err := newPodsCheck(v.d.Kube, v.ns, v.res.canary, int32(v.cfg.MaxRestarts))
+	if err != nil {
+		return nil, err
 	}
+	if v.cfg.InitialDelay == 0 {
+		pc.first = v.res.canary // the first measurement is now: the Deployment just read is current
+	}
+	return pc, nil
+}
+
+// httpChecks start the probes of HTTP_URLS (and HTTP_BASELINE_URL) until ctx ends, and are the checks on them:
+// the canary's success and latency, and its latencies compared with the baseline's.
+func (v *verification) httpChecks(ctx context.Context) []Check {
+	cfg := v.cfg
+	if len(cfg.urls) == 0 {
+		return nil
+	}
+	canary := &prober{client: v.client, urls: cfg.urls, headers: cfg.headers, rate: cfg.HTTPRate}
+	go canary.run(ctx)
+	checks := []Check{&httpCheck{p: canary, minSuccess: cfg.HTTPMinSuccess, percentile: cfg.HTTPPercentile, maxLatency: cfg.HTTPMaxLatency}}
+	if cfg.HTTPBaselineURL == "" {
+		return checks
+	}
+	base := &prober{client: v.client, urls: urlsOf(cfg.HTTPBaselineURL), headers: cfg.headers, rate: cfg.HTTPRate}
+	go base.run(ctx)
+	return append(checks, &compareCheck{name: "http-latency", against: v.res.against, dir: stats.Increase,
+		opts: statsOptions(cfg, nil), src: &httpSampler{canary: canary, baseline: base},
+		unit: func(v float64) string {
+			return time.Duration(v * float64(time.Second)).Round(time.Millisecond).String()
+		}})
+}
+
+// promChecks are the checks of QUERIES and COMPARE: each comparison measures the canary's track and the one it
+// is held against.
+func (v *verification) promChecks() []Check {
+	cfg, tracks, against := v.cfg, v.res.tracks, v.res.against
+	var checks []Check
 	for _, q := range cfg.queries {
-		checks = append(checks, &promCheck{api: d.Prom, q: q, tracks: tracks})
+		checks = append(checks, &promCheck{api: v.d.Prom, q: q, tracks: tracks})
 	}
 	for _, cmp := range cfg.compares {
 		c, b := tracks, tracks
 		c.Track, c.Hash, c.Pods = tracks.CanaryTrack, tracks.CanaryHash, tracks.CanaryPods
-		if against == "baseline" {
+		if against == naming.TrackBaseline {
 			b.Track, b.Hash, b.Pods = tracks.BaselineTrack, tracks.BaselineHash, tracks.BaselinePods
 		} else {
 			b.Track, b.Hash, b.Pods = tracks.StableTrack, tracks.StableHash, tracks.StablePods
 		}
 		checks = append(checks, &compareCheck{name: cmp.Name, against: against, dir: cmp.dir, opts: statsOptions(cfg, cmp.Tolerance),
-			src: &promSampler{api: d.Prom, cmp: cmp, canary: c, base: b}, unit: func(v float64) string { return fmt.Sprintf("%.4g", v) }})
+			src: &promSampler{api: v.d.Prom, cmp: cmp, canary: c, base: b}, unit: func(v float64) string { return fmt.Sprintf("%.4g", v) }})
 	}
+	return checks
+}
+
+// logStart says what the analysis measures, how often, and against what.
+func (v *verification) logStart(checks []Check) {
+	cfg := v.cfg
 	attrs := []any{"noData", cfg.NoData, "failureLimit", cfg.FailureLimit}
-	if against != "" {
-		attrs = append([]any{"against", against}, attrs...)
+	if v.res.against != "" {
+		attrs = append([]any{"against", v.res.against}, attrs...)
 	}
-	log.Info(fmt.Sprintf("analysing the canary of %s/%s: %s, %s (%s) every %s", ns, cfg.App, plural(len(checks), "check"),
+	v.log.Info(fmt.Sprintf("analysing the canary of %s/%s: %s, %s (%s) every %s", v.ns, cfg.App, plural(len(checks), "check"),
 		plural(cfg.count, "measurement"), cfg.countFrom, cfg.Interval), attrs...)
-	a := &analysis{cfg: cfg, checks: checks, log: log, now: d.Now}
-	ev := a.run(ctx)
-	stopProbes()
-	if err := hold.Check(outer, held); err != nil {
-		return Verdict{}, err
-	}
-	ev.App, ev.Namespace, ev.Release = cfg.App, ns, cfg.ReleaseID
-	ev.Container, ev.StableImage, ev.CanaryImage = res.released(cfg.Container)
+}
+
+// report completes the evidence, prints its table, writes its files, and turns its verdict into the step's.
+func (v *verification) report(ev *evidence.Evidence) (Verdict, error) {
+	cfg := v.cfg
+	ev.App, ev.Namespace, ev.Release = cfg.App, v.ns, cfg.ReleaseID
+	ev.Container, ev.StableImage, ev.CanaryImage = v.res.released(cfg.Container)
 	redactEvidence(ev)
-	fmt.Fprintln(out, step.Redact(ev.Table()))
-	v := Verdict{Verdict: ev.Verdict, Reason: ev.Reason}
+	fmt.Fprintln(v.out, step.Redact(ev.Table()))
+	out := Verdict{Verdict: ev.Verdict, Reason: ev.Reason}
 	if cfg.EvidenceDir != "" {
-		// The verdict is reached: a failed write is reported (EVIDENCE_ERROR), never turned into a failure that
-		// would roll a healthy canary back.
-		if files, err := ev.WriteFiles(cfg.EvidenceDir); err != nil {
-			v.EvidenceError = step.Redact(fmt.Sprintf("write the evidence to %s: %v", cfg.EvidenceDir, err))
-			log.Warn(v.EvidenceError + "; the verdict stands (result EVIDENCE_ERROR)")
-		} else {
-			v.Evidence = files.Markdown
-			log.Info("evidence written", "json", files.JSON, "report", files.Markdown, "chart", files.SVG)
-		}
+		out.Evidence, out.EvidenceError = v.writeEvidence(ev)
 	}
 	switch ev.Verdict {
 	case evidence.Healthy:
-		log.Info("verdict: healthy: " + ev.Reason)
-		return v, nil
+		v.log.Info("verdict: healthy: " + ev.Reason)
+		return out, nil
 	case evidence.Unhealthy:
-		return v, step.Failed("verdict: unhealthy: %s", ev.Reason)
+		return out, step.Failed("verdict: unhealthy: %s", ev.Reason)
 	default:
-		return v, &step.InconclusiveError{Msg: "verdict: inconclusive: " + ev.Reason}
+		return out, &step.InconclusiveError{Msg: "verdict: inconclusive: " + ev.Reason}
 	}
+}
+
+// writeEvidence writes the evidence files to EVIDENCE_DIR, and returns the report's path, or why they could not
+// be written. The verdict is reached: a failed write is reported (EVIDENCE_ERROR), never turned into a failure
+// that would roll a healthy canary back.
+func (v *verification) writeEvidence(ev *evidence.Evidence) (report, problem string) {
+	dir := v.cfg.EvidenceDir
+	files, err := ev.WriteFiles(dir)
+	if err != nil {
+		problem = step.Redact(fmt.Sprintf("write the evidence to %s: %v", dir, err))
+		v.log.Warn(problem + "; the verdict stands (result EVIDENCE_ERROR)")
+		return "", problem
+	}
+	v.log.Info("evidence written", "json", files.JSON, "report", files.Markdown, "chart", files.SVG)
+	return files.Markdown, ""
 }
 
 // redactEvidence removes credentials from everything the evidence prints or writes: queries (URLs), details
@@ -231,89 +314,154 @@ type resolved struct {
 // HTTP_BASELINE_URL) is held against it or a template uses its hash; ReplicaSets only for the hashes templates
 // use, in one list when one selector covers them all.
 func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.Interface) (resolved, error) {
+	r := &resolver{cfg: cfg, ns: ns, kube: kube}
+	r.res.tracks = r.names()
+	for _, read := range []func(context.Context) error{r.readStable, r.readCanary, r.readBaseline, r.chooseAgainst, r.readHashes} {
+		if err := read(ctx); err != nil {
+			return resolved{tracks: r.res.tracks}, err
+		}
+	}
+	return r.res, nil
+}
+
+// resolver is one resolveTracks: what it needs, and what it has found so far.
+type resolver struct {
+	cfg  *Config
+	ns   string
+	kube kubeclient.Interface
+
+	res      resolved
+	baseline *appsv1.Deployment
+	// comparisons counts the comparisons (COMPARE, HTTP_BASELINE_URL); sideUses says a comparison's template uses
+	// the side's own hash ({{.Hash}}, {{.Pods}}), for the canary and the side it is held against.
+	comparisons int
+	sideUses    bool
+}
+
+// names are the tracks and the names of their Deployments; the hashes come later.
+func (r *resolver) names() Tracks {
+	cfg := r.cfg
 	baselineName := cfg.BaselineDeployment
 	if baselineName == "" {
-		baselineName = cfg.App + "-baseline"
+		baselineName = naming.Baseline(cfg.App)
 	}
-	t := Tracks{Namespace: ns, App: cfg.App, CanaryTrack: "canary", BaselineTrack: "baseline", StableTrack: "stable",
-		CanaryDeployment: cfg.CanaryDeployment, BaselineDeployment: baselineName}
-	r := resolved{tracks: t}
-	get := func(name string) (*appsv1.Deployment, error) {
-		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, name, err)
-		}
-		return d, nil
-	}
-	comparisons := len(cfg.compares) + boolInt(cfg.HTTPBaselineURL != "")
-	// sideUses: a comparison's template uses the side's own hash ({{.Hash}}, {{.Pods}}), for the canary and the
-	// side it is held against.
-	sideUses := cfg.comparesUse(".Hash", ".Pods")
-	needCanaryHash := cfg.templatesUse(".CanaryHash", ".CanaryPods") || sideUses
-	needBaselineHash := cfg.templatesUse(".BaselineHash", ".BaselinePods")
+	r.comparisons = len(cfg.compares) + boolInt(cfg.HTTPBaselineURL != "")
+	r.sideUses = cfg.comparesUse(".Hash", ".Pods")
+	return Tracks{Namespace: r.ns, App: cfg.App, CanaryTrack: naming.TrackCanary, BaselineTrack: naming.TrackBaseline,
+		StableTrack: naming.TrackStable, CanaryDeployment: cfg.CanaryDeployment, BaselineDeployment: baselineName}
+}
 
+// get reads Deployment name (nil when there is none).
+func (r *resolver) get(ctx context.Context, name string) (*appsv1.Deployment, error) {
+	d, err := r.kube.AppsV1().Deployments(r.ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get Deployment %s/%s: %w", r.ns, name, err)
+	}
+	return d, nil
+}
+
+// readStable reads the stable Deployment, which APP must name.
+func (r *resolver) readStable(ctx context.Context) error {
+	cfg, ns, kube := r.cfg, r.ns, r.kube
 	stable, err := kube.AppsV1().Deployments(ns).Get(ctx, cfg.App, metav1.GetOptions{})
 	if err != nil {
 		if p := step.NamespaceProblem(ctx, err, ns, "get deployments", kube.CoreV1().Namespaces()); p != nil {
-			return r, p
+			return p
 		}
 		if !apierrors.IsNotFound(err) {
-			return r, fmt.Errorf("get Deployment %s/%s: %w", ns, cfg.App, err)
+			return fmt.Errorf("get Deployment %s/%s: %w", ns, cfg.App, err)
 		}
 		stable = nil
 	}
 	if stable == nil {
-		return r, step.Invalid("APP", "give the stable Deployment's name (oc get deploy), and NAMESPACE when it is in another namespace", "Deployment %s/%s does not exist", ns, cfg.App)
+		return step.Invalid("APP", "give the stable Deployment's name (oc get deploy), and NAMESPACE when it is in another namespace", "Deployment %s/%s does not exist", ns, cfg.App)
 	}
-	canaryRequired := cfg.Pods || len(cfg.compares) > 0
-	var canary *appsv1.Deployment
-	if canaryRequired || needCanaryHash {
-		if canary, err = get(cfg.CanaryDeployment); err != nil {
-			return r, err
-		}
-		if canary == nil && canaryRequired {
-			return r, step.Invalid("CANARY_DEPLOYMENT", "run shift-canary first, or name the canary Deployment", "Deployment %s/%s does not exist", ns, cfg.CanaryDeployment)
-		}
-	}
-	var baseline *appsv1.Deployment
-	againstBaseline := cfg.CompareAgainst == "baseline" || cfg.CompareAgainst == "auto"
-	if (comparisons > 0 && againstBaseline) || needBaselineHash {
-		if baseline, err = get(t.BaselineDeployment); err != nil {
-			return r, err
-		}
-		if baseline != nil && cfg.BaselineDeployment == "" && baseline.Labels["canaryline.dev/track"] != "baseline" {
-			baseline = nil // APP-baseline is not canaryline's baseline: nothing to compare with
-		}
-	}
-	against := cfg.CompareAgainst
-	switch {
-	case against == "auto" && baseline != nil:
-		against = "baseline"
-	case against == "auto" && comparisons > 0:
-		against = "stable"
-	case against == "auto":
-		against = "" // nothing is compared; the baseline was not looked up
-	case against == "baseline" && baseline == nil && comparisons > 0:
-		return r, step.Invalid("COMPARE_AGAINST", "run shift-canary with BASELINE=true, or compare against stable", "there is no baseline Deployment %s/%s", ns, t.BaselineDeployment)
-	}
-	needStableHash := cfg.templatesUse(".StableHash", ".StablePods") || (sideUses && against == "stable")
-	needBaselineHash = needBaselineHash || (sideUses && against == "baseline")
+	r.res.stable = stable
+	return nil
+}
 
+// needCanaryHash says whether a template uses the canary's hash.
+func (r *resolver) needCanaryHash() bool {
+	return r.cfg.templatesUse(".CanaryHash", ".CanaryPods") || r.sideUses
+}
+
+// readCanary reads the canary Deployment when a check measures it (then it must exist) or a template uses its
+// hash.
+func (r *resolver) readCanary(ctx context.Context) error {
+	cfg := r.cfg
+	required := cfg.Pods || len(cfg.compares) > 0
+	if !required && !r.needCanaryHash() {
+		return nil
+	}
+	canary, err := r.get(ctx, cfg.CanaryDeployment)
+	if err != nil {
+		return err
+	}
+	if canary == nil && required {
+		return step.Invalid("CANARY_DEPLOYMENT", "run shift-canary first, or name the canary Deployment", "Deployment %s/%s does not exist", r.ns, cfg.CanaryDeployment)
+	}
+	r.res.canary = canary
+	return nil
+}
+
+// readBaseline reads the baseline Deployment when a comparison may be held against it or a template uses its
+// hash. APP-baseline counts only when it is canaryline's baseline.
+func (r *resolver) readBaseline(ctx context.Context) error {
+	cfg := r.cfg
+	againstBaseline := cfg.CompareAgainst == naming.TrackBaseline || cfg.CompareAgainst == againstAuto
+	if !(r.comparisons > 0 && againstBaseline) && !cfg.templatesUse(".BaselineHash", ".BaselinePods") {
+		return nil
+	}
+	baseline, err := r.get(ctx, r.res.tracks.BaselineDeployment)
+	if err != nil {
+		return err
+	}
+	if baseline != nil && cfg.BaselineDeployment == "" && baseline.Labels[naming.TrackLabel] != naming.TrackBaseline {
+		baseline = nil // APP-baseline is not canaryline's baseline: nothing to compare with
+	}
+	r.baseline = baseline
+	return nil
+}
+
+// chooseAgainst decides what comparisons hold the canary against: COMPARE_AGAINST, where auto is the baseline
+// when there is one, else stable when anything is compared.
+func (r *resolver) chooseAgainst(context.Context) error {
+	against := r.cfg.CompareAgainst
+	switch {
+	case against == againstAuto && r.baseline != nil:
+		against = naming.TrackBaseline
+	case against == againstAuto && r.comparisons > 0:
+		against = naming.TrackStable
+	case against == againstAuto:
+		against = "" // nothing is compared; the baseline was not looked up
+	case against == naming.TrackBaseline && r.baseline == nil && r.comparisons > 0:
+		return step.Invalid("COMPARE_AGAINST", "run shift-canary with BASELINE=true, or compare against stable", "there is no baseline Deployment %s/%s", r.ns, r.res.tracks.BaselineDeployment)
+	}
+	r.res.against = against
+	return nil
+}
+
+// readHashes finds the hashes the templates use, and the pod patterns built from them.
+func (r *resolver) readHashes(ctx context.Context) error {
+	cfg, against, t := r.cfg, r.res.against, &r.res.tracks
+	stable, canary, baseline := r.res.stable, r.res.canary, r.baseline
+	needStableHash := cfg.templatesUse(".StableHash", ".StablePods") || (r.sideUses && against == naming.TrackStable)
+	needBaselineHash := cfg.templatesUse(".BaselineHash", ".BaselinePods") || (r.sideUses && against == naming.TrackBaseline)
 	var need []*appsv1.Deployment
 	for _, n := range []struct {
 		d    *appsv1.Deployment
 		need bool
-	}{{stable, needStableHash}, {canary, needCanaryHash}, {baseline, needBaselineHash}} {
+	}{{stable, needStableHash}, {canary, r.needCanaryHash()}, {baseline, needBaselineHash}} {
 		if n.d != nil && n.need {
 			need = append(need, n.d)
 		}
 	}
-	hashes, err := podTemplateHashes(ctx, kube, ns, stable, need)
+	hashes, err := podTemplateHashes(ctx, r.kube, r.ns, stable, need)
 	if err != nil {
-		return r, err
+		return err
 	}
 	t.StableHash = hashes[stable]
 	if canary != nil {
@@ -325,7 +473,7 @@ func resolveTracks(ctx context.Context, cfg *Config, ns string, kube kubeclient.
 	t.CanaryPods = podRegex(cfg.CanaryDeployment, t.CanaryHash)
 	t.StablePods = podRegex(cfg.App, t.StableHash)
 	t.BaselinePods = podRegex(t.BaselineDeployment, t.BaselineHash)
-	return resolved{tracks: t, against: against, stable: stable, canary: canary}, nil
+	return nil
 }
 
 // released names the released container and its stable and canary images, for the evidence: CONTAINER, else the
@@ -414,24 +562,9 @@ func podTemplateHashes(ctx context.Context, kube kubeclient.Interface, ns string
 				l.items = []appsv1.ReplicaSet{}
 			}
 		}
-		out[d] = currentHash(d, l.items)
+		out[d] = naming.CurrentHash(d, l.items)
 	}
 	return out, nil
-}
-
-// currentHash is the pod-template-hash of the ReplicaSet that d owns at its revision ("" when there is none).
-func currentHash(d *appsv1.Deployment, rss []appsv1.ReplicaSet) string {
-	rev := d.Annotations["deployment.kubernetes.io/revision"]
-	for _, rs := range rss {
-		if rs.Annotations["deployment.kubernetes.io/revision"] == rev {
-			for _, o := range rs.OwnerReferences {
-				if o.UID == d.UID {
-					return rs.Labels["pod-template-hash"]
-				}
-			}
-		}
-	}
-	return ""
 }
 
 // covers reports whether everything narrow selects, broad selects too: every requirement of broad is one of

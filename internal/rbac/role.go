@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/traffic"
 )
 
@@ -75,8 +76,8 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		// The release lock and record.
 		named("coordination.k8s.io", "leases", []string{"get", "update"}, "canaryline-"+app),
 		// The stable, canary and baseline Deployments and Services; watches of a Deployment select it by name.
-		named("apps", "deployments", []string{"get", "list", "watch", "update", "delete"}, app, app+"-canary", app+"-baseline"),
-		named("", "services", []string{"get", "update", "delete"}, svc, svc+"-canary", svc+"-baseline"),
+		named("apps", "deployments", []string{"get", "list", "watch", "update", "delete"}, app, naming.Canary(app), naming.Baseline(app)),
+		named("", "services", []string{"get", "update", "delete"}, svc, naming.Canary(svc), naming.Baseline(svc)),
 		// The Route (the shipped Role's router).
 		named("route.openshift.io", "routes", []string{"get", "update"}, router),
 		// Creating cannot be narrowed by name in RBAC; a create of an object that exists fails.

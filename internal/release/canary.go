@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/canaryline/canaryline/internal/kubeclient"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -25,24 +24,27 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/traffic"
 )
 
 // Labels and annotations on what a release creates or changes.
 const (
-	TrackLabel         = "canaryline.dev/track"
+	TrackLabel         = naming.TrackLabel
 	ReleaseLabel       = "canaryline.dev/release"
 	ReleaseAnnotation  = traffic.ReleaseAnnotation
 	ImageAnnotation    = traffic.ImageAnnotation
 	WeightAnnotation   = traffic.WeightAnnotation
 	PromotedAnnotation = "canaryline.dev/promoted-release"
-	podTemplateHash    = "pod-template-hash"
+	// podTemplateHash is naming.PodTemplateHashLabel, under the short name shift.go uses.
+	podTemplateHash = naming.PodTemplateHashLabel
 )
 
 // Tracks.
 const (
-	TrackCanary   = "canary"
-	TrackBaseline = "baseline"
+	TrackCanary   = naming.TrackCanary
+	TrackBaseline = naming.TrackBaseline
 )
 
 // releaseAnnotations are put on every object a release creates or changes: which release, which image.
@@ -249,17 +251,10 @@ func stableHash(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deploy
 	if err != nil {
 		return "", fmt.Errorf("list ReplicaSets of Deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	rev := d.Annotations["deployment.kubernetes.io/revision"]
-	for _, rs := range rss.Items {
-		owned := false
-		for _, o := range rs.OwnerReferences {
-			owned = owned || o.UID == d.UID
-		}
-		if owned && rs.Annotations["deployment.kubernetes.io/revision"] == rev && rs.Labels[podTemplateHash] != "" {
-			return rs.Labels[podTemplateHash], nil
-		}
+	if hash := naming.CurrentHash(d, rss.Items); hash != "" {
+		return hash, nil
 	}
-	return "", fmt.Errorf("Deployment %s/%s: no ReplicaSet of its revision %s", d.Namespace, d.Name, rev)
+	return "", fmt.Errorf("Deployment %s/%s: no ReplicaSet of its revision %s", d.Namespace, d.Name, d.Annotations[naming.RevisionAnnotation])
 }
 
 // setServiceSelector makes the Service select sel, with annotations added (or removed, when remove is set). cur is

@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/traffic"
 )
@@ -225,7 +226,7 @@ func (c *DecideConfig) Validate() error {
 		return step.Invalid("PIPELINE_STATUS", "map it to $(tasks.status) in a finally task", "%q is not a Tekton aggregate status", c.PipelineStatus)
 	}
 	switch c.Verdict {
-	case "", "healthy", "unhealthy", "inconclusive":
+	case "", naming.Healthy, naming.Unhealthy, naming.Inconclusive:
 	default:
 		return step.Invalid("VERDICT", "pass verify-health's VERDICT result (healthy, unhealthy or inconclusive)", "unknown verdict %q", c.Verdict)
 	}

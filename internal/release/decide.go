@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
 	"github.com/canaryline/canaryline/internal/traffic"
@@ -63,10 +64,10 @@ func autoDecision(cfg *DecideConfig) (string, string) {
 		return cfg.Decision, reason
 	}
 	switch {
-	case cfg.Verdict == "unhealthy":
+	case cfg.Verdict == naming.Unhealthy:
 		return DecisionRollback, "verify-health found the canary unhealthy"
 	case cfg.PipelineStatus == "Succeeded" || cfg.PipelineStatus == "Completed":
-		if cfg.Verdict == "inconclusive" {
+		if cfg.Verdict == naming.Inconclusive {
 			return DecisionRollback, "the verdict was inconclusive"
 		}
 		return DecisionPromote, "the pipeline succeeded"
@@ -78,68 +79,22 @@ func autoDecision(cfg *DecideConfig) (string, string) {
 
 // Decide promotes or rolls back the application's release in progress.
 func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *slog.Logger) (Decided, error) {
-	t := &cfg.Target
-	probe := newLock(c.Kube.CoordinationV1(), ns, t.App, "", t.LockTTL, log)
-	lease, st, last, err := probe.read(ctx)
+	d := &decider{cfg: cfg, ns: ns, c: c, log: log}
+	st, last, err := d.read(ctx)
 	if err != nil {
-		if p := step.NamespaceProblem(ctx, errors.Unwrap(err), ns, "get leases", nil); p != nil {
-			return Decided{}, p
-		}
 		return Decided{}, err
 	}
-	if lease == nil {
-		// No release of APP was ever recorded here: say so when it is the namespace that does not exist.
-		if p := step.NamespaceProblem(ctx, apierrors.NewNotFound(coordinationv1.Resource("leases"), probe.name), ns, "get leases", c.Kube.CoreV1().Namespaces()); p != nil {
-			return Decided{}, p
-		}
+	if st == nil || (cfg.ReleaseID != "" && st.ID != cfg.ReleaseID) {
+		return d.nothingInProgress(st, last)
 	}
-	if st == nil || (t.ReleaseID != "" && st.ID != t.ReleaseID) {
-		// Nothing of this release is in progress: it finished already (a rerun), or never moved traffic.
-		if last != nil && (t.ReleaseID == "" || last.ID == t.ReleaseID) && t.ReleaseID != "" {
-			log.Info(fmt.Sprintf("release %s already ended: %s", last.ID, last.Decision), "stableImage", last.StableImage)
-			return Decided{Decision: last.Decision, ReleaseID: last.ID, StableImage: last.StableImage, Reason: last.Reason}, nil
-		}
-		if cfg.Decision == DecisionAuto {
-			log.Info("no release of " + describe(ns, t.App) + " to decide on: nothing to do")
-			return Decided{Decision: DecisionNone, ReleaseID: t.ReleaseID}, nil
-		}
-		if st != nil {
-			return Decided{}, step.Invalid("RELEASE_ID", "give the id of the release in progress, or leave RELEASE_ID empty",
-				"the release in progress for %s is %s, not %s", t.App, st.ID, t.ReleaseID)
-		}
-		return Decided{}, step.Invalid("APP", "check APP and NAMESPACE", "no release of %s is in progress", describe(ns, t.App))
-	}
-	what, reason := decision(cfg)
-	switch st.Phase {
-	case PhasePromoting:
-		if what != DecisionPromote {
-			log.Warn("the release was being promoted when the step stopped: the promotion is finished instead of rolled back")
-		}
-		what = DecisionPromote
-	case PhaseRollingBack:
-		if what != DecisionRollback {
-			log.Warn("the release was being rolled back when the step stopped: the rollback is finished")
-		}
-		what, reason = DecisionRollback, st.Reason
-	}
-	lk := newLock(c.Kube.CoordinationV1(), ns, t.App, st.ID, t.LockTTL, log)
-	lk.read1, lk.haveRead1 = probe.read1, probe.haveRead1 // no second read
-	if _, err := lk.acquire(ctx); err != nil {
+	what, reason := d.decide(st)
+	lk, err := d.lock(ctx, st)
+	if err != nil {
 		return Decided{}, err
 	}
 	ctx, stop := lk.keep(ctx)
 	defer stop()
-	if what == DecisionPromote {
-		if cfg.Verdict != "" {
-			st.Reason = "verdict " + cfg.Verdict + "; " + reason
-		} else {
-			st.Reason = reason
-		}
-		err = promote(ctx, lk, st, c, cfg.RolloutTimeout, log)
-	} else {
-		err = rollback(ctx, lk, st, c, reason, log)
-	}
-	if err != nil {
+	if err := d.end(ctx, lk, st, what, reason); err != nil {
 		return Decided{}, lostLock(ctx, err)
 	}
 	out := Decided{Decision: what, ReleaseID: st.ID, StableImage: st.Image, Reason: reason}
@@ -147,6 +102,99 @@ func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *s
 		out.StableImage = st.StableImage
 	}
 	return out, nil
+}
+
+// decider is one run of promote-or-rollback.
+type decider struct {
+	cfg *DecideConfig
+	ns  string
+	c   Clients
+	log *slog.Logger
+	// probe is the lock as read before it is taken: the lock taken reuses its read.
+	probe *lock
+}
+
+// read reads the release Lease: the release in progress and the last one that ended (nil when none). A missing
+// namespace is bad input.
+func (d *decider) read(ctx context.Context) (*State, *Outcome, error) {
+	t, ns := &d.cfg.Target, d.ns
+	d.probe = newLock(d.c.Kube.CoordinationV1(), ns, t.App, "", t.LockTTL, d.log)
+	lease, st, last, err := d.probe.read(ctx)
+	if err != nil {
+		if p := step.NamespaceProblem(ctx, errors.Unwrap(err), ns, "get leases", nil); p != nil {
+			return nil, nil, p
+		}
+		return nil, nil, err
+	}
+	if lease == nil {
+		// No release of APP was ever recorded here: say so when it is the namespace that does not exist.
+		if p := step.NamespaceProblem(ctx, apierrors.NewNotFound(coordinationv1.Resource("leases"), d.probe.name), ns, "get leases", d.c.Kube.CoreV1().Namespaces()); p != nil {
+			return nil, nil, p
+		}
+	}
+	return st, last, nil
+}
+
+// nothingInProgress answers when nothing of this release is in progress: it finished already (a rerun, which
+// answers as it ended), or never moved traffic (nothing to do for auto, bad input for an explicit decision).
+func (d *decider) nothingInProgress(st *State, last *Outcome) (Decided, error) {
+	t, ns := &d.cfg.Target, d.ns
+	if last != nil && (t.ReleaseID == "" || last.ID == t.ReleaseID) && t.ReleaseID != "" {
+		d.log.Info(fmt.Sprintf("release %s already ended: %s", last.ID, last.Decision), "stableImage", last.StableImage)
+		return Decided{Decision: last.Decision, ReleaseID: last.ID, StableImage: last.StableImage, Reason: last.Reason}, nil
+	}
+	if d.cfg.Decision == DecisionAuto {
+		d.log.Info("no release of " + describe(ns, t.App) + " to decide on: nothing to do")
+		return Decided{Decision: DecisionNone, ReleaseID: t.ReleaseID}, nil
+	}
+	if st != nil {
+		return Decided{}, step.Invalid("RELEASE_ID", "give the id of the release in progress, or leave RELEASE_ID empty",
+			"the release in progress for %s is %s, not %s", t.App, st.ID, t.ReleaseID)
+	}
+	return Decided{}, step.Invalid("APP", "check APP and NAMESPACE", "no release of %s is in progress", describe(ns, t.App))
+}
+
+// decide is the decision and its reason. A release that was being promoted or rolled back when a step stopped
+// is finished that way, whatever is asked now.
+func (d *decider) decide(st *State) (string, string) {
+	what, reason := decision(d.cfg)
+	switch st.Phase {
+	case PhasePromoting:
+		if what != DecisionPromote {
+			d.log.Warn("the release was being promoted when the step stopped: the promotion is finished instead of rolled back")
+		}
+		what = DecisionPromote
+	case PhaseRollingBack:
+		if what != DecisionRollback {
+			d.log.Warn("the release was being rolled back when the step stopped: the rollback is finished")
+		}
+		what, reason = DecisionRollback, st.Reason
+	}
+	return what, reason
+}
+
+// lock takes the release's lock for st, from the Lease as read already (no second read).
+func (d *decider) lock(ctx context.Context, st *State) (*lock, error) {
+	t := &d.cfg.Target
+	lk := newLock(d.c.Kube.CoordinationV1(), d.ns, t.App, st.ID, t.LockTTL, d.log)
+	lk.read1, lk.haveRead1 = d.probe.read1, d.probe.haveRead1
+	if _, err := lk.acquire(ctx); err != nil {
+		return nil, err
+	}
+	return lk, nil
+}
+
+// end promotes (recording the verdict with the reason) or rolls back the release.
+func (d *decider) end(ctx context.Context, lk *lock, st *State, what, reason string) error {
+	if what != DecisionPromote {
+		return rollback(ctx, lk, st, d.c, reason, d.log)
+	}
+	if d.cfg.Verdict != "" {
+		st.Reason = "verdict " + d.cfg.Verdict + "; " + reason
+	} else {
+		st.Reason = reason
+	}
+	return promote(ctx, lk, st, d.c, d.cfg.RolloutTimeout, d.log)
 }
 
 // Parts of promoting and rolling back, recorded in State.Done as they finish.
@@ -179,55 +227,16 @@ func run(ctx context.Context, lk *lock, st *State, part string, record bool, f f
 // promote makes the canary's image stable: the stable Service selects every pod again, the stable Deployment
 // rolls out the canary's image, the router goes back to all-stable, and the canary is removed.
 func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.Duration, log *slog.Logger) error {
-	ns := lk.lease.Namespace
+	p := &promotion{lk: lk, st: st, c: c, ns: lk.lease.Namespace, timeout: timeout, log: log}
 	st.Phase = PhasePromoting
 	if err := lk.save(ctx, st); err != nil {
 		return err
 	}
-	b := backendsOf(ns, st)
-	apps := c.Kube.AppsV1().Deployments(ns)
-	if err := run(ctx, lk, st, partServiceRestored, false, func() error {
-		return setServiceSelector(ctx, c.Kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
-	}); err != nil {
+	b := backendsOf(p.ns, st)
+	if err := run(ctx, lk, st, partServiceRestored, false, func() error { return restoreStableService(ctx, c.Kube, p.ns, st) }); err != nil {
 		return err
 	}
-	var stable *appsv1.Deployment
-	if err := run(ctx, lk, st, partStableUpdated, true, func() error {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			d, err := apps.Get(ctx, st.App, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if containerImage(d, st.Container) == "" {
-				return fmt.Errorf("Deployment %s/%s has no container %q any more (renamed during the release?): the release changes that container only; "+
-					"roll it back (DECISION=rollback), or put the container back and promote again", ns, st.App, st.Container)
-			}
-			changed := false
-			for i := range d.Spec.Template.Spec.Containers {
-				if ct := &d.Spec.Template.Spec.Containers[i]; ct.Name == st.Container && ct.Image != st.Image {
-					ct.Image, changed = st.Image, true
-				}
-			}
-			if d.Annotations[PromotedAnnotation] != st.ID {
-				if d.Annotations == nil {
-					d.Annotations = map[string]string{}
-				}
-				d.Annotations[PromotedAnnotation], changed = st.ID, true
-			}
-			if !changed {
-				stable = d
-				return nil
-			}
-			stable, err = apps.Update(ctx, d, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("update Deployment %s/%s to %s: %w", ns, st.App, st.Image, err)
-		}
-		log.Info(fmt.Sprintf("rolling out %s on Deployment %s, container %s", st.Image, describe(ns, st.App), st.Container))
-		stable, err = untilRolledOut(ctx, c.Kube, ns, st.App, timeout)
-		return err
-	}); err != nil {
+	if err := run(ctx, lk, st, partStableUpdated, true, func() error { return p.rollOutStable(ctx) }); err != nil {
 		return err
 	}
 	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
@@ -237,18 +246,88 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, st, log) }); err != nil {
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, p.ns, st, log) }); err != nil {
 		return err
 	}
+	return p.finish(ctx)
+}
+
+// promotion is one promote: the release, and the stable Deployment as last written or read.
+type promotion struct {
+	lk      *lock
+	st      *State
+	c       Clients
+	ns      string
+	timeout time.Duration
+	log     *slog.Logger
+
+	stable *appsv1.Deployment
+}
+
+// rollOutStable puts the canary's image in the stable Deployment's container (and the promoted release on its
+// annotations), and waits until it is rolled out.
+func (p *promotion) rollOutStable(ctx context.Context) error {
+	st, ns := p.st, p.ns
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return p.updateStable(ctx) }); err != nil {
+		return fmt.Errorf("update Deployment %s/%s to %s: %w", ns, st.App, st.Image, err)
+	}
+	p.log.Info(fmt.Sprintf("rolling out %s on Deployment %s, container %s", st.Image, describe(ns, st.App), st.Container))
+	var err error
+	p.stable, err = untilRolledOut(ctx, p.c.Kube, ns, st.App, p.timeout)
+	return err
+}
+
+// updateStable is one attempt at updating the stable Deployment; when it is as wanted already, nothing is sent.
+func (p *promotion) updateStable(ctx context.Context) error {
+	st, ns := p.st, p.ns
+	apps := p.c.Kube.AppsV1().Deployments(ns)
+	d, err := apps.Get(ctx, st.App, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if containerImage(d, st.Container) == "" {
+		return fmt.Errorf("Deployment %s/%s has no container %q any more (renamed during the release?): the release changes that container only; "+
+			"roll it back (DECISION=rollback), or put the container back and promote again", ns, st.App, st.Container)
+	}
+	changed := false
+	for i := range d.Spec.Template.Spec.Containers {
+		if ct := &d.Spec.Template.Spec.Containers[i]; ct.Name == st.Container && ct.Image != st.Image {
+			ct.Image, changed = st.Image, true
+		}
+	}
+	if d.Annotations[PromotedAnnotation] != st.ID {
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		d.Annotations[PromotedAnnotation], changed = st.ID, true
+	}
+	if !changed {
+		p.stable = d
+		return nil
+	}
+	p.stable, err = apps.Update(ctx, d, metav1.UpdateOptions{})
+	return err
+}
+
+// finish says the release is promoted (in the log and in an Event on the stable Deployment), and ends it on the
+// Lease.
+func (p *promotion) finish(ctx context.Context) error {
+	st := p.st
 	msg := fmt.Sprintf("release %s promoted: %s is now stable in container %s (was %s)", st.ID, st.Image, st.Container, st.StableImage)
-	log.Info(msg)
-	if stable == nil {
-		stable, _ = apps.Get(ctx, st.App, metav1.GetOptions{})
+	p.log.Info(msg)
+	if p.stable == nil {
+		p.stable, _ = p.c.Kube.AppsV1().Deployments(p.ns).Get(ctx, st.App, metav1.GetOptions{})
 	}
-	if stable != nil && stable.Name != "" {
-		event(ctx, c.Kube, stable, corev1.EventTypeNormal, "CanaryPromoted", msg, log)
+	if p.stable != nil && p.stable.Name != "" {
+		event(ctx, p.c.Kube, p.stable, corev1.EventTypeNormal, "CanaryPromoted", msg, p.log)
 	}
-	return lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, Container: st.Container, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
+	return p.lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, Container: st.Container, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
+}
+
+// restoreStableService gives the stable Service its selector from before the release, without the release's
+// annotations: it selects every pod of the application again.
+func restoreStableService(ctx context.Context, kube kubeclient.Interface, ns string, st *State) error {
+	return setServiceSelector(ctx, kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
 }
 
 // rollback puts everything back as it was, the canary's traffic first. The stable Deployment is never touched.
@@ -282,9 +361,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partServiceRestored, false, func() error {
-		return setServiceSelector(ctx, c.Kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
-	}); err != nil {
+	if err := run(ctx, lk, st, partServiceRestored, false, func() error { return restoreStableService(ctx, c.Kube, ns, st) }); err != nil {
 		return err
 	}
 	msg := fmt.Sprintf("release %s rolled back: %s; %s stays stable", st.ID, st.Reason, st.StableImage)

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/step"
 )
 
@@ -28,12 +29,12 @@ type Names struct {
 func trackNames(t *Target, canary, baseline string, withBaseline bool) Names {
 	n := Names{CanaryDeployment: canary, CanaryService: canary}
 	if canary == "" {
-		n.CanaryDeployment, n.CanaryService = t.App+"-canary", t.stableService()+"-canary"
+		n.CanaryDeployment, n.CanaryService = naming.Canary(t.App), naming.Canary(t.stableService())
 	}
 	if withBaseline {
 		n.BaselineDeployment, n.BaselineService = baseline, baseline
 		if baseline == "" {
-			n.BaselineDeployment, n.BaselineService = t.App+"-baseline", t.stableService()+"-baseline"
+			n.BaselineDeployment, n.BaselineService = naming.Baseline(t.App), naming.Baseline(t.stableService())
 		}
 	}
 	return n

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
+	"github.com/canaryline/canaryline/internal/naming"
 )
 
 // NGINX Ingress controller canary annotations.
@@ -48,9 +49,9 @@ func (r *nginx) ingresses(ns string) kubeclient.IngressInterface {
 // else <ingress>-<stable>-canary, so that every application sharing an Ingress has its own.
 func NginxCanaryName(ingress, stable string) string {
 	if ingress == stable {
-		return ingress + "-canary"
+		return naming.Canary(ingress)
 	}
-	return ingress + "-" + stable + "-canary"
+	return naming.Canary(ingress + "-" + stable)
 }
 
 // canaryName is the name of the release's canary Ingress.
@@ -58,7 +59,7 @@ func (r *nginx) canaryName(b Backends) string { return NginxCanaryName(r.name, b
 
 // legacyCanaryName is the canary Ingress's name for releases recorded before canary Ingresses were named per
 // application.
-func (r *nginx) legacyCanaryName() string { return r.name + "-canary" }
+func (r *nginx) legacyCanaryName() string { return naming.Canary(r.name) }
 
 func (r *nginx) getPrimary(ctx context.Context, ns string) (*networkingv1.Ingress, error) {
 	ing, err := r.ingresses(ns).Get(ctx, r.name, metav1.GetOptions{})
