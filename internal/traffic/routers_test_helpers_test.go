@@ -17,25 +17,26 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Shared by the httproute, istio and nginx router tests.
+// Shared by the router tests.
 
 const routerTestNS = "apps"
 
-// routerTestBackends are the Services of the router tests: shop, shop-canary and (with baseline) shop-baseline,
-// of the application shop, whose release r-7 marks the router object with its own keys.
+// routerTestBackends are the Services (and Deployments) of the router tests: shop, shop-canary and (with
+// baseline) shop-baseline, of the application shop, whose release r-7 marks the router object with its own keys.
 func routerTestBackends(baseline bool) Backends {
 	b := Backends{
 		Namespace:        routerTestNS,
 		Stable:           "shop",
 		Canary:           "shop-canary",
 		StableDeployment: "shop",
+		CanaryDeployment: "shop-canary",
 		Annotations: map[string]string{
 			"shop.canaryline.dev/release": "r-7",
 			"shop.canaryline.dev/weight":  "set by the release",
 		},
 	}
 	if baseline {
-		b.Baseline = "shop-baseline"
+		b.Baseline, b.BaselineDeployment = "shop-baseline", "shop-baseline"
 	}
 	return b
 }
@@ -140,6 +141,114 @@ func routerTestWrites(f *k8stesting.Fake) int {
 		}
 	}
 	return n
+}
+
+// routerTestListHeld reads the weights that the entries of the list at path of u (an HTTPRoute's rules, a
+// VirtualService's http entries) with a backend to the stable Service hold in their backends (field), which must
+// all hold the same. service says which Service a backend goes to; unset is the weight of a backend without one
+// among n.
+func routerTestListHeld(t *testing.T, u *unstructured.Unstructured, path []string, field string, b Backends,
+	service func(item map[string]any) string, unset func(n int) int64) Weights {
+	t.Helper()
+	list, _, _ := unstructured.NestedSlice(u.Object, path...)
+	var held []Weights
+	for i, entry := range list {
+		items, _, _ := unstructured.NestedSlice(entry.(map[string]any), field)
+		ws := map[string]int64{b.Stable: -1, b.Canary: -1}
+		if b.Baseline != "" {
+			ws[b.Baseline] = -1
+		}
+		for _, item := range items {
+			m := item.(map[string]any)
+			w, ok := m["weight"].(int64)
+			if !ok {
+				w = unset(len(items))
+			}
+			if _, ours := ws[service(m)]; ours {
+				ws[service(m)] = w
+			}
+		}
+		if ws[b.Stable] < 0 {
+			continue // not an entry of the release
+		}
+		got := Weights{Canary: int32(ws[b.Canary]), Baseline: int32(ws[b.Baseline])}
+		if got.Stable() != int32(ws[b.Stable]) {
+			t.Errorf("%s[%d] holds stable=%d %s: not 100 in all", strings.Join(path, "."), i, ws[b.Stable], got)
+		}
+		held = append(held, got)
+	}
+	if len(held) == 0 {
+		t.Fatalf("no entry goes to the stable Service")
+	}
+	for _, h := range held[1:] {
+		if h != held[0] {
+			t.Errorf("the stable entries hold %v; want the same in all", held)
+		}
+	}
+	return held[0]
+}
+
+// routerTestInsertFirst puts entry first in the list at path of the object gvr/name, as a team would.
+func routerTestInsertFirst(t *testing.T, dyn dynamic.Interface, gvr schema.GroupVersionResource, name string, entry map[string]any, path ...string) {
+	t.Helper()
+	ctx := context.Background()
+	u, err := dyn.Resource(gvr).Namespace(routerTestNS).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _, _ := unstructured.NestedSlice(u.Object, path...)
+	if err := unstructured.SetNestedSlice(u.Object, append([]any{entry}, list...), path...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(gvr).Namespace(routerTestNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// routerTestCart are the Services of a second application, cart, whose release c-1 marks with its own keys.
+func routerTestCart() Backends {
+	return Backends{Namespace: routerTestNS, Stable: "cart", Canary: "cart-canary", StableDeployment: "cart",
+		Annotations: map[string]string{"cart.canaryline.dev/release": "c-1", "cart.canaryline.dev/weight": "set by the release"}}
+}
+
+// routerTestSharedSteps interleaves the releases of shop and cart on one router object: shop shifts to 10, cart
+// to 20, shop is promoted while cart runs (then cartRunning checks cart's part), cart shifts to 30 and is rolled
+// back.
+func routerTestSharedSteps(t *testing.T, router func() Router, cartRunning func()) {
+	t.Helper()
+	ctx := context.Background()
+	shop, cart := routerTestBackends(false), routerTestCart()
+	snaps := map[string]string{}
+	step := func(b Backends, w int32) {
+		t.Helper()
+		r := router()
+		if err := r.Check(ctx, b); err != nil {
+			t.Fatalf("Check of %s's release at %d%%: %v", b.StableDeployment, w, err)
+		}
+		if snaps[b.StableDeployment] == "" {
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snaps[b.StableDeployment] = snap
+		}
+		if _, err := r.SetWeights(ctx, b, Weights{Canary: w}); err != nil {
+			t.Fatalf("SetWeights of %s's release at %d%%: %v", b.StableDeployment, w, err)
+		}
+	}
+	step(shop, 10)
+	step(cart, 20)
+	if err := router().Restore(ctx, shop, snaps["shop"]); err != nil {
+		t.Fatalf("Restore of shop's release: %v", err)
+	}
+	cartRunning()
+	step(cart, 30)
+	if _, err := router().SetWeights(ctx, cart, Weights{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := router().Restore(ctx, cart, snaps["cart"]); err != nil {
+		t.Fatalf("Restore of cart's release: %v", err)
+	}
 }
 
 // A release's mark is its application's own key, or the shared key of a release recorded before; another
