@@ -55,8 +55,10 @@ func readHTTPRoute(u *unstructured.Unstructured, b Backends) (listObject, error)
 	return httpRouteObject{hr: &hr, b: b}, nil
 }
 
+// entries is the number of rules.
 func (o httpRouteObject) entries() (int, error) { return len(o.hr.Spec.Rules), nil }
 
+// refs finds the release's backendRefs in rule i.
 func (o httpRouteObject) refs(i int) (refIndexes, error) { return httpRouteRuleRefs(o.hr, i, o.b) }
 
 // weight is backendRef j of rule i's weight; an unset weight is the Gateway API's default, 1.
@@ -70,6 +72,7 @@ func (o httpRouteObject) weight(i, j int) (int32, error) {
 	return 1, nil
 }
 
+// backends builds the backendRefs of rule i for w (httpRouteBackendRefs).
 func (o httpRouteObject) backends(items []any, i int, w Weights) ([]any, error) {
 	return httpRouteBackendRefs(o.hr, items, i, o.b, w)
 }

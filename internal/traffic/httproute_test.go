@@ -212,51 +212,7 @@ func httpRouteTestOldSnapshot(t *testing.T) string {
 // (weight 0 first) and on promote, with the snapshot of this version or of a release recorded before.
 func TestHTTPRouteRestoreByContent(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		rollback bool
-		old      bool // a snapshot recorded before, by position
-	}{
-		{name: "rollback", rollback: true},
-		{name: "promote"},
-		{name: "rollback, snapshot recorded before", rollback: true, old: true},
-		{name: "promote, snapshot recorded before", old: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			b := routerTestBackends(true)
-			r, _ := httpRouteTestRouter(routerTestObject(t, httpRouteTestManifest))
-			snap, err := r.Snapshot(ctx, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.old {
-				snap = httpRouteTestOldSnapshot(t)
-			}
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 10, Baseline: 10}); err != nil {
-				t.Fatal(err)
-			}
-			routerTestInsertFirst(t, r.c.Dynamic, httpRouteGVR, "shop", httpRouteTestTeamRule(), "spec", "rules")
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 30, Baseline: 30}); err != nil {
-				t.Fatalf("SetWeights after the team's change: %v", err)
-			}
-			if tc.rollback {
-				if _, err := r.SetWeights(ctx, b, Weights{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := r.Restore(ctx, b, snap); err != nil {
-				t.Fatalf("Restore: %v", err)
-			}
-			want := routerTestObject(t, httpRouteTestManifest)
-			rules, _, _ := unstructured.NestedSlice(want.Object, "spec", "rules")
-			_ = unstructured.SetNestedSlice(want.Object, append([]any{httpRouteTestTeamRule()}, rules...), "spec", "rules")
-			if diff := cmp.Diff(routerTestStripped(want).Object, httpRouteTestStored(t, r).Object); diff != "" {
-				t.Errorf("HTTPRoute after Restore (-want +got):\n%s", diff)
-			}
-		})
-	}
+	routerTestRestoreByContent(t, httpRouteTestManifest, httpRouteTestRouter, httpRouteTestOldSnapshot, httpRouteTestTeamRule)
 }
 
 // Restore changes only the rules that hold the release's backends, and on the stable backendRef only a weight

@@ -42,7 +42,7 @@ type virtualService struct {
 
 var _ listObject = virtualService{}
 
-// readVirtualService reads the stored VirtualService u; it never fails (stableEntries says what cannot be read).
+// readVirtualService reads the stored VirtualService u; it never fails (entries and refs say what cannot be read).
 func readVirtualService(u *unstructured.Unstructured, b Backends) (listObject, error) {
 	return virtualService{u: u, b: b}, nil
 }
@@ -50,16 +50,15 @@ func readVirtualService(u *unstructured.Unstructured, b Backends) (listObject, e
 // what names the VirtualService in messages: "VirtualService apps/shop".
 func (v virtualService) what() string { return "VirtualService " + v.b.Namespace + "/" + v.u.GetName() }
 
-// route returns http[i].route as stored (nil when the entry has none, or cannot be read).
-func (v virtualService) route(i int) []any {
-	http, _, _ := unstructured.NestedSlice(v.u.Object, "spec", "http")
-	route, _ := istioHTTPRoute(http, i)
-	return route
+// route returns http[i].route as stored (nil when the entry has none, as for a redirect).
+func (v virtualService) route(i int) ([]any, error) {
+	http, _, _ := unstructured.NestedSlice(v.u.Object, "spec", "http") // entries read it
+	return istioHTTPRoute(http, i)
 }
 
+// refs finds the release's destinations in http[i].route.
 func (v virtualService) refs(i int) (refIndexes, error) {
-	http, _, _ := unstructured.NestedSlice(v.u.Object, "spec", "http") // entries read it
-	route, err := istioHTTPRoute(http, i)
+	route, err := v.route(i)
 	if err != nil {
 		return refIndexes{stable: -1, canary: -1, baseline: -1}, checkErrorf("fix the VirtualService", "http[%d] of %s cannot be read: %v", i, v.what(), err)
 	}
@@ -67,11 +66,15 @@ func (v virtualService) refs(i int) (refIndexes, error) {
 	return idx, err
 }
 
-func (v virtualService) weight(i, j int) (int32, error) { return istioWeight(v.route(i), j) }
+// weight is destination j of http[i].route's weight (refs read the route).
+func (v virtualService) weight(i, j int) (int32, error) {
+	route, _ := v.route(i)
+	return istioWeight(route, j)
+}
 
 // verify checks that the weights of http[i].route add up to 100, as Istio requires.
 func (v virtualService) verify(i int) error {
-	route := v.route(i)
+	route, _ := v.route(i) // refs read it
 	var sum int32
 	for j := range route {
 		w, err := istioWeight(route, j)
@@ -86,6 +89,7 @@ func (v virtualService) verify(i int) error {
 	return nil
 }
 
+// warnings name the tcp and tls routes to the stable Service, which the release does not split.
 func (v virtualService) warnings() []string { return istioUnsplitWarnings(v.u, v.b) }
 
 // istioHostSuffix says whether host names Service svc of namespace ns, and returns what follows the Service's

@@ -304,51 +304,7 @@ func istioTestOldSnapshot(t *testing.T) string {
 // release, on rollback and on promote, with the snapshot of this version or of a release recorded before.
 func TestIstioRestoreByContent(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		rollback bool
-		old      bool
-	}{
-		{name: "rollback", rollback: true},
-		{name: "promote"},
-		{name: "rollback, snapshot recorded before", rollback: true, old: true},
-		{name: "promote, snapshot recorded before", old: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			b := routerTestBackends(true)
-			r, _ := istioTestRouter(routerTestObject(t, istioTestManifest))
-			snap, err := r.Snapshot(ctx, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.old {
-				snap = istioTestOldSnapshot(t)
-			}
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 10, Baseline: 10}); err != nil {
-				t.Fatal(err)
-			}
-			routerTestInsertFirst(t, r.c.Dynamic, virtualServiceGVR, "shop", istioTestTeamEntry(), "spec", "http")
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 30, Baseline: 30}); err != nil {
-				t.Fatalf("SetWeights after the team's change: %v", err)
-			}
-			if tc.rollback {
-				if _, err := r.SetWeights(ctx, b, Weights{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := r.Restore(ctx, b, snap); err != nil {
-				t.Fatalf("Restore: %v", err)
-			}
-			want := routerTestObject(t, istioTestManifest)
-			http, _, _ := unstructured.NestedSlice(want.Object, "spec", "http")
-			_ = unstructured.SetNestedSlice(want.Object, append([]any{istioTestTeamEntry()}, http...), "spec", "http")
-			if diff := cmp.Diff(routerTestStripped(want).Object, istioTestStored(t, r).Object); diff != "" {
-				t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
-			}
-		})
-	}
+	routerTestRestoreByContent(t, istioTestManifest, istioTestRouter, istioTestOldSnapshot, istioTestTeamEntry)
 }
 
 // istioTestShared routes /cart to cart and / to shop: one VirtualService, two applications, one http entry each.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -202,6 +204,61 @@ func routerTestInsertFirst(t *testing.T, dyn dynamic.Interface, gvr schema.Group
 	}
 	if _, err := dyn.Resource(gvr).Namespace(routerTestNS).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// routerTestRestoreByContent releases the application of manifest, a list router object, through the router of
+// newRouter; a team puts an entry of its own (team) first while the release runs. Restore finds the release's
+// backends by content: the team's entry stays as the team made it, and the application's entries are as before
+// the release, on rollback (weight 0 first) and on promote, with the snapshot of this version or of a release
+// recorded before (old).
+func routerTestRestoreByContent(t *testing.T, manifest string, newRouter func(...*unstructured.Unstructured) (*listRouter, *k8stesting.Fake),
+	old func(*testing.T) string, team func() map[string]any) {
+	t.Helper()
+	for _, tc := range []struct {
+		name     string
+		rollback bool
+		old      bool // a snapshot recorded before, by position
+	}{
+		{name: "rollback", rollback: true},
+		{name: "promote"},
+		{name: "rollback, snapshot recorded before", rollback: true, old: true},
+		{name: "promote, snapshot recorded before", old: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := routerTestBackends(true)
+			r, _ := newRouter(routerTestObject(t, manifest))
+			snap, err := r.Snapshot(ctx, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.old {
+				snap = old(t)
+			}
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 10, Baseline: 10}); err != nil {
+				t.Fatal(err)
+			}
+			routerTestInsertFirst(t, r.c.Dynamic, r.kind.gvr, "shop", team(), r.kind.path...)
+			if _, err := r.SetWeights(ctx, b, Weights{Canary: 30, Baseline: 30}); err != nil {
+				t.Fatalf("SetWeights after the team's change: %v", err)
+			}
+			if tc.rollback {
+				if _, err := r.SetWeights(ctx, b, Weights{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.Restore(ctx, b, snap); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			want := routerTestObject(t, manifest)
+			list, _, _ := unstructured.NestedSlice(want.Object, r.kind.path...)
+			_ = unstructured.SetNestedSlice(want.Object, append([]any{team()}, list...), r.kind.path...)
+			if diff := cmp.Diff(routerTestStripped(want).Object, routerTestGet(t, r.c.Dynamic, r.kind.gvr, r.name).Object); diff != "" {
+				t.Errorf("%s after Restore (-want +got):\n%s", r.kind.object, diff)
+			}
+		})
 	}
 }
 
