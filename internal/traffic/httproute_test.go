@@ -279,29 +279,9 @@ spec:
 // rule: cart's release runs on after shop's promote, and in the end the HTTPRoute is as before both.
 func TestHTTPRouteSharedByTwoApplications(t *testing.T) {
 	t.Parallel()
-	dyn := routerTestDynamic(routerTestObject(t, httpRouteTestShared))
-	router := func() Router { return newHTTPRoute("storefront", Clients{Dynamic: dyn}) }
-	routerTestSharedSteps(t, router, func() {
-		u := routerTestGet(t, dyn, httpRouteGVR, "storefront")
-		wantAnns := map[string]string{"team": "web"}
-		maps.Copy(wantAnns, routerTestCart().Annotations)
-		if diff := cmp.Diff(wantAnns, u.GetAnnotations()); diff != "" {
-			t.Errorf("annotations while cart's release runs (-want +got):\n%s", diff)
-		}
-		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
-		wantCart := []any{map[string]any{"name": "cart", "port": int64(8080), "weight": int64(80)},
-			map[string]any{"name": "cart-canary", "port": int64(8080), "weight": int64(20)}}
-		if diff := cmp.Diff(wantCart, rules[0].(map[string]any)["backendRefs"]); diff != "" {
-			t.Errorf("cart's rule while its release runs (-want +got):\n%s", diff)
-		}
-		want, _, _ := unstructured.NestedSlice(routerTestObject(t, httpRouteTestShared).Object, "spec", "rules")
-		if diff := cmp.Diff(want[1], rules[1]); diff != "" {
-			t.Errorf("shop's rule after its promote (-want +got):\n%s", diff)
-		}
-	})
-	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, httpRouteTestShared)).Object, routerTestGet(t, dyn, httpRouteGVR, "storefront").Object); diff != "" {
-		t.Errorf("HTTPRoute after both releases (-want +got):\n%s", diff)
-	}
+	routerTestSharedList(t, httpRouteTestShared, newHTTPRoute, []any{
+		map[string]any{"name": "cart", "port": int64(8080), "weight": int64(80)},
+		map[string]any{"name": "cart-canary", "port": int64(8080), "weight": int64(20)}})
 }
 
 // A release recorded before marked the HTTPRoute with the shared keys: it is still the release's, and its end

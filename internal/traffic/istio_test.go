@@ -324,29 +324,9 @@ spec:
 // restores its own entry; in the end the VirtualService is as before both.
 func TestIstioSharedByTwoApplications(t *testing.T) {
 	t.Parallel()
-	dyn := routerTestDynamic(routerTestObject(t, istioTestShared))
-	router := func() Router { return newIstio("storefront", Clients{Dynamic: dyn}) }
-	routerTestSharedSteps(t, router, func() {
-		u := routerTestGet(t, dyn, virtualServiceGVR, "storefront")
-		wantAnns := map[string]string{"team": "web"}
-		maps.Copy(wantAnns, routerTestCart().Annotations)
-		if diff := cmp.Diff(wantAnns, u.GetAnnotations()); diff != "" {
-			t.Errorf("annotations while cart's release runs (-want +got):\n%s", diff)
-		}
-		http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
-		wantCart := []any{map[string]any{"destination": map[string]any{"host": "cart.apps.svc.cluster.local"}, "weight": int64(80)},
-			map[string]any{"destination": map[string]any{"host": "cart-canary.apps.svc.cluster.local"}, "weight": int64(20)}}
-		if diff := cmp.Diff(wantCart, http[0].(map[string]any)["route"]); diff != "" {
-			t.Errorf("cart's route while its release runs (-want +got):\n%s", diff)
-		}
-		want, _, _ := unstructured.NestedSlice(routerTestObject(t, istioTestShared).Object, "spec", "http")
-		if diff := cmp.Diff(want[1], http[1]); diff != "" {
-			t.Errorf("shop's entry after its promote (-want +got):\n%s", diff)
-		}
-	})
-	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, istioTestShared)).Object, routerTestGet(t, dyn, virtualServiceGVR, "storefront").Object); diff != "" {
-		t.Errorf("VirtualService after both releases (-want +got):\n%s", diff)
-	}
+	routerTestSharedList(t, istioTestShared, newIstio, []any{
+		map[string]any{"destination": map[string]any{"host": "cart.apps.svc.cluster.local"}, "weight": int64(80)},
+		map[string]any{"destination": map[string]any{"host": "cart-canary.apps.svc.cluster.local"}, "weight": int64(20)}})
 }
 
 // istioTestHost is the Service a destination's host names: its first label.

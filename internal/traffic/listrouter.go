@@ -123,6 +123,7 @@ func sortRefs(n int, role func(j int) (backendRole, string, error)) (entryRefs, 
 	return e, nil
 }
 
+// Kind is the router kind of the object's kind.
 func (r *listRouter) Kind() string { return r.kind.kind }
 
 func (r *listRouter) client(ns string) dynamic.ResourceInterface {
@@ -145,6 +146,8 @@ func (r *listRouter) get(ctx context.Context, b Backends) (*unstructured.Unstruc
 	return u, obj, nil
 }
 
+// Check verifies, read-only, that the object exists, has entries to the stable Service that can be split, and
+// sends no traffic to a Service named like the canary or baseline unless it carries the release's mark.
 func (r *listRouter) Check(ctx context.Context, b Backends) error {
 	if err := checkAnnotations(b); err != nil {
 		return err
@@ -191,6 +194,7 @@ type savedList struct {
 	Items []any `json:"items"`
 }
 
+// Snapshot records the stable backends of the stable entries, and the release annotations the object already has.
 func (r *listRouter) Snapshot(ctx context.Context, b Backends) (string, error) {
 	u, obj, err := r.get(ctx, b)
 	if err != nil {
@@ -219,6 +223,7 @@ func (r *listRouter) Snapshot(ctx context.Context, b Backends) (string, error) {
 	return string(data), nil
 }
 
+// SetWeights gives every stable entry the weights of w, and reads them back.
 func (r *listRouter) SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error) {
 	if err := weightsFit(b, w); err != nil {
 		return Applied{}, err
@@ -351,6 +356,7 @@ func (r *listRouter) entryHolds(obj listObject, i int, got [3]int32, w Weights, 
 	return obj.verify(i)
 }
 
+// Restore removes the release's backends and puts the stable backends' weights and the annotations back.
 func (r *listRouter) Restore(ctx context.Context, b Backends, snapshot string) error {
 	var s listSnapshot
 	if err := utiljson.Unmarshal([]byte(snapshot), &s); err != nil {

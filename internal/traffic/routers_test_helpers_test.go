@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -305,6 +306,35 @@ func routerTestSharedSteps(t *testing.T, router func() Router, cartRunning func(
 	}
 	if err := router().Restore(ctx, cart, snaps["cart"]); err != nil {
 		t.Fatalf("Restore of cart's release: %v", err)
+	}
+}
+
+// routerTestSharedList runs routerTestSharedSteps on manifest, the list router object storefront whose first entry
+// goes to cart and second to shop, through the router newRouter makes: while cart's release runs, the object
+// carries cart's marks alone, cart's entry holds wantCart and shop's is as before shop's release; in the end the
+// object is as before both.
+func routerTestSharedList(t *testing.T, manifest string, newRouter func(name string, c Clients) *listRouter, wantCart []any) {
+	t.Helper()
+	dyn := routerTestDynamic(routerTestObject(t, manifest))
+	kind := newRouter("storefront", Clients{Dynamic: dyn}).kind
+	routerTestSharedSteps(t, func() Router { return newRouter("storefront", Clients{Dynamic: dyn}) }, func() {
+		u := routerTestGet(t, dyn, kind.gvr, "storefront")
+		wantAnns := map[string]string{"team": "web"}
+		maps.Copy(wantAnns, routerTestCart().Annotations)
+		if diff := cmp.Diff(wantAnns, u.GetAnnotations()); diff != "" {
+			t.Errorf("annotations while cart's release runs (-want +got):\n%s", diff)
+		}
+		list, _, _ := unstructured.NestedSlice(u.Object, kind.path...)
+		if diff := cmp.Diff(wantCart, list[0].(map[string]any)[kind.field]); diff != "" {
+			t.Errorf("cart's entry while its release runs (-want +got):\n%s", diff)
+		}
+		want, _, _ := unstructured.NestedSlice(routerTestObject(t, manifest).Object, kind.path...)
+		if diff := cmp.Diff(want[1], list[1]); diff != "" {
+			t.Errorf("shop's entry after its promote (-want +got):\n%s", diff)
+		}
+	})
+	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, manifest)).Object, routerTestGet(t, dyn, kind.gvr, "storefront").Object); diff != "" {
+		t.Errorf("%s after both releases (-want +got):\n%s", kind.object, diff)
 	}
 }
 
