@@ -124,11 +124,8 @@ func (c *ShiftConfig) Validate() error {
 	if c.Baseline && 2*w > 100 {
 		return step.Invalid("WEIGHT", "with BASELINE the canary and the baseline each take WEIGHT: give at most 50", "%d%% twice is over 100%%", w)
 	}
-	if c.Router == traffic.KindReplicas && w == 100 {
-		return step.Invalid("WEIGHT", "the replicas router never scales the stable Deployment; use promote-or-rollback to make the canary stable", "100%% cannot be reached by replica ratio")
-	}
-	if c.Router == traffic.KindNginx && c.Baseline {
-		return step.Invalid("BASELINE", "NGINX Ingress allows one canary per host: use another router, or BASELINE=false", "the nginx router cannot route to a baseline")
+	if err := c.traits().CheckRelease(c.weight, c.Baseline); err != nil {
+		return checkError(err)
 	}
 	if _, _, err := parseReplicas(c.CanaryReplicas); err != nil {
 		return err
@@ -143,6 +140,12 @@ func (c *ShiftConfig) Validate() error {
 		return err
 	}
 	return c.validateNames()
+}
+
+// traits are what the router kind needs from the release and can do (Validate checks the kind first).
+func (c *ShiftConfig) traits() traffic.Traits {
+	t, _ := traffic.TraitsOf(c.Router)
+	return t
 }
 
 // validateNames checks CANARY_NAME and BASELINE_NAME: valid Service names, distinct from each other and from the

@@ -292,7 +292,7 @@ func (s *shift) record(ctx context.Context) (*State, error) {
 // ReplicaSet before any of them exists, and the step waits until its endpoints are the stable pods alone. A later
 // shift finds it pinned already.
 func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32) error {
-	if s.cfg.Router == traffic.KindReplicas {
+	if !s.cfg.traits().PinsStable {
 		return nil
 	}
 	kube := s.c.Kube
@@ -322,7 +322,7 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 func (s *shift) bringUpTracks(ctx context.Context, st *State, ready map[string]int32) error {
 	kube, ns, b := s.c.Kube, s.ns, s.backends(st)
 	size := replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
-	if s.cfg.Router == traffic.KindReplicas {
+	if s.cfg.traits().SizesTracks {
 		size = 0 // the router sizes it from the weight
 		if cur, err := kube.AppsV1().Deployments(ns).Get(ctx, b.CanaryDeployment, metav1.GetOptions{}); err == nil && marked(cur, TrackCanary, st.ID) {
 			size = ptrOr(cur.Spec.Replicas, 0)
@@ -387,7 +387,7 @@ func (s *shift) setTraffic(ctx context.Context, st *State, ready map[string]int3
 	if err != nil {
 		return Shifted{}, err
 	}
-	if s.cfg.Router == traffic.KindReplicas && weight > 0 {
+	if s.cfg.traits().SizesTracks && weight > 0 {
 		for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
 			if d != "" {
 				if _, err := untilRolledOut(ctx, kube, ns, d, s.cfg.ReadyTimeout); err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
@@ -83,12 +82,12 @@ func istioTestWant(t *testing.T, b Backends, w Weights) *unstructured.Unstructur
 	return u
 }
 
-func istioTestRouter(objs ...*unstructured.Unstructured) (*istio, *k8stesting.Fake) {
+func istioTestRouter(objs ...*unstructured.Unstructured) (*listRouter, *k8stesting.Fake) {
 	dyn := routerTestDynamic(objs...)
-	return &istio{name: "shop", c: Clients{Dynamic: dyn}}, &dyn.Fake
+	return newIstio("shop", Clients{Dynamic: dyn}), &dyn.Fake
 }
 
-func istioTestStored(t *testing.T, r *istio) *unstructured.Unstructured {
+func istioTestStored(t *testing.T, r *listRouter) *unstructured.Unstructured {
 	t.Helper()
 	return routerTestGet(t, r.c.Dynamic, virtualServiceGVR, r.name)
 }
@@ -138,23 +137,13 @@ func TestIstioHostSuffix(t *testing.T) {
 	}
 }
 
+// Check takes the Service's host in every form, and refuses routes the release could not split; the contract
+// suite checks the rest.
 func TestIstioCheck(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		manifest string // "" for none
-		baseline bool
-		want     string // "" for no error; else a CheckError that says this
-	}{
-		{name: "routes to stable", manifest: istioTestManifest},
-		{name: "with baseline", manifest: istioTestManifest, baseline: true},
+	routerTestCheckCases(t, []routerTestCheckCase{
 		{name: "ns host", manifest: istioTestVS(`[{destination: {host: shop.apps}}]`)},
 		{name: "svc host", manifest: istioTestVS(`[{destination: {host: shop.apps.svc}}]`)},
-		{name: "already split by the release", manifest: istioTestSplit("shop.canaryline.dev/release: r-7")},
-		{name: "already split by the release, recorded before with the shared key", manifest: istioTestSplit("canaryline.dev/release: r-7")},
-		{name: "split, marked by another application's release", manifest: istioTestSplit("cart.canaryline.dev/release: r-7"),
-			want: "http[0] of VirtualService apps/shop already sends traffic to Service shop-canary, and no canaryline release set it"},
-		{name: "missing", want: "VirtualService apps/shop does not exist; create it"},
 		{name: "not routing to stable", manifest: istioTestVS(`[{destination: {host: static}}]`),
 			want: "VirtualService apps/shop has no http route to the stable Service shop"},
 		{name: "stable of another namespace", manifest: istioTestVS(`[{destination: {host: shop.other.svc.cluster.local}}]`),
@@ -175,101 +164,9 @@ spec:
 			want: "http[0] of VirtualService apps/shop has more than one destination on the stable Service"},
 		{name: "destination without host", manifest: istioTestVS(`[{destination: {subset: v1}}]`),
 			want: "http[0] of VirtualService apps/shop cannot be read"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var objs []*unstructured.Unstructured
-			if tc.manifest != "" {
-				objs = append(objs, routerTestObject(t, tc.manifest))
-			}
-			r, fake := istioTestRouter(objs...)
-			err := r.Check(context.Background(), routerTestBackends(tc.baseline))
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("Check: %v", err)
-				}
-			} else {
-				routerTestWantCheckError(t, err, tc.want)
-			}
-			if n := routerTestWrites(fake); n != 0 {
-				t.Errorf("Check made %d writes; want none", n)
-			}
-		})
-	}
-}
-
-func TestIstioSetWeightsAndRestore(t *testing.T) {
-	t.Parallel()
-	warnings := []string{"VirtualService shop: tcp[0] goes to the stable Service shop and keeps doing so: only http routes are split"}
-	for _, tc := range []struct {
-		name     string
-		baseline bool
-		w        Weights
-		want     Applied
-	}{
-		{name: "0", w: Weights{}, want: Applied{Detail: "VirtualService shop: stable=100 canary=0 (2 http routes)"}},
-		{name: "10", w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
-			Detail: "VirtualService shop: stable=90 canary=10 (2 http routes)"}},
-		{name: "50", w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
-			Detail: "VirtualService shop: stable=50 canary=50 (2 http routes)"}},
-		{name: "100", w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
-			Detail: "VirtualService shop: stable=0 canary=100 (2 http routes)"}},
-		{name: "baseline at 0", baseline: true, w: Weights{}, want: Applied{
-			Detail: "VirtualService shop: stable=100 canary=0 baseline=0 (2 http routes)"}},
-		{name: "baseline 10 canary 10", baseline: true, w: Weights{Canary: 10, Baseline: 10}, want: Applied{
-			Stored: Weights{Canary: 10, Baseline: 10}, EffectiveCanary: 10, EffectiveBaseline: 10,
-			Detail: "VirtualService shop: stable=80 canary=10 baseline=10 (2 http routes)"}},
-		{name: "baseline 50 canary 50", baseline: true, w: Weights{Canary: 50, Baseline: 50}, want: Applied{
-			Stored: Weights{Canary: 50, Baseline: 50}, EffectiveCanary: 50, EffectiveBaseline: 50,
-			Detail: "VirtualService shop: stable=0 canary=50 baseline=50 (2 http routes)"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			b := routerTestBackends(tc.baseline)
-			orig := routerTestObject(t, istioTestManifest)
-			r, fake := istioTestRouter(orig)
-
-			snap, err := r.Snapshot(ctx, b)
-			if err != nil {
-				t.Fatalf("Snapshot: %v", err)
-			}
-			// A first step, then the one under test: the second write starts from the split routes.
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 1}); err != nil {
-				t.Fatalf("SetWeights(1%%): %v", err)
-			}
-			got, err := r.SetWeights(ctx, b, tc.w)
-			if err != nil {
-				t.Fatalf("SetWeights: %v", err)
-			}
-			tc.want.Warnings = warnings
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("Applied (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(routerTestStripped(istioTestWant(t, b, tc.w)).Object, istioTestStored(t, r).Object); diff != "" {
-				t.Errorf("stored VirtualService (-want +got):\n%s", diff)
-			}
-			if err := r.Check(ctx, b); err != nil {
-				t.Errorf("Check during the release: %v", err)
-			}
-
-			for i := range 2 {
-				if err := r.Restore(ctx, b, snap); err != nil {
-					t.Fatalf("Restore #%d: %v", i+1, err)
-				}
-				if diff := cmp.Diff(routerTestStripped(orig).Object, istioTestStored(t, r).Object); diff != "" {
-					t.Errorf("VirtualService after Restore #%d (-want +got):\n%s", i+1, diff)
-				}
-			}
-			writes := routerTestWrites(fake)
-			if err := r.Restore(ctx, b, snap); err != nil {
-				t.Fatalf("Restore again: %v", err)
-			}
-			if n := routerTestWrites(fake) - writes; n != 0 {
-				t.Errorf("Restore of a restored VirtualService made %d writes; want none", n)
-			}
-		})
-	}
+	}, func(t *testing.T, tc routerTestCheckCase) (Router, *k8stesting.Fake) {
+		return istioTestRouter(routerTestObject(t, tc.manifest))
+	})
 }
 
 // The canary destination's host is written like the stable one, and gets its port but not its subset (a subset
@@ -342,68 +239,6 @@ func TestIstioKeepsPreparedCanary(t *testing.T) {
 	}
 }
 
-func TestIstioAPIErrors(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	b := routerTestBackends(false)
-	for _, tc := range []struct {
-		name       string
-		verb       string
-		run        func(r *istio, snap string) error
-		verbObject string
-	}{
-		{name: "check get", verb: "get", verbObject: "get VirtualService apps/shop",
-			run: func(r *istio, _ string) error { return r.Check(ctx, b) }},
-		{name: "snapshot get", verb: "get", verbObject: "get VirtualService apps/shop",
-			run: func(r *istio, _ string) error { _, err := r.Snapshot(ctx, b); return err }},
-		{name: "set weights update", verb: "update", verbObject: "update VirtualService apps/shop",
-			run: func(r *istio, _ string) error { _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); return err }},
-		{name: "restore get", verb: "get", verbObject: "get VirtualService apps/shop",
-			run: func(r *istio, snap string) error { return r.Restore(ctx, b, snap) }},
-		{name: "restore update", verb: "update", verbObject: "restore VirtualService apps/shop",
-			run: func(r *istio, snap string) error { return r.Restore(ctx, b, snap) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			r, fake := istioTestRouter(routerTestObject(t, istioTestManifest))
-			snap, err := r.Snapshot(ctx, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 5}); err != nil {
-				t.Fatal(err)
-			}
-			fake.PrependReactor(tc.verb, "virtualservices", func(k8stesting.Action) (bool, runtime.Object, error) {
-				return true, nil, routerTestAPIError
-			})
-			routerTestWantAPIError(t, tc.run(r, snap), tc.verbObject)
-		})
-	}
-}
-
-func TestIstioRetriesConflicts(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	b := routerTestBackends(true)
-	r, fake := istioTestRouter(routerTestObject(t, istioTestManifest))
-	snap, err := r.Snapshot(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conflict := apierrors.NewConflict(virtualServiceGVR.GroupResource(), "shop", nil)
-	routerTestFailOnce(fake, "update", "virtualservices", conflict)
-	if _, err := r.SetWeights(ctx, b, Weights{Canary: 20, Baseline: 20}); err != nil {
-		t.Fatalf("SetWeights after a conflict: %v", err)
-	}
-	routerTestFailOnce(fake, "update", "virtualservices", conflict)
-	if err := r.Restore(ctx, b, snap); err != nil {
-		t.Fatalf("Restore after a conflict: %v", err)
-	}
-	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, istioTestManifest)).Object, istioTestStored(t, r).Object); diff != "" {
-		t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
-	}
-}
-
 // Something that changes the route on the way (a webhook, another controller): the read-back catches it.
 func TestIstioSetWeightsReadBackMismatch(t *testing.T) {
 	t.Parallel()
@@ -441,45 +276,6 @@ func TestIstioSetWeightsReadBackMismatch(t *testing.T) {
 	}
 }
 
-func TestIstioRestoreEdgeCases(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	b := routerTestBackends(false)
-
-	// Nothing was changed: Restore writes nothing.
-	r, fake := istioTestRouter(routerTestObject(t, istioTestManifest))
-	snap, err := r.Snapshot(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Restore(ctx, b, snap); err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	if n := routerTestWrites(fake); n != 0 {
-		t.Errorf("Restore of an unchanged VirtualService made %d writes", n)
-	}
-
-	// Deleted since: nothing to put back.
-	empty, _ := istioTestRouter()
-	if err := empty.Restore(ctx, b, snap); err != nil {
-		t.Errorf("Restore of a deleted VirtualService: %v", err)
-	}
-
-	// Another router's snapshot, or garbage.
-	for _, bad := range []string{`{"kind":"httproute"}`, "", "{"} {
-		if err := r.Restore(ctx, b, bad); err == nil {
-			t.Errorf("Restore(%q) = nil; want an error", bad)
-		}
-	}
-
-	// Weights out of range, or a baseline share without a baseline Service.
-	for _, w := range []Weights{{Canary: -1}, {Canary: 101}, {Canary: 60, Baseline: 50}, {Baseline: 5}} {
-		if _, err := r.SetWeights(ctx, b, w); err == nil {
-			t.Errorf("SetWeights(%+v) = nil; want an error", w)
-		}
-	}
-}
-
 // istioTestTeamEntry is an http entry a team puts first while a release runs: its own path to its own Service.
 func istioTestTeamEntry() map[string]any {
 	return map[string]any{
@@ -508,51 +304,7 @@ func istioTestOldSnapshot(t *testing.T) string {
 // release, on rollback and on promote, with the snapshot of this version or of a release recorded before.
 func TestIstioRestoreByContent(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name     string
-		rollback bool
-		old      bool
-	}{
-		{name: "rollback", rollback: true},
-		{name: "promote"},
-		{name: "rollback, snapshot recorded before", rollback: true, old: true},
-		{name: "promote, snapshot recorded before", old: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			b := routerTestBackends(true)
-			r, _ := istioTestRouter(routerTestObject(t, istioTestManifest))
-			snap, err := r.Snapshot(ctx, b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.old {
-				snap = istioTestOldSnapshot(t)
-			}
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 10, Baseline: 10}); err != nil {
-				t.Fatal(err)
-			}
-			routerTestInsertFirst(t, r.c.Dynamic, virtualServiceGVR, "shop", istioTestTeamEntry(), "spec", "http")
-			if _, err := r.SetWeights(ctx, b, Weights{Canary: 30, Baseline: 30}); err != nil {
-				t.Fatalf("SetWeights after the team's change: %v", err)
-			}
-			if tc.rollback {
-				if _, err := r.SetWeights(ctx, b, Weights{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := r.Restore(ctx, b, snap); err != nil {
-				t.Fatalf("Restore: %v", err)
-			}
-			want := routerTestObject(t, istioTestManifest)
-			http, _, _ := unstructured.NestedSlice(want.Object, "spec", "http")
-			_ = unstructured.SetNestedSlice(want.Object, append([]any{istioTestTeamEntry()}, http...), "spec", "http")
-			if diff := cmp.Diff(routerTestStripped(want).Object, istioTestStored(t, r).Object); diff != "" {
-				t.Errorf("VirtualService after Restore (-want +got):\n%s", diff)
-			}
-		})
-	}
+	routerTestRestoreByContent(t, istioTestManifest, istioTestRouter, istioTestOldSnapshot, istioTestTeamEntry)
 }
 
 // istioTestShared routes /cart to cart and / to shop: one VirtualService, two applications, one http entry each.
@@ -572,27 +324,80 @@ spec:
 // restores its own entry; in the end the VirtualService is as before both.
 func TestIstioSharedByTwoApplications(t *testing.T) {
 	t.Parallel()
-	dyn := routerTestDynamic(routerTestObject(t, istioTestShared))
-	router := func() Router { return &istio{name: "storefront", c: Clients{Dynamic: dyn}} }
-	routerTestSharedSteps(t, router, func() {
-		u := routerTestGet(t, dyn, virtualServiceGVR, "storefront")
-		wantAnns := map[string]string{"team": "web"}
-		maps.Copy(wantAnns, routerTestCart().Annotations)
-		if diff := cmp.Diff(wantAnns, u.GetAnnotations()); diff != "" {
-			t.Errorf("annotations while cart's release runs (-want +got):\n%s", diff)
-		}
-		http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
-		wantCart := []any{map[string]any{"destination": map[string]any{"host": "cart.apps.svc.cluster.local"}, "weight": int64(80)},
-			map[string]any{"destination": map[string]any{"host": "cart-canary.apps.svc.cluster.local"}, "weight": int64(20)}}
-		if diff := cmp.Diff(wantCart, http[0].(map[string]any)["route"]); diff != "" {
-			t.Errorf("cart's route while its release runs (-want +got):\n%s", diff)
-		}
-		want, _, _ := unstructured.NestedSlice(routerTestObject(t, istioTestShared).Object, "spec", "http")
-		if diff := cmp.Diff(want[1], http[1]); diff != "" {
-			t.Errorf("shop's entry after its promote (-want +got):\n%s", diff)
-		}
-	})
-	if diff := cmp.Diff(routerTestStripped(routerTestObject(t, istioTestShared)).Object, routerTestGet(t, dyn, virtualServiceGVR, "storefront").Object); diff != "" {
-		t.Errorf("VirtualService after both releases (-want +got):\n%s", diff)
+	routerTestSharedList(t, istioTestShared, newIstio, []any{
+		map[string]any{"destination": map[string]any{"host": "cart.apps.svc.cluster.local"}, "weight": int64(80)},
+		map[string]any{"destination": map[string]any{"host": "cart-canary.apps.svc.cluster.local"}, "weight": int64(20)}})
+}
+
+// istioTestHost is the Service a destination's host names: its first label.
+func istioTestHost(dest map[string]any) string {
+	host, _, _ := unstructured.NestedString(dest, "destination", "host")
+	svc, _, _ := strings.Cut(host, ".")
+	return svc
+}
+
+// istioTestUnsetWeight is the weight of a destination without one among n: all of it when alone, else 0.
+func istioTestUnsetWeight(n int) int64 {
+	if n == 1 {
+		return 100
+	}
+	return 0
+}
+
+// istioFixture is the Istio router for the contract suite: istioTestManifest, two http routes to shop.
+func istioFixture() routerFixture {
+	warnings := []string{"VirtualService shop: tcp[0] goes to the stable Service shop and keeps doing so: only http routes are split"}
+	return routerFixture{
+		kind: KindIstio,
+		setup: func(t *testing.T, o fixtureOptions) *routerEnv {
+			var objs []*unstructured.Unstructured
+			switch {
+			case o.split != nil:
+				u := routerTestObject(t, istioTestSplit("team: payments"))
+				u.SetAnnotations(o.split)
+				objs = append(objs, u)
+			case !o.missing:
+				objs = append(objs, routerTestObject(t, istioTestManifest))
+			}
+			r, fake := istioTestRouter(objs...)
+			return &routerEnv{r: r, fakes: []*k8stesting.Fake{fake}, fake: fake, resource: "virtualservices",
+				state: func(t *testing.T) any { return istioTestStored(t, r).Object },
+				held: func(t *testing.T, b Backends) Weights {
+					return routerTestListHeld(t, istioTestStored(t, r), []string{"spec", "http"}, "route", b, istioTestHost,
+						istioTestUnsetWeight)
+				},
+				want: func(t *testing.T, b Backends, w Weights) any {
+					return routerTestStripped(istioTestWant(t, b, w)).Object
+				},
+			}
+		},
+		steps: []contractStep{
+			{w: Weights{}, want: Applied{Detail: "VirtualService shop: stable=100 canary=0 (2 http routes)", Warnings: warnings}},
+			{w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
+				Detail: "VirtualService shop: stable=90 canary=10 (2 http routes)", Warnings: warnings}},
+			{w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
+				Detail: "VirtualService shop: stable=50 canary=50 (2 http routes)", Warnings: warnings}},
+			{w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
+				Detail: "VirtualService shop: stable=0 canary=100 (2 http routes)", Warnings: warnings}},
+			{baseline: true, w: Weights{}, want: Applied{
+				Detail: "VirtualService shop: stable=100 canary=0 baseline=0 (2 http routes)", Warnings: warnings}},
+			{baseline: true, w: Weights{Canary: 10, Baseline: 10}, want: Applied{
+				Stored: Weights{Canary: 10, Baseline: 10}, EffectiveCanary: 10, EffectiveBaseline: 10,
+				Detail: "VirtualService shop: stable=80 canary=10 baseline=10 (2 http routes)", Warnings: warnings}},
+			{baseline: true, w: Weights{Canary: 50, Baseline: 50}, want: Applied{
+				Stored: Weights{Canary: 50, Baseline: 50}, EffectiveCanary: 50, EffectiveBaseline: 50,
+				Detail: "VirtualService shop: stable=0 canary=50 baseline=50 (2 http routes)", Warnings: warnings}},
+		},
+		missing:       "VirtualService apps/shop does not exist; create it",
+		foreign:       "http[0] of VirtualService apps/shop already sends traffic to Service shop-canary, and no canaryline release set it",
+		checksWeights: true, snapshots: true, kindedSnapshot: true, quietRestore: true, restoresDeleted: true,
+		setConflict: "update", restoreConflict: "update",
+		apiErrors: []apiErrorCase{
+			{name: "check get", verb: "get", prepared: true, op: "check", verbObject: "get VirtualService apps/shop"},
+			{name: "snapshot get", verb: "get", prepared: true, op: "snapshot", verbObject: "get VirtualService apps/shop"},
+			{name: "set weights update", verb: "update", prepared: true, op: "set", verbObject: "update VirtualService apps/shop"},
+			{name: "restore get", verb: "get", prepared: true, op: "restore", verbObject: "get VirtualService apps/shop"},
+			{name: "restore update", verb: "update", prepared: true, op: "restore", verbObject: "restore VirtualService apps/shop"},
+		},
 	}
 }

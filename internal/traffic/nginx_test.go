@@ -3,6 +3,8 @@ package traffic
 import (
 	"context"
 	"errors"
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -108,6 +110,8 @@ func nginxTestIngress(t *testing.T, r *nginx, name string) *networkingv1.Ingress
 	}
 }
 
+// Check takes a canary Ingress an earlier release left, and refuses what NGINX or the release could not use; the
+// contract suite checks the rest.
 func TestNginxCheck(t *testing.T) {
 	t.Parallel()
 	leftover := nginxTestCanary(routerTestBackends(false), "30")
@@ -116,40 +120,20 @@ func TestNginxCheck(t *testing.T) {
 	noStable.Spec.DefaultBackend = &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "shop", Port: nginxTestPort8080}}
 	isCanary := nginxTestPrimary()
 	isCanary.Annotations["nginx.ingress.kubernetes.io/canary"] = "true"
-	for _, tc := range []struct {
-		name     string
-		objs     []runtime.Object
-		baseline bool
-		want     string // "" for no error; else a CheckError that says this
-	}{
-		{name: "routes to stable", objs: []runtime.Object{nginxTestPrimary()}},
+	routerTestCheckCases(t, []routerTestCheckCase{
 		{name: "canary Ingress left by an earlier release", objs: []runtime.Object{nginxTestPrimary(), leftover}},
 		{name: "baseline", objs: []runtime.Object{nginxTestPrimary()}, baseline: true,
 			want: "the nginx router cannot send traffic to a baseline; use another router or BASELINE=false"},
-		{name: "missing", want: "Ingress apps/shop does not exist; create it"},
 		{name: "not routing to stable", objs: []runtime.Object{noStable},
 			want: "Ingress apps/shop has no rule with a backend on the stable Service shop"},
 		{name: "primary is a canary", objs: []runtime.Object{isCanary},
 			want: "Ingress apps/shop is itself a canary Ingress"},
 		{name: "canary Ingress of someone else", objs: []runtime.Object{nginxTestPrimary(), nginxTestForeignCanary()},
 			want: "Ingress apps/shop-canary exists and was not made by canaryline; delete it"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			r, kube := nginxTestRouter(tc.objs...)
-			err := r.Check(context.Background(), routerTestBackends(tc.baseline))
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("Check: %v", err)
-				}
-			} else {
-				routerTestWantCheckError(t, err, tc.want)
-			}
-			if n := routerTestWrites(&kube.Fake); n != 0 {
-				t.Errorf("Check made %d writes; want none", n)
-			}
-		})
-	}
+	}, func(t *testing.T, tc routerTestCheckCase) (Router, *k8stesting.Fake) {
+		r, kube := nginxTestRouter(tc.objs...)
+		return r, &kube.Fake
+	})
 }
 
 func TestNginxCheckNames(t *testing.T) {
@@ -166,82 +150,44 @@ func TestNginxCheckNames(t *testing.T) {
 	}
 }
 
-func TestNginxSetWeightsAndRestore(t *testing.T) {
+// The primary Ingress is never written: not by SetWeights, which makes and updates the canary Ingress, nor by
+// Restore, which deletes it.
+func TestNginxNeverWritesThePrimary(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		w    Weights
-		want Applied
-	}{
-		{name: "0", w: Weights{}, want: Applied{Detail: "Ingress shop-canary (canary of shop): stable=100 canary=0"}},
-		{name: "10", w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
-			Detail: "Ingress shop-canary (canary of shop): stable=90 canary=10"}},
-		{name: "50", w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
-			Detail: "Ingress shop-canary (canary of shop): stable=50 canary=50"}},
-		{name: "100", w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
-			Detail: "Ingress shop-canary (canary of shop): stable=0 canary=100"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			b := routerTestBackends(false)
-			r, kube := nginxTestRouter(nginxTestPrimary())
-
-			snap, err := r.Snapshot(ctx, b)
-			if err != nil {
-				t.Fatalf("Snapshot: %v", err)
+	for _, s := range nginxFixture().steps {
+		ctx := context.Background()
+		b := routerTestBackends(false)
+		r, kube := nginxTestRouter(nginxTestPrimary())
+		snap, err := r.Snapshot(ctx, b)
+		if err != nil {
+			t.Fatalf("Snapshot: %v", err)
+		}
+		for _, w := range []Weights{s.w, {Canary: 1}, s.w} {
+			if _, err := r.SetWeights(ctx, b, w); err != nil {
+				t.Fatalf("SetWeights(%s): %v", w, err)
 			}
-			// The first SetWeights creates the canary Ingress, the second updates it.
-			for _, w := range []Weights{tc.w, {Canary: 1}, tc.w} {
-				got, err := r.SetWeights(ctx, b, w)
-				if err != nil {
-					t.Fatalf("SetWeights(%s): %v", w, err)
-				}
-				if w == tc.w {
-					if diff := cmp.Diff(tc.want, got); diff != "" {
-						t.Errorf("Applied (-want +got):\n%s", diff)
-					}
-				}
+		}
+		for range 2 {
+			if err := r.Restore(ctx, b, snap); err != nil {
+				t.Fatal(err)
 			}
-			want := nginxTestCanary(b, tc.want.Detail[strings.LastIndex(tc.want.Detail, "=")+1:])
-			if diff := cmp.Diff(want, nginxTestIngress(t, r, "shop-canary")); diff != "" {
-				t.Errorf("canary Ingress (-want +got):\n%s", diff)
+		}
+		for _, a := range kube.Actions() {
+			var name string
+			switch a := a.(type) {
+			case k8stesting.CreateAction:
+				name = a.GetObject().(*networkingv1.Ingress).Name
+			case k8stesting.UpdateAction:
+				name = a.GetObject().(*networkingv1.Ingress).Name
+			case k8stesting.DeleteAction:
+				name = a.GetName()
+			case k8stesting.PatchAction:
+				name = a.GetName()
 			}
-			if diff := cmp.Diff(nginxTestPrimary(), nginxTestIngress(t, r, "shop")); diff != "" {
-				t.Errorf("the primary Ingress changed (-want +got):\n%s", diff)
+			if name == "shop" {
+				t.Errorf("%s of the primary Ingress; it is never changed", a.GetVerb())
 			}
-			if err := r.Check(ctx, b); err != nil {
-				t.Errorf("Check during the release: %v", err)
-			}
-
-			for i := range 2 {
-				if err := r.Restore(ctx, b, snap); err != nil {
-					t.Fatalf("Restore #%d: %v", i+1, err)
-				}
-				if got := nginxTestIngress(t, r, "shop-canary"); got != nil {
-					t.Errorf("canary Ingress after Restore #%d: %+v; want none", i+1, got)
-				}
-				if diff := cmp.Diff(nginxTestPrimary(), nginxTestIngress(t, r, "shop")); diff != "" {
-					t.Errorf("the primary Ingress after Restore #%d (-want +got):\n%s", i+1, diff)
-				}
-			}
-			for _, a := range kube.Actions() {
-				var name string
-				switch a := a.(type) {
-				case k8stesting.CreateAction:
-					name = a.GetObject().(*networkingv1.Ingress).Name
-				case k8stesting.UpdateAction:
-					name = a.GetObject().(*networkingv1.Ingress).Name
-				case k8stesting.DeleteAction:
-					name = a.GetName()
-				case k8stesting.PatchAction:
-					name = a.GetName()
-				}
-				if name == "shop" {
-					t.Errorf("%s of the primary Ingress; it is never changed", a.GetVerb())
-				}
-			}
-		})
+		}
 	}
 }
 
@@ -288,26 +234,11 @@ func TestNginxLegacyClassAndLeftover(t *testing.T) {
 	}
 }
 
+// Someone else's canary Ingress is neither changed nor deleted.
 func TestNginxRefusals(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-
-	// No baseline, ever.
-	r, _ := nginxTestRouter(nginxTestPrimary())
-	if _, err := r.SetWeights(ctx, routerTestBackends(true), Weights{Canary: 10}); err == nil {
-		t.Error("SetWeights with a baseline Service = nil; want an error")
-	}
-	for _, w := range []Weights{{Baseline: 5}, {Canary: -1}, {Canary: 101}} {
-		if _, err := r.SetWeights(ctx, routerTestBackends(false), w); err == nil {
-			t.Errorf("SetWeights(%+v) = nil; want an error", w)
-		}
-	}
-	if got := nginxTestIngress(t, r, "shop-canary"); got != nil {
-		t.Errorf("a refused SetWeights made the canary Ingress: %+v", got)
-	}
-
-	// Someone else's canary Ingress is neither changed nor deleted.
-	r, _ = nginxTestRouter(nginxTestPrimary(), nginxTestForeignCanary())
+	r, _ := nginxTestRouter(nginxTestPrimary(), nginxTestForeignCanary())
 	if _, err := r.SetWeights(ctx, routerTestBackends(false), Weights{Canary: 10}); err == nil ||
 		!strings.HasPrefix(err.Error(), "update Ingress apps/shop-canary: Ingress apps/shop-canary exists and was not made by canaryline") {
 		t.Errorf("SetWeights over a foreign canary Ingress = %v", err)
@@ -319,55 +250,10 @@ func TestNginxRefusals(t *testing.T) {
 	if diff := cmp.Diff(nginxTestForeignCanary(), nginxTestIngress(t, r, "shop-canary")); diff != "" {
 		t.Errorf("the foreign canary Ingress changed (-want +got):\n%s", diff)
 	}
-
-	// Another router's snapshot, or garbage.
-	for _, bad := range []string{`{"kind":"istio"}`, "", "{"} {
-		if err := r.Restore(ctx, routerTestBackends(false), bad); err == nil {
-			t.Errorf("Restore(%q) = nil; want an error", bad)
-		}
-	}
 }
 
-func TestNginxAPIErrors(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	b := routerTestBackends(false)
-	for _, tc := range []struct {
-		name       string
-		verb       string
-		prepared   bool // the canary Ingress exists
-		run        func(r *nginx) error
-		verbObject string
-	}{
-		{name: "check get", verb: "get", verbObject: "get Ingress apps/shop",
-			run: func(r *nginx) error { return r.Check(ctx, b) }},
-		{name: "snapshot get", verb: "get", verbObject: "get Ingress apps/shop",
-			run: func(r *nginx) error { _, err := r.Snapshot(ctx, b); return err }},
-		{name: "set weights create", verb: "create", verbObject: "create Ingress apps/shop-canary",
-			run: func(r *nginx) error { _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); return err }},
-		{name: "set weights update", verb: "update", prepared: true, verbObject: "update Ingress apps/shop-canary",
-			run: func(r *nginx) error { _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); return err }},
-		{name: "restore get", verb: "get", prepared: true, verbObject: "get Ingress apps/shop-canary",
-			run: func(r *nginx) error { return r.Restore(ctx, b, `{"kind":"nginx"}`) }},
-		{name: "restore delete", verb: "delete", prepared: true, verbObject: "delete Ingress apps/shop-canary",
-			run: func(r *nginx) error { return r.Restore(ctx, b, `{"kind":"nginx"}`) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			r, kube := nginxTestRouter(nginxTestPrimary())
-			if tc.prepared {
-				if _, err := r.SetWeights(ctx, b, Weights{Canary: 5}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			kube.PrependReactor(tc.verb, "ingresses", func(k8stesting.Action) (bool, runtime.Object, error) {
-				return true, nil, routerTestAPIError
-			})
-			routerTestWantAPIError(t, tc.run(r), tc.verbObject)
-		})
-	}
-}
-
+// A canary Ingress made by someone else between the read and the create is read again; one deleted between the
+// read and the delete is gone all the same. The contract suite checks conflicts.
 func TestNginxRetries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -378,14 +264,6 @@ func TestNginxRetries(t *testing.T) {
 	routerTestFailOnce(&kube.Fake, "create", "ingresses", apierrors.NewAlreadyExists(gr, "shop-canary"))
 	if _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); err != nil {
 		t.Fatalf("SetWeights after AlreadyExists: %v", err)
-	}
-	routerTestFailOnce(&kube.Fake, "update", "ingresses", apierrors.NewConflict(gr, "shop-canary", nil))
-	got, err := r.SetWeights(ctx, b, Weights{Canary: 30})
-	if err != nil {
-		t.Fatalf("SetWeights after a conflict: %v", err)
-	}
-	if got.Stored.Canary != 30 {
-		t.Errorf("stored canary = %d; want 30", got.Stored.Canary)
 	}
 	// Deleted between the read and the delete: done all the same.
 	routerTestFailOnce(&kube.Fake, "delete", "ingresses", apierrors.NewNotFound(gr, "shop-canary"))
@@ -534,5 +412,68 @@ func TestNginxCanaryOfAReleaseRecordedBefore(t *testing.T) {
 	}
 	if got := nginxTestIngress(t, r, "web-shop-canary"); got != nil {
 		t.Errorf("web-shop-canary after Restore: %+v", got)
+	}
+}
+
+// nginxTestState is what the nginx router changes: the canary Ingress (nil: none) and the primary.
+type nginxTestState struct{ Canary, Primary *networkingv1.Ingress }
+
+// nginxFixture is the nginx router for the contract suite: nginxTestPrimary, three paths to shop.
+func nginxFixture() routerFixture {
+	return routerFixture{
+		kind: KindNginx,
+		setup: func(t *testing.T, o fixtureOptions) *routerEnv {
+			var objs []runtime.Object
+			if !o.missing {
+				objs = append(objs, nginxTestPrimary())
+			}
+			if o.split != nil {
+				canary := nginxTestCanary(routerTestBackends(false), "0")
+				canary.Annotations = map[string]string{"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "0"}
+				maps.Copy(canary.Annotations, o.split)
+				objs = append(objs, canary)
+			}
+			r, kube := nginxTestRouter(objs...)
+			return &routerEnv{r: r, fakes: []*k8stesting.Fake{&kube.Fake}, fake: &kube.Fake, resource: "ingresses",
+				state: func(t *testing.T) any {
+					return nginxTestState{Canary: nginxTestIngress(t, r, "shop-canary"), Primary: nginxTestIngress(t, r, "shop")}
+				},
+				held: func(t *testing.T, b Backends) Weights {
+					canary := nginxTestIngress(t, r, "shop-canary")
+					if canary == nil {
+						t.Fatal("no canary Ingress")
+					}
+					w, err := strconv.Atoi(canary.Annotations["nginx.ingress.kubernetes.io/canary-weight"])
+					if err != nil || canary.Annotations["nginx.ingress.kubernetes.io/canary-weight-total"] != "100" {
+						t.Errorf("canary Ingress annotations %v", canary.Annotations)
+					}
+					return Weights{Canary: int32(w)}
+				},
+				want: func(t *testing.T, b Backends, w Weights) any {
+					return nginxTestState{Canary: nginxTestCanary(b, strconv.Itoa(int(w.Canary))), Primary: nginxTestPrimary()}
+				},
+			}
+		},
+		steps: []contractStep{
+			{w: Weights{}, want: Applied{Detail: "Ingress shop-canary (canary of shop): stable=100 canary=0"}},
+			{w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
+				Detail: "Ingress shop-canary (canary of shop): stable=90 canary=10"}},
+			{w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
+				Detail: "Ingress shop-canary (canary of shop): stable=50 canary=50"}},
+			{w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
+				Detail: "Ingress shop-canary (canary of shop): stable=0 canary=100"}},
+		},
+		missing:       "Ingress apps/shop does not exist; create it",
+		foreign:       "Ingress apps/shop-canary exists and was not made by canaryline; delete it",
+		checksWeights: true, snapshots: true, kindedSnapshot: true, quietRestore: true, restoresDeleted: true,
+		setConflict: "update",
+		apiErrors: []apiErrorCase{
+			{name: "check get", verb: "get", op: "check", verbObject: "get Ingress apps/shop"},
+			{name: "snapshot get", verb: "get", op: "snapshot", verbObject: "get Ingress apps/shop"},
+			{name: "set weights create", verb: "create", op: "set", verbObject: "create Ingress apps/shop-canary"},
+			{name: "set weights update", verb: "update", prepared: true, op: "set", verbObject: "update Ingress apps/shop-canary"},
+			{name: "restore get", verb: "get", prepared: true, op: "restore", verbObject: "get Ingress apps/shop-canary"},
+			{name: "restore delete", verb: "delete", prepared: true, op: "restore", verbObject: "delete Ingress apps/shop-canary"},
+		},
 	}
 }

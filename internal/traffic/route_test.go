@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"testing"
 
@@ -66,62 +67,22 @@ func TestHAProxyShares(t *testing.T) {
 	}
 }
 
+// testRouteRouter is the route router on the Route shop of namespace ns, with two stable and canaryPods canary
+// endpoints.
 func testRouteRouter(t *testing.T, canaryPods int32) (*route, *routefake.Clientset, Backends) {
 	t.Helper()
 	w := int32(100)
 	rt := &routev1.Route{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "ns", Annotations: map[string]string{"keep": "me"}},
 		Spec: routev1.RouteSpec{To: routev1.RouteTargetReference{Kind: "Service", Name: "shop", Weight: &w}}}
 	rc := routefake.NewSimpleClientset(rt)
-	var objs []runtime.Object
-	for svc, n := range map[string]int32{"shop": 2, "shop-canary": canaryPods} {
-		var eps []discoveryv1.Endpoint
-		for i := range n {
-			eps = append(eps, discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, // the same IP: endpoints are counted by pod
-				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: svc + "-" + string(rune('a'+i))}})
-		}
-		objs = append(objs, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-x", Namespace: "ns",
-			Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, Endpoints: eps})
-	}
+	objs := routeTestEndpoints("ns", map[string]int32{"shop": 2, "shop-canary": canaryPods})
 	r := &route{name: "shop", c: Clients{Route: kubeclienttest.WrapRoute(rc.RouteV1()), Kube: kubeclienttest.Wrap(kubefake.NewClientset(objs...))}}
 	return r, rc, Backends{Namespace: "ns", Stable: "shop", Canary: "shop-canary", StableDeployment: "shop",
 		Annotations: map[string]string{"shop.canaryline.dev/release": "r1"}}
 }
 
-func TestRouteRouter(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	r, rc, b := testRouteRouter(t, 2)
-	if err := r.Check(ctx, b); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := r.Snapshot(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, _ := rc.RouteV1().Routes("ns").Get(ctx, "shop", metav1.GetOptions{})
-	a, err := r.SetWeights(ctx, b, Weights{Canary: 25})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Stored.Canary != 25 || math.Abs(a.EffectiveCanary-25) > 0.5 || len(a.Warnings) != 0 {
-		t.Errorf("applied %+v; want 25%% stored and effective, no warning", a)
-	}
-	got, _ := rc.RouteV1().Routes("ns").Get(ctx, "shop", metav1.GetOptions{})
-	if *got.Spec.To.Weight != 256 || len(got.Spec.AlternateBackends) != 1 || *got.Spec.AlternateBackends[0].Weight != 85 ||
-		got.Annotations[DisableCookiesAnnotation] != "true" || got.Annotations["shop.canaryline.dev/release"] != "r1" {
-		t.Errorf("route after SetWeights: %+v %v", got.Spec, got.Annotations)
-	}
-	for range 2 { // restoring twice is harmless
-		if err := r.Restore(ctx, b, snap); err != nil {
-			t.Fatal(err)
-		}
-	}
-	after, _ := rc.RouteV1().Routes("ns").Get(ctx, "shop", metav1.GetOptions{})
-	if d := cmp.Diff(before.Spec, after.Spec); d != "" || !cmp.Equal(before.Annotations, after.Annotations) {
-		t.Errorf("restore: spec diff %s, annotations %v", d, after.Annotations)
-	}
-}
-
+// Check refuses a Route to another Service, and one with an alternate backend of its own; the contract suite
+// checks the rest.
 func TestRouteRouterRefusals(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -137,17 +98,6 @@ func TestRouteRouterRefusals(t *testing.T) {
 	_, _ = rc.RouteV1().Routes("ns").Update(ctx, rt, metav1.UpdateOptions{})
 	if err := r.Check(ctx, b); err == nil {
 		t.Error("a Route with a foreign alternate backend passed Check")
-	}
-	missing := &route{name: "nope", c: r.c}
-	var ce *CheckError
-	if err := missing.Check(ctx, b); err == nil || !asCheck(err, &ce) {
-		t.Errorf("missing Route: %v; want a CheckError", err)
-	}
-	rc.PrependReactor("update", "routes", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, errBoom
-	})
-	if _, err := r.SetWeights(ctx, b, Weights{Canary: 10}); err == nil {
-		t.Error("an API error did not surface")
 	}
 }
 
@@ -180,9 +130,6 @@ func TestNewUnknownKind(t *testing.T) {
 	}
 }
 
-var errBoom = errors.New("boom")
-
-func asCheck(err error, target **CheckError) bool         { return errors.As(err, target) }
 func asUnknown(err error, target **UnknownKindError) bool { return errors.As(err, target) }
 
 // A team adds an alternate backend of its own while the release runs. The rollback (weight 0, then Restore) and
@@ -225,4 +172,126 @@ func TestRouteRestoreKeepsATeamsAlternateBackend(t *testing.T) {
 			t.Errorf("rollback %v: Route after Restore: spec (-want +got):\n%s annotations %v", rollback, d, got.Annotations)
 		}
 	}
+}
+
+// routeTestEndpoints are the EndpointSlices of the Services in namespace ns, n pods each.
+func routeTestEndpoints(ns string, pods map[string]int32) []runtime.Object {
+	var objs []runtime.Object
+	for svc, n := range pods {
+		var eps []discoveryv1.Endpoint
+		for i := range n {
+			eps = append(eps, discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, // the same IP: endpoints are counted by pod
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: svc + "-" + string(rune('a'+i))}})
+		}
+		objs = append(objs, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-x", Namespace: ns,
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc}}, Endpoints: eps})
+	}
+	return objs
+}
+
+// routeTestState is what the route router changes on the Route.
+type routeTestState struct {
+	Spec        routev1.RouteSpec
+	Annotations map[string]string
+}
+
+// routeTestWeights are the Route weights (0..256) of the contract steps, as TestRouteWeights computes them.
+var routeTestWeights = map[Weights][3]int32{
+	{}: {256, 0, 0}, {Canary: 10}: {256, 28, 0}, {Canary: 25}: {256, 85, 0}, {Canary: 50}: {256, 256, 0}, {Canary: 100}: {0, 256, 0},
+	{Canary: 20, Baseline: 20}: {256, 85, 85},
+}
+
+// routeFixture is the route router for the contract suite: the Route shop to the Service shop at weight 100, and
+// two ready endpoints behind each Service.
+func routeFixture() routerFixture {
+	return routerFixture{
+		kind: KindRoute,
+		setup: func(t *testing.T, o fixtureOptions) *routerEnv {
+			hundred := int32(100)
+			rt := &routev1.Route{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: routerTestNS, Annotations: map[string]string{"keep": "me"}},
+				Spec: routev1.RouteSpec{To: routev1.RouteTargetReference{Kind: "Service", Name: "shop", Weight: &hundred}}}
+			if o.split != nil {
+				zero := int32(0)
+				rt.Annotations = o.split
+				rt.Spec.AlternateBackends = []routev1.RouteTargetReference{{Kind: "Service", Name: "shop-canary", Weight: &zero}}
+			}
+			var objs []runtime.Object
+			if !o.missing {
+				objs = append(objs, rt)
+			}
+			rc := routefake.NewSimpleClientset(objs...)
+			kube := kubefake.NewClientset(routeTestEndpoints(routerTestNS, map[string]int32{"shop": 2, "shop-canary": 2, "shop-baseline": 2})...)
+			r := &route{name: "shop", c: Clients{Route: kubeclienttest.WrapRoute(rc.RouteV1()), Kube: kubeclienttest.Wrap(kube)}}
+			stored := func(t *testing.T) *routev1.Route {
+				got, err := rc.RouteV1().Routes(routerTestNS).Get(context.Background(), "shop", metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			return &routerEnv{r: r, fakes: []*k8stesting.Fake{&rc.Fake, &kube.Fake}, fake: &rc.Fake, resource: "routes",
+				state: func(t *testing.T) any {
+					got := stored(t)
+					return routeTestState{Spec: got.Spec, Annotations: got.Annotations}
+				},
+				held: func(t *testing.T, b Backends) Weights { return routeTestHeld(stored(t), b) },
+				want: func(t *testing.T, b Backends, w Weights) any { return routeTestWant(t, b, w) },
+			}
+		},
+		steps: []contractStep{
+			{w: Weights{}, want: Applied{Detail: "Route shop: to shop=256, alternates shop-canary=0; ready endpoints: shop=2 shop-canary=2"}},
+			{w: Weights{Canary: 10}, want: Applied{Stored: Weights{Canary: 10}, EffectiveCanary: 10,
+				Detail: "Route shop: to shop=256, alternates shop-canary=28; ready endpoints: shop=2 shop-canary=2"}},
+			{w: Weights{Canary: 25}, want: Applied{Stored: Weights{Canary: 25}, EffectiveCanary: 25,
+				Detail: "Route shop: to shop=256, alternates shop-canary=85; ready endpoints: shop=2 shop-canary=2"}},
+			{w: Weights{Canary: 50}, want: Applied{Stored: Weights{Canary: 50}, EffectiveCanary: 50,
+				Detail: "Route shop: to shop=256, alternates shop-canary=256; ready endpoints: shop=2 shop-canary=2"}},
+			{w: Weights{Canary: 100}, want: Applied{Stored: Weights{Canary: 100}, EffectiveCanary: 100,
+				Detail: "Route shop: to shop=0, alternates shop-canary=256; ready endpoints: shop=2 shop-canary=2"}},
+			{baseline: true, w: Weights{Canary: 20, Baseline: 20}, want: Applied{Stored: Weights{Canary: 20, Baseline: 20},
+				EffectiveCanary: 20, EffectiveBaseline: 20,
+				Detail: "Route shop: to shop=256, alternates shop-canary=85 shop-baseline=85; ready endpoints: shop=2 shop-canary=2"}},
+		},
+		approx:    0.5,
+		missing:   "Route apps/shop does not exist; create it",
+		foreign:   `Route apps/shop already sends traffic to "shop-canary", and no canaryline release set it`,
+		snapshots: true, setConflict: "update", restoreConflict: "update",
+		apiErrors: []apiErrorCase{
+			{name: "check get", verb: "get", op: "check", verbObject: "get Route apps/shop"},
+			{name: "set weights update", verb: "update", prepared: true, op: "set", verbObject: "update Route apps/shop"},
+			{name: "restore update", verb: "update", prepared: true, op: "restore", verbObject: "restore Route apps/shop"},
+		},
+	}
+}
+
+// routeTestHeld is the share of each Service in the Route's weights, in whole percent.
+func routeTestHeld(rt *routev1.Route, b Backends) Weights {
+	got := map[string]float64{rt.Spec.To.Name: float64(*rt.Spec.To.Weight)}
+	total := got[rt.Spec.To.Name]
+	for _, a := range rt.Spec.AlternateBackends {
+		got[a.Name] = float64(*a.Weight)
+		total += float64(*a.Weight)
+	}
+	pct := func(svc string) int32 { return int32(math.Round(100 * got[svc] / total)) }
+	w := Weights{Canary: pct(b.Canary)}
+	if b.Baseline != "" {
+		w.Baseline = pct(b.Baseline)
+	}
+	return w
+}
+
+// routeTestWant is the Route after SetWeights(w): its weights, the release's annotations and no sticky cookies.
+func routeTestWant(t *testing.T, b Backends, w Weights) routeTestState {
+	ws, ok := routeTestWeights[w]
+	if !ok {
+		t.Fatalf("no Route weights for %s", w)
+	}
+	want := routeTestState{Annotations: map[string]string{"keep": "me", DisableCookiesAnnotation: "true"},
+		Spec: routev1.RouteSpec{To: routev1.RouteTargetReference{Kind: "Service", Name: "shop", Weight: &ws[0]},
+			AlternateBackends: []routev1.RouteTargetReference{{Kind: "Service", Name: "shop-canary", Weight: &ws[1]}}}}
+	if b.Baseline != "" {
+		want.Spec.AlternateBackends = append(want.Spec.AlternateBackends, routev1.RouteTargetReference{Kind: "Service", Name: "shop-baseline", Weight: &ws[2]})
+	}
+	maps.Copy(want.Annotations, b.Annotations)
+	return want
 }

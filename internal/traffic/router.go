@@ -169,9 +169,9 @@ func New(kind, name string, c Clients, o Options) (Router, error) {
 	case KindRoute:
 		return &route{name: name, c: c, KeepCookies: o.KeepCookies}, nil
 	case KindHTTPRoute:
-		return &httpRoute{name: name, c: c}, nil
+		return newHTTPRoute(name, c), nil
 	case KindIstio:
-		return &istio{name: name, c: c}, nil
+		return newIstio(name, c), nil
 	case KindNginx:
 		return &nginx{name: name, c: c}, nil
 	case KindReplicas:
