@@ -7,4 +7,6 @@ import (
 	"github.com/canaryline/canaryline/internal/steps"
 )
 
-func main() { steps.Main(steps.Table{steps.PromoteOrRollback: release.DecideMain}, steps.PromoteOrRollback) }
+func main() {
+	steps.Main(steps.Table{steps.PromoteOrRollback: release.DecideMain}, steps.PromoteOrRollback)
+}
