@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,7 +76,7 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 		fmt.Fprintf(stderr, "canaryline: Tekton binaries ready in %s\n", tb.Dir)
 		return nil
 	case "up":
-		if st, ok := running(abs); ok {
+		if st, ok := devcluster.Running(abs); ok {
 			fmt.Fprintf(stderr, "canaryline: a cluster already runs in %s (pid %d)\n", abs, st.PID)
 			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 			return nil
@@ -94,7 +93,7 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 	case "down":
 		return down(ctx, abs, stderr)
 	case "status":
-		st, ok := running(abs)
+		st, ok := devcluster.Running(abs)
 		if !ok {
 			return fmt.Errorf("no cluster runs in %s; start one with `canaryline cluster up --detach`", abs)
 		}
@@ -104,29 +103,6 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 	default:
 		return usagef("cluster %s: say build, up, down or status", sub)
 	}
-}
-
-// running reads dir's state file and checks that its supervisor is alive.
-func running(dir string) (devcluster.State, bool) {
-	var st devcluster.State
-	data, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
-	if err != nil || json.Unmarshal(data, &st) != nil || st.PID <= 0 {
-		return st, false
-	}
-	return st, syscall.Kill(st.PID, 0) == nil && !isZombie(st.PID)
-}
-
-func isZombie(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	for i := len(data) - 1; i > 0; i-- {
-		if data[i] == ')' && i+2 < len(data) {
-			return data[i+2] == 'Z'
-		}
-	}
-	return false
 }
 
 // upForeground starts the cluster in this process and keeps it until ctx ends (Ctrl-C, SIGTERM).
@@ -191,7 +167,7 @@ func upDetached(ctx context.Context, dir string, nodes int, realNode, tekton boo
 	}
 	for {
 		follow()
-		if st, ok := running(dir); ok && st.PID == cmd.Process.Pid {
+		if st, ok := devcluster.Running(dir); ok && st.PID == cmd.Process.Pid {
 			fmt.Fprintf(stderr, "canaryline: cluster running in the background (pid %d, log %s); `canaryline cluster down` stops it\n", st.PID, logPath)
 			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 			return nil
@@ -211,7 +187,7 @@ func upDetached(ctx context.Context, dir string, nodes int, realNode, tekton boo
 
 // down stops the supervisor in dir with SIGTERM; it stops its components and removes dir.
 func down(ctx context.Context, dir string, stderr io.Writer) error {
-	st, ok := running(dir)
+	st, ok := devcluster.Running(dir)
 	if !ok {
 		fmt.Fprintf(stderr, "canaryline: no cluster runs in %s\n", dir)
 		return nil
@@ -220,7 +196,7 @@ func down(ctx context.Context, dir string, stderr io.Writer) error {
 		return fmt.Errorf("stop pid %d: %w", st.PID, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for syscall.Kill(st.PID, 0) == nil && !isZombie(st.PID) {
+	for devcluster.ProcessAlive(st.PID) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(st.PID, syscall.SIGKILL) // its components die with it (Pdeathsig)
 			break

@@ -1,4 +1,7 @@
-package devcluster
+// Package devclustertest runs tests against the local control plane (package devcluster): a TestMain body that
+// starts or attaches to a cluster, the checks that skip a test without one, and a fresh namespace per test. It
+// imports testing, so only test files import it; the shipped binaries do not link it.
+package devclustertest
 
 import (
 	"context"
@@ -17,6 +20,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 // EnvDir names the run directory of a running cluster (`canaryline cluster up`) that tests attach to instead of
@@ -25,18 +30,21 @@ const EnvDir = "CANARYLINE_DEVCLUSTER_DIR"
 
 // RunTests is a TestMain body: it starts (or attaches to) a cluster, runs the tests, and stops what it started,
 // also on SIGINT/SIGTERM. With -short no cluster is started and Require skips the tests that need one.
-func RunTests(m *testing.M, c **Cluster) int { return RunTestsWith(m, c, Options{}) }
+func RunTests(m *testing.M, c **devcluster.Cluster) int {
+	return RunTestsWith(m, c, devcluster.Options{})
+}
 
 // RunTestsWith is RunTests for a cluster started with o. With o.RealNode on a machine that cannot run one (see
-// CheckRealNode), the cluster starts without it and RequireRealNode skips the tests that need it, saying why.
-func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
-	MaybeNodeInit() // this binary is also the real node's supervisor
+// devcluster.CheckRealNode), the cluster starts without it and RequireRealNode skips the tests that need it, saying
+// why.
+func RunTestsWith(m *testing.M, c **devcluster.Cluster, o devcluster.Options) int {
+	devcluster.MaybeNodeInit() // this binary is also the real node's supervisor
 	flag.Parse()
 	if testing.Short() {
 		return m.Run()
 	}
 	if dir := os.Getenv(EnvDir); dir != "" {
-		cl, err := Attach(dir)
+		cl, err := devcluster.Attach(dir)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "devcluster: %s=%s: %v\n", EnvDir, dir, err)
 			return 1
@@ -50,7 +58,7 @@ func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
-	var cl *Cluster
+	var cl *devcluster.Cluster
 	go func() { // an interrupt stops the cluster, whether it is starting or running tests
 		if _, ok := <-sigs; !ok {
 			return
@@ -63,12 +71,12 @@ func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
 		os.Exit(130)
 	}()
 	if o.RealNode || o.Tekton {
-		if realNodeMissing = CheckRealNode(); realNodeMissing != nil {
+		if realNodeMissing = devcluster.CheckRealNode(); realNodeMissing != nil {
 			fmt.Fprintf(os.Stderr, "devcluster: no real node: %v\n", realNodeMissing)
 			o.RealNode, o.Tekton = false, false
 		}
 	}
-	started, err := Start(ctx, o)
+	started, err := devcluster.Start(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "devcluster: %v\n", err)
 		return 1
@@ -80,7 +88,7 @@ func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
 	mu.Lock()
 	if code != 0 {
 		// Keep the components' logs and the audit log of a failed run for reading.
-		cl.stop(false)
+		cl.StopKeepLogs()
 		fmt.Fprintf(os.Stderr, "devcluster: tests failed; logs kept in %s\n", filepath.Join(cl.RunDir, "logs"))
 	} else {
 		cl.Stop()
@@ -94,10 +102,10 @@ func RunTestsWith(m *testing.M, c **Cluster, o Options) int {
 var realNodeMissing error
 
 // RequireRealNode skips t when the cluster has no real node, saying why.
-func RequireRealNode(t testing.TB, c *Cluster) {
+func RequireRealNode(t testing.TB, c *devcluster.Cluster) {
 	t.Helper()
 	Require(t, c)
-	if c.node == nil {
+	if c.Node() == nil {
 		why := "the cluster was started without one"
 		if realNodeMissing != nil {
 			why = realNodeMissing.Error()
@@ -107,16 +115,16 @@ func RequireRealNode(t testing.TB, c *Cluster) {
 }
 
 // RequireTekton skips t when the cluster runs no Tekton, saying why.
-func RequireTekton(t testing.TB, c *Cluster) {
+func RequireTekton(t testing.TB, c *devcluster.Cluster) {
 	t.Helper()
 	RequireRealNode(t, c)
-	if c.tekton == nil {
+	if c.Tekton() == nil {
 		t.Skip("needs Tekton: the cluster was started without it")
 	}
 }
 
 // Require skips t when no cluster runs (go test -short).
-func Require(t testing.TB, c *Cluster) {
+func Require(t testing.TB, c *devcluster.Cluster) {
 	t.Helper()
 	if c == nil {
 		t.Skip("needs the local control plane (not started with -short)")
@@ -125,9 +133,9 @@ func Require(t testing.TB, c *Cluster) {
 
 var nonName = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// Namespace creates a fresh namespace for t, named after the test, waits until its default ServiceAccount
+// Namespace creates a fresh namespace on c for t, named after the test, waits until its default ServiceAccount
 // exists (pods cannot be created before), and deletes it when t ends.
-func (c *Cluster) Namespace(t testing.TB) string {
+func Namespace(t testing.TB, c *devcluster.Cluster) string {
 	t.Helper()
 	kube := kubernetes.NewForConfigOrDie(c.Config())
 	base := strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
@@ -143,11 +151,23 @@ func (c *Cluster) Namespace(t testing.TB) string {
 	t.Cleanup(func() {
 		_ = kube.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
-	if err := waitFor(ctx, "default ServiceAccount in "+ns.Name, 30*time.Second, nil, func(ctx context.Context) bool {
-		_, err := kube.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	}); err != nil {
+	if err := waitForServiceAccount(ctx, kube, ns.Name, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return ns.Name
+}
+
+// waitForServiceAccount polls until the default ServiceAccount exists in namespace ns.
+func waitForServiceAccount(ctx context.Context, kube kubernetes.Interface, ns string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("default ServiceAccount in %s: not ready after %s", ns, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
