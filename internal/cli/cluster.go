@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,37 +18,17 @@ import (
 	"github.com/canaryline/canaryline/internal/promserver"
 )
 
-func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("cluster "+sub, stderr)
-	dir := fs.String("dir", env.ClusterDir, "run directory of the cluster")
-	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
-	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
-	realNode := fs.Bool("real-node", false, "also build (with build) or start (with up) a real node: kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
-	tools := fs.Bool("tools", false, "with build: also the tools the tests and the demo on the real node build on first use: tkn and a Prometheus with Kubernetes service discovery")
-	tekton := fs.Bool("tekton", false, "also build (with build) or run (with up) Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	*realNode = *realNode || *tekton
-	if *nodes < 1 || *nodes > 100 {
-		return usagef("--nodes %d: give a number from 1 to 100 (or set CANARYLINE_NODES)", *nodes)
-	}
-	cacheDir := env.CacheDir
-	if cacheDir == "" {
-		var err error
-		if cacheDir, err = devcluster.DefaultCacheDir(); err != nil {
+// clusterBuild is `canaryline cluster build`: the control plane's binaries, and on request the real node's, Tekton's
+// and the tools'.
+func clusterBuild(fs *flag.FlagSet, env Env) runFunc {
+	realNode := fs.Bool("real-node", false, "also build a real node: kubelet, containerd, runc and CNI plugins")
+	tekton := fs.Bool("tekton", false, "also build Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
+	tools := fs.Bool("tools", false, "also build the tools the tests and the demo on the real node build on first use: tkn and a Prometheus with Kubernetes service discovery")
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+		cacheDir, err := cacheDirOf(env)
+		if err != nil {
 			return err
 		}
-	}
-	if *dir == "" {
-		*dir = filepath.Join(cacheDir, "cluster")
-	}
-	abs, err := filepath.Abs(*dir)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "build":
 		bins, err := devcluster.Prepare(ctx, cacheDir, devcluster.DefaultVersions, stderr)
 		if err != nil {
 			return err
@@ -58,24 +39,47 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 				return err
 			}
 		}
-		if !*realNode {
+		if !*realNode && !*tekton {
 			return nil
 		}
-		node, err := devcluster.EnsureNodeBinaries(ctx, cacheDir, devcluster.DefaultNodeVersions, stderr)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
-		if !*tekton {
-			return nil
-		}
-		tb, err := devcluster.EnsureTektonBinaries(ctx, cacheDir, stderr)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "canaryline: Tekton binaries ready in %s\n", tb.Dir)
+		return buildNode(ctx, cacheDir, *tekton, stderr)
+	}
+}
+
+// buildNode builds (or finds cached) the real node's binaries and, with tekton, Tekton's.
+func buildNode(ctx context.Context, cacheDir string, tekton bool, stderr io.Writer) error {
+	node, err := devcluster.EnsureNodeBinaries(ctx, cacheDir, devcluster.DefaultNodeVersions, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
+	if !tekton {
 		return nil
-	case "up":
+	}
+	tb, err := devcluster.EnsureTektonBinaries(ctx, cacheDir, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "canaryline: Tekton binaries ready in %s\n", tb.Dir)
+	return nil
+}
+
+// clusterUp is `canaryline cluster up`: a cluster in the foreground, or in the background with --detach.
+func clusterUp(fs *flag.FlagSet, env Env) runFunc {
+	dir := dirFlag(fs, env)
+	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes, 1 to 100")
+	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
+	realNode := fs.Bool("real-node", false, "also start a real node (needs root): kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
+	tekton := fs.Bool("tekton", false, "also run Tekton Pipelines and Triggers on the real node (implies --real-node)")
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+		*realNode = *realNode || *tekton
+		if *nodes < 1 || *nodes > 100 {
+			return usagef("--nodes %d: give a number from 1 to 100 (or set CANARYLINE_NODES)", *nodes)
+		}
+		cacheDir, abs, err := runDirOf(env, *dir)
+		if err != nil {
+			return err
+		}
 		if st, ok := devcluster.Running(abs); ok {
 			fmt.Fprintf(stderr, "canaryline: a cluster already runs in %s (pid %d)\n", abs, st.PID)
 			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
@@ -90,9 +94,29 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 			return upDetached(ctx, abs, *nodes, *realNode, *tekton, stdout, stderr)
 		}
 		return upForeground(ctx, cacheDir, abs, *nodes, *realNode, *tekton, stdout, stderr)
-	case "down":
+	}
+}
+
+// clusterDown is `canaryline cluster down`.
+func clusterDown(fs *flag.FlagSet, env Env) runFunc {
+	dir := dirFlag(fs, env)
+	return func(ctx context.Context, _ []string, _, stderr io.Writer) error {
+		_, abs, err := runDirOf(env, *dir)
+		if err != nil {
+			return err
+		}
 		return down(ctx, abs, stderr)
-	case "status":
+	}
+}
+
+// clusterStatus is `canaryline cluster status`.
+func clusterStatus(fs *flag.FlagSet, env Env) runFunc {
+	dir := dirFlag(fs, env)
+	return func(_ context.Context, _ []string, stdout, stderr io.Writer) error {
+		_, abs, err := runDirOf(env, *dir)
+		if err != nil {
+			return err
+		}
 		st, ok := devcluster.Running(abs)
 		if !ok {
 			return fmt.Errorf("no cluster runs in %s; start one with `canaryline cluster up --detach`", abs)
@@ -100,9 +124,32 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 		fmt.Fprintf(stderr, "canaryline: cluster running in %s (pid %d), API %s via the OpenShift shim %s\n", abs, st.PID, st.APIServerURL, st.ShimURL)
 		fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 		return nil
-	default:
-		return usagef("cluster %s: say build, up, down or status", sub)
 	}
+}
+
+// dirFlag registers --dir, the cluster's run directory.
+func dirFlag(fs *flag.FlagSet, env Env) *string {
+	return fs.String("dir", env.ClusterDir, "run directory of the cluster (CANARYLINE_CLUSTER_DIR; empty: $CANARYLINE_CACHE_DIR/cluster)")
+}
+
+// cacheDirOf is CANARYLINE_CACHE_DIR, else the user cache directory's.
+func cacheDirOf(env Env) (string, error) {
+	if env.CacheDir != "" {
+		return env.CacheDir, nil
+	}
+	return devcluster.DefaultCacheDir()
+}
+
+// runDirOf returns the cache directory and the absolute run directory: dir, else the cache directory's cluster.
+func runDirOf(env Env, dir string) (cacheDir, abs string, err error) {
+	if cacheDir, err = cacheDirOf(env); err != nil {
+		return "", "", err
+	}
+	if dir == "" {
+		dir = filepath.Join(cacheDir, "cluster")
+	}
+	abs, err = filepath.Abs(dir)
+	return cacheDir, abs, err
 }
 
 // upForeground starts the cluster in this process and keeps it until ctx ends (Ctrl-C, SIGTERM).
