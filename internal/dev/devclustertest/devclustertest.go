@@ -52,24 +52,23 @@ func RunTestsWith(m *testing.M, c **devcluster.Cluster, o devcluster.Options) in
 		*c = cl
 		return m.Run()
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	return startAndRun(m, c, o)
+}
+
+// owned is the cluster this test binary started, stopped by an interrupt or at the end of the tests.
+type owned struct {
+	mu sync.Mutex
+	cl *devcluster.Cluster
+}
+
+// startAndRun starts a cluster with o, runs the tests on it and stops it; an interrupt stops it too, whether it
+// is starting or running tests.
+func startAndRun(m *testing.M, c **devcluster.Cluster, o devcluster.Options) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var mu sync.Mutex
-	var cl *devcluster.Cluster
-	go func() { // an interrupt stops the cluster, whether it is starting or running tests
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		cancel()
-		mu.Lock()
-		if cl != nil {
-			cl.Stop()
-		}
-		os.Exit(130)
-	}()
+	var own owned
+	stopSignals := own.stopOnInterrupt(cancel)
+	defer stopSignals()
 	if o.RealNode || o.Tekton {
 		if realNodeMissing = devcluster.CheckRealNode(); realNodeMissing != nil {
 			fmt.Fprintf(os.Stderr, "devcluster: no real node: %v\n", realNodeMissing)
@@ -81,21 +80,45 @@ func RunTestsWith(m *testing.M, c **devcluster.Cluster, o devcluster.Options) in
 		fmt.Fprintf(os.Stderr, "devcluster: %v\n", err)
 		return 1
 	}
-	mu.Lock()
-	cl, *c = started, started
-	mu.Unlock()
+	own.mu.Lock()
+	own.cl, *c = started, started
+	own.mu.Unlock()
 	code := m.Run()
-	mu.Lock()
-	if code != 0 {
-		// Keep the components' logs and the audit log of a failed run for reading.
-		cl.StopKeepLogs()
-		fmt.Fprintf(os.Stderr, "devcluster: tests failed; logs kept in %s\n", filepath.Join(cl.RunDir, "logs"))
-	} else {
-		cl.Stop()
-	}
-	cl = nil
-	mu.Unlock()
+	own.stop(code)
 	return code
+}
+
+// stopOnInterrupt stops the cluster and exits 130 on SIGINT or SIGTERM, after cancelling its start; the returned
+// function stops listening.
+func (o *owned) stopOnInterrupt(cancel context.CancelFunc) (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		cancel()
+		o.mu.Lock()
+		if o.cl != nil {
+			o.cl.Stop()
+		}
+		os.Exit(130)
+	}()
+	return func() { signal.Stop(sigs) }
+}
+
+// stop stops the cluster after the tests, which exited with code: a failed run keeps the components' logs and the
+// audit log for reading.
+func (o *owned) stop(code int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if code != 0 {
+		o.cl.StopKeepLogs()
+		fmt.Fprintf(os.Stderr, "devcluster: tests failed; logs kept in %s\n", filepath.Join(o.cl.RunDir, "logs"))
+	} else {
+		o.cl.Stop()
+	}
+	o.cl = nil
 }
 
 // realNodeMissing is why RunTestsWith started no real node although asked to.
