@@ -18,7 +18,7 @@ build:
 	@mkdir -p $(BIN)
 	$(GOBUILD) -o $(BIN)/canaryline-steps ./cmd/canaryline-steps
 	$(GOBUILD) -o $(BIN)/canaryline ./cmd/canaryline
-	$(GOBUILD) -o $(BIN)/sample-app ./test/app/sample-app
+	$(GOBUILD) -o $(BIN)/sample-app ./internal/dev/app/sample-app
 
 ## controlplane: build (first run, ~7 min on 2 cores) or find cached the local control plane, with progress
 controlplane:

@@ -1,28 +1,29 @@
 // Command canaryline-steps is the multi-call binary behind every canaryline
 // Tekton step. Invoke it through a link named after a step
-// (/usr/local/bin/shift-canary ...) or as "canaryline-steps STEP ...";
+// (/usr/local/bin/shift-canary) or as "canaryline-steps STEP";
 // "canaryline-steps --list" prints the step names.
 //
-// Step implementations register themselves with package steps from init
-// functions; link them in here with blank imports. This command must stay
-// free of github.com/tektoncd/pipeline to keep the step image small.
+// Its table lists the step implementations; its test checks that it has every
+// step. This command must stay free of github.com/tektoncd/pipeline to keep
+// the step image small (main_test.go).
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
-	_ "github.com/canaryline/canaryline/internal/build"   // start-build, wait-build
-	_ "github.com/canaryline/canaryline/internal/health"  // verify-health
-	_ "github.com/canaryline/canaryline/internal/release" // shift-canary, promote-or-rollback
+	"github.com/canaryline/canaryline/internal/build"
+	"github.com/canaryline/canaryline/internal/health"
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/steps"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := steps.Dispatch(ctx, os.Args[0], os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+// table is every step of the step image.
+var table = steps.Table{
+	steps.StartBuild:        build.StartMain,
+	steps.WaitBuild:         build.WaitMain,
+	steps.ShiftCanary:       release.ShiftMain,
+	steps.VerifyHealth:      health.Main,
+	steps.PromoteOrRollback: release.DecideMain,
 }
+
+func main() { steps.Main(table, os.Args[0]) }

@@ -7,9 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/canaryline/canaryline/internal/steps"
 )
 
 // forbiddenDeps are import path prefixes the step binary must not link.
@@ -25,26 +28,94 @@ var forbiddenDeps = []struct {
 
 func TestNoForbiddenDependencies(t *testing.T) {
 	t.Parallel()
-	goBin := goTool(t)
-	cmd := exec.CommandContext(t.Context(), goBin, "list", "-deps", ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps ./cmd/canaryline-steps: %v\n%s", err, stderr.String())
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) == 0 {
-		t.Fatal("go list -deps printed no packages")
-	}
-	for _, dep := range deps {
+	for _, dep := range goListDeps(t, ".") {
 		for _, f := range forbiddenDeps {
 			if strings.HasPrefix(dep, f.prefix) || strings.Contains(dep, "/vendor/"+f.prefix) {
 				t.Errorf("cmd/canaryline-steps depends on %s: %s", dep, f.why)
 			}
 		}
 	}
+}
+
+// module is this repository's module path.
+const module = "github.com/canaryline/canaryline"
+
+// runtimePackages are the step runtime: the only packages of this module that the step image links. The final
+// layout keeps them under internal/runtime/; both places are accepted.
+var runtimePackages = []string{"step", "steps", "release", "health", "build", "traffic", "stats", "evidence",
+	"kubeclient", "osclient", "naming"}
+
+// isRuntimePackage reports whether pkg (a package of this module) is a step-runtime package or one under it.
+func isRuntimePackage(pkg string) bool {
+	rel, ok := strings.CutPrefix(pkg, module+"/internal/")
+	if !ok {
+		return false
+	}
+	rel = strings.TrimPrefix(rel, "runtime/")
+	top, _, _ := strings.Cut(rel, "/")
+	return slices.Contains(runtimePackages, top)
+}
+
+// TestOnlyStepRuntimePackages keeps the tools and the development infrastructure out of the step image: of this
+// module, cmd/canaryline-steps links only the step-runtime packages (plus the standard library and third-party
+// modules).
+func TestOnlyStepRuntimePackages(t *testing.T) {
+	t.Parallel()
+	for _, dep := range goListDeps(t, ".") {
+		if dep == module+"/cmd/canaryline-steps" || !strings.HasPrefix(dep, module+"/") {
+			continue
+		}
+		if !isRuntimePackage(dep) {
+			t.Errorf("cmd/canaryline-steps depends on %s, which is not a step-runtime package (%s)", dep, strings.Join(runtimePackages, ", "))
+		}
+	}
+}
+
+// TestCanarylineShipsNoTestSupport keeps test support out of the shipped canaryline binary: no testing package,
+// nothing under test/ and no devclustertest.
+func TestCanarylineShipsNoTestSupport(t *testing.T) {
+	t.Parallel()
+	for _, dep := range goListDeps(t, "../canaryline") {
+		switch {
+		case dep == "testing" || strings.HasPrefix(dep, "testing/"):
+			t.Errorf("cmd/canaryline links the %s package (test support belongs in _test.go files and devclustertest)", dep)
+		case strings.HasPrefix(dep, module+"/test/"):
+			t.Errorf("cmd/canaryline links %s, a package under test/", dep)
+		case strings.HasSuffix(dep, "/devclustertest"):
+			t.Errorf("cmd/canaryline links %s, test support for the local control plane", dep)
+		}
+	}
+}
+
+// TestTableHasEveryStep makes a step missing from the step image a test failure rather than exit 3 at run time.
+func TestTableHasEveryStep(t *testing.T) {
+	t.Parallel()
+	if err := table.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range steps.Names() {
+		if table[name] == nil {
+			t.Errorf("the step table lacks %s", name)
+		}
+	}
+}
+
+// goListDeps returns `go list -deps pkg` for linux without cgo, as the step image is built.
+func goListDeps(t *testing.T, pkg string) []string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), goTool(t), "list", "-deps", pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v\n%s", pkg, err, stderr.String())
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) == 0 {
+		t.Fatalf("go list -deps %s printed no packages", pkg)
+	}
+	return deps
 }
 
 // TestBinaryDispatch builds the real command and runs it the ways the step
@@ -93,6 +164,13 @@ func TestBinaryDispatch(t *testing.T) {
 			args:       []string{"start-build"},
 			wantCode:   2,
 			wantStderr: "ERROR param BUILD_CONFIG: is required; give the name of the application's BuildConfig (oc get bc), or APP when they share it\n",
+		},
+		{
+			name:       "stray arguments are refused",
+			path:       bin,
+			args:       []string{"shift-canary", "--app", "shop"},
+			wantCode:   2,
+			wantStderr: "ERROR unexpected arguments \"--app\" \"shop\"; the steps take no arguments: set their params as environment variables (APP=shop, not --app shop)\n",
 		},
 		{
 			name:       "unknown step",

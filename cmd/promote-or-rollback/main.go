@@ -3,18 +3,10 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
-	_ "github.com/canaryline/canaryline/internal/release"
+	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/steps"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := steps.Dispatch(ctx, "promote-or-rollback", os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	steps.Main(steps.Table{steps.PromoteOrRollback: release.DecideMain}, steps.PromoteOrRollback)
 }

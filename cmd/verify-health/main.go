@@ -3,18 +3,8 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
-	_ "github.com/canaryline/canaryline/internal/health"
+	"github.com/canaryline/canaryline/internal/health"
 	"github.com/canaryline/canaryline/internal/steps"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := steps.Dispatch(ctx, "verify-health", os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { steps.Main(steps.Table{steps.VerifyHealth: health.Main}, steps.VerifyHealth) }

@@ -8,17 +8,18 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 var testCluster *devcluster.Cluster
 
-func TestMain(m *testing.M) { devcluster.RunTests(m, &testCluster) }
+func TestMain(m *testing.M) { devclustertest.RunTests(m, &testCluster) }
 
 // TestRequestFigures runs the driver's API-request and peak-RSS part on the local control plane: a promoted and a
 // rolled-back release, with every figure present and plausible (it checks counts and presence, never times).
 func TestRequestFigures(t *testing.T) {
-	devcluster.Require(t, testCluster)
+	devclustertest.Require(t, testCluster)
 	dir := t.TempDir()
 	steps := filepath.Join(dir, "canaryline-steps")
 	if out, err := exec.Command("go", "build", "-o", steps, "../../cmd/canaryline-steps").CombinedOutput(); err != nil {

@@ -19,9 +19,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/faultproxy"
 	"github.com/canaryline/canaryline/internal/runner"
 	"github.com/canaryline/canaryline/internal/steps"
-	"github.com/canaryline/canaryline/test/faultproxy"
 )
 
 // cluster is what the cluster figures need: the cluster as an admin, the repository and the step binary.

@@ -22,9 +22,9 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/runner"
-	sampleapp "github.com/canaryline/canaryline/test/app"
 )
 
 // rollbackInterval is the analysis interval of the time-to-rollback figure.

@@ -5,37 +5,18 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/canaryline/canaryline/internal/kubeclient"
-	"github.com/canaryline/canaryline/internal/osclient"
 	"github.com/canaryline/canaryline/internal/step"
-	"github.com/canaryline/canaryline/internal/steps"
 )
 
-func init() {
-	steps.Register(steps.StartBuild, StartMain)
-	steps.Register(steps.WaitBuild, WaitMain)
-}
-
 // StartMain is the start-build step.
-func StartMain(ctx context.Context, _ []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	return step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env}, &StartConfig{},
+func StartMain(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	return step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env, Args: args}, &StartConfig{},
 		func(ctx context.Context, cfg *StartConfig, log *slog.Logger) (map[string]string, error) {
-			rc, ns, err := step.RESTConfig(env)
+			cl, err := step.Connect(env, cfg.Namespace)
 			if err != nil {
 				return nil, err
 			}
-			if cfg.Namespace != "" {
-				ns = cfg.Namespace
-			}
-			c, err := osclient.NewBuildV1ForConfig(rc)
-			if err != nil {
-				return nil, err
-			}
-			kube, err := kubeclient.NewForConfig(rc)
-			if err != nil {
-				return nil, err
-			}
-			s, err := Start(ctx, cfg, ns, c, kube.CoreV1().Namespaces(), log)
+			s, err := Start(ctx, cfg, cl.Namespace, cl.Build, cl.Kube.CoreV1().Namespaces(), log)
 			if err != nil {
 				return nil, err
 			}
@@ -44,8 +25,8 @@ func StartMain(ctx context.Context, _ []string, env func(string) (string, bool),
 }
 
 // WaitMain is the wait-build step.
-func WaitMain(ctx context.Context, _ []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	return step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env}, &WaitConfig{},
+func WaitMain(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	return step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env, Args: args}, &WaitConfig{},
 		func(ctx context.Context, cfg *WaitConfig, log *slog.Logger) (map[string]string, error) {
 			if cfg.Image != "" {
 				img, err := Resolve(ctx, cfg, log)
@@ -54,26 +35,12 @@ func WaitMain(ctx context.Context, _ []string, env func(string) (string, bool), 
 				}
 				return img.Results(), nil
 			}
-			rc, ns, err := step.RESTConfig(env)
+			cl, err := step.Connect(env, cfg.Namespace)
 			if err != nil {
 				return nil, err
 			}
-			if cfg.Namespace != "" {
-				ns = cfg.Namespace
-			}
-			var c Clients
-			if c.Build, err = osclient.NewBuildV1ForConfig(rc); err != nil {
-				return nil, err
-			}
-			if c.Image, err = osclient.NewImageV1ForConfig(rc); err != nil {
-				return nil, err
-			}
-			kube, err := kubeclient.NewForConfig(rc)
-			if err != nil {
-				return nil, err
-			}
-			c.Namespaces = kube.CoreV1().Namespaces()
-			img, err := Wait(ctx, cfg, ns, c, stdout, log)
+			c := Clients{Build: cl.Build, Image: cl.Image, Namespaces: cl.Kube.CoreV1().Namespaces()}
+			img, err := Wait(ctx, cfg, cl.Namespace, c, stdout, log)
 			if err != nil {
 				return nil, err
 			}

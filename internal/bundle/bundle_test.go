@@ -424,59 +424,6 @@ func TestTektonOCIResolver(t *testing.T) {
 	}
 }
 
-func TestMainCommand(t *testing.T) {
-	host := startRegistry(t)
-	ctx := context.Background()
-	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := Main(ctx, args, &out, &errb)
-		return code, out.String(), errb.String()
-	}
-	ref := host + "/canaryline/tasks:0.1"
-	code, out, errOut := run("push", "--root", "testdata/fixture", "--ref", ref, "--insecure")
-	if code != 0 {
-		t.Fatalf("push: exit %d\n%s", code, errOut)
-	}
-	img, _ := Image(fixture(t))
-	d, _ := img.Digest()
-	if out != ref+"@"+d.String()+"\n" {
-		t.Errorf("stdout %q, want %q", out, ref+"@"+d.String())
-	}
-	for _, want := range []string{"task/hello", "pipeline/greet", "pushed 5 resources"} {
-		if !strings.Contains(errOut, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, errOut)
-		}
-	}
-	// "bundle" in front is accepted too, and the push is idempotent.
-	if code, out2, errOut := run("bundle", "push", "--ref", ref, "--root", "testdata/fixture"); code != 0 || out2 != out {
-		t.Errorf("second push: exit %d, %q\n%s", code, out2, errOut)
-	}
-
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
-		{nil, 2, "usage:"},
-		{[]string{"pull"}, 2, "unknown command"},
-		{[]string{"push"}, 2, "--ref is required"},
-		{[]string{"push", "--ref", ref, "extra"}, 2, "unexpected arguments"},
-		{[]string{"push", "--nope"}, 2, "not defined"},
-		{[]string{"push", "--ref", "UPPER/Case::x"}, 2, "bad image reference"},
-		{[]string{"push", "--ref", ref + "@sha256:" + strings.Repeat("0", 64)}, 2, "give a tag"},
-		{[]string{"push", "--ref", ref, "--root", t.TempDir()}, 1, "neither"},
-		{[]string{"push", "--ref", "127.0.0.1:1/x:y", "--root", "testdata/fixture"}, 1, "push 127.0.0.1:1/x:y"},
-	} {
-		code, out, errOut := run(tc.args...)
-		if code != tc.code || !strings.Contains(errOut, tc.want) || out != "" {
-			t.Errorf("Main(%q) = %d, stdout %q, stderr %q; want %d and %q", tc.args, code, out, errOut, tc.code, tc.want)
-		}
-	}
-	if code, out, _ := run("push", "--help"); code != 0 || !strings.Contains(out, "usage:") {
-		t.Errorf("--help: %d %q", code, out)
-	}
-}
-
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(src)

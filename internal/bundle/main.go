@@ -2,100 +2,67 @@ package bundle
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 )
 
-// Usage is the help of `canaryline bundle`.
-const Usage = `usage: canaryline bundle push --ref REGISTRY/REPO:TAG [--root DIR] [--insecure]
+// PublishOptions are what `canaryline bundle push` publishes, and where.
+type PublishOptions struct {
+	// Root is the repository root: the Tasks and Pipelines of Root/tasks and Root/pipelines are published.
+	Root string
+	// Ref is where to push: REGISTRY/REPO:TAG (a tag, not a digest: the digest is computed).
+	Ref string
+	// Insecure allows a registry over plain HTTP.
+	Insecure bool
+	// Log receives the progress: one line per resource and one for the push. Nil discards it.
+	Log io.Writer
+}
 
-Publish the Tasks and Pipelines of DIR/tasks and DIR/pipelines as one Tekton bundle (an OCI image with one layer per
-resource, at most 20) and print its pinned reference, REGISTRY/REPO:TAG@sha256:..., for the bundles resolver:
+// RefError is a Ref that cannot be pushed to: bad input, found before anything is read or pushed.
+type RefError struct{ Msg string }
 
-  taskRef: {resolver: bundles, params: [{name: bundle, value: REF@sha256:...}, {name: name, value: shift-canary},
-            {name: kind, value: task}]}
+func (e *RefError) Error() string { return e.Msg }
 
-The same files always give the same digest. Registry credentials come from the docker config
-($DOCKER_CONFIG/config.json or ~/.docker/config.json, as written by docker login, podman login or oc registry login).
+// CheckRef returns a *RefError when ref is empty, carries a digest, or is not a valid image reference.
+func CheckRef(ref string, insecure bool) error {
+	switch {
+	case ref == "":
+		return &RefError{Msg: "--ref is required"}
+	case strings.Contains(ref, "@"):
+		return &RefError{Msg: fmt.Sprintf("--ref %s: give a tag, not a digest (the digest is computed)", ref)}
+	}
+	if _, err := ParseRef(ref, insecure); err != nil {
+		return &RefError{Msg: err.Error()}
+	}
+	return nil
+}
 
-  --ref REF      where to push: REGISTRY/REPO:TAG (required)
-  --root DIR     the repository root (default: .)
-  --insecure     allow a registry over plain HTTP
-
-Exit codes: 0 pushed; 1 error (unreadable or invalid resources, the push failed); 2 bad usage.
-`
-
-// Main runs `canaryline bundle` with args (after "bundle": "push" and its flags) and returns the exit code:
-// 0 pushed, 1 error, 2 bad usage. The pinned reference is the only line on stdout; progress goes to stderr.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "bundle" {
-		args = args[1:]
+// Publish loads the Tasks and Pipelines under o.Root (Load), pushes them to o.Ref as one Tekton bundle (Image,
+// Push) and returns its pinned reference, REGISTRY/REPO:TAG@sha256:... (Pinned). A bad o.Ref is a *RefError.
+func Publish(ctx context.Context, o PublishOptions) (string, error) {
+	if err := CheckRef(o.Ref, o.Insecure); err != nil {
+		return "", err
 	}
-	if len(args) == 0 {
-		fmt.Fprint(stderr, Usage)
-		return 2
+	log := o.Log
+	if log == nil {
+		log = io.Discard
 	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, Usage)
-		return 0
-	case "push":
-	default:
-		fmt.Fprintf(stderr, "canaryline bundle: unknown command %q\n\n%s", args[0], Usage)
-		return 2
-	}
-	fs := flag.NewFlagSet("bundle push", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	root := fs.String("root", ".", "")
-	ref := fs.String("ref", "", "")
-	insecure := fs.Bool("insecure", false, "")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, Usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "canaryline bundle push: %v\n\n%s", err, Usage)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "canaryline bundle push: unexpected arguments %q\n\n%s", fs.Args(), Usage)
-		return 2
-	}
-	if *ref == "" {
-		fmt.Fprintf(stderr, "canaryline bundle push: --ref is required\n\n%s", Usage)
-		return 2
-	}
-	if strings.Contains(*ref, "@") {
-		fmt.Fprintf(stderr, "canaryline bundle push: --ref %s: give a tag, not a digest (the digest is computed)\n\n%s", *ref, Usage)
-		return 2
-	}
-	if _, err := ParseRef(*ref, *insecure); err != nil {
-		fmt.Fprintf(stderr, "canaryline bundle push: %v\n\n%s", err, Usage)
-		return 2
-	}
-
-	rs, err := Load(*root)
+	rs, err := Load(o.Root)
 	if err != nil {
-		fmt.Fprintf(stderr, "canaryline bundle push: %v\n", err)
-		return 1
+		return "", err
 	}
 	img, err := Image(rs)
 	if err != nil {
-		fmt.Fprintf(stderr, "canaryline bundle push: %v\n", err)
-		return 1
+		return "", err
 	}
 	for _, r := range rs {
-		fmt.Fprintf(stderr, "bundle: %s/%s (%s)\n", strings.ToLower(r.Kind), r.Name, r.Source)
+		fmt.Fprintf(log, "bundle: %s/%s (%s)\n", strings.ToLower(r.Kind), r.Name, r.Source)
 	}
-	digest, err := Push(ctx, img, *ref, *insecure)
+	digest, err := Push(ctx, img, o.Ref, o.Insecure)
 	if err != nil {
-		fmt.Fprintf(stderr, "canaryline bundle push: %v\n", err)
-		return 1
+		return "", err
 	}
-	fmt.Fprintf(stderr, "bundle: pushed %d resources to %s\n", len(rs), *ref)
-	fmt.Fprintln(stdout, Pinned(*ref, digest))
-	return 0
+	fmt.Fprintf(log, "bundle: pushed %d resources to %s\n", len(rs), o.Ref)
+	return Pinned(o.Ref, digest), nil
 }

@@ -8,44 +8,29 @@ import (
 	"testing"
 )
 
-func TestMainUsage(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
-		{name: "no command", args: nil, code: 2, stderr: "usage: canaryline catalog generate"},
-		{name: "help", args: []string{"--help"}, code: 0, stdout: "usage: canaryline catalog generate"},
-		{name: "generate help", args: []string{"generate", "-h"}, code: 0, stdout: "--image-digest"},
-		{name: "unknown command", args: []string{"publish"}, code: 2, stderr: `unknown command "publish"`},
-		{name: "unknown flag", args: []string{"generate", "--force"}, code: 2, stderr: "flag provided but not defined: -force"},
-		{name: "extra argument", args: []string{"generate", "now"}, code: 2, stderr: "unexpected arguments"},
-		{name: "bad digest", args: []string{"generate", "--root", t.TempDir(), "--image-digest", "sha256:x"}, code: 1, stderr: "want sha256: and 64"},
-		{name: "no sources", args: []string{"generate", "--root", t.TempDir(), "--image-digest", testDigest}, code: 1, stderr: "no Tekton Tasks or Pipelines"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			if code := Main(tc.args, &stdout, &stderr); code != tc.code {
-				t.Errorf("exit code %d, want %d; stderr: %s", code, tc.code, stderr.String())
-			}
-			if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Errorf("stdout %q stderr %q; want %q and %q", stdout.String(), stderr.String(), tc.stdout, tc.stderr)
-			}
-		})
-	}
-}
-
-func TestMainGenerateAndCheck(t *testing.T) {
+// TestSyncGenerateAndCheck runs what `canaryline catalog generate [--image-digest D] [--check]` runs (the command
+// line itself is tested in internal/cli): exit code 1 is an error, whose message is what stderr says.
+func TestSyncGenerateAndCheck(t *testing.T) {
 	t.Parallel()
 	root := fixtureRoot(t, nil)
 	run := func(args ...string) (int, string, string) {
-		var stdout, stderr bytes.Buffer
-		code := Main(append([]string{"generate", "--root", root}, args...), &stdout, &stderr)
-		return code, stdout.String(), stderr.String()
+		o, check := Options{Root: root}, false
+		for i := 0; i < len(args); i++ {
+			switch args[i] {
+			case "--check":
+				check = true
+			case "--image-digest":
+				i++
+				o.ImageDigest = args[i]
+			default:
+				t.Fatalf("test flag %q", args[i])
+			}
+		}
+		var stdout bytes.Buffer
+		if err := Sync(o, check, &stdout); err != nil {
+			return 1, stdout.String(), err.Error()
+		}
+		return 0, stdout.String(), ""
 	}
 	steps := []struct {
 		name   string

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,8 +14,7 @@ import (
 )
 
 // benchCmd measures cost and speed on the embedded control plane and prints one table (also written to --out).
-func benchCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", stderr)
+func benchCmd(fs *flag.FlagSet, env Env) runFunc {
 	out := fs.String("out", "_output/bench.md", "where the table is written too")
 	var o bench.Options
 	fs.IntVar(&o.StartupRuns, "startup-runs", 21, "runs per cold-start figure (the median is reported)")
@@ -22,21 +22,22 @@ func benchCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	fs.IntVar(&o.RollbackRuns, "rollback-runs", 5, "time-to-rollback runs (the median is reported)")
 	fs.IntVar(&o.Concurrent, "concurrent", 20, "releases of different applications at once")
 	skip := fs.String("skip", "", "comma-separated parts not to run: sizes, startup, requests, overhead, rollback, realnode, tekton, go")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+		return runBench(ctx, env, o, *skip, *out, stdout, stderr)
 	}
+}
+
+// runBench starts the embedded control plane, measures, and prints the table (also written to out).
+func runBench(ctx context.Context, env Env, o bench.Options, skip, out string, stdout, stderr io.Writer) error {
 	o.Skip = map[string]bool{}
-	for _, s := range strings.Split(*skip, ",") {
+	for _, s := range strings.Split(skip, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			o.Skip[s] = true
 		}
 	}
-	cacheDir := env.CacheDir
-	if cacheDir == "" {
-		var err error
-		if cacheDir, err = devcluster.DefaultCacheDir(); err != nil {
-			return err
-		}
+	cacheDir, err := cacheDirOf(env)
+	if err != nil {
+		return err
 	}
 	root, err := os.Getwd()
 	if err != nil {
@@ -57,9 +58,9 @@ func benchCmd(ctx context.Context, env Env, args []string, stdout, stderr io.Wri
 	ms, runErr := bench.Run(ctx, o)
 	table := bench.Table(ms)
 	fmt.Fprint(stdout, "\n"+table)
-	if *out != "" {
-		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err == nil {
-			_ = os.WriteFile(*out, []byte(table), 0o644)
+	if out != "" {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err == nil {
+			_ = os.WriteFile(out, []byte(table), 0o644)
 		}
 	}
 	if missed := bench.Missed(ms); len(missed) > 0 {

@@ -1,4 +1,9 @@
 // Package cli implements the canaryline command.
+//
+// Every command is an entry of one table (commands.go): its name and sub-name, a one-line summary, a longer
+// description, and a setup function that registers its flags on a FlagSet and returns what runs it. The usage
+// texts (`canaryline --help`, `canaryline CMD --help`, `canaryline help CMD`) are generated from the table and the
+// FlagSets, so they cannot drift from the flags.
 package cli
 
 import (
@@ -10,9 +15,6 @@ import (
 	"os"
 
 	"github.com/sethvargo/go-envconfig"
-
-	"github.com/canaryline/canaryline/internal/bundle"
-	"github.com/canaryline/canaryline/internal/catalog"
 )
 
 // Exit codes.
@@ -22,12 +24,20 @@ const (
 	exitUsage = 2
 )
 
-// usageError is bad input: exit code 2.
-type usageError struct{ msg string }
+// usageError is bad input: exit code 2, with the usage of the command at fault (the overview when empty).
+type usageError struct {
+	msg   string
+	usage string
+}
 
-func (e usageError) Error() string { return e.msg }
+func (e *usageError) Error() string { return e.msg }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
+
+// helpRequest asks for a usage text on stdout: exit code 0.
+type helpRequest struct{ usage string }
+
+func (h *helpRequest) Error() string { return "help requested" }
 
 // Env is what the command reads from the environment.
 type Env struct {
@@ -36,76 +46,30 @@ type Env struct {
 	Nodes      int    `env:"CANARYLINE_NODES, default=2"`
 }
 
-const usage = `usage: canaryline COMMAND [flags]
-
-Commands:
-  cluster build [--real-node] [--tekton] [--tools]
-                     build (or find cached) the control-plane binaries and CRDs, showing progress; with
-                     --real-node also a real node's kubelet, containerd, runc and CNI plugins; with
-                     --tekton also Tekton's and Triggers' programs and images; with --tools also tkn
-                     and a Prometheus with Kubernetes service discovery
-  cluster up [--dir DIR] [--nodes N] [--detach] [--real-node] [--tekton]
-                     start the embedded control plane (built from the Go module proxy on first use);
-                     in the foreground until Ctrl-C, or in the background with --detach; with
-                     --real-node also a real node beside the KWOK nodes (needs root); with --tekton
-                     (implies --real-node) also Tekton Pipelines and Triggers running on it
-  cluster down [--dir DIR]
-                     stop a cluster started with --detach and remove its directory
-  cluster status [--dir DIR]
-                     say whether a cluster runs in DIR and print its KUBECONFIG
-  demo [--kubeconfig F] [--namespace NS] [--real-node] [--no-tekton]
-                     the demo on the embedded control plane (or on F's cluster): build sample-app with its
-                     BuildConfig and deploy it by digest as the stable version behind a Route; with
-                     --real-node (root) its versions are real images running as pods on the real node; on
-                     the embedded control plane (as root) each release is a PipelineRun on the real Tekton
-                     controller, its steps pods on the real node (--no-tekton: canaryline run instead)
-  bench [--skip PARTS] [--concurrent 20] [--rollback-runs 5] [--out _output/bench.md]
-                     measure on the embedded control plane: binary and image sizes, cold starts, peak RSS,
-                     API requests per release, time to rollback, release overhead, 20 releases at once, a real
-                     node's and its pods' starts and memory (as root), and the Go benchmarks; print one table
-                     with each figure's target
-  run PIPELINE_FILE --param name=value ... [--kubeconfig F] [--namespace NS]
-                [--workspace DIR] [--workspace name=DIR ...]
-                     run a Pipeline without Tekton: its Tasks' steps as local processes, in Tekton's order
-                     and with Tekton's substitution (when, finally, $(tasks.status), retries, timeouts);
-                     each workspace is a subdirectory of DIR (default: a new one in $TMPDIR), or the DIR
-                     bound to it (e.g. --workspace dockerconfig=$HOME/.docker); all are kept and printed
-  status APP [--kubeconfig F] [--namespace NS]
-                     the application's release state: stable and canary images, the lock holder, the release
-                     in progress (weight), and the last release's decision and reason
-  generate pipelines [--check]
-                     write pipelines/ from internal/pipelinegen (all variants from one source)
-  generate role --app APP [--namespace NS] [--service-account SA] [--router KIND] [--router-name R]
-                [--stable-service S]
-                     print the Role that lets the steps release APP only (tasks/role.yaml, plus the
-                     router's component for --router httproute|istio|nginx, narrowed to APP's objects),
-                     and with --service-account its RoleBinding
-  catalog generate [--image-digest sha256:...] [--check]
-                     write catalog/ (tektoncd/catalog layout) from tasks/ and pipelines/
-  bundle push --ref REGISTRY/REPO:TAG [--insecure]
-                     push every Task and Pipeline as a Tekton bundle and print its pinned reference
-  image [--out DIR] [--tarball FILE] [--ref REF]
-                     build the step image (all five steps, one multi-call binary) as an OCI layout
-                     without a container engine, and print its size
-
-Environment: CANARYLINE_CACHE_DIR (built binaries; default: the user cache directory),
+// envHelp documents Env in the usage texts.
+const envHelp = `Environment: CANARYLINE_CACHE_DIR (built binaries; default: the user cache directory),
 CANARYLINE_CLUSTER_DIR (default: $CANARYLINE_CACHE_DIR/cluster), CANARYLINE_NODES (default 2).
 `
 
 // Main runs the command with args (without the program name) and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := run(ctx, args, os.LookupEnv, stdout, stderr)
-	var ue usageError
+	var ue *usageError
+	var help *helpRequest
 	var code exitCode
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &code):
 		return int(code)
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
+	case errors.As(err, &help):
+		fmt.Fprint(stdout, help.usage)
 		return exitOK
 	case errors.As(err, &ue):
+		usage := ue.usage
+		if usage == "" {
+			usage = overview(commands())
+		}
 		fmt.Fprintf(stderr, "canaryline: %v\n\n%s", err, usage)
 		return exitUsage
 	default:
@@ -114,41 +78,94 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// run finds the command that args name in the table and runs it.
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
-	var env Env
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &env, Lookuper: lookupFunc(lookup)}); err != nil {
-		return usagef("environment: %v", err)
+	env, err := loadEnv(ctx, lookup)
+	if err != nil {
+		return err
 	}
+	table := commands()
 	if len(args) == 0 {
 		return usagef("no command given")
 	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		return flag.ErrHelp
-	case "cluster":
-		if len(args) < 2 {
-			return usagef("cluster: say build, up, down or status")
-		}
-		return clusterCmd(ctx, env, args[1], args[2:], stdout, stderr)
-	case "image":
-		return imageCmd(ctx, args[1:], stdout, stderr)
-	case "demo":
-		return demoCmd(ctx, env, args[1:], stdout, stderr)
-	case "bench":
-		return benchCmd(ctx, env, args[1:], stdout, stderr)
-	case "generate":
-		return generateCmd(args[1:], stdout, stderr)
-	case "run":
-		return runCmd(ctx, args[1:], stdout, stderr)
-	case "status":
-		return statusCmd(ctx, args[1:], stdout, stderr)
-	case "catalog":
-		return codeErr(catalog.Main(args[1:], stdout, stderr))
-	case "bundle":
-		return codeErr(bundle.Main(ctx, args[1:], stdout, stderr))
-	default:
-		return usagef("unknown command %q", args[0])
+	if isHelp(args[0]) {
+		return help(table, env, args[1:])
 	}
+	cmd, rest, err := find(table, env, args)
+	if err != nil {
+		return err
+	}
+	return cmd.exec(ctx, env, rest, stdout, stderr)
+}
+
+// loadEnv reads Env with lookup.
+func loadEnv(ctx context.Context, lookup func(string) (string, bool)) (Env, error) {
+	var env Env
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &env, Lookuper: lookupFunc(lookup)}); err != nil {
+		return env, usagef("environment: %v", err)
+	}
+	return env, nil
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// help answers `canaryline help [CMD [SUB]]`: the overview, a command group's usage, or one command's.
+func help(table []*command, env Env, args []string) error {
+	if len(args) == 0 {
+		return &helpRequest{usage: overview(table)}
+	}
+	group := named(table, args[0])
+	if len(group) > 1 && len(args) == 1 {
+		return &helpRequest{usage: groupUsage(group, env)}
+	}
+	cmd, _, err := find(table, env, args)
+	if err != nil {
+		return err
+	}
+	return &helpRequest{usage: cmd.usage(env)}
+}
+
+// find returns the command args name (its name, and its sub-name for a group) and the arguments after them.
+// env gives the defaults of the usage texts of its errors.
+func find(table []*command, env Env, args []string) (*command, []string, error) {
+	group := named(table, args[0])
+	if len(group) == 0 {
+		return nil, nil, usagef("unknown command %q", args[0])
+	}
+	if group[0].sub == "" {
+		return group[0], args[1:], nil
+	}
+	if len(args) < 2 {
+		return nil, nil, &usageError{msg: fmt.Sprintf("%s: say %s", args[0], subNames(group)), usage: groupUsage(group, env)}
+	}
+	if isHelp(args[1]) {
+		return nil, nil, &helpRequest{usage: groupUsage(group, env)}
+	}
+	for _, c := range group {
+		if c.sub == args[1] {
+			return c, args[2:], nil
+		}
+	}
+	return nil, nil, &usageError{msg: fmt.Sprintf("%s: unknown command %q; say %s", args[0], args[1], subNames(group)),
+		usage: groupUsage(group, env)}
+}
+
+// named returns the table's commands called name: one command, or a group's sub-commands.
+func named(table []*command, name string) []*command {
+	var out []*command
+	for _, c := range table {
+		if c.name == name {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // exitCode carries a subcommand's own exit code (it has printed its messages already).
@@ -156,23 +173,11 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
-func codeErr(code int) error {
-	if code == 0 {
-		return nil
-	}
-	return exitCode(code)
-}
-
 type lookupFunc func(string) (string, bool)
 
 func (f lookupFunc) Lookup(key string) (string, bool) { return f(key) }
 
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
-
+// parse parses args with fs: flag errors and stray arguments are usage errors, --help is flag.ErrHelp.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -181,7 +186,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usagef("%s: %v", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+		return usagef("%s: unexpected arguments %q", fs.Name(), fs.Args())
 	}
 	return nil
 }

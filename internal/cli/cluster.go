@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,37 +18,17 @@ import (
 	"github.com/canaryline/canaryline/internal/promserver"
 )
 
-func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("cluster "+sub, stderr)
-	dir := fs.String("dir", env.ClusterDir, "run directory of the cluster")
-	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes")
-	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
-	realNode := fs.Bool("real-node", false, "also build (with build) or start (with up) a real node: kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
-	tools := fs.Bool("tools", false, "with build: also the tools the tests and the demo on the real node build on first use: tkn and a Prometheus with Kubernetes service discovery")
-	tekton := fs.Bool("tekton", false, "also build (with build) or run (with up) Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	*realNode = *realNode || *tekton
-	if *nodes < 1 || *nodes > 100 {
-		return usagef("--nodes %d: give a number from 1 to 100 (or set CANARYLINE_NODES)", *nodes)
-	}
-	cacheDir := env.CacheDir
-	if cacheDir == "" {
-		var err error
-		if cacheDir, err = devcluster.DefaultCacheDir(); err != nil {
+// clusterBuild is `canaryline cluster build`: the control plane's binaries, and on request the real node's, Tekton's
+// and the tools'.
+func clusterBuild(fs *flag.FlagSet, env Env) runFunc {
+	realNode := fs.Bool("real-node", false, "also build a real node: kubelet, containerd, runc and CNI plugins")
+	tekton := fs.Bool("tekton", false, "also build Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
+	tools := fs.Bool("tools", false, "also build the tools the tests and the demo on the real node build on first use: tkn and a Prometheus with Kubernetes service discovery")
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+		cacheDir, err := cacheDirOf(env)
+		if err != nil {
 			return err
 		}
-	}
-	if *dir == "" {
-		*dir = filepath.Join(cacheDir, "cluster")
-	}
-	abs, err := filepath.Abs(*dir)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "build":
 		bins, err := devcluster.Prepare(ctx, cacheDir, devcluster.DefaultVersions, stderr)
 		if err != nil {
 			return err
@@ -59,25 +39,48 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 				return err
 			}
 		}
-		if !*realNode {
+		if !*realNode && !*tekton {
 			return nil
 		}
-		node, err := devcluster.EnsureNodeBinaries(ctx, cacheDir, devcluster.DefaultNodeVersions, stderr)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
-		if !*tekton {
-			return nil
-		}
-		tb, err := devcluster.EnsureTektonBinaries(ctx, cacheDir, stderr)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "canaryline: Tekton binaries ready in %s\n", tb.Dir)
+		return buildNode(ctx, cacheDir, *tekton, stderr)
+	}
+}
+
+// buildNode builds (or finds cached) the real node's binaries and, with tekton, Tekton's.
+func buildNode(ctx context.Context, cacheDir string, tekton bool, stderr io.Writer) error {
+	node, err := devcluster.EnsureNodeBinaries(ctx, cacheDir, devcluster.DefaultNodeVersions, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
+	if !tekton {
 		return nil
-	case "up":
-		if st, ok := running(abs); ok {
+	}
+	tb, err := devcluster.EnsureTektonBinaries(ctx, cacheDir, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "canaryline: Tekton binaries ready in %s\n", tb.Dir)
+	return nil
+}
+
+// clusterUp is `canaryline cluster up`: a cluster in the foreground, or in the background with --detach.
+func clusterUp(fs *flag.FlagSet, env Env) runFunc {
+	dir := dirFlag(fs, env)
+	nodes := fs.Int("nodes", env.Nodes, "number of KWOK fake nodes, 1 to 100")
+	detach := fs.Bool("detach", false, "start in the background and return once it is ready")
+	realNode := fs.Bool("real-node", false, "also start a real node (needs root): kubelet, containerd, runc and CNI plugins beside the KWOK nodes")
+	tekton := fs.Bool("tekton", false, "also run Tekton Pipelines and Triggers on the real node (implies --real-node)")
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+		*realNode = *realNode || *tekton
+		if *nodes < 1 || *nodes > 100 {
+			return usagef("--nodes %d: give a number from 1 to 100 (or set CANARYLINE_NODES)", *nodes)
+		}
+		cacheDir, abs, err := runDirOf(env, *dir)
+		if err != nil {
+			return err
+		}
+		if st, ok := devcluster.Running(abs); ok {
 			fmt.Fprintf(stderr, "canaryline: a cluster already runs in %s (pid %d)\n", abs, st.PID)
 			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 			return nil
@@ -91,42 +94,62 @@ func clusterCmd(ctx context.Context, env Env, sub string, args []string, stdout,
 			return upDetached(ctx, abs, *nodes, *realNode, *tekton, stdout, stderr)
 		}
 		return upForeground(ctx, cacheDir, abs, *nodes, *realNode, *tekton, stdout, stderr)
-	case "down":
+	}
+}
+
+// clusterDown is `canaryline cluster down`.
+func clusterDown(fs *flag.FlagSet, env Env) runFunc {
+	dir := dirFlag(fs, env)
+	return func(ctx context.Context, _ []string, _, stderr io.Writer) error {
+		_, abs, err := runDirOf(env, *dir)
+		if err != nil {
+			return err
+		}
 		return down(ctx, abs, stderr)
-	case "status":
-		st, ok := running(abs)
+	}
+}
+
+// clusterStatus is `canaryline cluster status`.
+func clusterStatus(fs *flag.FlagSet, env Env) runFunc {
+	dir := dirFlag(fs, env)
+	return func(_ context.Context, _ []string, stdout, stderr io.Writer) error {
+		_, abs, err := runDirOf(env, *dir)
+		if err != nil {
+			return err
+		}
+		st, ok := devcluster.Running(abs)
 		if !ok {
 			return fmt.Errorf("no cluster runs in %s; start one with `canaryline cluster up --detach`", abs)
 		}
 		fmt.Fprintf(stderr, "canaryline: cluster running in %s (pid %d), API %s via the OpenShift shim %s\n", abs, st.PID, st.APIServerURL, st.ShimURL)
 		fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 		return nil
-	default:
-		return usagef("cluster %s: say build, up, down or status", sub)
 	}
 }
 
-// running reads dir's state file and checks that its supervisor is alive.
-func running(dir string) (devcluster.State, bool) {
-	var st devcluster.State
-	data, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
-	if err != nil || json.Unmarshal(data, &st) != nil || st.PID <= 0 {
-		return st, false
-	}
-	return st, syscall.Kill(st.PID, 0) == nil && !isZombie(st.PID)
+// dirFlag registers --dir, the cluster's run directory.
+func dirFlag(fs *flag.FlagSet, env Env) *string {
+	return fs.String("dir", env.ClusterDir, "run directory of the cluster (CANARYLINE_CLUSTER_DIR; empty: $CANARYLINE_CACHE_DIR/cluster)")
 }
 
-func isZombie(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
+// cacheDirOf is CANARYLINE_CACHE_DIR, else the user cache directory's.
+func cacheDirOf(env Env) (string, error) {
+	if env.CacheDir != "" {
+		return env.CacheDir, nil
 	}
-	for i := len(data) - 1; i > 0; i-- {
-		if data[i] == ')' && i+2 < len(data) {
-			return data[i+2] == 'Z'
-		}
+	return devcluster.DefaultCacheDir()
+}
+
+// runDirOf returns the cache directory and the absolute run directory: dir, else the cache directory's cluster.
+func runDirOf(env Env, dir string) (cacheDir, abs string, err error) {
+	if cacheDir, err = cacheDirOf(env); err != nil {
+		return "", "", err
 	}
-	return false
+	if dir == "" {
+		dir = filepath.Join(cacheDir, "cluster")
+	}
+	abs, err = filepath.Abs(dir)
+	return cacheDir, abs, err
 }
 
 // upForeground starts the cluster in this process and keeps it until ctx ends (Ctrl-C, SIGTERM).
@@ -191,7 +214,7 @@ func upDetached(ctx context.Context, dir string, nodes int, realNode, tekton boo
 	}
 	for {
 		follow()
-		if st, ok := running(dir); ok && st.PID == cmd.Process.Pid {
+		if st, ok := devcluster.Running(dir); ok && st.PID == cmd.Process.Pid {
 			fmt.Fprintf(stderr, "canaryline: cluster running in the background (pid %d, log %s); `canaryline cluster down` stops it\n", st.PID, logPath)
 			fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", st.Kubeconfig)
 			return nil
@@ -211,7 +234,7 @@ func upDetached(ctx context.Context, dir string, nodes int, realNode, tekton boo
 
 // down stops the supervisor in dir with SIGTERM; it stops its components and removes dir.
 func down(ctx context.Context, dir string, stderr io.Writer) error {
-	st, ok := running(dir)
+	st, ok := devcluster.Running(dir)
 	if !ok {
 		fmt.Fprintf(stderr, "canaryline: no cluster runs in %s\n", dir)
 		return nil
@@ -220,7 +243,7 @@ func down(ctx context.Context, dir string, stderr io.Writer) error {
 		return fmt.Errorf("stop pid %d: %w", st.PID, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for syscall.Kill(st.PID, 0) == nil && !isZombie(st.PID) {
+	for devcluster.ProcessAlive(st.PID) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(st.PID, syscall.SIGKILL) // its components die with it (Pdeathsig)
 			break

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,26 +13,24 @@ import (
 	"github.com/canaryline/canaryline/internal/rbac"
 )
 
-// generateCmd writes (or with --check, checks) the generated Pipelines in pipelines/, or prints a per-application
-// Role.
-func generateCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "role" {
-		return generateRole(args[1:], stdout, stderr)
-	}
-	if len(args) == 0 || args[0] != "pipelines" {
-		return usagef("generate: say pipelines or role")
-	}
-	fs := newFlags("generate pipelines", stderr)
+// generatePipelines is `canaryline generate pipelines`: it writes (or with --check, checks) the generated Pipelines
+// in pipelines/.
+func generatePipelines(fs *flag.FlagSet, _ Env) runFunc {
 	root := fs.String("root", ".", "repository root")
 	check := fs.Bool("check", false, "only check that pipelines/ is up to date")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
+	return func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+		return writePipelines(*root, *check, stdout)
 	}
+}
+
+// writePipelines writes the Pipelines that differ from pipelinegen's under root/pipelines; with check it only
+// names them, as an error.
+func writePipelines(root string, check bool, stdout io.Writer) error {
 	files, err := pipelinegen.Generate()
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(*root, "pipelines")
+	dir := filepath.Join(root, "pipelines")
 	var stale []string
 	for _, name := range pipelinegen.Names() {
 		path := filepath.Join(dir, name)
@@ -39,22 +39,22 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		stale = append(stale, path)
-		if !*check {
+		if !check {
 			if err := os.WriteFile(path, files[name], 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "wrote %s\n", path)
 		}
 	}
-	if *check && len(stale) > 0 {
+	if check && len(stale) > 0 {
 		return fmt.Errorf("stale generated Pipelines (run make pipelines): %v", stale)
 	}
 	return nil
 }
 
-// generateRole prints the Role that lets the steps release one application only (and its RoleBinding).
-func generateRole(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("generate role", stderr)
+// generateRole is `canaryline generate role`: it prints the Role that lets the steps release one application only
+// (and its RoleBinding).
+func generateRole(fs *flag.FlagSet, _ Env) runFunc {
 	var o rbac.Options
 	fs.StringVar(&o.App, "app", "", "the application (its stable Deployment); required")
 	fs.StringVar(&o.Namespace, "namespace", "", "the application's namespace")
@@ -63,13 +63,12 @@ func generateRole(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.RouterName, "router-name", "", "the router object (ROUTER_NAME), when not the app's name")
 	fs.StringVar(&o.BuildConfig, "build-config", "", "the BuildConfig (BUILD_CONFIG), when not the app's name")
 	fs.StringVar(&o.ServiceAccount, "service-account", "", "also bind the Role to this ServiceAccount (for example pipeline)")
-	if err := parse(fs, args); err != nil {
+	return func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+		out, err := rbac.Manifests(o)
+		if err != nil {
+			return usagef("generate role: %v", err)
+		}
+		_, err = stdout.Write(out)
 		return err
 	}
-	out, err := rbac.Manifests(o)
-	if err != nil {
-		return usagef("generate role: %v", err)
-	}
-	_, err = stdout.Write(out)
-	return err
 }

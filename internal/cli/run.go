@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -53,31 +54,41 @@ func (w *workspaceFlags) Set(s string) error {
 	return nil
 }
 
+// runFlags are the flags of `canaryline run`.
+type runFlags struct {
+	params                                    paramFlags
+	workspaces                                *workspaceFlags
+	kubeconfig, namespace, tasks, bundle, bin string
+	insecure                                  bool
+	timeout                                   time.Duration
+}
+
 // runCmd is `canaryline run PIPELINE_FILE --param k=v ...`: the Pipeline's Tasks run as local processes.
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usagef("run: give the Pipeline's file first, e.g. canaryline run pipelines/canary-release.yaml --param app=shop")
+func runCmd(fs *flag.FlagSet, _ Env) runFunc {
+	f := runFlags{params: paramFlags{}, workspaces: &workspaceFlags{bound: map[string]string{}}}
+	fs.Var(f.params, "param", "a param value, `name=value` (repeat)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "the cluster the steps act on (default: $KUBECONFIG)")
+	fs.StringVar(&f.namespace, "namespace", "", "the application's namespace (the namespace param)")
+	fs.StringVar(&f.tasks, "tasks", "tasks", "where the Pipeline's Tasks are")
+	fs.StringVar(&f.bundle, "bundle", "", "take the Tasks from this Tekton bundle instead of --tasks")
+	fs.BoolVar(&f.insecure, "insecure-registry", false, "the bundle's registry is plain HTTP")
+	fs.StringVar(&f.bin, "steps", "", "the step binary (canaryline-steps); next to canaryline, on PATH, or built from the repository")
+	fs.DurationVar(&f.timeout, "timeout", time.Hour, "the whole run")
+	fs.Var(f.workspaces, "workspace", "`DIR` for all the Pipeline's workspaces, or name=DIR for one (repeat)")
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return runPipeline(ctx, args[0], &f, stdout, stderr)
 	}
-	file := args[0]
-	fs := newFlags("run", stderr)
-	params := paramFlags{}
-	fs.Var(params, "param", "a param value, name=value (repeat)")
-	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "the cluster the steps act on")
-	namespace := fs.String("namespace", "", "the application's namespace (the namespace param)")
-	tasks := fs.String("tasks", "tasks", "where the Pipeline's Tasks are")
-	bundleRef := fs.String("bundle", "", "take the Tasks from this Tekton bundle instead of --tasks")
-	insecure := fs.Bool("insecure-registry", false, "the bundle's registry is plain HTTP")
-	steps := fs.String("steps", "", "the step binary (canaryline-steps); next to canaryline, on PATH, or built from the repository")
-	timeout := fs.Duration("timeout", time.Hour, "the whole run")
-	workspaces := &workspaceFlags{bound: map[string]string{}}
-	fs.Var(workspaces, "workspace", "DIR for all the Pipeline's workspaces, or name=DIR for one (repeat)")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
+}
+
+// runPipeline runs the Pipeline in file with the runner and prints its summary and results.
+func runPipeline(ctx context.Context, file string, f *runFlags, stdout, stderr io.Writer) error {
+	if f.kubeconfig == "" {
+		f.kubeconfig = os.Getenv("KUBECONFIG")
 	}
-	if *namespace != "" {
-		params["namespace"] = *namespace
+	if f.namespace != "" {
+		f.params["namespace"] = f.namespace
 	}
-	bin, err := stepsBinary(ctx, *steps)
+	bin, err := stepsBinary(ctx, f.bin)
 	if err != nil {
 		return err
 	}
@@ -85,9 +96,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer stopNotify()
 	ctx, in, stop := watchInterrupts(ctx, sigs, stderr)
 	defer stop()
-	sum, err := runner.Run(ctx, runner.Options{Pipeline: file, TasksDir: *tasks, Bundle: *bundleRef, Insecure: *insecure, Params: params, Steps: bin,
-		Env:       []string{"KUBECONFIG=" + *kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
-		Namespace: *namespace, Timeout: *timeout, Workspace: workspaces.root, Workspaces: workspaces.bound,
+	sum, err := runner.Run(ctx, runner.Options{Pipeline: file, TasksDir: f.tasks, Bundle: f.bundle, Insecure: f.insecure, Params: f.params, Steps: bin,
+		Env:       []string{"KUBECONFIG=" + f.kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")},
+		Namespace: f.namespace, Timeout: f.timeout, Workspace: f.workspaces.root, Workspaces: f.workspaces.bound,
 		Out: stderr, Abort: in.abort, Progress: in.progress})
 	if sum != nil {
 		fmt.Fprint(stdout, "\n"+sum.Table()+sum.ResultsText())
@@ -97,7 +108,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usagef("run: %v", err)
 	}
 	if forced, then := in.wasForced(); forced {
-		fmt.Fprint(stderr, forcedMessage(then, sum, bin, *kubeconfig))
+		fmt.Fprint(stderr, forcedMessage(then, sum, bin, f.kubeconfig))
 		return exitCode(exitInterrupted)
 	}
 	return err

@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"os"
-
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/release"
@@ -15,29 +13,23 @@ import (
 )
 
 // statusCmd is `canaryline status APP`: the application's release state, read-only.
-func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
-		return usagef("status: give the application's name (its stable Deployment)")
-	}
-	app := args[0]
-	fs := newFlags("status", stderr)
-	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "the cluster")
+func statusCmd(fs *flag.FlagSet, _ Env) runFunc {
+	kubeconfig := fs.String("kubeconfig", "", "the cluster (default: $KUBECONFIG, else ~/.kube/config)")
 	namespace := fs.String("namespace", "", "the application's namespace (default: the kubeconfig's)")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return writeStatus(ctx, args[0], *kubeconfig, *namespace, stdout, stderr)
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = *kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := cc.ClientConfig()
+}
+
+// writeStatus reads app's release state with the kubeconfig's clients (step.LoadKubeconfig: the steps' loading
+// rules) and prints it.
+func writeStatus(ctx context.Context, app, kubeconfig, namespace string, stdout, stderr io.Writer) error {
+	cfg, ns, err := step.LoadKubeconfig(kubeconfig)
 	if err != nil {
 		return usagef("status: no cluster: %v (give --kubeconfig)", err)
 	}
-	ns := *namespace
-	if ns == "" {
-		if ns, _, err = cc.Namespace(); err != nil {
-			return err
-		}
+	if namespace != "" {
+		ns = namespace
 	}
 	kube, err := kubeclient.NewForConfig(cfg)
 	if err != nil {

@@ -39,10 +39,10 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
+	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/runner"
 	"github.com/canaryline/canaryline/internal/tektonrun"
-	sampleapp "github.com/canaryline/canaryline/test/app"
 )
 
 // Options configure the demo.
@@ -298,7 +298,7 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 		ObjectMeta: metav1.ObjectMeta{Name: o.App, Labels: map[string]string{"app": o.App},
 			Annotations: map[string]string{"buildsim.canaryline.dev/line-interval": "10ms"}},
 		Spec: buildv1.BuildConfigSpec{CommonSpec: buildv1.CommonSpec{
-			Source: buildv1.BuildSource{Type: buildv1.BuildSourceGit, Git: &buildv1.GitBuildSource{URI: "https://github.com/canaryline/canaryline"}, ContextDir: "test/app"},
+			Source: buildv1.BuildSource{Type: buildv1.BuildSourceGit, Git: &buildv1.GitBuildSource{URI: "https://github.com/canaryline/canaryline"}, ContextDir: "internal/dev/app"},
 			Strategy: buildv1.BuildStrategy{Type: buildv1.SourceBuildStrategyType, SourceStrategy: &buildv1.SourceBuildStrategy{
 				From: corev1.ObjectReference{Kind: "ImageStreamTag", Namespace: "openshift", Name: "golang:1.26"}}},
 			Output: buildv1.BuildOutput{To: &corev1.ObjectReference{Kind: "ImageStreamTag", Name: o.App + ":latest"}},

@@ -11,9 +11,9 @@ import (
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/kubernetes"
 
+	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/promserver"
-	sampleapp "github.com/canaryline/canaryline/test/app"
 )
 
 // job is the Prometheus job of the sample-app processes.

@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
-	sampleapp "github.com/canaryline/canaryline/test/app"
+	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 )
 
 const testNS = "shop"

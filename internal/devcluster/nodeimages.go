@@ -35,12 +35,12 @@ const (
 	NodeRegistry = "registry.canaryline.local"
 	// PauseImage is the sandbox image: containerd's pinned sandbox image is set to it.
 	PauseImage = NodeRegistry + "/pause:3.10"
-	// SampleAppImage is the sample application (test/app/sample-app), listening on SampleAppPort.
+	// SampleAppImage is the sample application (internal/dev/app/sample-app), listening on SampleAppPort.
 	SampleAppImage = NodeRegistry + "/sample-app:dev"
 	SampleAppPort  = 8080
 	// pausePackage and sampleAppPackage are the image's programs, relative to the repository root.
 	pausePackage     = "./internal/devcluster/pause"
-	sampleAppPackage = "./test/app/sample-app"
+	sampleAppPackage = "./internal/dev/app/sample-app"
 	// imagesRecipe is bumped whenever the way the images are built changes.
 	imagesRecipe = "r1"
 	// nodePlatform is the only platform the real node runs.

@@ -44,8 +44,8 @@ type nodeProgram struct {
 }
 
 // MaybeNodeInit runs the real node's supervisor and exits when this process was started as one; otherwise it
-// returns at once. Programs that start real nodes (the canaryline command, test binaries through RunTests) call
-// it first: the node's supervisor is the same binary, started again.
+// returns at once. Programs that start real nodes (the canaryline command, test binaries through
+// devclustertest.RunTests) call it first: the node's supervisor is the same binary, started again.
 func MaybeNodeInit() {
 	path := os.Getenv(nodeInitEnv)
 	if path == "" {

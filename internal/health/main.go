@@ -5,31 +5,20 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/canaryline/canaryline/internal/kubeclient"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/step"
-	"github.com/canaryline/canaryline/internal/steps"
 )
 
-func init() { steps.Register(steps.VerifyHealth, Main) }
-
 // Main is the verify-health step.
-func Main(ctx context.Context, _ []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+func Main(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	var results map[string]string
-	code := step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env}, &Config{},
+	code := step.Main(ctx, step.IO{Stdout: stdout, Stderr: stderr, Env: env, Args: args}, &Config{},
 		func(ctx context.Context, cfg *Config, log *slog.Logger) (map[string]string, error) {
-			rc, ns, err := step.RESTConfig(env)
+			cl, err := step.Connect(env, cfg.Namespace)
 			if err != nil {
 				return nil, err
 			}
-			if cfg.Namespace != "" {
-				ns = cfg.Namespace
-			}
-			kube, err := kubeclient.NewForConfig(rc)
-			if err != nil {
-				return nil, err
-			}
-			v, err := Verify(ctx, cfg, ns, Deps{Kube: kube}, stdout, log)
+			v, err := Verify(ctx, cfg, cl.Namespace, Deps{Kube: cl.Kube}, stdout, log)
 			if ctx.Err() != nil && cfg.TaskRun != "" {
 				// Stopped by Tekton: roll back here when the PipelineRun's finally tasks will not (it logs what it does).
 				_ = release.AfterStop(env, release.Stopped{TaskRun: cfg.TaskRun,

@@ -19,18 +19,28 @@ func RESTConfig(env func(string) (string, bool)) (*rest.Config, string, error) {
 			return tune(cfg), string(ns), nil
 		}
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kc, ok := env("KUBECONFIG"); ok && kc != "" {
-		rules.ExplicitPath = kc
-	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := cc.ClientConfig()
+	kc, _ := env("KUBECONFIG")
+	cfg, ns, err := LoadKubeconfig(kc)
 	if err != nil {
 		return nil, "", &InvalidError{Msg: fmt.Sprintf("no cluster to talk to: %v", err),
 			Fix: "run in a pod with a ServiceAccount, or set KUBECONFIG"}
 	}
-	ns, _, _ := cc.Namespace()
 	return tune(cfg), ns, nil
+}
+
+// LoadKubeconfig loads the REST config and the namespace of the current context with clientcmd's default loading
+// rules: the kubeconfig at path when not empty, else $KUBECONFIG, else ~/.kube/config. The tools (canaryline
+// status) load their config this way too.
+func LoadKubeconfig(path string) (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, _, _ := cc.Namespace()
+	return cfg, ns, nil
 }
 
 func tune(cfg *rest.Config) *rest.Config {

@@ -198,10 +198,27 @@ func (r Results) Write(values map[string]string) error {
 	return nil
 }
 
-// IO is a step's standard streams and environment.
+// IO is a step's standard streams, environment and arguments.
 type IO struct {
 	Stdout, Stderr io.Writer
 	Env            func(string) (string, bool)
+	// Args are the arguments the step was invoked with (after its name). The steps take their params from the
+	// environment only, so any argument is refused as bad input.
+	Args []string
+}
+
+// NoArgs returns bad input naming args when there are any: the steps take their params from the environment (the
+// Task maps each param to an env variable), so an argument is a mistake that would otherwise pass silently.
+func NoArgs(args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	return &InvalidError{Msg: "unexpected arguments " + strings.Join(quoted, " "),
+		Fix: "the steps take no arguments: set their params as environment variables (APP=shop, not --app shop)"}
 }
 
 // Common are the params every step has.
@@ -220,10 +237,15 @@ type Step interface {
 
 func (c *Common) common() *Common { return c }
 
-// Main is the body of every step: load cfg from env (bad input exits 2 before any API call), run, write the
-// results, and map the error to the exit code. Errors and verdicts are logged with the reason.
+// Main is the body of every step: refuse arguments (NoArgs) and load cfg from env (bad input exits 2 before any
+// API call), run, write the results, and map the error to the exit code. Errors and verdicts are logged with the
+// reason.
 func Main[C Step](ctx context.Context, sio IO, cfg C, run func(context.Context, C, *slog.Logger) (map[string]string, error)) int {
-	if err := Load(ctx, sio.Env, cfg); err != nil {
+	err := NoArgs(sio.Args)
+	if err == nil {
+		err = Load(ctx, sio.Env, cfg)
+	}
+	if err != nil {
 		NewLogger(sio.Stderr, false).Error(err.Error())
 		return ExitCode(err)
 	}

@@ -112,19 +112,26 @@ func TestMainMapsOutcomes(t *testing.T) {
 		runErr   error
 		wantCode int
 		wantLog  string
+		args     []string
 	}{
-		{"ok", map[string]string{"NAME": "x"}, nil, ExitOK, "ran name=x\n"},
-		{"bad input never runs", map[string]string{}, nil, ExitInvalid, "ERROR param NAME: is required; give a name\n"},
-		{"verdict", map[string]string{"NAME": "x"}, Failed("canary unhealthy"), ExitFailed, "ERROR failed: canary unhealthy\n"},
-		{"error", map[string]string{"NAME": "x"}, errors.New("api down"), ExitError, "ERROR api down\n"},
+		{"ok", map[string]string{"NAME": "x"}, nil, ExitOK, "ran name=x\n", nil},
+		{"bad input never runs", map[string]string{}, nil, ExitInvalid, "ERROR param NAME: is required; give a name\n", nil},
+		{"verdict", map[string]string{"NAME": "x"}, Failed("canary unhealthy"), ExitFailed, "ERROR failed: canary unhealthy\n", nil},
+		{"error", map[string]string{"NAME": "x"}, errors.New("api down"), ExitError, "ERROR api down\n", nil},
+		{"arguments are refused before anything runs", map[string]string{"NAME": "x"}, nil, ExitInvalid,
+			"ERROR unexpected arguments \"--app\" \"shop\"; the steps take no arguments: set their params as environment variables (APP=shop, not --app shop)\n",
+			[]string{"--app", "shop"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			tc.env["RESULTS_DIR"] = dir
 			var stderr bytes.Buffer
-			code := Main(context.Background(), IO{Stdout: &bytes.Buffer{}, Stderr: &stderr, Env: env(tc.env)}, &testConfig{},
+			code := Main(context.Background(), IO{Stdout: &bytes.Buffer{}, Stderr: &stderr, Env: env(tc.env), Args: tc.args}, &testConfig{},
 				func(ctx context.Context, c *testConfig, log *slog.Logger) (map[string]string, error) {
+					if tc.args != nil {
+						t.Error("ran with arguments")
+					}
 					if tc.runErr == nil {
 						log.Info("ran", "name", c.Name)
 					}

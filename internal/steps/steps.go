@@ -5,23 +5,26 @@
 // from the name it was invoked under (a symlink or hardlink named after the
 // step) or, when invoked as canaryline-steps, from its first argument.
 //
-// Step implementations live in their own packages and register themselves
-// from an init function:
+// The commands list the step implementations in a Table, explicitly:
 //
-//	func init() { steps.Register(steps.ShiftCanary, run) }
+//	steps.Main(steps.Table{steps.ShiftCanary: release.ShiftMain, ...}, os.Args[0])
 //
-// A step that no package has registered fails with ExitNotImplemented rather
-// than pretending to succeed.
+// so that a missing step is a compile or test failure (Table.Check), not a
+// surprise at run time. A step the table lacks still fails with
+// ExitNotImplemented rather than pretending to succeed.
 package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
+	"syscall"
 )
 
 // Step names, in pipeline order.
@@ -41,7 +44,7 @@ const MultiCallName = "canaryline-steps"
 const (
 	ExitOK             = 0
 	ExitUsage          = 2 // unknown step name or bad invocation of canaryline-steps
-	ExitNotImplemented = 3 // the step is known but not registered in this build
+	ExitNotImplemented = 3 // the step is known but not in this build's table
 )
 
 // Func runs one step. args are the arguments after the step name, env looks
@@ -57,56 +60,49 @@ func Names() []string { return slices.Clone(names) }
 // IsStep reports whether name is one of the canaryline step names.
 func IsStep(name string) bool { return slices.Contains(names, name) }
 
-// Registry maps step names to their implementations. The zero value is not
-// usable; use NewRegistry. Most code uses the package-level functions, which
-// act on the default registry that cmd/canaryline-steps dispatches through.
-type Registry struct {
-	mu    sync.RWMutex
-	funcs map[string]Func
+// Table maps step names to their implementations. A command builds its
+// table as a literal, so a step listed twice does not compile; Check finds
+// an unknown name, a nil Func or a missing step.
+type Table map[string]Func
+
+// Check returns an error naming every entry of t that is not a step, every
+// nil Func and every step t lacks; nil when t implements exactly the steps.
+func (t Table) Check() error {
+	var errs []error
+	for name, fn := range t {
+		switch {
+		case !IsStep(name):
+			errs = append(errs, fmt.Errorf("steps: %q: unknown step (valid steps: %s)", name, strings.Join(names, ", ")))
+		case fn == nil:
+			errs = append(errs, fmt.Errorf("steps: %q: nil step func", name))
+		}
+	}
+	if missing := t.Missing(); len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("steps: not in the table: %s", strings.Join(missing, ", ")))
+	}
+	return errors.Join(errs...)
 }
 
-// NewRegistry returns an empty registry: every step is not implemented.
-func NewRegistry() *Registry { return &Registry{funcs: make(map[string]Func)} }
-
-var defaultRegistry = NewRegistry()
-
-// Register adds fn as the implementation of the step name. It is meant to be
-// called from init functions and panics, like database/sql.Register, on a
-// programming error: an unknown step name, a nil fn, or a second
-// registration of the same step.
-func (r *Registry) Register(name string, fn Func) {
-	if !IsStep(name) {
-		panic(fmt.Sprintf("steps: register %q: unknown step (valid steps: %s)", name, strings.Join(names, ", ")))
+// Missing returns the steps, in pipeline order, that t has no Func for.
+func (t Table) Missing() []string {
+	var missing []string
+	for _, name := range names {
+		if t[name] == nil {
+			missing = append(missing, name)
+		}
 	}
-	if fn == nil {
-		panic(fmt.Sprintf("steps: register %q: nil step func", name))
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, dup := r.funcs[name]; dup {
-		panic(fmt.Sprintf("steps: register %q: registered twice", name))
-	}
-	r.funcs[name] = fn
+	return missing
 }
 
-// Lookup returns the implementation of the step name, if one is registered.
-func (r *Registry) Lookup(name string) (Func, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	fn, ok := r.funcs[name]
-	return fn, ok
-}
-
-// Register adds fn to the default registry; see Registry.Register.
-func Register(name string, fn Func) { defaultRegistry.Register(name, fn) }
-
-// Lookup finds a step in the default registry; see Registry.Lookup.
-func Lookup(name string) (Func, bool) { return defaultRegistry.Lookup(name) }
-
-// Dispatch runs the step selected by argv0 and args against the default
-// registry; see Registry.Dispatch.
-func Dispatch(ctx context.Context, argv0 string, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	return defaultRegistry.Dispatch(ctx, argv0, args, env, stdout, stderr)
+// Main is the main function of every step command: it runs the step
+// selected by argv0 and the process's arguments from t (see Dispatch),
+// with os.LookupEnv and the standard streams, stops it on SIGINT or SIGTERM,
+// and exits with its code.
+func Main(t Table, argv0 string) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := t.Dispatch(ctx, argv0, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // Dispatch selects a step and runs it, returning the exit code.
@@ -116,41 +112,52 @@ func Dispatch(ctx context.Context, argv0 string, args []string, env func(string)
 // When the base name is MultiCallName the step is args[0] and the step gets
 // args[1:]; in that form "--list" prints the step names, one per line, and
 // "--help" prints usage. An unknown step name exits with ExitUsage, a known
-// step without an implementation with ExitNotImplemented. A nil env is an
-// empty environment.
-func (r *Registry) Dispatch(ctx context.Context, argv0 string, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+// step that t lacks with ExitNotImplemented. A nil env is an empty
+// environment.
+func (t Table) Dispatch(ctx context.Context, argv0 string, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
 	name := filepath.Base(argv0)
 	if name == MultiCallName {
-		if len(args) == 0 {
-			fmt.Fprintln(stderr, "canaryline: missing step name")
-			writeUsage(stderr)
-			return ExitUsage
+		var code int
+		var done bool
+		if name, args, code, done = multiCall(args, stdout, stderr); done {
+			return code
 		}
-		switch args[0] {
-		case "--list", "-list":
-			for _, n := range names {
-				fmt.Fprintln(stdout, n)
-			}
-			return ExitOK
-		case "--help", "-help", "-h", "help":
-			writeUsage(stdout)
-			return ExitOK
-		}
-		name, args = args[0], args[1:]
 	}
 	if !IsStep(name) {
 		fmt.Fprintf(stderr, "canaryline: unknown step %q; valid steps: %s\n", name, strings.Join(names, ", "))
 		return ExitUsage
 	}
-	fn, ok := r.Lookup(name)
-	if !ok {
+	fn := t[name]
+	if fn == nil {
 		fmt.Fprintf(stderr, "canaryline: step %q is not implemented in this build\n", name)
 		return ExitNotImplemented
 	}
 	return fn(ctx, args, env, stdout, stderr)
+}
+
+// multiCall reads the arguments of canaryline-steps: the step name and its
+// arguments, or --list and --help, which it answers itself (done, with the
+// exit code).
+func multiCall(args []string, stdout, stderr io.Writer) (name string, rest []string, code int, done bool) {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "canaryline: missing step name")
+		writeUsage(stderr)
+		return "", nil, ExitUsage, true
+	}
+	switch args[0] {
+	case "--list", "-list":
+		for _, n := range names {
+			fmt.Fprintln(stdout, n)
+		}
+		return "", nil, ExitOK, true
+	case "--help", "-help", "-h", "help":
+		writeUsage(stdout)
+		return "", nil, ExitOK, true
+	}
+	return args[0], args[1:], 0, false
 }
 
 func writeUsage(w io.Writer) {

@@ -16,7 +16,7 @@ func TestNamesPipelineOrder(t *testing.T) {
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %q, want %q", got, want)
 	}
-	// Names returns a copy: callers cannot reorder the registry.
+	// Names returns a copy: callers cannot reorder the steps.
 	Names()[0] = "mutated"
 	if got := Names()[0]; got != StartBuild {
 		t.Fatalf("Names()[0] after mutating a previous result = %q, want %q", got, StartBuild)
@@ -34,9 +34,7 @@ func echoStep(name string, code int) Func {
 
 func TestDispatch(t *testing.T) {
 	t.Parallel()
-	reg := NewRegistry()
-	reg.Register(ShiftCanary, echoStep(ShiftCanary, 0))
-	reg.Register(VerifyHealth, echoStep(VerifyHealth, 7))
+	reg := Table{ShiftCanary: echoStep(ShiftCanary, 0), VerifyHealth: echoStep(VerifyHealth, 7)}
 	env := func(k string) (string, bool) {
 		if k == "CANARYLINE_TEST" {
 			return "yes", true
@@ -168,15 +166,14 @@ func TestDispatch(t *testing.T) {
 	}
 }
 
-func TestDefaultRegistryReportsUnimplementedSteps(t *testing.T) {
+func TestEmptyTableReportsUnimplementedSteps(t *testing.T) {
 	t.Parallel()
-	// No step package is linked into this test binary, so every step must
-	// say so honestly instead of succeeding.
+	// A table without the step must say so honestly instead of succeeding.
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			code := Dispatch(t.Context(), "/usr/local/bin/"+name, nil, nil, &stdout, &stderr)
+			code := Table{}.Dispatch(t.Context(), "/usr/local/bin/"+name, nil, nil, &stdout, &stderr)
 			if code != ExitNotImplemented {
 				t.Fatalf("exit code = %d, want %d", code, ExitNotImplemented)
 			}
@@ -194,12 +191,11 @@ func TestDefaultRegistryReportsUnimplementedSteps(t *testing.T) {
 func TestDispatchPassesContext(t *testing.T) {
 	t.Parallel()
 	type key struct{}
-	reg := NewRegistry()
 	var got any
-	reg.Register(WaitBuild, func(ctx context.Context, _ []string, _ func(string) (string, bool), _, _ io.Writer) int {
+	reg := Table{WaitBuild: func(ctx context.Context, _ []string, _ func(string) (string, bool), _, _ io.Writer) int {
 		got = ctx.Value(key{})
 		return 0
-	})
+	}}
 	ctx := context.WithValue(t.Context(), key{}, "marker")
 	if code := reg.Dispatch(ctx, "wait-build", nil, nil, io.Discard, io.Discard); code != 0 {
 		t.Fatalf("exit code = %d, want 0", code)
@@ -209,41 +205,41 @@ func TestDispatchPassesContext(t *testing.T) {
 	}
 }
 
-func TestRegisterPanics(t *testing.T) {
+func TestTableCheck(t *testing.T) {
 	t.Parallel()
 	noop := func(context.Context, []string, func(string) (string, bool), io.Writer, io.Writer) int { return 0 }
+	full := func() Table {
+		t := Table{}
+		for _, n := range Names() {
+			t[n] = noop
+		}
+		return t
+	}
 	tests := []struct {
-		name    string
-		prepare func(*Registry)
-		step    string
-		fn      Func
-		want    string
+		name   string
+		modify func(Table)
+		want   string // "" means no error
 	}{
-		{name: "unknown step", step: "deploy", fn: noop, want: `register "deploy": unknown step`},
-		{name: "nil func", step: StartBuild, fn: nil, want: `register "start-build": nil step func`},
-		{
-			name:    "duplicate",
-			prepare: func(r *Registry) { r.Register(StartBuild, noop) },
-			step:    StartBuild,
-			fn:      noop,
-			want:    `register "start-build": registered twice`,
-		},
+		{name: "every step", modify: func(Table) {}},
+		{name: "unknown step", modify: func(t Table) { t["deploy"] = noop }, want: `"deploy": unknown step`},
+		{name: "nil func", modify: func(t Table) { t[StartBuild] = nil }, want: `"start-build": nil step func`},
+		{name: "missing step", modify: func(t Table) { delete(t, WaitBuild); delete(t, VerifyHealth) }, want: `not in the table: wait-build, verify-health`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			reg := NewRegistry()
-			if tt.prepare != nil {
-				tt.prepare(reg)
-			}
-			defer func() {
-				r := recover()
-				msg, _ := r.(string)
-				if !strings.Contains(msg, tt.want) {
-					t.Fatalf("panic = %v, want it to contain %q", r, tt.want)
+			tab := full()
+			tt.modify(tab)
+			err := tab.Check()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Check() = %v, want nil", err)
 				}
-			}()
-			reg.Register(tt.step, tt.fn)
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Check() = %v, want it to contain %q", err, tt.want)
+			}
 		})
 	}
 }

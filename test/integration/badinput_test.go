@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 )
 
 // badCase is one invalid input: the step must exit 2, name param, say how to fix it (fix is a part of the fix),
@@ -47,7 +47,7 @@ const sentinelLease = "canaryline-audit-sentinel"
 
 func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	t0 := time.Now()
 	digest2 := "registry.example.com/team/shop@sha256:" + strings.Repeat("3", 64)
 	q := func(query string) string { return "- name: q\n  query: '" + query + "'\n  threshold: '< 1'\n" }
@@ -220,7 +220,7 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 // badBuildNamespace has BuildConfig "app" (S2I) and "dock" (Docker strategy), and no builds.
 func badBuildNamespace(t *testing.T) (string, map[string]map[string]string) {
 	t.Helper()
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	bc := buildclient.NewForConfigOrDie(cluster.Config())
 	dock := newBuildConfig("dock", nil)
 	dock.Spec.Strategy = buildv1.BuildStrategy{Type: buildv1.DockerBuildStrategyType, DockerStrategy: &buildv1.DockerBuildStrategy{}}

@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
@@ -42,8 +43,8 @@ const commitA = "4f2a9c1d5e6b7a8f9c0d1e2f3a4b5c6d7e8f9a0b"
 // to the shipped Role.
 func buildStepsEnv(t *testing.T, annotations map[string]string) (ns, kubeconfig string, bc buildclient.Interface) {
 	t.Helper()
-	devcluster.Require(t, cluster)
-	ns = cluster.Namespace(t)
+	devclustertest.Require(t, cluster)
+	ns = devclustertest.Namespace(t, cluster)
 	bc = buildclient.NewForConfigOrDie(cluster.Config())
 	if _, err := bc.BuildV1().BuildConfigs(ns).Create(context.Background(), newBuildConfig("app", annotations), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -375,7 +376,7 @@ func stepsKubeconfigAs(t *testing.T, ns, sa string, role *rbacv1.Role) string {
 
 func TestWaitBuildResolvesAnImageBuiltElsewhere(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	// A real OCI registry (go-containerregistry's), behind basic auth.
 	regHandler := registry.New()
 	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -430,8 +431,8 @@ func TestWaitBuildResolvesAnImageBuiltElsewhere(t *testing.T) {
 
 func TestWaitBuildFailsClearlyWithoutADigest(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.Require(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	kc := stepsKubeconfig(t, ns, nil)
 	bc := newBuildConfig("app", map[string]string{devcluster.SimOmitDigest: "true"})
 	bc.Spec.Output.To = &corev1.ObjectReference{Kind: "DockerImage", Name: "quay.io/team/app:latest"} // no ImageStreamTag

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
@@ -44,7 +45,7 @@ func newBuildConfig(name string, annotations map[string]string) *buildv1.BuildCo
 
 func buildClients(t *testing.T) (buildclient.Interface, imageclient.Interface) {
 	t.Helper()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	return buildclient.NewForConfigOrDie(cluster.Config()), imageclient.NewForConfigOrDie(cluster.Config())
 }
 
@@ -98,7 +99,7 @@ func streamLog(ctx context.Context, c buildclient.Interface, ns, name string, li
 func TestBuildConfigInstantiateCompletesWithDigestAndStreamsLog(t *testing.T) {
 	t.Parallel()
 	bc, ic := buildClients(t)
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -201,7 +202,7 @@ func TestBuildConfigInstantiateCompletesWithDigestAndStreamsLog(t *testing.T) {
 func TestScriptedBuildFailureSurfacesReason(t *testing.T) {
 	t.Parallel()
 	bc, _ := buildClients(t)
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -248,7 +249,7 @@ func TestScriptedBuildFailureSurfacesReason(t *testing.T) {
 func TestHangingBuildIsCancelled(t *testing.T) {
 	t.Parallel()
 	bc, _ := buildClients(t)
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -288,7 +289,7 @@ func TestHangingBuildIsCancelled(t *testing.T) {
 func TestBuildAPIErrors(t *testing.T) {
 	t.Parallel()
 	bc, _ := buildClients(t)
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx := context.Background()
 
 	_, err := bc.BuildV1().BuildConfigs(ns).Instantiate(ctx, "missing", &buildv1.BuildRequest{ObjectMeta: metav1.ObjectMeta{Name: "missing"}}, metav1.CreateOptions{})

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
@@ -90,7 +91,7 @@ func waitGone(t *testing.T, pids map[string]int, why string) {
 // supervisor with SIGKILL takes every component with it; a second up in the same directory works; down stops
 // everything and removes the directory.
 func TestClusterCLILeavesNothingBehind(t *testing.T) {
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	bin := buildCLI(t)
 	dir := filepath.Join(t.TempDir(), "cluster")
 

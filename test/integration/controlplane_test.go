@@ -22,12 +22,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 )
 
 func kube(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	return kubernetes.NewForConfigOrDie(cluster.Config())
 }
 
@@ -78,7 +78,7 @@ func untilDeploymentAvailable(ctx context.Context, t *testing.T, k kubernetes.In
 func TestDeploymentPodsBecomeReady(t *testing.T) {
 	t.Parallel()
 	k := kube(t)
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -152,8 +152,8 @@ func newRoute(name string, to int32, alternates ...int32) *routev1.Route {
 
 func TestRouteWeightsStoredAndValidated(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.Require(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx := context.Background()
 	routes := routeclient.NewForConfigOrDie(cluster.Config()).RouteV1().Routes(ns)
 
@@ -188,8 +188,8 @@ func TestRouteWeightsStoredAndValidated(t *testing.T) {
 
 func TestRouterCRDsServed(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.Require(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx := context.Background()
 	dyn := dynamic.NewForConfigOrDie(cluster.Config())
 

@@ -19,9 +19,10 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
+	"github.com/canaryline/canaryline/internal/dev/faultproxy"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/runner"
-	"github.com/canaryline/canaryline/test/faultproxy"
 )
 
 // killStep sends SIGKILL to the running processes of step name that use kubeconfig (this test binary's
@@ -260,7 +261,7 @@ func crashScenarios() []crashScenario {
 // the answer), runs it again, and checks that the rerun ends in the same state as an undisturbed run.
 func TestCrashPoints(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	bin := stepsBinary(t)
 	for _, sc := range crashScenarios() {
 		t.Run(sc.name, func(t *testing.T) {

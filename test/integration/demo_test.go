@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/evidence"
 	"github.com/canaryline/canaryline/internal/runner"
@@ -31,8 +32,8 @@ import (
 // the query waits for 30 requests (6 s at 10%), so each analysis takes 25 measurements, 1 s apart.
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.Require(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	cache, _ := devcluster.DefaultCacheDir()
 	root, _ := filepath.Abs("../..")
 	evDir := t.TempDir()
@@ -110,8 +111,8 @@ func TestDemo(t *testing.T) {
 // promoted and its image runs in the stable Deployment's pods; v3 is caught at 10% and its canary pods go.
 func TestRealNodeDemo(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.RequireRealNode(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	cache, _ := devcluster.DefaultCacheDir()
 	root, _ := filepath.Abs("../..")
 	k := kubernetes.NewForConfigOrDie(cluster.Config())

@@ -12,8 +12,9 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
+	"github.com/canaryline/canaryline/internal/dev/faultproxy"
 	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/test/faultproxy"
 )
 
 // startFaultProxy puts a fault-injecting proxy between the steps and the control plane; it returns the proxy and a
@@ -52,7 +53,7 @@ func faultReleases(t *testing.T) int {
 // the Route as it was, the lock released.
 func TestReleasesUnderAPIFaults(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	n := faultReleases(t)
 	var mu sync.Mutex
 	total := faultproxy.Stats{ByVerb: map[string]int{}, Faults: map[faultproxy.Fault]int{}}
@@ -171,7 +172,7 @@ func releaseUnderFaults(t *testing.T, o faultproxy.Options, seed int, promote bo
 // right state. Odd k are promoted, even k rolled back.
 func TestEachWriteLosesItsAnswer(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	// An undisturbed release counts the writes.
 	proxy, _ := releaseUnderFaults(t, faultproxy.Options{}, 0, true)
 	writes := proxy.Stats().Mutating

@@ -18,9 +18,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/promserver"
-	sampleapp "github.com/canaryline/canaryline/test/app"
 )
 
 // sampleApps runs real sample-app servers for the stable, baseline and canary versions and sends each of them

@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 )
 
 var (
@@ -71,7 +71,7 @@ func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {
 // installTekton installs Tekton's CRDs and ClusterRoles once per test binary.
 func installTekton(t *testing.T) {
 	t.Helper()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	tektonOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
@@ -204,7 +204,7 @@ func TestInstallAsProjectAdmin(t *testing.T) {
 
 	t.Run("default", func(t *testing.T) {
 		t.Parallel()
-		ns := cluster.Namespace(t)
+		ns := devclustertest.Namespace(t, cluster)
 		user := "alice"
 		cfg := projectAdmin(t, ns, user)
 		untilAllowed(t, user, "create", "tekton.dev", "pipelines", ns)
@@ -239,7 +239,7 @@ func TestInstallAsProjectAdmin(t *testing.T) {
 	for _, router := range []string{"httproute", "istio", "nginx"} {
 		t.Run(router, func(t *testing.T) {
 			t.Parallel()
-			ns := cluster.Namespace(t)
+			ns := devclustertest.Namespace(t, cluster)
 			user := "alice"
 			cfg := projectAdmin(t, ns, user)
 			untilAllowed(t, user, "create", "tekton.dev", "pipelines", ns)
@@ -275,7 +275,7 @@ func TestInstallAsProjectAdmin(t *testing.T) {
 
 	t.Run("triggers", func(t *testing.T) {
 		t.Parallel()
-		ns := cluster.Namespace(t)
+		ns := devclustertest.Namespace(t, cluster)
 		user := "alice"
 		cfg := projectAdmin(t, ns, user)
 		untilAllowed(t, user, "create", "triggers.tekton.dev", "eventlisteners", ns)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
@@ -14,5 +15,5 @@ var cluster *devcluster.Cluster
 // The cluster has a real node (kubelet, containerd, runc) beside the KWOK nodes when this machine can run one;
 // TestRealNode... tests need it and say why they skip without.
 func TestMain(m *testing.M) {
-	os.Exit(devcluster.RunTestsWith(m, &cluster, devcluster.Options{RealNode: true}))
+	os.Exit(devclustertest.RunTestsWith(m, &cluster, devcluster.Options{RealNode: true}))
 }

@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 )
 
 // teamObjects creates a team's own Deployment and Service named name (no canaryline mark), as a team's B side.
@@ -391,7 +393,7 @@ func TestTheApplicationsContainerIsReleased(t *testing.T) {
 func TestStepsNameAWrongNamespace(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "route", 1)
-	other := cluster.Namespace(t) // exists; the ServiceAccount has no Role there
+	other := devclustertest.Namespace(t, cluster) // exists; the ServiceAccount has no Role there
 	steps := map[string]map[string]string{
 		"start-build":         {"BUILD_CONFIG": "shop"},
 		"wait-build":          {"BUILD_NAME": "shop-1"},

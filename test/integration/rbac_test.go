@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/rbac"
 )
 
@@ -27,7 +28,7 @@ import (
 func TestServiceAccountTokenLimitedByRole(t *testing.T) {
 	t.Parallel()
 	admin := kube(t)
-	ns := cluster.Namespace(t)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -29,6 +29,7 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
@@ -100,8 +101,8 @@ func logsOf(t *testing.T, k kubernetes.Interface, ns, name string) string {
 // its HTTP readiness probe, and its logs and exec come through the API server (authenticated to the kubelet).
 func TestRealNodeRunsAPodWithLogsAndExec(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
-	k, ns := kube(t), cluster.Namespace(t)
+	devclustertest.RequireRealNode(t, cluster)
+	k, ns := kube(t), devclustertest.Namespace(t, cluster)
 	pod := realPod("app", devcluster.SampleAppImage)
 	pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{PeriodSeconds: 1,
@@ -139,8 +140,8 @@ func execIn(ns, pod, container string, command ...string) (string, error) {
 // message file comes back in the pod's status, and a downward API file shows an annotation and follows a change.
 func TestRealNodeTerminationMessageAndDownwardAPI(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
-	k, ns := kube(t), cluster.Namespace(t)
+	devclustertest.RequireRealNode(t, cluster)
+	k, ns := kube(t), devclustertest.Namespace(t, cluster)
 	done := realPod("done", devcluster.SampleAppImage, "/usr/local/bin/sample-app", "write", "/tekton/termination", `[{"key":"VERDICT","value":"healthy"}]`)
 	done.Spec.Containers[0].TerminationMessagePath = "/tekton/termination"
 	done.Spec.Volumes = []corev1.Volume{{Name: "tekton", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
@@ -176,12 +177,12 @@ func TestRealNodeTerminationMessageAndDownwardAPI(t *testing.T) {
 // forwarding is as it was.
 func TestRealNodeNetworkStaysOnTheMachine(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
+	devclustertest.RequireRealNode(t, cluster)
 	forwarding, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, ns := kube(t), cluster.Namespace(t)
+	k, ns := kube(t), devclustertest.Namespace(t, cluster)
 	srv := realPod("server", devcluster.SampleAppImage)
 	srv.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	p := createPod(t, k, ns, srv, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" })
@@ -209,8 +210,8 @@ func TestRealNodeNetworkStaysOnTheMachine(t *testing.T) {
 // ImagePullBackOff naming the image, never a hang.
 func TestRealNodeImageNotImportedIsImagePullBackOff(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
-	k, ns := kube(t), cluster.Namespace(t)
+	devclustertest.RequireRealNode(t, cluster)
+	k, ns := kube(t), devclustertest.Namespace(t, cluster)
 	image := devcluster.NodeRegistry + "/not-imported:v1"
 	p := createPod(t, k, ns, realPod("missing", image), "ImagePullBackOff", func(p *corev1.Pod) bool {
 		for _, cs := range p.Status.ContainerStatuses {
@@ -230,7 +231,7 @@ func TestRealNodeImageNotImportedIsImagePullBackOff(t *testing.T) {
 // real container states.
 func TestRealNodeCrashLoopAndOOMCaughtByVerifyHealth(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
+	devclustertest.RequireRealNode(t, cluster)
 	for _, tc := range []struct {
 		name, reason string
 		command      []string
@@ -280,13 +281,13 @@ func TestRealNodeCrashLoopAndOOMCaughtByVerifyHealth(t *testing.T) {
 // address and by OpenShift's internal registry host, pinned by digest, and runs.
 func TestRealNodePullsFromARegistry(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
+	devclustertest.RequireRealNode(t, cluster)
 	node := cluster.Node()
 	img, err := tarball.ImageFromPath(node.Images().SampleApp.Tarball, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, ns := kube(t), cluster.Namespace(t)
+	k, ns := kube(t), devclustertest.Namespace(t, cluster)
 	for _, host := range []string{node.RegistryAddr(), devcluster.OpenShiftRegistry} {
 		ref, err := node.Push(context.Background(), img, host, ns+"/sample-app", "pulled")
 		if err != nil {
@@ -345,7 +346,7 @@ func exitCode(p *corev1.Pod) int {
 // Role, under a restricted-v2-like security context.
 func TestRealNodeStepsRunAsPods(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
+	devclustertest.RequireRealNode(t, cluster)
 	a := appWithBuildConfig(t, 2)
 	ctx := context.Background()
 	if _, err := a.kube.CoreV1().ServiceAccounts(a.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "canaryline"}}, metav1.CreateOptions{}); err != nil {
@@ -424,7 +425,7 @@ func TestRealNodeNeedsRoot(t *testing.T) {
 // before it made them.
 func TestRealNodeLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
+	devclustertest.RequireRealNode(t, cluster)
 	bin := buildCLI(t)
 	cacheDir, err := devcluster.DefaultCacheDir()
 	if err != nil {
@@ -536,8 +537,8 @@ func cgroupPids(roots []string) []int {
 // digest, Ready through an HTTP readiness probe.
 func newRealApp(t *testing.T, replicas int32) *app {
 	t.Helper()
-	devcluster.RequireRealNode(t, cluster)
-	a := &app{t: t, ns: cluster.Namespace(t), kind: "route", kube: kubernetes.NewForConfigOrDie(cluster.Config()),
+	devclustertest.RequireRealNode(t, cluster)
+	a := &app{t: t, ns: devclustertest.Namespace(t, cluster), kind: "route", kube: kubernetes.NewForConfigOrDie(cluster.Config()),
 		dyn: dynamic.NewForConfigOrDie(cluster.Config()), routes: routeclient.NewForConfigOrDie(cluster.Config())}
 	ctx := context.Background()
 	d := deployment("shop", replicas)
@@ -599,7 +600,7 @@ func TestRealNodeReadinessGatesTheCanary(t *testing.T) {
 // it) removes every process, cgroup, the network namespace and the node's record and directory.
 func TestRealNodeClusterDownLeavesNothing(t *testing.T) {
 	t.Parallel()
-	devcluster.RequireRealNode(t, cluster)
+	devclustertest.RequireRealNode(t, cluster)
 	bin := buildCLI(t)
 	cacheDir, err := devcluster.DefaultCacheDir()
 	if err != nil {

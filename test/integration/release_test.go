@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 )
 
 const (
@@ -48,8 +48,8 @@ type app struct {
 
 func newApp(t *testing.T, kind string, stableReplicas int32) *app {
 	t.Helper()
-	devcluster.Require(t, cluster)
-	a := &app{t: t, ns: cluster.Namespace(t), kind: kind, kube: kubernetes.NewForConfigOrDie(cluster.Config()),
+	devclustertest.Require(t, cluster)
+	a := &app{t: t, ns: devclustertest.Namespace(t, cluster), kind: kind, kube: kubernetes.NewForConfigOrDie(cluster.Config()),
 		dyn: dynamic.NewForConfigOrDie(cluster.Config()), routes: routeclient.NewForConfigOrDie(cluster.Config())}
 	ctx := context.Background()
 	d := deployment("shop", stableReplicas)

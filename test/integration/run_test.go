@@ -28,11 +28,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryline/canaryline/internal/bundle"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
+	"github.com/canaryline/canaryline/internal/dev/faultproxy"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/runner"
-	"github.com/canaryline/canaryline/test/faultproxy"
 )
 
 // runPipeline runs a Pipeline of pipelines/ with canaryline run's runner, its steps acting as the pipeline's
@@ -134,7 +135,7 @@ func TestRunBlueGreenPromotes(t *testing.T) {
 // is skipped too, as in Tekton; a feature the runner does not have is a clear error, not a skip.
 func TestRunWhenAndUnsupported(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	dir := t.TempDir()
 	pipeline := `apiVersion: tekton.dev/v1
 kind: Pipeline
@@ -219,7 +220,7 @@ func TestRunInterruptedRollsBack(t *testing.T) {
 // TestRunTasksFromABundle: the Tasks come from a Tekton bundle in a real registry.
 func TestRunTasksFromABundle(t *testing.T) {
 	t.Parallel()
-	devcluster.Require(t, cluster)
+	devclustertest.Require(t, cluster)
 	reg := httptest.NewServer(registry.New())
 	defer reg.Close()
 	rs, err := bundle.Load("../..")

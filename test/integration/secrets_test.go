@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	sampleapp "github.com/canaryline/canaryline/test/app"
+	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 )
 
 // TestReleaseNeverPrintsCredentials runs a release step by step (shift-canary, verify-health probing an https

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/tektonrun"
 )
@@ -62,7 +63,7 @@ func (a *app) rolledBack(t *testing.T, what string) {
 // timeouts.pipeline elapses; the step it stops rolls the release back itself, and a stopped wait-build cancels
 // the build it follows.
 func TestTektonCancellationAndTimeout(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
+	devclustertest.RequireTekton(t, cluster)
 	a := newApp(t)
 	long := map[string]string{"interval": "1s", "count": "120"} // verify-1 takes two minutes
 

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/tektonrun"
 )
@@ -25,8 +26,8 @@ import (
 // spec.serviceAccountName reads back as v1 with spec.taskRunTemplate.serviceAccountName (the webhook converts;
 // with conversion None the field would be lost).
 func TestTektonWebhooksDefaultValidateConvert(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.RequireTekton(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	ctx := context.Background()
 	tk, err := tektonrun.NewClients(cluster.Config())
 	if err != nil {
@@ -79,7 +80,7 @@ func nopRun(ns string) *pipelinev1.PipelineRun {
 // TestTektonTwoClustersSideBySide: a second cluster with Tekton starts while the tests' one runs (every listener
 // on a free port), and a PipelineRun succeeds on each at the same time.
 func TestTektonTwoClustersSideBySide(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
+	devclustertest.RequireTekton(t, cluster)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cache, _ := devcluster.DefaultCacheDir()
@@ -96,7 +97,7 @@ func TestTektonTwoClustersSideBySide(t *testing.T) {
 			defer wg.Done()
 			ns := "side-by-side"
 			if i == 0 {
-				ns = cluster.Namespace(t)
+				ns = devclustertest.Namespace(t, cluster)
 			} else if _, err := kubeOf(c).CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 				metav1.CreateOptions{}); err != nil {
 				t.Error(err)

@@ -16,6 +16,7 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/runner"
 	"github.com/canaryline/canaryline/internal/tektonrun"
@@ -28,8 +29,8 @@ import (
 // TaskRuns as Tekton reports them, the evidence workspace (a volumeClaimTemplate bound by the local provisioner)
 // holds the reports, and every step ran as a pod on the real node from the step image.
 func TestTektonDemo(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
-	ns := cluster.Namespace(t)
+	devclustertest.RequireTekton(t, cluster)
+	ns := devclustertest.Namespace(t, cluster)
 	cache, _ := devcluster.DefaultCacheDir()
 	root, _ := filepath.Abs("../..")
 	k := kubernetes.NewForConfigOrDie(cluster.Config())

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 	"github.com/canaryline/canaryline/internal/tektonrun"
 )
@@ -50,7 +51,7 @@ type app struct {
 
 func newApp(t *testing.T) *app {
 	t.Helper()
-	a := &app{ns: cluster.Namespace(t), name: "shop", kube: kubernetes.NewForConfigOrDie(cluster.Config())}
+	a := &app{ns: devclustertest.Namespace(t, cluster), name: "shop", kube: kubernetes.NewForConfigOrDie(cluster.Config())}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := demo.Setup(ctx, demo.Options{Config: cluster.Config(), Namespace: a.ns, App: a.name, Root: repoRoot(t)}, a.kube); err != nil {

@@ -7,11 +7,12 @@ import (
 	"os"
 	"testing"
 
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 var cluster *devcluster.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(devcluster.RunTestsWith(m, &cluster, devcluster.Options{Tekton: true}))
+	os.Exit(devclustertest.RunTestsWith(m, &cluster, devcluster.Options{Tekton: true}))
 }

@@ -20,7 +20,7 @@ import (
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 
 	"github.com/canaryline/canaryline/internal/bundle"
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/tektonrun"
 )
 
@@ -60,7 +60,7 @@ func (a *app) failingURL() string {
 // traffic to it and promotes; a release whose green fails its check is rolled back by finally, leaving the Route,
 // the stable Deployment and its Service as they were.
 func TestTektonBlueGreen(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
+	devclustertest.RequireTekton(t, cluster)
 	a := newApp(t)
 	pr := a.run(t, "blue-green", a.quickParams(nil), nil, tektonrun.Options{})
 	if status(pr) != "Succeeded/Succeeded" {
@@ -96,7 +96,7 @@ func TestTektonBlueGreen(t *testing.T) {
 // real bundles resolver (the resolvers controller); canary-release-prebuilt releases an image pushed to the
 // node's in-process registry (resolve-image reads its digest there) and promotes it.
 func TestTektonPrebuiltFromABundle(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
+	devclustertest.RequireTekton(t, cluster)
 	a := newApp(t)
 	ctx := context.Background()
 	// The bundle of the checkout's Tasks and Pipelines, in a registry on the host (where the resolver runs).

@@ -22,7 +22,7 @@ import (
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/tektonrun"
 )
 
@@ -116,7 +116,7 @@ func sign(secret string, body []byte) string {
 // PipelineRun that succeeds, with the pushed commit as git-revision; a wrongly signed push, a push with a wrong
 // token and pushes to another branch create none.
 func TestTriggersPushWebhooks(t *testing.T) {
-	devcluster.RequireTekton(t, cluster)
+	devclustertest.RequireTekton(t, cluster)
 	a := newApp(t)
 	const secret = "s3cret-of-the-repository"
 	installTriggers(t, a, secret)

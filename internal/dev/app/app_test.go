@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canaryline/canaryline/test/app"
+	"github.com/canaryline/canaryline/internal/dev/app"
 )
 
 func newServer(t *testing.T, cfg app.Config) (*app.Server, *httptest.Server) {

@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/canaryline/canaryline/test/app"
+	"github.com/canaryline/canaryline/internal/dev/app"
 )
 
 func main() {
