@@ -107,6 +107,24 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 	if err != nil {
 		return err
 	}
+	if err := t.install(ctx, kube, dyn, p); err != nil {
+		return err
+	}
+	if err := t.startPrograms(ctx, kube); err != nil {
+		return err
+	}
+	if err := t.waitReady(ctx, kube, dyn); err != nil {
+		return err
+	}
+	t.StartTime = time.Since(t0)
+	fmt.Fprintf(c.log, "devcluster: Tekton %s and Triggers %s running in %s (logs in %s)\n", TektonPipeline, TektonTriggers,
+		t.StartTime.Round(time.Millisecond), t.logs)
+	return nil
+}
+
+// install applies Tekton's and Triggers' manifests (adjusted to the local cluster), the interceptors'
+// certificate and the volume provisioner.
+func (t *TektonRuntime) install(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, p *pki) error {
 	objs, err := readTektonManifests(ctx)
 	if err != nil {
 		return err
@@ -123,22 +141,20 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 	if err := t.interceptorCerts(ctx, kube, p); err != nil {
 		return err
 	}
-	if err := c.startProvisioner(ctx, kube); err != nil {
-		return err
-	}
-	ports, err := freePorts(12)
-	if err != nil {
-		return err
-	}
-	webhookPort := ports[0]
-	if err := t.exposeWebhook(ctx, kube, webhookPort); err != nil {
-		return err
-	}
-	for i, prog := range []struct {
-		name, ns, account string
-		env, args         []string
-		inNode            bool
-	}{
+	return t.c.startProvisioner(ctx, kube)
+}
+
+// tektonProcess is one Tekton program run as a process: its namespace and ServiceAccount, its environment and
+// flags, and whether it runs in the real node's network namespace.
+type tektonProcess struct {
+	name, ns, account string
+	env, args         []string
+	inNode            bool
+}
+
+// tektonProcesses are the programs Tekton and Triggers run, the webhook listening on webhookPort.
+func tektonProcesses(webhookPort int) []tektonProcess {
+	return []tektonProcess{
 		{name: "controller", ns: TektonNamespace, account: "tekton-pipelines-controller",
 			env: []string{"CONFIG_DEFAULTS_NAME=config-defaults", "CONFIG_LOGGING_NAME=config-logging",
 				"CONFIG_OBSERVABILITY_NAME=config-observability", "CONFIG_FEATURE_FLAGS_NAME=feature-flags",
@@ -169,7 +185,21 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 			env: []string{"CONFIG_LOGGING_NAME=config-logging-triggers", "CONFIG_OBSERVABILITY_NAME=config-observability-triggers",
 				"METRICS_DOMAIN=tekton.dev/triggers", "INTERCEPTOR_TLS_SVC_NAME=tekton-triggers-core-interceptors",
 				"INTERCEPTOR_TLS_SECRET_NAME=tekton-triggers-core-interceptors-certs"}},
-	} {
+	}
+}
+
+// startPrograms exposes the webhook and starts Tekton's programs, each with its ServiceAccount's kubeconfig.
+func (t *TektonRuntime) startPrograms(ctx context.Context, kube kubernetes.Interface) error {
+	c := t.c
+	ports, err := freePorts(12)
+	if err != nil {
+		return err
+	}
+	webhookPort := ports[0]
+	if err := t.exposeWebhook(ctx, kube, webhookPort); err != nil {
+		return err
+	}
+	for i, prog := range tektonProcesses(webhookPort) {
 		server := c.APIServerURL
 		if prog.inNode {
 			server = "https://127.0.0.1:6443" // the node's forwarder to kube-apiserver
@@ -185,12 +215,6 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 			return err
 		}
 	}
-	if err := t.waitReady(ctx, kube, dyn); err != nil {
-		return err
-	}
-	t.StartTime = time.Since(t0)
-	fmt.Fprintf(c.log, "devcluster: Tekton %s and Triggers %s running in %s (logs in %s)\n", TektonPipeline, TektonTriggers,
-		t.StartTime.Round(time.Millisecond), t.logs)
 	return nil
 }
 
