@@ -166,7 +166,7 @@ func Follow(ctx context.Context, c Clients, ns, name string, o Options) (*pipeli
 		o.Poll = 500 * time.Millisecond
 	}
 	f := &follower{c: c, ns: ns, o: o, states: map[string]string{}, streamed: map[string]bool{}}
-	out := &lockedWriter{w: o.Out}
+	out := &LockedWriter{W: o.Out}
 	f.out = out
 	defer f.wg.Wait()
 	aborted := false
@@ -329,15 +329,4 @@ func Results(tr *pipelinev1.TaskRun) map[string]string {
 func PipelineRunStatus(pr *pipelinev1.PipelineRun) (status, reason, message string) {
 	c := pr.Status.GetCondition(apis.ConditionSucceeded)
 	return conditionStatus(c), c.GetReason(), c.GetMessage()
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
