@@ -1,7 +1,6 @@
 package devcluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,10 +12,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -28,16 +25,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 )
 
 // Where Tekton runs, as upstream installs it.
@@ -258,40 +250,36 @@ func readTektonManifests(ctx context.Context) ([]*unstructured.Unstructured, err
 			return nil, err
 		}
 		for _, f := range files {
-			data, err := os.ReadFile(f)
+			objs, err := ReadObjects(f)
 			if err != nil {
 				return nil, err
 			}
-			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-			for {
-				var m map[string]any
-				if err := dec.Decode(&m); err != nil {
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					return nil, fmt.Errorf("decode %s: %w", f, err)
+			for _, o := range objs {
+				if keepTektonObject(src.module, o) {
+					out = append(out, o)
 				}
-				if m == nil {
-					continue
-				}
-				o := &unstructured.Unstructured{Object: m}
-				if skippedKinds[o.GetKind()] || o.GetKind() == "" {
-					continue
-				}
-				// Only the webhook's Service is used (by the API server). The others would have the node's
-				// Service proxy listen on their ports there, where the interceptors and sinks listen on all
-				// addresses.
-				if o.GetKind() == "Service" && o.GetName() != "tekton-pipelines-webhook" {
-					continue
-				}
-				if src.module == TektonTriggers && o.GetKind() == "CustomResourceDefinition" {
-					_ = unstructured.SetNestedMap(o.Object, map[string]any{"strategy": "None"}, "spec", "conversion")
-				}
-				out = append(out, o)
 			}
 		}
 	}
 	return out, nil
+}
+
+// keepTektonObject says whether an object of module's manifests is installed (some kinds are skipped), and
+// turns off the conversion webhook of Triggers' CRDs.
+func keepTektonObject(module string, o *unstructured.Unstructured) bool {
+	if skippedKinds[o.GetKind()] || o.GetKind() == "" {
+		return false
+	}
+	// Only the webhook's Service is used (by the API server). The others would have the node's
+	// Service proxy listen on their ports there, where the interceptors and sinks listen on all
+	// addresses.
+	if o.GetKind() == "Service" && o.GetName() != "tekton-pipelines-webhook" {
+		return false
+	}
+	if module == TektonTriggers && o.GetKind() == "CustomResourceDefinition" {
+		_ = unstructured.SetNestedMap(o.Object, map[string]any{"strategy": "None"}, "spec", "conversion")
+	}
+	return true
 }
 
 // adjustTektonObject makes the changes a local cluster needs (the README lists them): the webhook's Service
@@ -317,44 +305,6 @@ func adjustTektonObject(o *unstructured.Unstructured) {
 		_ = unstructured.SetNestedField(o.Object, fmt.Sprintf("https://127.0.0.1:%d/%s", interceptorsPort, strings.TrimPrefix(path, "/")),
 			"spec", "clientConfig", "url")
 	}
-}
-
-// applyAll server-side applies objs in order, waiting for a kind to be served when its CRD was just created.
-func applyAll(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, objs []*unstructured.Unstructured) error {
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		var mapping *meta.RESTMapping
-		deadline := time.Now().Add(time.Minute)
-		for {
-			var err error
-			if mapping, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("apply %s %s: %w", gvk.Kind, o.GetName(), err)
-			}
-			mapper.Reset()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-			ri = dyn.Resource(mapping.Resource).Namespace(o.GetNamespace())
-		}
-		data, err := json.Marshal(o.Object)
-		if err != nil {
-			return err
-		}
-		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager,
-			Force: ptr(true)}); err != nil {
-			return fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
-		}
-	}
-	return nil
 }
 
 // exposeWebhook makes Tekton's webhook, on the host's port, the endpoint of Service tekton-pipelines-webhook: the
