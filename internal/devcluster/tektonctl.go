@@ -450,41 +450,13 @@ func (t *TektonRuntime) StartEventListener(ctx context.Context, ns, name string)
 	if u, ok := t.sinks[key]; ok {
 		return u, nil
 	}
-	cfg := t.c.restConfig(t.c.APIServerURL)
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	el, err := dyn.Resource(schema.GroupVersionResource{Group: "triggers.tekton.dev", Version: "v1beta1", Resource: "eventlisteners"}).
-		Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("EventListener %s: %w", key, err)
-	}
-	sa, _, _ := unstructured.NestedString(el.Object, "spec", "serviceAccountName")
-	if sa == "" {
-		sa = "default"
-	}
-	kubeconfig, err := t.accountKubeconfig(ctx, kube, ns, sa, "https://127.0.0.1:6443")
+	kubeconfig, err := t.listenerKubeconfig(ctx, ns, name)
 	if err != nil {
 		return "", err
 	}
 	port := t.nextSink
 	t.nextSink++
-	metrics, err := freePorts(1)
-	if err != nil {
-		return "", err
-	}
-	if _, err := t.run("eventlistenersink", true, []string{"SYSTEM_NAMESPACE=" + ns, "NAMESPACE=" + ns, "NAME=" + name,
-		"EL_EVENT=disable", "K_SINK_TIMEOUT=30", "METRICS_PROMETHEUS_PORT=" + strconv.Itoa(metrics[0]), "PROBES_PORT=0",
-		"CONFIG_LOGGING_NAME=config-logging-triggers", "CONFIG_OBSERVABILITY_NAME=config-observability-triggers",
-		"METRICS_DOMAIN=tekton.dev/triggers", "HOME=" + t.c.RunDir},
-		"-kubeconfig="+kubeconfig, "-el-name="+name, "-el-namespace="+ns, "-port="+strconv.Itoa(port),
-		"-readtimeout=5", "-writetimeout=40", "-idletimeout=120", "-timeouthandler=30", "-is-multi-ns=false",
-		"-payload-validation=true"); err != nil {
+	if err := t.runSink(ns, name, kubeconfig, port); err != nil {
 		return "", err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -505,6 +477,46 @@ func (t *TektonRuntime) StartEventListener(ctx context.Context, ns, name string)
 	}
 	t.sinks[key] = u
 	return u, nil
+}
+
+// listenerKubeconfig writes a kubeconfig for EventListener ns/name's sink, with a token of its ServiceAccount
+// (default when it names none), to the node's forwarder to kube-apiserver.
+func (t *TektonRuntime) listenerKubeconfig(ctx context.Context, ns, name string) (string, error) {
+	cfg := t.c.restConfig(t.c.APIServerURL)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	el, err := dyn.Resource(schema.GroupVersionResource{Group: "triggers.tekton.dev", Version: "v1beta1", Resource: "eventlisteners"}).
+		Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("EventListener %s/%s: %w", ns, name, err)
+	}
+	sa, _, _ := unstructured.NestedString(el.Object, "spec", "serviceAccountName")
+	if sa == "" {
+		sa = "default"
+	}
+	return t.accountKubeconfig(ctx, kube, ns, sa, "https://127.0.0.1:6443")
+}
+
+// runSink starts EventListener ns/name's sink in the node's network namespace, listening on port.
+func (t *TektonRuntime) runSink(ns, name, kubeconfig string, port int) error {
+	metrics, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	_, err = t.run("eventlistenersink", true, []string{"SYSTEM_NAMESPACE=" + ns, "NAMESPACE=" + ns, "NAME=" + name,
+		"EL_EVENT=disable", "K_SINK_TIMEOUT=30", "METRICS_PROMETHEUS_PORT=" + strconv.Itoa(metrics[0]), "PROBES_PORT=0",
+		"CONFIG_LOGGING_NAME=config-logging-triggers", "CONFIG_OBSERVABILITY_NAME=config-observability-triggers",
+		"METRICS_DOMAIN=tekton.dev/triggers", "HOME=" + t.c.RunDir},
+		"-kubeconfig="+kubeconfig, "-el-name="+name, "-el-namespace="+ns, "-port="+strconv.Itoa(port),
+		"-readtimeout=5", "-writetimeout=40", "-idletimeout=120", "-timeouthandler=30", "-is-multi-ns=false",
+		"-payload-validation=true")
+	return err
 }
 
 // stop closes the forwarders (the programs are the cluster's processes).
