@@ -74,17 +74,21 @@ func (g *generator) taskREADME(r *resource, t *v1.Task, sample []byte) []byte {
 	b.WriteString("```\n\n")
 
 	writeParams(&b, t.Spec.Params)
-	var results, workspaces [][3]string
-	for _, res := range t.Spec.Results {
-		results = append(results, [3]string{res.Name, string(res.Type), res.Description})
-	}
-	for _, w := range t.Spec.Workspaces {
-		workspaces = append(workspaces, [3]string{w.Name, yesNo(w.Optional), w.Description})
-	}
-	writeResultsAndWorkspaces(&b, results, workspaces)
+	writeResultsAndWorkspaces(&b,
+		rows(t.Spec.Results, func(r v1.TaskResult) [3]string { return [3]string{r.Name, string(r.Type), r.Description} }),
+		rows(t.Spec.Workspaces, func(w v1.WorkspaceDeclaration) [3]string { return [3]string{w.Name, yesNo(w.Optional), w.Description} }))
 	writeExitCodes(&b, d.exit)
 	g.usage(&b, r, "TaskRun", sample)
 	return []byte(b.String())
+}
+
+// rows are the table rows of items.
+func rows[T any](items []T, row func(T) [3]string) [][3]string {
+	var out [][3]string
+	for _, it := range items {
+		out = append(out, row(it))
+	}
+	return out
 }
 
 // writeResultsAndWorkspaces writes the Results table (name, type, description; the type is string when empty)
@@ -121,14 +125,11 @@ func (g *generator) pipelineREADME(r *resource, p *v1.Pipeline, sample []byte) [
 	b.WriteString("```\n\n")
 
 	writeParams(&b, p.Spec.Params)
-	var results, workspaces [][3]string
-	for _, res := range p.Spec.Results {
-		results = append(results, [3]string{res.Name, string(res.Type), res.Description})
-	}
-	for _, w := range p.Spec.Workspaces {
-		workspaces = append(workspaces, [3]string{w.Name, yesNo(w.Optional), w.Description})
-	}
-	writeResultsAndWorkspaces(&b, results, workspaces)
+	writeResultsAndWorkspaces(&b,
+		rows(p.Spec.Results, func(r v1.PipelineResult) [3]string { return [3]string{r.Name, string(r.Type), r.Description} }),
+		rows(p.Spec.Workspaces, func(w v1.PipelineWorkspaceDeclaration) [3]string {
+			return [3]string{w.Name, yesNo(w.Optional), w.Description}
+		}))
 	g.writePipelineTasks(&b, "Tasks", p.Spec.Tasks)
 	g.writePipelineTasks(&b, "Finally", p.Spec.Finally)
 	writeExitCodes(&b, d.exit)
