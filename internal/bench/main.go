@@ -45,6 +45,33 @@ type Options struct {
 
 // Run measures everything and returns the figures, in table order.
 func Run(ctx context.Context, o Options) ([]Measurement, error) {
+	o = o.withDefaults()
+	bin := filepath.Join(o.Work, "bin")
+	steps, err := buildSteps(ctx, o, bin)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{cfg: o.Config, kube: kube, root: o.Root, steps: steps, work: o.Work, upstream: o.Upstream, caData: o.CAData, log: o.Log}
+	var all []Measurement
+	for _, p := range benchParts(ctx, o, c, bin, steps) {
+		if o.Skip[p.name] {
+			continue
+		}
+		ms, err := p.measure(o.Log)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, ms...)
+	}
+	return all, nil
+}
+
+// withDefaults fills in the zero counts.
+func (o Options) withDefaults() Options {
 	if o.StartupRuns == 0 {
 		o.StartupRuns = 21
 	}
@@ -57,43 +84,45 @@ func Run(ctx context.Context, o Options) ([]Measurement, error) {
 	if o.Concurrent == 0 {
 		o.Concurrent = 20
 	}
-	say := func(format string, args ...any) { fmt.Fprintf(o.Log, "bench: "+format+"\n", args...) }
-	bin := filepath.Join(o.Work, "bin")
+	return o
+}
+
+// buildSteps builds canaryline-steps into bin, as the image has it (static, stripped).
+func buildSteps(ctx context.Context, o Options, bin string) (string, error) {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return nil, err
+		return "", err
 	}
 	steps := filepath.Join(bin, "canaryline-steps")
-	say("building canaryline-steps")
+	fmt.Fprintf(o.Log, "bench: building canaryline-steps\n")
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", steps, "./cmd/canaryline-steps")
 	build.Dir, build.Env = o.Root, append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build canaryline-steps: %v\n%s", err, out)
+		return "", fmt.Errorf("build canaryline-steps: %v\n%s", err, out)
 	}
-	kube, err := kubernetes.NewForConfig(o.Config)
-	if err != nil {
-		return nil, err
-	}
-	c := &cluster{cfg: o.Config, kube: kube, root: o.Root, steps: steps, work: o.Work, upstream: o.Upstream, caData: o.CAData, log: o.Log}
+	return steps, nil
+}
 
-	var all []Measurement
-	part := func(name, what string, f func() ([]Measurement, error)) error {
-		if o.Skip[name] {
-			return nil
-		}
-		say("%s", what)
-		t0 := time.Now()
-		ms, err := f()
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		say("%s: done in %s", what, time.Since(t0).Round(time.Second))
-		all = append(all, ms...)
-		return nil
+// benchPart is one part of the benchmark: its name (for Options.Skip), what it measures, and how.
+type benchPart struct {
+	name, what string
+	f          func() ([]Measurement, error)
+}
+
+// measure runs the part, saying when it starts and how long it took.
+func (p benchPart) measure(log io.Writer) ([]Measurement, error) {
+	fmt.Fprintf(log, "bench: %s\n", p.what)
+	t0 := time.Now()
+	ms, err := p.f()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.what, err)
 	}
-	parts := []struct {
-		name, what string
-		f          func() ([]Measurement, error)
-	}{
+	fmt.Fprintf(log, "bench: %s: done in %s\n", p.what, time.Since(t0).Round(time.Second))
+	return ms, nil
+}
+
+// benchParts are the parts of the benchmark, in the order they run.
+func benchParts(ctx context.Context, o Options, c *cluster, bin, steps string) []benchPart {
+	return []benchPart{
 		{"sizes", "binary and image sizes", func() ([]Measurement, error) { return Sizes(ctx, o.Root) }},
 		{"startup", "cold starts", func() ([]Measurement, error) {
 			empty, err := BuildEmptyClient(ctx, o.Root, bin)
@@ -119,10 +148,4 @@ func Run(ctx context.Context, o Options) ([]Measurement, error) {
 		}},
 		{"go", "Go benchmarks (control plane start and stop, statistics)", func() ([]Measurement, error) { return GoBenchmarks(ctx, o.Root) }},
 	}
-	for _, p := range parts {
-		if err := part(p.name, p.what, p.f); err != nil {
-			return all, err
-		}
-	}
-	return all, nil
 }

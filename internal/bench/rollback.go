@@ -1,15 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"path/filepath"
-	"sync"
 	"time"
 
 	routev1 "github.com/openshift/api/route/v1"
@@ -25,6 +22,7 @@ import (
 	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
 	"github.com/canaryline/canaryline/internal/naming"
 	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/internal/tektonrun"
 )
 
 // rollbackInterval is the analysis interval of the time-to-rollback figure.
@@ -58,19 +56,26 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 		return nil, err
 	}
 	defer stack.Stop()
-	prom := stack.Prometheus
-
-	// The canary's weight on the Route, followed with list+watch: the moment it changes is the moment seen.
-	canaryWeight := func(r *routev1.Route) int32 {
-		for _, b := range r.Spec.AlternateBackends {
-			if b.Name == naming.Canary(app) && b.Weight != nil {
-				return *b.Weight
-			}
+	b := &rollbackBench{c: c, app: app, kc: kc, stack: stack, lw: routeWatch(routes, app)}
+	var times []time.Duration
+	for i := range runs {
+		d, err := b.once(ctx, i)
+		if err != nil {
+			return nil, err
 		}
-		return 0
+		times = append(times, d)
 	}
+	m := median(times)
+	target := rollbackInterval + 2*time.Second
+	return []Measurement{{Figure: "time to rollback (5 s analysis interval)", Value: m.Seconds(), Unit: "s",
+		Target: fmt.Sprintf("≤ %.0f s (interval + 2 s)", target.Seconds()), Met: met(m <= target),
+		Detail: fmt.Sprintf("median of %d: %s", runs, durations(times))}}, nil
+}
+
+// routeWatch lists and watches the app's Route: the moment its weights change is the moment seen.
+func routeWatch(routes routeclient.Interface, app string) *cache.ListWatch {
 	sel := fields.OneTermEqualSelector("metadata.name", app).String()
-	lw := &cache.ListWatch{
+	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
 			return routes.RouteV1().Routes(app).List(ctx, o)
@@ -80,101 +85,128 @@ func (c *cluster) rollbackFigures(ctx context.Context, runs int, cacheDir string
 			return routes.RouteV1().Routes(app).Watch(ctx, o)
 		},
 	}
-	until := func(ctx context.Context, what string, cond func(weight int32) bool) (time.Time, error) {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		_, err := watchtools.UntilWithSync(ctx, lw, &routev1.Route{}, func(store cache.Store) (bool, error) {
-			for _, obj := range store.List() {
-				if cond(canaryWeight(obj.(*routev1.Route))) {
-					return true, nil
-				}
+}
+
+// rollbackBench is what the time-to-rollback runs share: the app, the steps' kubeconfig, the stack serving it
+// and the watch on its Route.
+type rollbackBench struct {
+	c     *cluster
+	app   string
+	kc    string
+	stack *demo.Stack
+	lw    *cache.ListWatch
+}
+
+// canaryWeight is the canary's weight on the Route.
+func (b *rollbackBench) canaryWeight(r *routev1.Route) int32 {
+	for _, be := range r.Spec.AlternateBackends {
+		if be.Name == naming.Canary(b.app) && be.Weight != nil {
+			return *be.Weight
+		}
+	}
+	return 0
+}
+
+// until returns when the canary's weight satisfies cond (within 2 minutes), with the time it was seen.
+func (b *rollbackBench) until(ctx context.Context, what string, cond func(weight int32) bool) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_, err := watchtools.UntilWithSync(ctx, b.lw, &routev1.Route{}, func(store cache.Store) (bool, error) {
+		for _, obj := range store.List() {
+			if cond(b.canaryWeight(obj.(*routev1.Route))) {
+				return true, nil
 			}
-			return false, nil
-		}, func(e watch.Event) (bool, error) {
-			r, ok := e.Object.(*routev1.Route)
-			return ok && e.Type != watch.Deleted && cond(canaryWeight(r)), nil
+		}
+		return false, nil
+	}, func(e watch.Event) (bool, error) {
+		r, ok := e.Object.(*routev1.Route)
+		return ok && e.Type != watch.Deleted && cond(b.canaryWeight(r)), nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	return time.Now(), nil
+}
+
+// rollbackRun is one release run in the background: its summary once it ends, its error and its output.
+type rollbackRun struct {
+	done    chan *runner.Summary
+	err     error
+	log     *tektonrun.LockedBuffer
+	running context.Context // ended when the run ends
+}
+
+// start starts release i of the canary-release Pipeline in the background.
+func (b *rollbackBench) start(ctx context.Context, i int) *rollbackRun {
+	c, app := b.c, b.app
+	sum := sha256.Sum256([]byte(fmt.Sprint("bench-rollback", i)))
+	commit := hex.EncodeToString(sum[:])[:40]
+	r := &rollbackRun{done: make(chan *runner.Summary, 1), log: &tektonrun.LockedBuffer{}}
+	running, ended := context.WithCancel(ctx) // ends the wait for the first shift if the run ends before it
+	r.running = running
+	go func() {
+		defer ended()
+		s, err := runner.Run(ctx, runner.Options{
+			Pipeline: filepath.Join(c.root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
+			Steps: c.steps, Env: []string{"KUBECONFIG=" + b.kc, "PATH=/usr/bin:/bin", "HOME=" + c.work},
+			Namespace: app, RunName: fmt.Sprintf("%s-%d", app, i), Workspace: filepath.Join(c.work, app, fmt.Sprint(i)), Out: r.log,
+			Params: map[string]string{"app": app, "namespace": app, "git-revision": commit, "interval": rollbackInterval.String(), "count": "6",
+				"weight-1": "20", "weight-2": "50", "weight-3": "80", "prometheus-url": b.stack.Prometheus.URL, "ready-timeout": "1m",
+				"queries": "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n"},
 		})
-		if err != nil {
-			return time.Time{}, fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		return time.Now(), nil
-	}
-
-	var times []time.Duration
-	for i := range runs {
-		sum := sha256.Sum256([]byte(fmt.Sprint("bench-rollback", i)))
-		commit := hex.EncodeToString(sum[:])[:40]
-		done := make(chan *runner.Summary, 1)
-		var runLog bytes.Buffer
-		var runErr error
-		running, ended := context.WithCancel(ctx) // ends the wait for the first shift if the run ends before it
-		go func() {
-			defer ended()
-			s, err := runner.Run(ctx, runner.Options{
-				Pipeline: filepath.Join(c.root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(c.root, "tasks"),
-				Steps: c.steps, Env: []string{"KUBECONFIG=" + kc, "PATH=/usr/bin:/bin", "HOME=" + c.work},
-				Namespace: app, RunName: fmt.Sprintf("%s-%d", app, i), Workspace: filepath.Join(c.work, app, fmt.Sprint(i)), Out: &syncWriter{w: &runLog},
-				Params: map[string]string{"app": app, "namespace": app, "git-revision": commit, "interval": rollbackInterval.String(), "count": "6",
-					"weight-1": "20", "weight-2": "50", "weight-3": "80", "prometheus-url": prom.URL, "ready-timeout": "1m",
-					"queries": "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n"},
-			})
-			runErr = err
-			done <- s
-		}()
-		shifted, err := until(running, "the first shift", func(w int32) bool { return w > 0 })
-		if err != nil {
-			if running.Err() != nil && ctx.Err() == nil {
-				<-done
-				err = fmt.Errorf("the release ended before its first shift (%v)", runErr)
-			}
-			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
-		}
-		canary, err := stack.CanaryScraped(running)
-		if err != nil {
-			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
-		}
-		if now := time.Now(); now.After(shifted) {
-			shifted = now // the analysis sees the canary from here
-		}
-		offset := time.Second + time.Duration(rand.Int64N(int64(3*time.Second)))
-		time.Sleep(time.Until(shifted.Add(offset)))
-		_ = canary.SetErrorRate(0.6)
-		bad := time.Now()
-		zero, err := until(ctx, "canary traffic 0", func(w int32) bool { return w == 0 })
-		if err != nil {
-			return nil, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, runLog.String())
-		}
-		s := <-done
-		decision := ""
-		if s != nil {
-			for _, tr := range s.Tasks {
-				if tr.Finally {
-					decision = tr.Results["DECISION"]
-				}
-			}
-		}
-		if decision != "rollback" {
-			return nil, fmt.Errorf("time to rollback, run %d: the release was not rolled back (decision %q)\n%s", i, decision, runLog.String())
-		}
-		times = append(times, zero.Sub(bad))
-		fmt.Fprintf(c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s after the analysis could see it)\n", i+1,
-			zero.Sub(bad).Seconds(), offset.Seconds())
-	}
-	m := median(times)
-	target := rollbackInterval + 2*time.Second
-	return []Measurement{{Figure: "time to rollback (5 s analysis interval)", Value: m.Seconds(), Unit: "s",
-		Target: fmt.Sprintf("≤ %.0f s (interval + 2 s)", target.Seconds()), Met: met(m <= target),
-		Detail: fmt.Sprintf("median of %d: %s", runs, durations(times))}}, nil
+		r.err = err
+		r.done <- s
+	}()
+	return r
 }
 
-// syncWriter serializes writes (the runner writes from its tasks' goroutines).
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// once measures run i: once the first shift gave the canary traffic and the analysis can see it, the canary
+// turns bad a random 1 to 4 s later; the time to rollback runs from then until the canary has no traffic.
+func (b *rollbackBench) once(ctx context.Context, i int) (time.Duration, error) {
+	r := b.start(ctx, i)
+	fail := func(err error) (time.Duration, error) {
+		return 0, fmt.Errorf("time to rollback, run %d: %w\n%s", i, err, r.log.String())
+	}
+	shifted, err := b.until(r.running, "the first shift", func(w int32) bool { return w > 0 })
+	if err != nil {
+		if r.running.Err() != nil && ctx.Err() == nil {
+			<-r.done
+			err = fmt.Errorf("the release ended before its first shift (%v)", r.err)
+		}
+		return fail(err)
+	}
+	canary, err := b.stack.CanaryScraped(r.running)
+	if err != nil {
+		return fail(err)
+	}
+	if now := time.Now(); now.After(shifted) {
+		shifted = now // the analysis sees the canary from here
+	}
+	offset := time.Second + time.Duration(rand.Int64N(int64(3*time.Second)))
+	time.Sleep(time.Until(shifted.Add(offset)))
+	_ = canary.SetErrorRate(0.6)
+	bad := time.Now()
+	zero, err := b.until(ctx, "canary traffic 0", func(w int32) bool { return w == 0 })
+	if err != nil {
+		return fail(err)
+	}
+	if decision := finalDecision(<-r.done); decision != "rollback" {
+		return fail(fmt.Errorf("the release was not rolled back (decision %q)", decision))
+	}
+	fmt.Fprintf(b.c.log, "bench: time to rollback, run %d: %.2f s (the canary turned bad %.1f s after the analysis could see it)\n", i+1,
+		zero.Sub(bad).Seconds(), offset.Seconds())
+	return zero.Sub(bad), nil
 }
 
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
+// finalDecision is the DECISION result of the run's finally task, "" without one.
+func finalDecision(s *runner.Summary) string {
+	decision := ""
+	if s != nil {
+		for _, tr := range s.Tasks {
+			if tr.Finally {
+				decision = tr.Results["DECISION"]
+			}
+		}
+	}
+	return decision
 }

@@ -291,69 +291,95 @@ func (s *apiServer) run(ctx context.Context, p probe) (time.Duration, error) {
 		s.cur = nil
 		s.mu.Unlock()
 	}()
-
-	cmd := exec.Command(p.path)
-	cmd.Args, cmd.Env = p.args, p.env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr // stdout goes to /dev/null
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("%s: start %s: %w", p.figure, p.path, err)
+	pr, err := startProbe(p)
+	if err != nil {
+		return 0, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	kill := func() {
-		_ = cmd.Process.Kill() // SIGKILL
-		<-exited
-	}
-	timeout := time.NewTimer(runTimeout)
-	defer timeout.Stop()
-
+	defer pr.timeout.Stop()
 	if p.badParam != "" {
-		var err error
-		select {
-		case err = <-exited:
-		case <-timeout.C:
-			kill()
-			return 0, fmt.Errorf("%s: still running after %s with %s; stderr:\n%s", p.figure, runTimeout, p.badParam, stderr.Bytes())
-		case <-ctx.Done():
-			kill()
-			return 0, ctx.Err()
-		}
-		took := time.Since(start)
-		s.mu.Lock()
-		n, path := sr.requests, sr.path
-		s.mu.Unlock()
-		if n > 0 {
-			return 0, fmt.Errorf("%s: with %s the step made %d API request(s) (first %s) before exiting", p.figure, p.badParam, n, path)
-		}
-		name, _, _ := strings.Cut(p.badParam, "=")
-		var exitErr *exec.ExitError
-		switch {
-		case !errors.As(err, &exitErr) || exitErr.ExitCode() != step.ExitInvalid:
-			return 0, fmt.Errorf("%s: with %s the step ended with %v, want exit %d; stderr:\n%s", p.figure, p.badParam, err, step.ExitInvalid, stderr.Bytes())
-		case !strings.Contains(stderr.String(), "param "+name+":"):
-			return 0, fmt.Errorf("%s: with %s the step exited %d without naming param %s; stderr:\n%s", p.figure, p.badParam, step.ExitInvalid, name, stderr.Bytes())
-		}
-		return took, nil
+		return s.badInput(ctx, p, sr, pr)
 	}
+	return pr.firstRequest(ctx, p, sr)
+}
 
+// probeRun is one started run of a probe: its process, its stderr, when it started, and its exit.
+type probeRun struct {
+	cmd     *exec.Cmd
+	stderr  bytes.Buffer
+	start   time.Time
+	exited  chan error
+	timeout *time.Timer
+}
+
+// startProbe starts p's process (its stdout goes to /dev/null) and the run's timeout.
+func startProbe(p probe) (*probeRun, error) {
+	pr := &probeRun{cmd: exec.Command(p.path), exited: make(chan error, 1)}
+	pr.cmd.Args, pr.cmd.Env = p.args, p.env
+	pr.cmd.Stderr = &pr.stderr
+	pr.start = time.Now()
+	if err := pr.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: start %s: %w", p.figure, p.path, err)
+	}
+	go func() { pr.exited <- pr.cmd.Wait() }()
+	pr.timeout = time.NewTimer(runTimeout)
+	return pr, nil
+}
+
+// kill kills the process (SIGKILL) and waits for it.
+func (pr *probeRun) kill() {
+	_ = pr.cmd.Process.Kill()
+	<-pr.exited
+}
+
+// badInput waits for a bad-input probe to exit, and checks that it made no API request and exited with
+// step.ExitInvalid naming the param.
+func (s *apiServer) badInput(ctx context.Context, p probe, sr *serverRun, pr *probeRun) (time.Duration, error) {
+	var err error
+	select {
+	case err = <-pr.exited:
+	case <-pr.timeout.C:
+		pr.kill()
+		return 0, fmt.Errorf("%s: still running after %s with %s; stderr:\n%s", p.figure, runTimeout, p.badParam, pr.stderr.Bytes())
+	case <-ctx.Done():
+		pr.kill()
+		return 0, ctx.Err()
+	}
+	took := time.Since(pr.start)
+	s.mu.Lock()
+	n, path := sr.requests, sr.path
+	s.mu.Unlock()
+	if n > 0 {
+		return 0, fmt.Errorf("%s: with %s the step made %d API request(s) (first %s) before exiting", p.figure, p.badParam, n, path)
+	}
+	name, _, _ := strings.Cut(p.badParam, "=")
+	var exitErr *exec.ExitError
+	switch {
+	case !errors.As(err, &exitErr) || exitErr.ExitCode() != step.ExitInvalid:
+		return 0, fmt.Errorf("%s: with %s the step ended with %v, want exit %d; stderr:\n%s", p.figure, p.badParam, err, step.ExitInvalid, pr.stderr.Bytes())
+	case !strings.Contains(pr.stderr.String(), "param "+name+":"):
+		return 0, fmt.Errorf("%s: with %s the step exited %d without naming param %s; stderr:\n%s", p.figure, p.badParam, step.ExitInvalid, name, pr.stderr.Bytes())
+	}
+	return took, nil
+}
+
+// firstRequest waits for the probe's first API request, then kills it.
+func (pr *probeRun) firstRequest(ctx context.Context, p probe, sr *serverRun) (time.Duration, error) {
 	select {
 	case at := <-sr.first:
-		kill()
-		return at.Sub(start), nil
-	case err := <-exited:
+		pr.kill()
+		return at.Sub(pr.start), nil
+	case err := <-pr.exited:
 		select {
 		case at := <-sr.first: // it made its request and exited on the answer, before the kill
-			return at.Sub(start), nil
+			return at.Sub(pr.start), nil
 		default:
 		}
-		return 0, fmt.Errorf("%s: exited (%v) before any API request; stderr:\n%s", p.figure, err, stderr.Bytes())
-	case <-timeout.C:
-		kill()
-		return 0, fmt.Errorf("%s: no API request within %s; stderr:\n%s", p.figure, runTimeout, stderr.Bytes())
+		return 0, fmt.Errorf("%s: exited (%v) before any API request; stderr:\n%s", p.figure, err, pr.stderr.Bytes())
+	case <-pr.timeout.C:
+		pr.kill()
+		return 0, fmt.Errorf("%s: no API request within %s; stderr:\n%s", p.figure, runTimeout, pr.stderr.Bytes())
 	case <-ctx.Done():
-		kill()
+		pr.kill()
 		return 0, ctx.Err()
 	}
 }

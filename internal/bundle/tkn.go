@@ -64,36 +64,43 @@ type scratchBuild struct {
 
 func (s scratchBuild) ensure(ctx context.Context, log io.Writer) (string, error) {
 	bin := filepath.Join(s.Root, "bin", s.Name)
-	if usable(bin) {
-		return bin, nil
-	}
-	if err := os.MkdirAll(s.Root, 0o755); err != nil {
-		return "", fmt.Errorf("create cache directory %s: %w", s.Root, err)
-	}
-	unlock, err := gobuild.Lock(ctx, filepath.Join(s.Root, ".lock"), s.Name, log)
+	err := gobuild.Cached(ctx, s.Root, s.Name, log, func() bool { return usable(bin) }, func() error {
+		r := &runner{Runner: gobuild.NewRunner(s.Name, filepath.Join(s.Root, "build.log"), log, "GOFLAGS=-mod=mod -buildvcs=false")}
+		fmt.Fprintf(log, "%s: building %s@%s into %s (first run only: %s)\n", s.Name, s.Module, s.Version, s.Root, s.Estimate)
+		src := filepath.Join(s.Root, "src")
+		if err := s.writeModule(ctx, r, src); err != nil {
+			return err
+		}
+		if _, err := r.goCmd(ctx, "resolve the modules of "+s.Module+"@"+s.Version, src, "mod", "tidy"); err != nil {
+			return err
+		}
+		if err := gobuild.InstallDir(filepath.Join(s.Root, "bin"), func(tmp string) error { return s.compile(ctx, r, src, tmp) }); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "%s: built %s in %s\n", s.Name, bin, r.Elapsed().Round(time.Second))
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	defer unlock()
-	if usable(bin) { // built by another process while we waited
-		return bin, nil
-	}
-	r := &runner{Runner: gobuild.NewRunner(s.Name, filepath.Join(s.Root, "build.log"), log, "GOFLAGS=-mod=mod -buildvcs=false")}
-	fmt.Fprintf(log, "%s: building %s@%s into %s (first run only: %s)\n", s.Name, s.Module, s.Version, s.Root, s.Estimate)
+	return bin, nil
+}
 
-	src := filepath.Join(s.Root, "src")
+// writeModule writes the scratch module into src (emptied first): its go.mod requiring Module (with Module's
+// replace directives when CopyReplaces), a tools.go importing Pkg, and Files.
+func (s scratchBuild) writeModule(ctx context.Context, r *runner, src string) error {
 	if err := os.RemoveAll(src); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
+		return err
 	}
 	var gomod strings.Builder
 	fmt.Fprintf(&gomod, "module canaryline.local/%sbuild\n\ngo 1.26.0\n\nrequire %s %s\n", s.Name, s.Module, s.Version)
 	if s.CopyReplaces {
 		reps, err := s.replaces(ctx, r, src)
 		if err != nil {
-			return "", err
+			return err
 		}
 		for _, rep := range reps {
 			fmt.Fprintf(&gomod, "\nreplace %s\n", rep)
@@ -108,32 +115,21 @@ func (s scratchBuild) ensure(ctx context.Context, log io.Writer) (string, error)
 	}
 	for n, c := range files {
 		if err := os.WriteFile(filepath.Join(src, n), []byte(c), 0o644); err != nil {
-			return "", err
+			return err
 		}
 	}
-	if _, err := r.goCmd(ctx, "resolve the modules of "+s.Module+"@"+s.Version, src, "mod", "tidy"); err != nil {
-		return "", err
-	}
-	tmp := filepath.Join(s.Root, "bin.tmp")
-	if err := os.RemoveAll(tmp); err != nil {
-		return "", err
-	}
+	return nil
+}
+
+// compile builds Pkg in the scratch module src into dir/Name.
+func (s scratchBuild) compile(ctx context.Context, r *runner, src, dir string) error {
 	args := []string{"build", "-trimpath"}
 	if s.LDFlags != "" {
 		args = append(args, "-ldflags="+s.LDFlags)
 	}
-	args = append(args, "-o", filepath.Join(tmp, s.Name), s.Pkg)
-	if _, err := r.goCmd(ctx, "compile "+s.Name, src, args...); err != nil {
-		return "", err
-	}
-	if err := os.RemoveAll(filepath.Join(s.Root, "bin")); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, filepath.Join(s.Root, "bin")); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(log, "%s: built %s in %s\n", s.Name, bin, r.Elapsed().Round(time.Second))
-	return bin, nil
+	args = append(args, "-o", filepath.Join(dir, s.Name), s.Pkg)
+	_, err := r.goCmd(ctx, "compile "+s.Name, src, args...)
+	return err
 }
 
 // replaces returns Module's replace directives that point at other modules ("old [v] => new v"). Replacements by

@@ -237,8 +237,7 @@ func resolveDigest(root, digest string) (string, error) {
 // load reads every YAML document of tasks/ and pipelines/ (files ending .yaml or .yml, in name order). Tekton
 // Tasks and Pipelines become resources; other kinds (RBAC, kustomization) are skipped.
 func load(root string) (*sources, error) {
-	src := &sources{}
-	var serviceAccounts, rbacFiles []string
+	l := &loader{src: &sources{}}
 	for _, dir := range []string{"tasks", "pipelines"} {
 		entries, err := os.ReadDir(filepath.Join(root, dir))
 		if errors.Is(err, os.ErrNotExist) {
@@ -252,63 +251,84 @@ func load(root string) (*sources, error) {
 			if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
 				continue
 			}
-			rel := dir + "/" + name
-			b, err := os.ReadFile(filepath.Join(root, dir, name))
-			if err != nil {
+			if err := l.file(filepath.Join(root, dir, name), dir+"/"+name); err != nil {
 				return nil, err
-			}
-			dec := yaml.NewDecoder(bytes.NewReader(b))
-			for i := 0; ; i++ {
-				doc := new(yaml.Node)
-				err := dec.Decode(doc)
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", rel, err)
-				}
-				if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-					continue // an empty document, or not an object
-				}
-				m := doc.Content[0]
-				apiVersion, kind := scalar(mapGet(m, "apiVersion")), scalar(mapGet(m, "kind"))
-				switch {
-				case kind == "ServiceAccount" && apiVersion == "v1":
-					serviceAccounts = append(serviceAccounts, scalar(mapGet(mapGet(m, "metadata"), "name")))
-					fallthrough
-				case strings.HasPrefix(apiVersion, "rbac.authorization.k8s.io/"):
-					if !slices.Contains(rbacFiles, rel) {
-						rbacFiles = append(rbacFiles, rel)
-					}
-				}
-				if kind != kindTask && kind != kindPipeline {
-					continue
-				}
-				where := rel
-				if i > 0 {
-					where = fmt.Sprintf("%s (document %d)", rel, i+1)
-				}
-				if apiVersion != "tekton.dev/v1" {
-					return nil, fmt.Errorf("%s: %s has apiVersion %q: the catalog ships tekton.dev/v1 only (convert it with `tkn` or by hand)", where, kind, apiVersion)
-				}
-				r := &resource{kind: kind, source: where, doc: doc}
-				var head struct {
-					Metadata objectMeta `json:"metadata"`
-				}
-				if err := decodeNode(m, &head); err != nil {
-					return nil, fmt.Errorf("%s: metadata: %w", where, err)
-				}
-				r.meta = head.Metadata
-				r.name = r.meta.Name
-				src.resources = append(src.resources, r)
 			}
 		}
 	}
-	if len(serviceAccounts) == 1 {
-		src.serviceAccount = serviceAccounts[0]
-		src.rbacFiles = rbacFiles
+	if len(l.serviceAccounts) == 1 {
+		l.src.serviceAccount = l.serviceAccounts[0]
+		l.src.rbacFiles = l.rbacFiles
 	}
-	return src, nil
+	return l.src, nil
+}
+
+// loader collects the sources: the Tasks and Pipelines, the ServiceAccounts and the files with RBAC objects.
+type loader struct {
+	src                        *sources
+	serviceAccounts, rbacFiles []string
+}
+
+// file reads the YAML documents of one file (rel is its path in the repository).
+func (l *loader) file(path, rel string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for i := 0; ; i++ {
+		doc := new(yaml.Node)
+		err := dec.Decode(doc)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+			continue // an empty document, or not an object
+		}
+		if err := l.document(rel, i, doc); err != nil {
+			return err
+		}
+	}
+}
+
+// document notes a ServiceAccount or an RBAC object, and adds a Task or a Pipeline (tekton.dev/v1 only) to the
+// resources.
+func (l *loader) document(rel string, i int, doc *yaml.Node) error {
+	m := doc.Content[0]
+	apiVersion, kind := scalar(mapGet(m, "apiVersion")), scalar(mapGet(m, "kind"))
+	switch {
+	case kind == "ServiceAccount" && apiVersion == "v1":
+		l.serviceAccounts = append(l.serviceAccounts, scalar(mapGet(mapGet(m, "metadata"), "name")))
+		fallthrough
+	case strings.HasPrefix(apiVersion, "rbac.authorization.k8s.io/"):
+		if !slices.Contains(l.rbacFiles, rel) {
+			l.rbacFiles = append(l.rbacFiles, rel)
+		}
+	}
+	if kind != kindTask && kind != kindPipeline {
+		return nil
+	}
+	where := rel
+	if i > 0 {
+		where = fmt.Sprintf("%s (document %d)", rel, i+1)
+	}
+	if apiVersion != "tekton.dev/v1" {
+		return fmt.Errorf("%s: %s has apiVersion %q: the catalog ships tekton.dev/v1 only (convert it with `tkn` or by hand)", where, kind, apiVersion)
+	}
+	r := &resource{kind: kind, source: where, doc: doc}
+	var head struct {
+		Metadata objectMeta `json:"metadata"`
+	}
+	if err := decodeNode(m, &head); err != nil {
+		return fmt.Errorf("%s: metadata: %w", where, err)
+	}
+	r.meta = head.Metadata
+	r.name = r.meta.Name
+	l.src.resources = append(l.src.resources, r)
+	return nil
 }
 
 // check validates what catlin checks in the metadata, and sets the version.
@@ -391,8 +411,28 @@ func (g *generator) resource(r *resource) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	if err := g.annotate(r); err != nil {
+		return err
+	}
+	out, err := encode(r.doc)
+	if err != nil {
+		return fmt.Errorf("%s: encode: %w", r, err)
+	}
+	g.files[path.Join(r.dir(), r.name+".yaml")] = out
 
-	// Artifact Hub annotations.
+	// Parse the generated resource back with Tekton's types: it must be valid as published.
+	if r.kind == kindTask {
+		return g.taskFiles(r, out)
+	}
+	if r.kind == kindPipeline {
+		return g.pipelineFiles(r, out)
+	}
+	return nil
+}
+
+// annotate adds the Artifact Hub annotations the resource does not have yet, and sorts its annotations.
+func (g *generator) annotate(r *resource) error {
+	m := r.doc.Content[0]
 	meta := mapGet(m, "metadata")
 	ann := mapGet(meta, "annotations")
 	if ann == nil {
@@ -417,45 +457,38 @@ func (g *generator) resource(r *resource) error {
 		}
 	}
 	sortMapping(ann)
+	return nil
+}
 
-	out, err := encode(r.doc)
-	if err != nil {
-		return fmt.Errorf("%s: encode: %w", r, err)
-	}
+// taskFiles checks the generated Task (out) and writes its sample TaskRun and README.
+func (g *generator) taskFiles(r *resource, out []byte) error {
 	base := r.dir()
-	g.files[path.Join(base, r.name+".yaml")] = out
-
-	// Parse the generated resource back with Tekton's types: it must be valid as published.
-	switch r.kind {
-	case kindTask:
-		t, err := parseTask(out)
-		if err != nil {
-			return fmt.Errorf("%s: generated %s: %w", r, path.Join(base, r.name+".yaml"), err)
-		}
-		if err := g.checkPinned(taskImages(&t.Spec)); err != nil {
-			return fmt.Errorf("%s: %w", r, err)
-		}
-		sample := g.taskRun(t)
-		g.files[path.Join(base, "samples", r.name+"-run.yaml")] = sample
-		g.files[path.Join(base, "README.md")] = g.taskREADME(r, t, sample)
-	case kindPipeline:
-		p, err := parsePipeline(out)
-		if err != nil {
-			return fmt.Errorf("%s: generated %s: %w", r, path.Join(base, r.name+".yaml"), err)
-		}
-		var images []string
-		for _, pt := range append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...) {
-			if pt.TaskSpec != nil {
-				images = append(images, taskImages(&pt.TaskSpec.TaskSpec)...)
-			}
-		}
-		if err := g.checkPinned(images); err != nil {
-			return fmt.Errorf("%s: %w", r, err)
-		}
-		sample := g.pipelineRun(p)
-		g.files[path.Join(base, "samples", r.name+"-run.yaml")] = sample
-		g.files[path.Join(base, "README.md")] = g.pipelineREADME(r, p, sample)
+	t, err := parseTask(out)
+	if err != nil {
+		return fmt.Errorf("%s: generated %s: %w", r, path.Join(base, r.name+".yaml"), err)
 	}
+	if err := g.checkPinned(taskImages(&t.Spec)); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	sample := g.taskRun(t)
+	g.files[path.Join(base, "samples", r.name+"-run.yaml")] = sample
+	g.files[path.Join(base, "README.md")] = g.taskREADME(r, t, sample)
+	return nil
+}
+
+// pipelineFiles checks the generated Pipeline (out) and writes its sample PipelineRun and README.
+func (g *generator) pipelineFiles(r *resource, out []byte) error {
+	base := r.dir()
+	p, err := parsePipeline(out)
+	if err != nil {
+		return fmt.Errorf("%s: generated %s: %w", r, path.Join(base, r.name+".yaml"), err)
+	}
+	if err := g.checkPinned(pipelineImages(p)); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	sample := g.pipelineRun(p)
+	g.files[path.Join(base, "samples", r.name+"-run.yaml")] = sample
+	g.files[path.Join(base, "README.md")] = g.pipelineREADME(r, p, sample)
 	return nil
 }
 
@@ -541,6 +574,17 @@ func taskImages(s *v1.TaskSpec) []string {
 		out = append(out, s.StepTemplate.Image)
 	}
 	return out
+}
+
+// pipelineImages are the images of the Pipeline's embedded Tasks.
+func pipelineImages(p *v1.Pipeline) []string {
+	var images []string
+	for _, pt := range append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...) {
+		if pt.TaskSpec != nil {
+			images = append(images, taskImages(&pt.TaskSpec.TaskSpec)...)
+		}
+	}
+	return images
 }
 
 // checkPinned verifies that every image of a generated resource is fully qualified and pinned by digest, and

@@ -74,36 +74,47 @@ func (g *generator) taskREADME(r *resource, t *v1.Task, sample []byte) []byte {
 	b.WriteString("```\n\n")
 
 	writeParams(&b, t.Spec.Params)
-	if len(t.Spec.Results) > 0 {
-		b.WriteString("## Results\n\n| Name | Type | Description |\n| --- | --- | --- |\n")
-		for _, res := range t.Spec.Results {
-			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", res.Name, orString(string(res.Type)), cell(res.Description))
-		}
-		b.WriteString("\n")
-	}
-	if len(t.Spec.Workspaces) > 0 {
-		b.WriteString("## Workspaces\n\n| Name | Optional | Description |\n| --- | --- | --- |\n")
-		for _, w := range t.Spec.Workspaces {
-			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", w.Name, yesNo(w.Optional), cell(w.Description))
-		}
-		b.WriteString("\n")
-	}
+	writeResultsAndWorkspaces(&b,
+		rows(t.Spec.Results, func(r v1.TaskResult) [3]string { return [3]string{r.Name, string(r.Type), r.Description} }),
+		rows(t.Spec.Workspaces, func(w v1.WorkspaceDeclaration) [3]string { return [3]string{w.Name, yesNo(w.Optional), w.Description} }))
 	writeExitCodes(&b, d.exit)
 	g.usage(&b, r, "TaskRun", sample)
 	return []byte(b.String())
+}
+
+// rows are the table rows of items.
+func rows[T any](items []T, row func(T) [3]string) [][3]string {
+	var out [][3]string
+	for _, it := range items {
+		out = append(out, row(it))
+	}
+	return out
+}
+
+// writeResultsAndWorkspaces writes the Results table (name, type, description; the type is string when empty)
+// and the Workspaces table (name, optional, description), each only when it has rows.
+func writeResultsAndWorkspaces(b *strings.Builder, results, workspaces [][3]string) {
+	if len(results) > 0 {
+		b.WriteString("## Results\n\n| Name | Type | Description |\n| --- | --- | --- |\n")
+		for _, res := range results {
+			fmt.Fprintf(b, "| `%s` | %s | %s |\n", res[0], orString(res[1]), cell(res[2]))
+		}
+		b.WriteString("\n")
+	}
+	if len(workspaces) > 0 {
+		b.WriteString("## Workspaces\n\n| Name | Optional | Description |\n| --- | --- | --- |\n")
+		for _, w := range workspaces {
+			fmt.Fprintf(b, "| `%s` | %s | %s |\n", w[0], w[1], cell(w[2]))
+		}
+		b.WriteString("\n")
+	}
 }
 
 // pipelineREADME is a Pipeline's README.md.
 func (g *generator) pipelineREADME(r *resource, p *v1.Pipeline, sample []byte) []byte {
 	var b strings.Builder
 	d := splitDescription(p.Spec.Description)
-	var images []string
-	for _, pt := range append(slices.Clone(p.Spec.Tasks), p.Spec.Finally...) {
-		if pt.TaskSpec != nil {
-			images = append(images, taskImages(&pt.TaskSpec.TaskSpec)...)
-		}
-	}
-	g.header(&b, r, d, images)
+	g.header(&b, r, d, pipelineImages(p))
 
 	b.WriteString("## Install\n\nThe Pipeline and the catalog Tasks it runs:\n\n```sh\n")
 	for _, name := range g.referencedTasks(p) {
@@ -114,20 +125,11 @@ func (g *generator) pipelineREADME(r *resource, p *v1.Pipeline, sample []byte) [
 	b.WriteString("```\n\n")
 
 	writeParams(&b, p.Spec.Params)
-	if len(p.Spec.Results) > 0 {
-		b.WriteString("## Results\n\n| Name | Type | Description |\n| --- | --- | --- |\n")
-		for _, res := range p.Spec.Results {
-			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", res.Name, orString(string(res.Type)), cell(res.Description))
-		}
-		b.WriteString("\n")
-	}
-	if len(p.Spec.Workspaces) > 0 {
-		b.WriteString("## Workspaces\n\n| Name | Optional | Description |\n| --- | --- | --- |\n")
-		for _, w := range p.Spec.Workspaces {
-			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", w.Name, yesNo(w.Optional), cell(w.Description))
-		}
-		b.WriteString("\n")
-	}
+	writeResultsAndWorkspaces(&b,
+		rows(p.Spec.Results, func(r v1.PipelineResult) [3]string { return [3]string{r.Name, string(r.Type), r.Description} }),
+		rows(p.Spec.Workspaces, func(w v1.PipelineWorkspaceDeclaration) [3]string {
+			return [3]string{w.Name, yesNo(w.Optional), w.Description}
+		}))
 	g.writePipelineTasks(&b, "Tasks", p.Spec.Tasks)
 	g.writePipelineTasks(&b, "Finally", p.Spec.Finally)
 	writeExitCodes(&b, d.exit)

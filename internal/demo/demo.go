@@ -113,20 +113,14 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The demo builds each version with its BuildConfig: the cluster needs OpenShift's build API (the embedded
-	// control plane serves it). Checked before anything is created.
-	for _, gv := range []string{"build.openshift.io/v1", "route.openshift.io/v1"} {
-		if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
-			return nil, fmt.Errorf("the demo needs the %s API, which this cluster does not serve (%v): run it on OpenShift or on "+
-				"the embedded control plane (canaryline demo without --kubeconfig); elsewhere, release an image built by "+
-				"another CI with canaryline run pipelines/canary-release-prebuilt.yaml", gv, err)
-		}
+	if err := checkOpenShiftAPIs(kube); err != nil {
+		return nil, err
 	}
 	if err := Setup(ctx, o, kube); err != nil {
 		return nil, err
 	}
-	kubeconfig, err := StepsKubeconfig(ctx, o, kube)
-	if err != nil {
+	d := &demoRun{o: o}
+	if d.kubeconfig, err = StepsKubeconfig(ctx, o, kube); err != nil {
 		return nil, err
 	}
 	say("sample-app %s is the stable version of %s/%s, behind Route %s", v1.name, o.Namespace, o.App, o.App)
@@ -135,61 +129,93 @@ func Run(ctx context.Context, o Options) ([]Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	stack, err := startStack(ctx, o, kube, routes.RouteV1())
-	if err != nil {
+	if d.stack, err = startStack(ctx, o, kube, routes.RouteV1()); err != nil {
 		return nil, err
 	}
-	defer stack.Stop()
+	defer d.stack.Stop()
 
-	promURL := stack.prometheusURL()
-	var tk tektonrun.Clients
+	d.promURL = d.stack.prometheusURL()
 	if o.Tekton {
-		if tk, promURL, err = installTekton(ctx, o, kube, stack); err != nil {
+		if d.tk, d.promURL, err = installTekton(ctx, o, kube, d.stack); err != nil {
 			return nil, err
 		}
 	}
 	var releases []Release
 	for _, v := range stages {
-		if err := stack.prepare(ctx, v); err != nil {
+		r, done, err := d.release(ctx, v)
+		if done {
 			return releases, err
 		}
-		sum := sha256.Sum256([]byte(v.name))
-		commit := hex.EncodeToString(sum[:])[:40]
-		say("release %s: commit %s (error rate %.1f%%, added latency %s)", v.name, commit[:12], 100*v.errorRate, v.latency)
-		params := map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
-			"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": promURL,
-			// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
-			// caught there, at 10%.
-			"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
-			"ready-timeout": "1m"}
-		var s *runner.Summary
-		var runErr error
-		if o.Tekton {
-			s, runErr = runOnTekton(ctx, o, tk, runName(o.App, v.name), params, filepath.Join(o.Evidence, v.name))
-		} else {
-			s, runErr = runner.Run(ctx, runner.Options{
-				Pipeline: filepath.Join(o.Root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(o.Root, "tasks"),
-				Steps: o.Steps, Env: []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
-				Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: runName(o.App, v.name), Out: o.Out,
-				Params: params, Abort: o.Abort, Progress: o.Progress,
-			})
-		}
-		if s == nil {
-			return releases, runErr
-		}
-		r := release(v.name, s)
-		fmt.Fprint(o.Out, "\n"+s.Table()+"\n")
-		if r.Decision == "promote" {
-			stack.promoted(v)
-		}
-		say("release %s: %s; verdict %s from %s at %s%% canary weight (%s); evidence %s", v.name, r.Decision, r.Verdict,
-			r.DecidedBy, r.Weight, r.Reason, r.Report)
 		releases = append(releases, r)
 		if ctx.Err() != nil { // interrupted: no further release starts
 			return releases, fmt.Errorf("interrupted during release %s (decision %q): no further release starts", v.name, r.Decision)
 		}
 	}
 	return releases, nil
+}
+
+// checkOpenShiftAPIs checks, before anything is created, that the cluster serves OpenShift's build and route
+// APIs: the demo builds each version with its BuildConfig (the embedded control plane serves them).
+func checkOpenShiftAPIs(kube kubernetes.Interface) error {
+	for _, gv := range []string{"build.openshift.io/v1", "route.openshift.io/v1"} {
+		if _, err := kube.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
+			return fmt.Errorf("the demo needs the %s API, which this cluster does not serve (%v): run it on OpenShift or on "+
+				"the embedded control plane (canaryline demo without --kubeconfig); elsewhere, release an image built by "+
+				"another CI with canaryline run pipelines/canary-release-prebuilt.yaml", gv, err)
+		}
+	}
+	return nil
+}
+
+// demoRun is what the demo's releases share: the options, the steps' kubeconfig, the stack serving the versions,
+// Prometheus' address and, on Tekton, its clients.
+type demoRun struct {
+	o          Options
+	kubeconfig string
+	stack      stack
+	promURL    string
+	tk         tektonrun.Clients
+}
+
+// release releases version v with the canary-release Pipeline, with canaryline run or on Tekton, and says how it
+// went. done is true when the release could not run (err says why).
+func (d *demoRun) release(ctx context.Context, v version) (r Release, done bool, err error) {
+	o := d.o
+	if err := d.stack.prepare(ctx, v); err != nil {
+		return r, true, err
+	}
+	sum := sha256.Sum256([]byte(v.name))
+	commit := hex.EncodeToString(sum[:])[:40]
+	narrate(o.Out, "release %s: commit %s (error rate %.1f%%, added latency %s)", v.name, commit[:12], 100*v.errorRate, v.latency)
+	params := map[string]string{"app": o.App, "namespace": o.Namespace, "git-revision": commit, "git-message": "sample-app " + v.name,
+		"interval": o.Interval.String(), "count": fmt.Sprint(o.Count), "prometheus-url": d.promURL,
+		// Judged on 30 to 50 canary requests per 10 s window at the first weight: a 30% canary is
+		// caught there, at 10%.
+		"queries":       "- name: error-rate\n  query: '" + errorRateQuery + "'\n  threshold: '< 0.1'\n",
+		"ready-timeout": "1m"}
+	var s *runner.Summary
+	var runErr error
+	if o.Tekton {
+		s, runErr = runOnTekton(ctx, o, d.tk, runName(o.App, v.name), params, filepath.Join(o.Evidence, v.name))
+	} else {
+		s, runErr = runner.Run(ctx, runner.Options{
+			Pipeline: filepath.Join(o.Root, "pipelines", "canary-release.yaml"), TasksDir: filepath.Join(o.Root, "tasks"),
+			Steps: o.Steps, Env: []string{"KUBECONFIG=" + d.kubeconfig, "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()},
+			Namespace: o.Namespace, Workspace: filepath.Join(o.Evidence, v.name), RunName: runName(o.App, v.name), Out: o.Out,
+			Params: params, Abort: o.Abort, Progress: o.Progress,
+		})
+	}
+	if s == nil {
+		return r, true, runErr
+	}
+	r = release(v.name, s)
+	fmt.Fprint(o.Out, "\n"+s.Table()+"\n")
+	if r.Decision == "promote" {
+		d.stack.promoted(v)
+	}
+	narrate(o.Out, "release %s: %s; verdict %s from %s at %s%% canary weight (%s); evidence %s", v.name, r.Decision, r.Verdict,
+		r.DecidedBy, r.Weight, r.Reason, r.Report)
+	return r, false, nil
 }
 
 // stack serves the stable and canary versions, has a real Prometheus scrape them, and sends them load.
@@ -290,6 +316,23 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ns, err)
 	}
+	if err := createBuildConfig(ctx, o); err != nil {
+		return err
+	}
+	if err := createStable(ctx, o, kube); err != nil {
+		return err
+	}
+	if err := createRoute(ctx, o); err != nil {
+		return err
+	}
+	if err := applyTaskRBAC(ctx, o, kube); err != nil {
+		return err
+	}
+	return waitStable(ctx, o, kube)
+}
+
+// createBuildConfig creates the application's BuildConfig (S2I from internal/dev/app), its builds scripted to log fast.
+func createBuildConfig(ctx context.Context, o Options) error {
 	builds, err := buildclient.NewForConfig(o.Config)
 	if err != nil {
 		return err
@@ -304,9 +347,16 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 			Output: buildv1.BuildOutput{To: &corev1.ObjectReference{Kind: "ImageStreamTag", Name: o.App + ":latest"}},
 		}},
 	}
-	if _, err := builds.BuildV1().BuildConfigs(ns).Create(ctx, bc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create BuildConfig %s/%s: %w", ns, o.App, err)
+	if _, err := builds.BuildV1().BuildConfigs(o.Namespace).Create(ctx, bc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create BuildConfig %s/%s: %w", o.Namespace, o.App, err)
 	}
+	return nil
+}
+
+// createStable creates the stable version v1: its Deployment (on the real node, a real image pushed to its
+// registry) and its Service.
+func createStable(ctx context.Context, o Options, kube kubernetes.Interface) (err error) {
+	ns := o.Namespace
 	sum := sha256.Sum256([]byte(v1.name))
 	image := "image-registry.openshift-image-registry.svc:5000/" + ns + "/" + o.App + "@sha256:" + hex.EncodeToString(sum[:])
 	if o.RealNode != nil { // v1 is a real image in the node's registry, as a build would have pushed it
@@ -330,16 +380,25 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Service %s/%s: %w", ns, o.App, err)
 	}
+	return nil
+}
+
+// createRoute exposes the application's Service with a Route, all the weight on it.
+func createRoute(ctx context.Context, o Options) error {
 	routes, err := routeclient.NewForConfig(o.Config)
 	if err != nil {
 		return err
 	}
 	route := &routev1.Route{ObjectMeta: metav1.ObjectMeta{Name: o.App}, Spec: routev1.RouteSpec{Host: o.App + ".apps.example.com",
 		To: routev1.RouteTargetReference{Kind: "Service", Name: o.App, Weight: ptr.To[int32](100)}}}
-	if _, err := routes.RouteV1().Routes(ns).Create(ctx, route, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create Route %s/%s: %w", ns, o.App, err)
+	if _, err := routes.RouteV1().Routes(o.Namespace).Create(ctx, route, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Route %s/%s: %w", o.Namespace, o.App, err)
 	}
-	// canaryline's Role, ServiceAccount and RoleBinding, as `oc apply -k .` installs them.
+	return nil
+}
+
+// applyTaskRBAC applies canaryline's Role, ServiceAccount and RoleBinding, as `oc apply -k .` installs them.
+func applyTaskRBAC(ctx context.Context, o Options, kube kubernetes.Interface) error {
 	for _, f := range []string{"role.yaml", "serviceaccount.yaml"} {
 		data, err := os.ReadFile(filepath.Join(o.Root, "tasks", f))
 		if err != nil {
@@ -354,12 +413,18 @@ func Setup(ctx context.Context, o Options, kube kubernetes.Interface) error {
 				}
 				return fmt.Errorf("read tasks/%s: %w", f, err)
 			}
-			if err := applyRBAC(ctx, kube, ns, raw); err != nil {
+			if err := applyRBAC(ctx, kube, o.Namespace, raw); err != nil {
 				return err
 			}
 		}
 	}
-	// Wait for the stable version: real pods pull their image and pass their readiness probe, in a few seconds.
+	return nil
+}
+
+// waitStable waits for the stable version: real pods pull their image and pass their readiness probe, in a few
+// seconds.
+func waitStable(ctx context.Context, o Options, kube kubernetes.Interface) error {
+	ns, labels := o.Namespace, map[string]string{"app": o.App}
 	wait := ctx
 	if o.RealNode != nil {
 		var cancel context.CancelFunc

@@ -53,27 +53,16 @@ func (b Binaries) Path(name string) string { return filepath.Join(b.Dir, name) }
 func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Writer) (Binaries, error) {
 	root := filepath.Join(cacheDir, "controlplane", v.Key())
 	bins := Binaries{Dir: filepath.Join(root, "bin"), KWOKStages: filepath.Join(root, "kwok-stages.yaml")}
-	if complete(bins) {
-		return bins, nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return bins, fmt.Errorf("create cache directory %s: %w", root, err)
-	}
-	unlock, err := gobuild.Lock(ctx, filepath.Join(root, ".lock"), "devcluster", log)
-	if err != nil {
-		return bins, err
-	}
-	defer unlock()
-	if complete(bins) { // built by another process while we waited
-		return bins, nil
-	}
-	b := &builder{root: root, v: v, run: gobuild.NewRunner("devcluster", filepath.Join(root, "build.log"), log)}
-	fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 7 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
-	if err := b.buildAll(ctx, bins); err != nil {
-		return bins, err
-	}
-	fmt.Fprintf(log, "devcluster: control plane built in %s\n", b.run.Elapsed().Round(time.Second))
-	return bins, nil
+	err := gobuild.Cached(ctx, root, "devcluster", log, func() bool { return complete(bins) }, func() error {
+		b := &builder{root: root, v: v, run: gobuild.NewRunner("devcluster", filepath.Join(root, "build.log"), log)}
+		fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 7 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
+		if err := b.buildAll(ctx, bins); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "devcluster: control plane built in %s\n", b.run.Elapsed().Round(time.Second))
+		return nil
+	})
+	return bins, err
 }
 
 func complete(b Binaries) bool {
@@ -93,49 +82,36 @@ type builder struct {
 }
 
 func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
-	tmpBin := filepath.Join(b.root, "bin.tmp")
-	if err := os.RemoveAll(tmpBin); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(tmpBin, 0o755); err != nil {
-		return err
-	}
-
-	k8sMod, err := b.kubernetesModule(ctx)
-	if err != nil {
-		return err
-	}
-	etcdMod, err := b.scratchModule(ctx, "etcd", "go.etcd.io/etcd/server/v3@"+b.v.Etcd, "go.etcd.io/etcd/server/v3")
-	if err != nil {
-		return err
-	}
-	kwokMod, err := b.scratchModule(ctx, "kwok", "sigs.k8s.io/kwok@"+b.v.KWOK, "sigs.k8s.io/kwok/cmd/kwok")
-	if err != nil {
-		return err
-	}
-
-	k8sLdflags := kubernetesLdflags(b.v.Kubernetes)
-	targets := map[string]struct{ dir, pkg, ldflags string }{
-		"etcd":                    {etcdMod, "go.etcd.io/etcd/server/v3", "-s -w"},
-		"kube-scheduler":          {k8sMod, "k8s.io/kubernetes/cmd/kube-scheduler", k8sLdflags},
-		"kube-controller-manager": {k8sMod, "k8s.io/kubernetes/cmd/kube-controller-manager", k8sLdflags},
-		"kube-apiserver":          {k8sMod, "k8s.io/kubernetes/cmd/kube-apiserver", k8sLdflags},
-		"kwok":                    {kwokMod, "sigs.k8s.io/kwok/cmd/kwok", "-s -w"},
-	}
-	for i, name := range binaries {
-		t := targets[name]
-		step := fmt.Sprintf("build %s (%d/%d)", name, i+1, len(binaries))
-		if err := b.run.Go(ctx, step, t.dir, "build", "-ldflags="+t.ldflags, "-o", filepath.Join(tmpBin, name), t.pkg); err != nil {
+	return gobuild.InstallDir(bins.Dir, func(tmpBin string) error {
+		k8sMod, err := b.kubernetesModule(ctx)
+		if err != nil {
 			return err
 		}
-	}
-	if err := b.writeKWOKStages(ctx, kwokMod, filepath.Join(b.root, "kwok-stages.yaml")); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(bins.Dir); err != nil {
-		return err
-	}
-	return os.Rename(tmpBin, bins.Dir)
+		etcdMod, err := b.scratchModule(ctx, "etcd", "go.etcd.io/etcd/server/v3@"+b.v.Etcd, "go.etcd.io/etcd/server/v3")
+		if err != nil {
+			return err
+		}
+		kwokMod, err := b.scratchModule(ctx, "kwok", "sigs.k8s.io/kwok@"+b.v.KWOK, "sigs.k8s.io/kwok/cmd/kwok")
+		if err != nil {
+			return err
+		}
+		k8sLdflags := kubernetesLdflags(b.v.Kubernetes)
+		targets := map[string]struct{ dir, pkg, ldflags string }{
+			"etcd":                    {etcdMod, "go.etcd.io/etcd/server/v3", "-s -w"},
+			"kube-scheduler":          {k8sMod, "k8s.io/kubernetes/cmd/kube-scheduler", k8sLdflags},
+			"kube-controller-manager": {k8sMod, "k8s.io/kubernetes/cmd/kube-controller-manager", k8sLdflags},
+			"kube-apiserver":          {k8sMod, "k8s.io/kubernetes/cmd/kube-apiserver", k8sLdflags},
+			"kwok":                    {kwokMod, "sigs.k8s.io/kwok/cmd/kwok", "-s -w"},
+		}
+		for i, name := range binaries {
+			t := targets[name]
+			step := fmt.Sprintf("build %s (%d/%d)", name, i+1, len(binaries))
+			if err := b.run.Go(ctx, step, t.dir, "build", "-ldflags="+t.ldflags, "-o", filepath.Join(tmpBin, name), t.pkg); err != nil {
+				return err
+			}
+		}
+		return b.writeKWOKStages(ctx, kwokMod, filepath.Join(b.root, "kwok-stages.yaml"))
+	})
 }
 
 // kubernetesLdflags are the linker flags of every Kubernetes binary: stripped, and stamped with version (as

@@ -79,11 +79,36 @@ func instantiate(ctx context.Context, c buildclient.Interface, ns, name string, 
 
 func newBuild(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) *buildv1.Build {
 	n := bc.Status.LastVersion
+	labels, annotations := buildMeta(bc, req)
+	spec := *bc.Spec.CommonSpec.DeepCopy()
+	if req.Revision != nil {
+		spec.Revision = req.Revision.DeepCopy()
+	}
+	applyStrategyOptions(&spec.Strategy, req)
+	b := &buildv1.Build{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("%s-%d", bc.Name, n), Namespace: bc.Namespace, Labels: labels, Annotations: annotations,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "build.openshift.io/v1", Kind: "BuildConfig",
+				Name: bc.Name, UID: bc.UID, Controller: ptr(true)}},
+		},
+		Spec: buildv1.BuildSpec{CommonSpec: spec, TriggeredBy: append([]buildv1.BuildTriggerCause(nil), req.TriggeredBy...)},
+		Status: buildv1.BuildStatus{
+			Phase:  buildv1.BuildPhaseNew,
+			Config: &corev1.ObjectReference{Kind: "BuildConfig", Namespace: bc.Namespace, Name: bc.Name},
+		},
+	}
+	b.Status.OutputDockerImageReference = outputReference(b)
+	return b
+}
+
+// buildMeta is the labels and annotations of the next Build of bc: the BuildConfig's labels, the build-config
+// and run-policy labels and the build number, then the request's.
+func buildMeta(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) (labels, annotations map[string]string) {
 	policy := bc.Spec.RunPolicy
 	if policy == "" {
 		policy = buildv1.BuildRunPolicySerial
 	}
-	labels := map[string]string{}
+	labels = map[string]string{}
 	for k, v := range bc.Labels {
 		labels[k] = v
 	}
@@ -94,9 +119,9 @@ func newBuild(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) *buildv1.Build
 	labels[buildv1.BuildConfigLabel] = short
 	labels[buildv1.BuildConfigLabelDeprecated] = short
 	labels[buildv1.BuildRunPolicyLabel] = string(policy)
-	annotations := map[string]string{
+	annotations = map[string]string{
 		buildv1.BuildConfigAnnotation: bc.Name,
-		buildv1.BuildNumberAnnotation: strconv.FormatInt(n, 10),
+		buildv1.BuildNumberAnnotation: strconv.FormatInt(bc.Status.LastVersion, 10),
 	}
 	// As OpenShift's build generator: the request's labels and annotations are added, but never replace the
 	// ones the build already has.
@@ -110,12 +135,11 @@ func newBuild(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) *buildv1.Build
 			annotations[k] = v
 		}
 	}
+	return labels, annotations
+}
 
-	spec := *bc.Spec.CommonSpec.DeepCopy()
-	if req.Revision != nil {
-		spec.Revision = req.Revision.DeepCopy()
-	}
-	st := &spec.Strategy
+// applyStrategyOptions applies the request's environment, base image and strategy options to the strategy.
+func applyStrategyOptions(st *buildv1.BuildStrategy, req *buildv1.BuildRequest) {
 	switch {
 	case st.SourceStrategy != nil:
 		st.SourceStrategy.Env = mergeEnv(st.SourceStrategy.Env, req.Env)
@@ -139,20 +163,6 @@ func newBuild(bc *buildv1.BuildConfig, req *buildv1.BuildRequest) *buildv1.Build
 	case st.CustomStrategy != nil:
 		st.CustomStrategy.Env = mergeEnv(st.CustomStrategy.Env, req.Env)
 	}
-	b := &buildv1.Build{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-%d", bc.Name, n), Namespace: bc.Namespace, Labels: labels, Annotations: annotations,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "build.openshift.io/v1", Kind: "BuildConfig",
-				Name: bc.Name, UID: bc.UID, Controller: ptr(true)}},
-		},
-		Spec: buildv1.BuildSpec{CommonSpec: spec, TriggeredBy: append([]buildv1.BuildTriggerCause(nil), req.TriggeredBy...)},
-		Status: buildv1.BuildStatus{
-			Phase:  buildv1.BuildPhaseNew,
-			Config: &corev1.ObjectReference{Kind: "BuildConfig", Namespace: bc.Namespace, Name: bc.Name},
-		},
-	}
-	b.Status.OutputDockerImageReference = outputReference(b)
-	return b
 }
 
 func mergeEnv(base, extra []corev1.EnvVar) []corev1.EnvVar {
@@ -261,6 +271,21 @@ type simScript struct {
 }
 
 func (s *buildSimulator) script(ctx context.Context, b *buildv1.Build) simScript {
+	ann := s.annotations(ctx, b)
+	sc := simScript{outcome: buildv1.BuildPhaseComplete, interval: 20 * time.Millisecond, pending: 50 * time.Millisecond, failAfter: -1}
+	sc.timing(ann)
+	sc.readOutcome(ann)
+	sc.readLog(ann, b)
+	sc.digest = ann[SimDigest]
+	if sc.digest == "" {
+		sc.digest = defaultDigest(b)
+	}
+	sc.omitDigest = ann[SimOmitDigest] == "true"
+	return sc
+}
+
+// annotations are the Sim* annotations of a build: its BuildConfig's, and the Build's own, which win.
+func (s *buildSimulator) annotations(ctx context.Context, b *buildv1.Build) map[string]string {
 	ann := map[string]string{}
 	if b.Status.Config != nil {
 		if bc, err := s.builds.BuildV1().BuildConfigs(b.Namespace).Get(ctx, b.Status.Config.Name, metav1.GetOptions{}); err == nil {
@@ -272,7 +297,11 @@ func (s *buildSimulator) script(ctx context.Context, b *buildv1.Build) simScript
 	for k, v := range b.Annotations { // a Build's own annotations win
 		ann[k] = v
 	}
-	sc := simScript{outcome: buildv1.BuildPhaseComplete, interval: 20 * time.Millisecond, pending: 50 * time.Millisecond, failAfter: -1}
+	return ann
+}
+
+// timing reads the line interval and the pending delay.
+func (sc *simScript) timing(ann map[string]string) {
 	dur := func(key string, dst *time.Duration) {
 		if v, ok := ann[key]; ok {
 			if d, err := time.ParseDuration(v); err == nil && d >= 0 {
@@ -284,6 +313,10 @@ func (s *buildSimulator) script(ctx context.Context, b *buildv1.Build) simScript
 	}
 	dur(SimLineInterval, &sc.interval)
 	dur(SimPendingDelay, &sc.pending)
+}
+
+// readOutcome reads the outcome, its reason and message.
+func (sc *simScript) readOutcome(ann map[string]string) {
 	switch strings.ToLower(ann[SimOutcome]) {
 	case "", "complete":
 	case "failed":
@@ -296,6 +329,10 @@ func (s *buildSimulator) script(ctx context.Context, b *buildv1.Build) simScript
 		sc.scriptProblems = append(sc.scriptProblems, fmt.Sprintf("%s=%q is not Complete, Failed, Error or Hang", SimOutcome, ann[SimOutcome]))
 	}
 	sc.reason, sc.msg = ann[SimReason], ann[SimMessage]
+}
+
+// readLog reads the log's lines and the line the build fails after (which makes it fail).
+func (sc *simScript) readLog(ann map[string]string, b *buildv1.Build) {
 	if v, ok := ann[SimLog]; ok {
 		sc.lines = strings.Split(strings.TrimRight(v, "\n"), "\n")
 	} else {
@@ -315,17 +352,16 @@ func (s *buildSimulator) script(ctx context.Context, b *buildv1.Build) simScript
 			}
 		}
 	}
-	sc.digest = ann[SimDigest]
-	if sc.digest == "" {
-		commit := ""
-		if r := b.Spec.Revision; r != nil && r.Git != nil {
-			commit = r.Git.Commit
-		}
-		sum := sha256.Sum256([]byte(b.Namespace + "/" + b.Name + "/" + commit))
-		sc.digest = "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// defaultDigest is the image digest of a build, derived from its namespace, name and commit.
+func defaultDigest(b *buildv1.Build) string {
+	commit := ""
+	if r := b.Spec.Revision; r != nil && r.Git != nil {
+		commit = r.Git.Commit
 	}
-	sc.omitDigest = ann[SimOmitDigest] == "true"
-	return sc
+	sum := sha256.Sum256([]byte(b.Namespace + "/" + b.Name + "/" + commit))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // defaultLog is a short log in the shape of an S2I or Docker build.
@@ -362,127 +398,182 @@ func (s *buildSimulator) drive(ctx context.Context, b *buildv1.Build, cancelled 
 		delete(s.running, b.UID)
 		s.mu.Unlock()
 	}()
-	bl := s.logs.get(b.UID)
-	defer bl.finish()
-	sc := s.script(ctx, b)
-	isCancelled := func() bool {
-		select {
-		case <-cancelled:
-			return true
-		default:
-			return false
-		}
-	}
-	sleep := func(d time.Duration) bool {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-cancelled:
-			return false
-		case <-time.After(d):
-			return true
-		}
-	}
-	finishCancelled := func() {
-		bl.append("Build was cancelled")
-		s.update(ctx, b, func(cur *buildv1.Build) {
-			cur.Status.Phase = buildv1.BuildPhaseCancelled
-			cur.Status.Reason = buildv1.StatusReasonCancelledBuild
-			cur.Status.Message = "The build was cancelled by the user."
-			s.completed(cur)
-		})
-	}
-	if isCancelled() {
-		finishCancelled()
+	r := &simRun{s: s, ctx: ctx, b: b, cancelled: cancelled, bl: s.logs.get(b.UID)}
+	defer r.bl.finish()
+	r.sc = s.script(ctx, b)
+	if r.endIfCancelled() || !r.pending() || !r.running() {
 		return
 	}
-	if b.Status.Phase == buildv1.BuildPhaseNew {
-		s.update(ctx, b, func(cur *buildv1.Build) { cur.Status.Phase = buildv1.BuildPhasePending })
-	}
-	if !sleep(sc.pending) {
-		if isCancelled() {
-			finishCancelled()
-		}
+	if r.sc.outcome == "" { // Hang: until cancelled
+		r.hang()
 		return
 	}
-	s.update(ctx, b, func(cur *buildv1.Build) {
+	if r.endIfCancelled() {
+		return
+	}
+	if r.sc.outcome == buildv1.BuildPhaseComplete {
+		r.complete()
+	} else {
+		r.fail()
+	}
+}
+
+// simRun is one build the simulator drives: the Build as first seen, its script and log, and the channel its
+// cancellation closes.
+type simRun struct {
+	s         *buildSimulator
+	ctx       context.Context
+	b         *buildv1.Build
+	cancelled chan struct{}
+	bl        *buildLog
+	sc        simScript
+}
+
+func (r *simRun) isCancelled() bool {
+	select {
+	case <-r.cancelled:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d; false when the context ended or the build was cancelled first.
+func (r *simRun) sleep(d time.Duration) bool {
+	select {
+	case <-r.ctx.Done():
+		return false
+	case <-r.cancelled:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// wait sleeps d; when it is interrupted it ends a cancelled build as Cancelled and says to stop.
+func (r *simRun) wait(d time.Duration) bool {
+	if !r.sleep(d) {
+		if r.isCancelled() {
+			r.finishCancelled()
+		}
+		return false
+	}
+	return true
+}
+
+// endIfCancelled ends a cancelled build as Cancelled, reporting whether it did.
+func (r *simRun) endIfCancelled() bool {
+	if r.isCancelled() {
+		r.finishCancelled()
+		return true
+	}
+	return false
+}
+
+func (r *simRun) finishCancelled() {
+	r.bl.append("Build was cancelled")
+	r.s.update(r.ctx, r.b, func(cur *buildv1.Build) {
+		cur.Status.Phase = buildv1.BuildPhaseCancelled
+		cur.Status.Reason = buildv1.StatusReasonCancelledBuild
+		cur.Status.Message = "The build was cancelled by the user."
+		r.s.completed(cur)
+	})
+}
+
+// pending moves a New build to Pending and waits the script's pending delay.
+func (r *simRun) pending() bool {
+	if r.b.Status.Phase == buildv1.BuildPhaseNew {
+		r.s.update(r.ctx, r.b, func(cur *buildv1.Build) { cur.Status.Phase = buildv1.BuildPhasePending })
+	}
+	return r.wait(r.sc.pending)
+}
+
+// running moves the build to Running and writes its log line by line, up to the line it fails after.
+func (r *simRun) running() bool {
+	r.s.update(r.ctx, r.b, func(cur *buildv1.Build) {
 		cur.Status.Phase = buildv1.BuildPhaseRunning
 		cur.Status.StartTimestamp = ptr(metav1.Now())
 	})
-	for _, p := range sc.scriptProblems {
-		bl.append("buildsim: ignoring annotation " + p)
+	for _, p := range r.sc.scriptProblems {
+		r.bl.append("buildsim: ignoring annotation " + p)
 	}
-	for i, line := range sc.lines {
-		if i == sc.failAfter {
+	for i, line := range r.sc.lines {
+		if i == r.sc.failAfter {
 			break
 		}
-		bl.append(line)
-		if !sleep(sc.interval) {
-			if isCancelled() {
-				finishCancelled()
-			}
-			return
+		r.bl.append(line)
+		if !r.wait(r.sc.interval) {
+			return false
 		}
 	}
-	if sc.outcome == "" { // Hang: until cancelled
-		select {
-		case <-ctx.Done():
-		case <-cancelled:
-			finishCancelled()
-		}
-		return
+	return true
+}
+
+// hang keeps the build Running until it is cancelled or the simulator stops.
+func (r *simRun) hang() {
+	select {
+	case <-r.ctx.Done():
+	case <-r.cancelled:
+		r.finishCancelled()
 	}
-	if isCancelled() {
-		finishCancelled()
-		return
+}
+
+// complete pushes the image (tags the ImageStream) and ends the build as Complete with its digest.
+func (r *simRun) complete() {
+	b, sc := r.b, r.sc
+	ref := b.Status.OutputDockerImageReference
+	if ref != "" {
+		r.bl.append("Successfully pushed " + repository(ref) + "@" + sc.digest)
+		r.bl.append("Push successful")
+		if err := r.s.tagImage(r.ctx, b, sc.digest); err != nil {
+			fmt.Fprintf(r.s.log, "buildsim: %s/%s: update ImageStream: %v\n", b.Namespace, b.Name, err)
+		}
 	}
-	switch sc.outcome {
-	case buildv1.BuildPhaseComplete:
-		ref := b.Status.OutputDockerImageReference
-		if ref != "" {
-			bl.append("Successfully pushed " + repository(ref) + "@" + sc.digest)
-			bl.append("Push successful")
-			if err := s.tagImage(ctx, b, sc.digest); err != nil {
-				fmt.Fprintf(s.log, "buildsim: %s/%s: update ImageStream: %v\n", b.Namespace, b.Name, err)
-			}
+	r.s.update(r.ctx, b, func(cur *buildv1.Build) {
+		cur.Status.Phase = buildv1.BuildPhaseComplete
+		if ref != "" && !sc.omitDigest {
+			cur.Status.Output.To = &buildv1.BuildStatusOutputTo{ImageDigest: sc.digest}
 		}
-		s.update(ctx, b, func(cur *buildv1.Build) {
-			cur.Status.Phase = buildv1.BuildPhaseComplete
-			if ref != "" && !sc.omitDigest {
-				cur.Status.Output.To = &buildv1.BuildStatusOutputTo{ImageDigest: sc.digest}
-			}
-			s.completed(cur)
-		})
-	default:
-		reason, msg := buildv1.StatusReason(sc.reason), sc.msg
-		if reason == "" {
-			reason = buildv1.StatusReasonGenericBuildFailed
-			if sc.outcome == buildv1.BuildPhaseError {
-				reason = buildv1.StatusReasonBuildPodDeleted
-			}
+		r.s.completed(cur)
+	})
+}
+
+// fail ends the build as Failed or Error with the script's reason and message and the log's last lines.
+func (r *simRun) fail() {
+	sc := r.sc
+	reason, msg := buildv1.StatusReason(sc.reason), sc.msg
+	if reason == "" {
+		reason = buildv1.StatusReasonGenericBuildFailed
+		if sc.outcome == buildv1.BuildPhaseError {
+			reason = buildv1.StatusReasonBuildPodDeleted
 		}
-		if msg == "" {
-			msg = "Generic Build failure - check logs for details."
-		}
-		bl.append("error: build error: " + msg)
-		lines, _, _, _ := bl.since(0)
-		snippet := lines
-		if len(snippet) > 5 {
-			snippet = snippet[len(snippet)-5:]
-		}
-		var sb strings.Builder
-		for i, l := range snippet {
-			if i > 0 {
-				sb.WriteString("\n")
-			}
-			sb.WriteString(l.text)
-		}
-		s.update(ctx, b, func(cur *buildv1.Build) {
-			cur.Status.Phase, cur.Status.Reason, cur.Status.Message = sc.outcome, reason, msg
-			cur.Status.LogSnippet = sb.String()
-			s.completed(cur)
-		})
 	}
+	if msg == "" {
+		msg = "Generic Build failure - check logs for details."
+	}
+	r.bl.append("error: build error: " + msg)
+	snippet := r.logSnippet(5)
+	r.s.update(r.ctx, r.b, func(cur *buildv1.Build) {
+		cur.Status.Phase, cur.Status.Reason, cur.Status.Message = sc.outcome, reason, msg
+		cur.Status.LogSnippet = snippet
+		r.s.completed(cur)
+	})
+}
+
+// logSnippet is the last n lines of the build's log.
+func (r *simRun) logSnippet(n int) string {
+	lines, _, _, _ := r.bl.since(0)
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	var sb strings.Builder
+	for i, l := range lines {
+		if i > 0 {
+			sb.WriteString("\n")
+		}
+		sb.WriteString(l.text)
+	}
+	return sb.String()
 }
 
 func (s *buildSimulator) completed(b *buildv1.Build) {

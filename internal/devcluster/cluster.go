@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -81,115 +82,174 @@ const stateFile = "cluster.json"
 // Start builds (on first use) and starts a control plane. Call Stop when done; if this process dies instead,
 // the kernel kills the components (see spawner).
 func Start(ctx context.Context, o Options) (c *Cluster, err error) {
-	if o.Log == nil {
-		o.Log = os.Stderr
-	}
-	if o.Versions == (Versions{}) {
-		o.Versions = DefaultVersions
-	}
-	if o.Nodes == 0 {
-		o.Nodes = 2
-	}
-	if o.CacheDir == "" {
-		if o.CacheDir, err = DefaultCacheDir(); err != nil {
-			return nil, err
-		}
-	}
-	cleanStaleNodes(o.CacheDir, o.Log) // what a real node of a crashed process left
-	var tektonBins TektonBinaries
-	if o.Tekton {
-		o.RealNode = true
-		if err := CheckRealNode(); err != nil {
-			return nil, fmt.Errorf("Tekton runs its TaskRuns' pods on the real node: %w", err)
-		}
-		if tektonBins, err = EnsureTektonBinaries(ctx, o.CacheDir, o.Log); err != nil {
-			return nil, err
-		}
-	}
-	bins, err := Prepare(ctx, o.CacheDir, o.Versions, o.Log)
-	if err != nil {
-		return nil, err
-	}
-	crds, err := ensureCRDs(ctx, o.CacheDir, o.Log)
-	if err != nil {
+	s := &starter{o: o}
+	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()
-	if o.RunDir == "" {
-		if o.RunDir, err = os.MkdirTemp("", "canaryline-devcluster-"); err != nil {
-			return nil, err
-		}
+	if err := s.prepareRunDir(); err != nil {
+		return nil, err
 	}
-	logs, pids := filepath.Join(o.RunDir, "logs"), filepath.Join(o.RunDir, "pids")
-	killStale(pids)
-	for _, d := range []string{"etcd", "pki", "logs", "pids", "apiserver-certs", stateFile} { // a reused run directory
-		if err := os.RemoveAll(filepath.Join(o.RunDir, d)); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range []string{logs, pids, filepath.Join(o.RunDir, "etcd")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	c = &Cluster{RunDir: o.RunDir, owned: true, log: o.Log, cacheDir: o.CacheDir}
+	c = &Cluster{RunDir: s.o.RunDir, owned: true, log: s.o.Log, cacheDir: s.o.CacheDir}
+	s.c = c
 	defer func() {
 		if err != nil {
-			fmt.Fprintf(o.Log, "devcluster: start failed; logs kept in %s\n", logs)
+			fmt.Fprintf(s.o.Log, "devcluster: start failed; logs kept in %s\n", s.logs)
 			c.stop(false)
 		}
 	}()
-
-	p, err := newPKI(filepath.Join(o.RunDir, "pki"))
-	if err != nil {
-		return c, err
+	for _, phase := range []func(context.Context) error{
+		s.pkiAndRealNode, s.startEtcd, s.startAPIServer, s.startControllers, s.seedAPI, s.waitReady,
+		s.runRealNodeAndTekton, s.writeState,
+	} {
+		if err := phase(ctx); err != nil {
+			return c, err
+		}
 	}
-	var nodeFlags []string
-	if o.RealNode {
-		if o.RepoRoot == "" {
-			if o.RepoRoot, err = findRepoRoot(); err != nil {
-				return c, err
+	fmt.Fprintf(s.o.Log, "devcluster: control plane up in %s (%d KWOK nodes); KUBECONFIG=%s\n",
+		time.Since(t0).Round(time.Millisecond), s.o.Nodes, c.Kubeconfig)
+	return c, nil
+}
+
+// starter holds what Start's phases share: the options (defaults filled in), the built binaries, the run
+// directory's parts, the PKI, the ports and the clients of the started control plane.
+type starter struct {
+	o          Options
+	c          *Cluster
+	bins       Binaries
+	tektonBins TektonBinaries
+	crds       []*apiextensionsv1.CustomResourceDefinition
+	logs, pids string
+	p          *pki
+	nodeFlags  []string
+	ports      []int
+	etcdURL    string
+	kc         map[string]string // the components' kubeconfigs
+	apiClient  *http.Client
+	kwok       *process
+	kube       kubernetes.Interface
+}
+
+// prepare fills in the options' defaults and builds (on first use) what the cluster runs: the control plane,
+// Tekton when asked for, and the CRDs.
+func (s *starter) prepare(ctx context.Context) (err error) {
+	if err := s.defaults(); err != nil {
+		return err
+	}
+	cleanStaleNodes(s.o.CacheDir, s.o.Log) // what a real node of a crashed process left
+	if s.o.Tekton {
+		s.o.RealNode = true
+		if err := CheckRealNode(); err != nil {
+			return fmt.Errorf("Tekton runs its TaskRuns' pods on the real node: %w", err)
+		}
+		if s.tektonBins, err = EnsureTektonBinaries(ctx, s.o.CacheDir, s.o.Log); err != nil {
+			return err
+		}
+	}
+	if s.bins, err = Prepare(ctx, s.o.CacheDir, s.o.Versions, s.o.Log); err != nil {
+		return err
+	}
+	s.crds, err = ensureCRDs(ctx, s.o.CacheDir, s.o.Log)
+	return err
+}
+
+// defaults fills in the zero options.
+func (s *starter) defaults() (err error) {
+	if s.o.Log == nil {
+		s.o.Log = os.Stderr
+	}
+	if s.o.Versions == (Versions{}) {
+		s.o.Versions = DefaultVersions
+	}
+	if s.o.Nodes == 0 {
+		s.o.Nodes = 2
+	}
+	if s.o.CacheDir == "" {
+		s.o.CacheDir, err = DefaultCacheDir()
+	}
+	return err
+}
+
+// prepareRunDir creates the run directory (or empties the parts of a reused one) and kills what a previous run
+// in it left.
+func (s *starter) prepareRunDir() (err error) {
+	if s.o.RunDir == "" {
+		if s.o.RunDir, err = os.MkdirTemp("", "canaryline-devcluster-"); err != nil {
+			return err
+		}
+	}
+	s.logs, s.pids = filepath.Join(s.o.RunDir, "logs"), filepath.Join(s.o.RunDir, "pids")
+	killStale(s.pids)
+	for _, d := range []string{"etcd", "pki", "logs", "pids", "apiserver-certs", stateFile} { // a reused run directory
+		if err := os.RemoveAll(filepath.Join(s.o.RunDir, d)); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{s.logs, s.pids, filepath.Join(s.o.RunDir, "etcd")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pkiAndRealNode creates the certificates and tokens, starts the real node's runtime when asked for (it adds
+// flags to kube-apiserver's) and picks the ports.
+func (s *starter) pkiAndRealNode(ctx context.Context) (err error) {
+	c := s.c
+	if s.p, err = newPKI(filepath.Join(s.o.RunDir, "pki")); err != nil {
+		return err
+	}
+	if s.o.RealNode {
+		if s.o.RepoRoot == "" {
+			if s.o.RepoRoot, err = findRepoRoot(); err != nil {
+				return err
 			}
 		}
-		if c.node, err = startRealNode(ctx, o.CacheDir, o.RepoRoot, o.RunDir, o.Log); err != nil {
-			return c, err
+		if c.node, err = startRealNode(ctx, s.o.CacheDir, s.o.RepoRoot, s.o.RunDir, s.o.Log); err != nil {
+			return err
 		}
-		c.node.images.Extra = tektonBins.Images
-		if nodeFlags, err = c.node.apiserverFlags(p); err != nil {
-			return c, err
+		c.node.images.Extra = s.tektonBins.Images
+		if s.nodeFlags, err = c.node.apiserverFlags(s.p); err != nil {
+			return err
 		}
 	}
-	c.CAData, c.adminToken = p.CAData, p.AdminToken
-	ports, err := freePorts(4)
-	if err != nil {
-		return c, err
+	c.CAData, c.adminToken = s.p.CAData, s.p.AdminToken
+	if s.ports, err = freePorts(4); err != nil {
+		return err
 	}
-	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
-	c.ShimURL = "https://127.0.0.1:" + strconv.Itoa(ports[3])
+	s.etcdURL = "http://127.0.0.1:" + strconv.Itoa(s.ports[0])
+	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(s.ports[2])
+	c.ShimURL = "https://127.0.0.1:" + strconv.Itoa(s.ports[3])
+	return nil
+}
 
-	etcd, err := c.start("etcd", bins, logs, pids,
-		"--name=local", "--data-dir="+filepath.Join(o.RunDir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+// startEtcd starts etcd and waits for its health check.
+func (s *starter) startEtcd(ctx context.Context) error {
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(s.ports[1])
+	etcd, err := s.c.start("etcd", s.bins, s.logs, s.pids,
+		"--name=local", "--data-dir="+filepath.Join(s.o.RunDir, "etcd"),
+		"--listen-client-urls="+s.etcdURL, "--advertise-client-urls="+s.etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=local="+peerURL, "--unsafe-no-fsync=true", "--log-level=warn")
 	if err != nil {
-		return c, err
+		return err
 	}
-	if err := waitFor(ctx, "etcd", 30*time.Second, etcd, httpOK(http.DefaultClient, etcdURL+"/health", "")); err != nil {
-		return c, err
-	}
+	return waitFor(ctx, "etcd", 30*time.Second, etcd, httpOK(http.DefaultClient, s.etcdURL+"/health", ""))
+}
 
-	c.AuditLog = filepath.Join(logs, "audit.log")
-	policy := filepath.Join(o.RunDir, "audit-policy.yaml")
+// startAPIServer starts kube-apiserver with its audit log, waits for /readyz and writes the kubeconfigs.
+func (s *starter) startAPIServer(ctx context.Context) error {
+	c, p := s.c, s.p
+	c.AuditLog = filepath.Join(s.logs, "audit.log")
+	policy := filepath.Join(s.o.RunDir, "audit-policy.yaml")
 	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
-		return c, err
+		return err
 	}
-	apiArgs := []string{"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[2]),
+	apiArgs := []string{"--etcd-servers=" + s.etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(s.ports[2]),
 		"--tls-cert-file=" + p.ServingCert, "--tls-private-key-file=" + p.ServeKey,
-		"--cert-dir=" + filepath.Join(o.RunDir, "apiserver-certs"),
+		"--cert-dir=" + filepath.Join(s.o.RunDir, "apiserver-certs"),
 		"--client-ca-file=" + p.CACert, "--token-auth-file=" + p.Tokens,
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -199,75 +259,86 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--enable-priority-and-fairness=false", "--profiling=false",
 		"--audit-policy-file=" + policy, "--audit-log-path=" + c.AuditLog, "--audit-log-format=json",
 		"--audit-log-mode=blocking", "--v=1"}
-	api, err := c.start("kube-apiserver", bins, logs, pids, withFlags(apiArgs, nodeFlags)...)
+	api, err := c.start("kube-apiserver", s.bins, s.logs, s.pids, withFlags(apiArgs, s.nodeFlags)...)
 	if err != nil {
-		return c, err
+		return err
 	}
-	apiClient := tlsClient(p.CAData)
-	if err := waitFor(ctx, "kube-apiserver", 120*time.Second, api, httpOK(apiClient, c.APIServerURL+"/readyz", p.AdminToken)); err != nil {
-		return c, err
+	s.apiClient = tlsClient(p.CAData)
+	if err := waitFor(ctx, "kube-apiserver", 120*time.Second, api, httpOK(s.apiClient, c.APIServerURL+"/readyz", p.AdminToken)); err != nil {
+		return err
 	}
+	return s.writeKubeconfigs()
+}
 
-	kc := map[string]string{}
+// writeKubeconfigs writes one kubeconfig per component (to kube-apiserver) and the admin one (to the shim).
+func (s *starter) writeKubeconfigs() error {
+	s.kc = map[string]string{}
 	for _, name := range components {
-		kc[name] = filepath.Join(o.RunDir, name+".kubeconfig")
-		if err := writeKubeconfig(kc[name], c.APIServerURL, p.CAData, p.ComponentTokens[name]); err != nil {
-			return c, err
+		s.kc[name] = filepath.Join(s.o.RunDir, name+".kubeconfig")
+		if err := writeKubeconfig(s.kc[name], s.c.APIServerURL, s.p.CAData, s.p.ComponentTokens[name]); err != nil {
+			return err
 		}
 	}
-	c.Kubeconfig = filepath.Join(o.RunDir, "kubeconfig")
-	if err := writeKubeconfig(c.Kubeconfig, c.ShimURL, p.CAData, p.AdminToken); err != nil {
-		return c, err
-	}
+	s.c.Kubeconfig = filepath.Join(s.o.RunDir, "kubeconfig")
+	return writeKubeconfig(s.c.Kubeconfig, s.c.ShimURL, s.p.CAData, s.p.AdminToken)
+}
 
-	if _, err := c.start("kube-controller-manager", bins, logs, pids,
+// startControllers starts kube-controller-manager, kube-scheduler and kwok.
+func (s *starter) startControllers(context.Context) (err error) {
+	c, p, kc := s.c, s.p, s.kc
+	if _, err := c.start("kube-controller-manager", s.bins, s.logs, s.pids,
 		"--kubeconfig="+kc["kube-controller-manager"], "--leader-elect=false", "--secure-port=0",
 		"--service-account-private-key-file="+p.SAKey, "--root-ca-file="+p.CACert,
 		"--use-service-account-credentials=false",
 		"--kube-api-qps=100", "--kube-api-burst=200", "--v=1"); err != nil {
-		return c, err
+		return err
 	}
-	if _, err := c.start("kube-scheduler", bins, logs, pids,
+	if _, err := c.start("kube-scheduler", s.bins, s.logs, s.pids,
 		"--kubeconfig="+kc["kube-scheduler"], "--leader-elect=false", "--secure-port=0", "--v=1"); err != nil {
-		return c, err
+		return err
 	}
-	kwok, err := c.start("kwok", bins, logs, pids,
-		"--kubeconfig="+kc["kwok"], "--config="+bins.KWOKStages,
+	s.kwok, err = c.start("kwok", s.bins, s.logs, s.pids,
+		"--kubeconfig="+kc["kwok"], "--config="+s.bins.KWOKStages,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--node-lease-duration-seconds=40", "--cidr=10.244.0.1/16", "--node-ip=10.99.0.1")
-	if err != nil {
-		return c, err
-	}
+	return err
+}
 
+// seedAPI installs the CRDs, the KWOK nodes and the cluster roles, then starts the OpenShift API shim.
+func (s *starter) seedAPI(ctx context.Context) (err error) {
+	c := s.c
 	direct := c.restConfig(c.APIServerURL)
 	shimUpstream := rest.CopyConfig(direct)
-	shimUpstream.BearerToken = p.ComponentTokens["devcluster-shim"]
-	if err := installCRDs(ctx, direct, crds); err != nil {
-		return c, err
+	shimUpstream.BearerToken = s.p.ComponentTokens["devcluster-shim"]
+	if err := installCRDs(ctx, direct, s.crds); err != nil {
+		return err
 	}
 	kube, err := kubernetes.NewForConfig(direct)
 	if err != nil {
-		return c, err
+		return err
 	}
-	if err := createNodes(ctx, kube, o.Nodes); err != nil {
-		return c, err
+	s.kube = kube
+	if err := createNodes(ctx, kube, s.o.Nodes); err != nil {
+		return err
 	}
 	if err := applyClusterRoles(ctx, kube, DefaultClusterRoles()); err != nil {
-		return c, err
+		return err
 	}
-
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	if c.shim, err = startShim(runCtx, shimConfig{
-		Addr: "127.0.0.1:" + strconv.Itoa(ports[3]), Upstream: shimUpstream,
-		CertFile: p.ServingCert, KeyFile: p.ServeKey, Log: o.Log,
-	}); err != nil {
-		return c, err
-	}
+	c.shim, err = startShim(runCtx, shimConfig{
+		Addr: "127.0.0.1:" + strconv.Itoa(s.ports[3]), Upstream: shimUpstream,
+		CertFile: s.p.ServingCert, KeyFile: s.p.ServeKey, Log: s.o.Log,
+	})
+	return err
+}
 
-	if err := waitFor(ctx, "kwok nodes Ready", 60*time.Second, kwok, func(ctx context.Context) bool {
+// waitReady waits for the KWOK nodes, the aggregated cluster roles, the default ServiceAccount and the shim.
+func (s *starter) waitReady(ctx context.Context) error {
+	kube := s.kube
+	if err := waitFor(ctx, "kwok nodes Ready", 60*time.Second, s.kwok, func(ctx context.Context) bool {
 		nodes, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil || len(nodes.Items) < o.Nodes {
+		if err != nil || len(nodes.Items) < s.o.Nodes {
 			return false
 		}
 		for _, n := range nodes.Items {
@@ -277,38 +348,40 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 		return true
 	}); err != nil {
-		return c, err
+		return err
 	}
 	if err := waitAggregated(ctx, kube, DefaultClusterRoles()); err != nil {
-		return c, err
+		return err
 	}
 	if err := waitFor(ctx, "kube-controller-manager (default ServiceAccount)", 60*time.Second, nil, func(ctx context.Context) bool {
 		_, err := kube.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err == nil
 	}); err != nil {
-		return c, err
+		return err
 	}
-	if err := waitFor(ctx, "shim", 10*time.Second, nil, httpOK(apiClient, c.ShimURL+"/readyz", p.AdminToken)); err != nil {
-		return c, err
-	}
+	return waitFor(ctx, "shim", 10*time.Second, nil, httpOK(s.apiClient, s.c.ShimURL+"/readyz", s.p.AdminToken))
+}
+
+// runRealNodeAndTekton joins the real node (when asked for) and starts Tekton (when asked for).
+func (s *starter) runRealNodeAndTekton(ctx context.Context) error {
+	c := s.c
 	if c.node != nil {
-		if err := c.node.run(ctx, c, p, strings.TrimPrefix(c.ShimURL, "https://"), strings.TrimPrefix(c.APIServerURL, "https://")); err != nil {
-			return c, err
+		if err := c.node.run(ctx, c, s.p, strings.TrimPrefix(c.ShimURL, "https://"), strings.TrimPrefix(c.APIServerURL, "https://")); err != nil {
+			return err
 		}
 	}
-	if o.Tekton {
-		if err := c.startTekton(ctx, tektonBins, p); err != nil {
-			return c, err
-		}
+	if s.o.Tekton {
+		return c.startTekton(ctx, s.tektonBins, s.p)
 	}
+	return nil
+}
+
+// writeState writes RunDir/cluster.json, for other processes to attach to the cluster.
+func (s *starter) writeState(context.Context) error {
+	c := s.c
 	st := State{Kubeconfig: c.Kubeconfig, ShimURL: c.ShimURL, APIServerURL: c.APIServerURL, AuditLog: c.AuditLog, PID: os.Getpid()}
 	data, _ := json.MarshalIndent(st, "", "  ")
-	if err := os.WriteFile(filepath.Join(o.RunDir, stateFile), data, 0o644); err != nil {
-		return c, err
-	}
-	fmt.Fprintf(o.Log, "devcluster: control plane up in %s (%d KWOK nodes); KUBECONFIG=%s\n",
-		time.Since(t0).Round(time.Millisecond), o.Nodes, c.Kubeconfig)
-	return c, nil
+	return os.WriteFile(filepath.Join(s.o.RunDir, stateFile), data, 0o644)
 }
 
 // withFlags is args with flags added; a flag given again replaces the one in args.

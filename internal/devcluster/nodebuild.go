@@ -76,25 +76,17 @@ func EnsureNodeBinaries(ctx context.Context, cacheDir string, v NodeVersions, lo
 	if err := CheckNodeBuildDeps(ctx); err != nil {
 		return bins, err
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return bins, fmt.Errorf("create cache directory %s: %w", root, err)
-	}
-	unlock, err := gobuild.Lock(ctx, filepath.Join(root, ".lock"), "devcluster node", log)
-	if err != nil {
-		return bins, err
-	}
-	defer unlock()
-	if bins.complete() { // built by another process while we waited
-		return bins, nil
-	}
-	b := &nodeBuilder{root: root, v: v, run: gobuild.NewRunner("devcluster node", filepath.Join(root, "build.log"), log)}
-	fmt.Fprintf(log, "devcluster node: building kubelet, containerd, runc and CNI plugins %s into %s "+
-		"(first run only: about 8 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
-	if err := b.buildAll(ctx, bins); err != nil {
-		return bins, err
-	}
-	fmt.Fprintf(log, "devcluster node: built in %s\n", b.run.Elapsed().Round(time.Second))
-	return bins, nil
+	err := gobuild.Cached(ctx, root, "devcluster node", log, bins.complete, func() error {
+		b := &nodeBuilder{root: root, v: v, run: gobuild.NewRunner("devcluster node", filepath.Join(root, "build.log"), log)}
+		fmt.Fprintf(log, "devcluster node: building kubelet, containerd, runc and CNI plugins %s into %s "+
+			"(first run only: about 8 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
+		if err := b.buildAll(ctx, bins); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "devcluster node: built in %s\n", b.run.Elapsed().Round(time.Second))
+		return nil
+	})
+	return bins, err
 }
 
 // ErrNodeBuildDeps is returned (wrapped) when the machine lacks what runc's cgo build needs.
@@ -140,31 +132,26 @@ type nodeTarget struct {
 }
 
 func (b *nodeBuilder) buildAll(ctx context.Context, bins NodeBinaries) error {
-	tmpBin := filepath.Join(b.root, "bin.tmp")
-	if err := os.RemoveAll(tmpBin); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Join(tmpBin, "cni"), 0o755); err != nil {
-		return err
-	}
-	targets, err := b.targets(ctx)
-	if err != nil {
-		return err
-	}
-	for i, t := range targets {
-		args := []string{"build", "-ldflags=" + t.ldflags, "-o", filepath.Join(tmpBin, t.out)}
-		if t.tags != "" {
-			args = append(args, "-tags="+t.tags)
-		}
-		step := fmt.Sprintf("build %s (%d/%d)", t.out, i+1, len(targets))
-		if _, _, err := b.run.Run(ctx, step, t.dir, t.env, append(args, t.pkg)...); err != nil {
+	return gobuild.InstallDir(bins.Dir, func(tmpBin string) error {
+		if err := os.MkdirAll(filepath.Join(tmpBin, "cni"), 0o755); err != nil {
 			return err
 		}
-	}
-	if err := os.RemoveAll(bins.Dir); err != nil {
-		return err
-	}
-	return os.Rename(tmpBin, bins.Dir)
+		targets, err := b.targets(ctx)
+		if err != nil {
+			return err
+		}
+		for i, t := range targets {
+			args := []string{"build", "-ldflags=" + t.ldflags, "-o", filepath.Join(tmpBin, t.out)}
+			if t.tags != "" {
+				args = append(args, "-tags="+t.tags)
+			}
+			step := fmt.Sprintf("build %s (%d/%d)", t.out, i+1, len(targets))
+			if _, _, err := b.run.Run(ctx, step, t.dir, t.env, append(args, t.pkg)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 const (

@@ -73,11 +73,26 @@ func newPKI(dir string) (*pki, error) {
 		SAKey: filepath.Join(dir, "sa.key"), SAPub: filepath.Join(dir, "sa.pub"),
 		Tokens: filepath.Join(dir, "tokens.csv"),
 	}
+	now := time.Now().Add(-time.Hour)
+	for _, step := range []func() error{
+		func() error { return p.makeCA(dir, now) },
+		func() error { return p.makeServing(now) },
+		p.makeServiceAccountKeys,
+		p.makeTokens,
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// makeCA creates the cluster CA, valid from now for ten years.
+func (p *pki) makeCA(dir string, now time.Time) error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	now := time.Now().Add(-time.Hour)
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "canaryline-devcluster-ca"},
 		NotBefore: now, NotAfter: now.Add(10 * 365 * 24 * time.Hour),
@@ -85,21 +100,23 @@ func newPKI(dir string) (*pki, error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("create CA certificate: %w", err)
+		return fmt.Errorf("create CA certificate: %w", err)
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
 	p.ca, p.caKey, p.dir = caCert, caKey, dir
 	p.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	if err := writePEM(p.CACert, "CERTIFICATE", caDER); err != nil {
-		return nil, err
+		return err
 	}
-	if err := writeKey(p.CAKey, caKey); err != nil {
-		return nil, err
-	}
+	return writeKey(p.CAKey, caKey)
+}
 
+// makeServing creates the serving certificate of kube-apiserver (and the shim) for 127.0.0.1, the kubernetes
+// Service's address and names.
+func (p *pki) makeServing(now time.Time) error {
 	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	srvTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
@@ -109,33 +126,35 @@ func newPKI(dir string) (*pki, error) {
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
 	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, p.ca, &srvKey.PublicKey, p.caKey)
 	if err != nil {
-		return nil, fmt.Errorf("create serving certificate: %w", err)
+		return fmt.Errorf("create serving certificate: %w", err)
 	}
 	if err := writePEM(p.ServingCert, "CERTIFICATE", srvDER); err != nil {
-		return nil, err
+		return err
 	}
-	if err := writeKey(p.ServeKey, srvKey); err != nil {
-		return nil, err
-	}
+	return writeKey(p.ServeKey, srvKey)
+}
 
-	// ServiceAccount tokens are signed with RSA (RS256 is what every verifier accepts).
+// makeServiceAccountKeys creates the key pair ServiceAccount tokens are signed with: RSA (RS256 is what every
+// verifier accepts).
+func (p *pki) makeServiceAccountKeys() error {
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := writePEM(p.SAKey, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)); err != nil {
-		return nil, err
+		return err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := writePEM(p.SAPub, "PUBLIC KEY", pub); err != nil {
-		return nil, err
-	}
+	return writePEM(p.SAPub, "PUBLIC KEY", pub)
+}
 
+// makeTokens writes the static token file: the admin's token and one per component.
+func (p *pki) makeTokens() error {
 	p.AdminToken = randomToken()
 	tokens := fmt.Sprintf("%s,admin,uid-admin,\"system:masters\"\n", p.AdminToken)
 	p.ComponentTokens = map[string]string{}
@@ -144,10 +163,7 @@ func newPKI(dir string) (*pki, error) {
 		p.ComponentTokens[c] = t
 		tokens += fmt.Sprintf("%s,system:devcluster:%s,uid-%s,\"system:masters\"\n", t, c, c)
 	}
-	if err := os.WriteFile(p.Tokens, []byte(tokens), 0o600); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return os.WriteFile(p.Tokens, []byte(tokens), 0o600)
 }
 
 func randomToken() string {

@@ -274,57 +274,17 @@ func imageStreamTagFor(is *imagev1.ImageStream, tag string) *imagev1.ImageStream
 }
 
 func (s *Shim) buildLog(w http.ResponseWriter, r *http.Request, ns, name string) {
-	if err := s.authorize(r, authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Group: buildv1.GroupName,
-		Resource: "builds", Subresource: "log", Name: name}); err != nil {
-		writeError(w, err)
-		return
-	}
-	q := r.URL.Query()
-	opts, err := parseLogOptions(q)
-	if err != nil {
-		writeError(w, apierrors.NewBadRequest(err.Error()))
-		return
-	}
-	b, err := s.builds.BuildV1().Builds(ns).Get(r.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	bl := s.logs.get(b.UID)
-	if terminal(b.Status.Phase) {
-		bl.finish() // nothing more will come (also for builds this process never drove)
-	}
-	if opts.NoWait && (b.Status.Phase == buildv1.BuildPhaseNew || b.Status.Phase == buildv1.BuildPhasePending) {
-		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("build %s is in phase %s; no logs yet", name, b.Status.Phase)))
+	bl, opts, ok := s.openBuildLog(w, r, ns, name)
+	if !ok {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
+	lw := &logWriter{w: w, opts: opts}
+	lw.flusher, _ = w.(http.Flusher)
 	lines, next, done, changed := bl.since(0)
 	lines = opts.filter(lines)
-	written := int64(0)
-	write := func(ls []logLine) bool {
-		for _, l := range ls {
-			text := l.text + "\n"
-			if opts.Timestamps {
-				text = l.time.UTC().Format(time.RFC3339Nano) + " " + text
-			}
-			if opts.LimitBytes > 0 && written+int64(len(text)) > opts.LimitBytes {
-				return false
-			}
-			n, err := io.WriteString(w, text)
-			written += int64(n)
-			if err != nil {
-				return false
-			}
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return true
-	}
-	if !write(lines) || !opts.Follow {
+	if !lw.write(lines) || !opts.Follow {
 		return
 	}
 	for !done {
@@ -334,10 +294,69 @@ func (s *Shim) buildLog(w http.ResponseWriter, r *http.Request, ns, name string)
 		case <-changed:
 		}
 		lines, next, done, changed = bl.since(next)
-		if !write(lines) {
+		if !lw.write(lines) {
 			return
 		}
 	}
+}
+
+// openBuildLog authorizes a request for a build's log, reads its options and finds the log; on a problem it
+// writes the error and ok is false.
+func (s *Shim) openBuildLog(w http.ResponseWriter, r *http.Request, ns, name string) (bl *buildLog, opts logOptions, ok bool) {
+	if err := s.authorize(r, authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Group: buildv1.GroupName,
+		Resource: "builds", Subresource: "log", Name: name}); err != nil {
+		writeError(w, err)
+		return nil, opts, false
+	}
+	opts, err := parseLogOptions(r.URL.Query())
+	if err != nil {
+		writeError(w, apierrors.NewBadRequest(err.Error()))
+		return nil, opts, false
+	}
+	b, err := s.builds.BuildV1().Builds(ns).Get(r.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		writeError(w, err)
+		return nil, opts, false
+	}
+	bl = s.logs.get(b.UID)
+	if terminal(b.Status.Phase) {
+		bl.finish() // nothing more will come (also for builds this process never drove)
+	}
+	if opts.NoWait && (b.Status.Phase == buildv1.BuildPhaseNew || b.Status.Phase == buildv1.BuildPhasePending) {
+		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("build %s is in phase %s; no logs yet", name, b.Status.Phase)))
+		return nil, opts, false
+	}
+	return bl, opts, true
+}
+
+// logWriter writes a build's log lines to a response, with timestamps when asked for, up to the byte limit.
+type logWriter struct {
+	w       io.Writer
+	flusher http.Flusher
+	opts    logOptions
+	written int64
+}
+
+// write writes ls and flushes them; false when the limit is reached or the client is gone.
+func (lw *logWriter) write(ls []logLine) bool {
+	for _, l := range ls {
+		text := l.text + "\n"
+		if lw.opts.Timestamps {
+			text = l.time.UTC().Format(time.RFC3339Nano) + " " + text
+		}
+		if lw.opts.LimitBytes > 0 && lw.written+int64(len(text)) > lw.opts.LimitBytes {
+			return false
+		}
+		n, err := io.WriteString(lw.w, text)
+		lw.written += int64(n)
+		if err != nil {
+			return false
+		}
+	}
+	if lw.flusher != nil {
+		lw.flusher.Flush()
+	}
+	return true
 }
 
 type logOptions struct {

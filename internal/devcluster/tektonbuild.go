@@ -80,38 +80,38 @@ func EnsureTektonBinaries(ctx context.Context, cacheDir string, log io.Writer) (
 	for _, p := range tektonPodPrograms {
 		bins.Images = append(bins.Images, NodeImage{Name: TektonImage(p), Tarball: filepath.Join(root, "images", p+".tar")})
 	}
-	if bins.complete() {
-		return bins, nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return bins, fmt.Errorf("create cache directory %s: %w", root, err)
-	}
-	unlock, err := gobuild.Lock(ctx, filepath.Join(root, ".lock"), "devcluster tekton", log)
-	if err != nil {
-		return bins, err
-	}
-	defer unlock()
-	if bins.complete() {
-		return bins, nil
-	}
-	run := gobuild.NewRunner("devcluster tekton", filepath.Join(root, "build.log"), log)
-	fmt.Fprintf(log, "devcluster tekton: building Tekton %s and Triggers %s into %s (first run only: about 5 min on 2 cores)\n",
-		TektonPipeline, TektonTriggers, root)
-	if err := buildTekton(ctx, run, root, bins); err != nil {
-		return bins, err
-	}
-	fmt.Fprintf(log, "devcluster tekton: built in %s\n", run.Elapsed().Round(time.Second))
-	return bins, nil
+	err := gobuild.Cached(ctx, root, "devcluster tekton", log, bins.complete, func() error {
+		run := gobuild.NewRunner("devcluster tekton", filepath.Join(root, "build.log"), log)
+		fmt.Fprintf(log, "devcluster tekton: building Tekton %s and Triggers %s into %s (first run only: about 5 min on 2 cores)\n",
+			TektonPipeline, TektonTriggers, root)
+		if err := buildTekton(ctx, run, root, bins); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "devcluster tekton: built in %s\n", run.Elapsed().Round(time.Second))
+		return nil
+	})
+	return bins, err
 }
 
 func buildTekton(ctx context.Context, run *gobuild.Runner, root string, bins TektonBinaries) error {
-	tmpBin := filepath.Join(root, "bin.tmp")
-	if err := os.RemoveAll(tmpBin); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(tmpBin, 0o755); err != nil {
-		return err
-	}
+	return gobuild.InstallDir(bins.Dir, func(tmpBin string) error {
+		mods, err := tektonModules(ctx, run, root)
+		if err != nil {
+			return err
+		}
+		for i, p := range tektonPrograms {
+			step := fmt.Sprintf("build %s (%d/%d)", p.name, i+1, len(tektonPrograms))
+			if _, _, err := run.Run(ctx, step, mods[p.module], staticEnv, "build", "-trimpath", "-ldflags=-s -w",
+				"-o", filepath.Join(tmpBin, p.name), p.pkg); err != nil {
+				return err
+			}
+		}
+		return writeTektonImages(root, tmpBin, bins)
+	})
+}
+
+// tektonModules prepares one scratch module per Tekton module (Pipelines, Triggers), importing its programs.
+func tektonModules(ctx context.Context, run *gobuild.Runner, root string) (map[string]string, error) {
 	mods := map[string]string{}
 	for _, mod := range []string{TektonPipeline, TektonTriggers} {
 		var pkgs []string
@@ -123,22 +123,20 @@ func buildTekton(ctx context.Context, run *gobuild.Runner, root string, bins Tek
 		name := strings.TrimPrefix(strings.Split(mod, "@")[0], "github.com/tektoncd/")
 		dir, err := scratchModule(ctx, run, filepath.Join(root, "src", name), "tekton"+name, mod, pkgs...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		mods[mod] = dir
 	}
-	for i, p := range tektonPrograms {
-		step := fmt.Sprintf("build %s (%d/%d)", p.name, i+1, len(tektonPrograms))
-		if _, _, err := run.Run(ctx, step, mods[p.module], staticEnv, "build", "-trimpath", "-ldflags=-s -w",
-			"-o", filepath.Join(tmpBin, p.name), p.pkg); err != nil {
-			return err
-		}
-	}
+	return mods, nil
+}
+
+// writeTektonImages writes the image tarballs of the programs TaskRun pods run, from the binaries in binDir.
+func writeTektonImages(root, binDir string, bins TektonBinaries) error {
 	if err := os.MkdirAll(filepath.Join(root, "images"), 0o755); err != nil {
 		return err
 	}
 	for i, p := range tektonPodPrograms {
-		bin, err := os.ReadFile(filepath.Join(tmpBin, p))
+		bin, err := os.ReadFile(filepath.Join(binDir, p))
 		if err != nil {
 			return err
 		}
@@ -146,16 +144,12 @@ func buildTekton(ctx context.Context, run *gobuild.Runner, root string, bins Tek
 		if err != nil {
 			return fmt.Errorf("build image %s: %w", TektonImage(p), err)
 		}
-		tmp := bins.Images[i].Tarball + ".tmp"
-		if err := image.WriteTarball(tmp, img, TektonImage(p)); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, bins.Images[i].Tarball); err != nil {
+		err = gobuild.InstallFile(bins.Images[i].Tarball, func(tmp string) error {
+			return image.WriteTarball(tmp, img, TektonImage(p))
+		})
+		if err != nil {
 			return err
 		}
 	}
-	if err := os.RemoveAll(bins.Dir); err != nil {
-		return err
-	}
-	return os.Rename(tmpBin, bins.Dir)
+	return nil
 }

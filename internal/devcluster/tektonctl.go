@@ -1,7 +1,6 @@
 package devcluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,10 +12,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -28,16 +25,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 )
 
 // Where Tekton runs, as upstream installs it.
@@ -107,6 +99,24 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 	if err != nil {
 		return err
 	}
+	if err := t.install(ctx, kube, dyn, p); err != nil {
+		return err
+	}
+	if err := t.startPrograms(ctx, kube); err != nil {
+		return err
+	}
+	if err := t.waitReady(ctx, kube, dyn); err != nil {
+		return err
+	}
+	t.StartTime = time.Since(t0)
+	fmt.Fprintf(c.log, "devcluster: Tekton %s and Triggers %s running in %s (logs in %s)\n", TektonPipeline, TektonTriggers,
+		t.StartTime.Round(time.Millisecond), t.logs)
+	return nil
+}
+
+// install applies Tekton's and Triggers' manifests (adjusted to the local cluster), the interceptors'
+// certificate and the volume provisioner.
+func (t *TektonRuntime) install(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, p *pki) error {
 	objs, err := readTektonManifests(ctx)
 	if err != nil {
 		return err
@@ -123,22 +133,20 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 	if err := t.interceptorCerts(ctx, kube, p); err != nil {
 		return err
 	}
-	if err := c.startProvisioner(ctx, kube); err != nil {
-		return err
-	}
-	ports, err := freePorts(12)
-	if err != nil {
-		return err
-	}
-	webhookPort := ports[0]
-	if err := t.exposeWebhook(ctx, kube, webhookPort); err != nil {
-		return err
-	}
-	for i, prog := range []struct {
-		name, ns, account string
-		env, args         []string
-		inNode            bool
-	}{
+	return t.c.startProvisioner(ctx, kube)
+}
+
+// tektonProcess is one Tekton program run as a process: its namespace and ServiceAccount, its environment and
+// flags, and whether it runs in the real node's network namespace.
+type tektonProcess struct {
+	name, ns, account string
+	env, args         []string
+	inNode            bool
+}
+
+// tektonProcesses are the programs Tekton and Triggers run, the webhook listening on webhookPort.
+func tektonProcesses(webhookPort int) []tektonProcess {
+	return []tektonProcess{
 		{name: "controller", ns: TektonNamespace, account: "tekton-pipelines-controller",
 			env: []string{"CONFIG_DEFAULTS_NAME=config-defaults", "CONFIG_LOGGING_NAME=config-logging",
 				"CONFIG_OBSERVABILITY_NAME=config-observability", "CONFIG_FEATURE_FLAGS_NAME=feature-flags",
@@ -169,7 +177,21 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 			env: []string{"CONFIG_LOGGING_NAME=config-logging-triggers", "CONFIG_OBSERVABILITY_NAME=config-observability-triggers",
 				"METRICS_DOMAIN=tekton.dev/triggers", "INTERCEPTOR_TLS_SVC_NAME=tekton-triggers-core-interceptors",
 				"INTERCEPTOR_TLS_SECRET_NAME=tekton-triggers-core-interceptors-certs"}},
-	} {
+	}
+}
+
+// startPrograms exposes the webhook and starts Tekton's programs, each with its ServiceAccount's kubeconfig.
+func (t *TektonRuntime) startPrograms(ctx context.Context, kube kubernetes.Interface) error {
+	c := t.c
+	ports, err := freePorts(12)
+	if err != nil {
+		return err
+	}
+	webhookPort := ports[0]
+	if err := t.exposeWebhook(ctx, kube, webhookPort); err != nil {
+		return err
+	}
+	for i, prog := range tektonProcesses(webhookPort) {
 		server := c.APIServerURL
 		if prog.inNode {
 			server = "https://127.0.0.1:6443" // the node's forwarder to kube-apiserver
@@ -185,12 +207,6 @@ func (c *Cluster) startTekton(ctx context.Context, bins TektonBinaries, p *pki) 
 			return err
 		}
 	}
-	if err := t.waitReady(ctx, kube, dyn); err != nil {
-		return err
-	}
-	t.StartTime = time.Since(t0)
-	fmt.Fprintf(c.log, "devcluster: Tekton %s and Triggers %s running in %s (logs in %s)\n", TektonPipeline, TektonTriggers,
-		t.StartTime.Round(time.Millisecond), t.logs)
 	return nil
 }
 
@@ -234,40 +250,36 @@ func readTektonManifests(ctx context.Context) ([]*unstructured.Unstructured, err
 			return nil, err
 		}
 		for _, f := range files {
-			data, err := os.ReadFile(f)
+			objs, err := ReadObjects(f)
 			if err != nil {
 				return nil, err
 			}
-			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-			for {
-				var m map[string]any
-				if err := dec.Decode(&m); err != nil {
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					return nil, fmt.Errorf("decode %s: %w", f, err)
+			for _, o := range objs {
+				if keepTektonObject(src.module, o) {
+					out = append(out, o)
 				}
-				if m == nil {
-					continue
-				}
-				o := &unstructured.Unstructured{Object: m}
-				if skippedKinds[o.GetKind()] || o.GetKind() == "" {
-					continue
-				}
-				// Only the webhook's Service is used (by the API server). The others would have the node's
-				// Service proxy listen on their ports there, where the interceptors and sinks listen on all
-				// addresses.
-				if o.GetKind() == "Service" && o.GetName() != "tekton-pipelines-webhook" {
-					continue
-				}
-				if src.module == TektonTriggers && o.GetKind() == "CustomResourceDefinition" {
-					_ = unstructured.SetNestedMap(o.Object, map[string]any{"strategy": "None"}, "spec", "conversion")
-				}
-				out = append(out, o)
 			}
 		}
 	}
 	return out, nil
+}
+
+// keepTektonObject says whether an object of module's manifests is installed (some kinds are skipped), and
+// turns off the conversion webhook of Triggers' CRDs.
+func keepTektonObject(module string, o *unstructured.Unstructured) bool {
+	if skippedKinds[o.GetKind()] || o.GetKind() == "" {
+		return false
+	}
+	// Only the webhook's Service is used (by the API server). The others would have the node's
+	// Service proxy listen on their ports there, where the interceptors and sinks listen on all
+	// addresses.
+	if o.GetKind() == "Service" && o.GetName() != "tekton-pipelines-webhook" {
+		return false
+	}
+	if module == TektonTriggers && o.GetKind() == "CustomResourceDefinition" {
+		_ = unstructured.SetNestedMap(o.Object, map[string]any{"strategy": "None"}, "spec", "conversion")
+	}
+	return true
 }
 
 // adjustTektonObject makes the changes a local cluster needs (the README lists them): the webhook's Service
@@ -293,44 +305,6 @@ func adjustTektonObject(o *unstructured.Unstructured) {
 		_ = unstructured.SetNestedField(o.Object, fmt.Sprintf("https://127.0.0.1:%d/%s", interceptorsPort, strings.TrimPrefix(path, "/")),
 			"spec", "clientConfig", "url")
 	}
-}
-
-// applyAll server-side applies objs in order, waiting for a kind to be served when its CRD was just created.
-func applyAll(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, objs []*unstructured.Unstructured) error {
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		var mapping *meta.RESTMapping
-		deadline := time.Now().Add(time.Minute)
-		for {
-			var err error
-			if mapping, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("apply %s %s: %w", gvk.Kind, o.GetName(), err)
-			}
-			mapper.Reset()
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-			ri = dyn.Resource(mapping.Resource).Namespace(o.GetNamespace())
-		}
-		data, err := json.Marshal(o.Object)
-		if err != nil {
-			return err
-		}
-		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager,
-			Force: ptr(true)}); err != nil {
-			return fmt.Errorf("apply %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
-		}
-	}
-	return nil
 }
 
 // exposeWebhook makes Tekton's webhook, on the host's port, the endpoint of Service tekton-pipelines-webhook: the
@@ -476,41 +450,13 @@ func (t *TektonRuntime) StartEventListener(ctx context.Context, ns, name string)
 	if u, ok := t.sinks[key]; ok {
 		return u, nil
 	}
-	cfg := t.c.restConfig(t.c.APIServerURL)
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	el, err := dyn.Resource(schema.GroupVersionResource{Group: "triggers.tekton.dev", Version: "v1beta1", Resource: "eventlisteners"}).
-		Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("EventListener %s: %w", key, err)
-	}
-	sa, _, _ := unstructured.NestedString(el.Object, "spec", "serviceAccountName")
-	if sa == "" {
-		sa = "default"
-	}
-	kubeconfig, err := t.accountKubeconfig(ctx, kube, ns, sa, "https://127.0.0.1:6443")
+	kubeconfig, err := t.listenerKubeconfig(ctx, ns, name)
 	if err != nil {
 		return "", err
 	}
 	port := t.nextSink
 	t.nextSink++
-	metrics, err := freePorts(1)
-	if err != nil {
-		return "", err
-	}
-	if _, err := t.run("eventlistenersink", true, []string{"SYSTEM_NAMESPACE=" + ns, "NAMESPACE=" + ns, "NAME=" + name,
-		"EL_EVENT=disable", "K_SINK_TIMEOUT=30", "METRICS_PROMETHEUS_PORT=" + strconv.Itoa(metrics[0]), "PROBES_PORT=0",
-		"CONFIG_LOGGING_NAME=config-logging-triggers", "CONFIG_OBSERVABILITY_NAME=config-observability-triggers",
-		"METRICS_DOMAIN=tekton.dev/triggers", "HOME=" + t.c.RunDir},
-		"-kubeconfig="+kubeconfig, "-el-name="+name, "-el-namespace="+ns, "-port="+strconv.Itoa(port),
-		"-readtimeout=5", "-writetimeout=40", "-idletimeout=120", "-timeouthandler=30", "-is-multi-ns=false",
-		"-payload-validation=true"); err != nil {
+	if err := t.runSink(ns, name, kubeconfig, port); err != nil {
 		return "", err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -531,6 +477,46 @@ func (t *TektonRuntime) StartEventListener(ctx context.Context, ns, name string)
 	}
 	t.sinks[key] = u
 	return u, nil
+}
+
+// listenerKubeconfig writes a kubeconfig for EventListener ns/name's sink, with a token of its ServiceAccount
+// (default when it names none), to the node's forwarder to kube-apiserver.
+func (t *TektonRuntime) listenerKubeconfig(ctx context.Context, ns, name string) (string, error) {
+	cfg := t.c.restConfig(t.c.APIServerURL)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	el, err := dyn.Resource(schema.GroupVersionResource{Group: "triggers.tekton.dev", Version: "v1beta1", Resource: "eventlisteners"}).
+		Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("EventListener %s/%s: %w", ns, name, err)
+	}
+	sa, _, _ := unstructured.NestedString(el.Object, "spec", "serviceAccountName")
+	if sa == "" {
+		sa = "default"
+	}
+	return t.accountKubeconfig(ctx, kube, ns, sa, "https://127.0.0.1:6443")
+}
+
+// runSink starts EventListener ns/name's sink in the node's network namespace, listening on port.
+func (t *TektonRuntime) runSink(ns, name, kubeconfig string, port int) error {
+	metrics, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	_, err = t.run("eventlistenersink", true, []string{"SYSTEM_NAMESPACE=" + ns, "NAMESPACE=" + ns, "NAME=" + name,
+		"EL_EVENT=disable", "K_SINK_TIMEOUT=30", "METRICS_PROMETHEUS_PORT=" + strconv.Itoa(metrics[0]), "PROBES_PORT=0",
+		"CONFIG_LOGGING_NAME=config-logging-triggers", "CONFIG_OBSERVABILITY_NAME=config-observability-triggers",
+		"METRICS_DOMAIN=tekton.dev/triggers", "HOME=" + t.c.RunDir},
+		"-kubeconfig="+kubeconfig, "-el-name="+name, "-el-namespace="+ns, "-port="+strconv.Itoa(port),
+		"-readtimeout=5", "-writetimeout=40", "-idletimeout=120", "-timeouthandler=30", "-is-multi-ns=false",
+		"-payload-validation=true")
+	return err
 }
 
 // stop closes the forwarders (the programs are the cluster's processes).

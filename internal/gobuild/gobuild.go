@@ -178,3 +178,58 @@ func Usable(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && fi.Mode()&0o111 != 0
 }
+
+// Cached makes sure a cached build under root is there: it returns at once when present reports it is; else it
+// creates root, takes the lock root/.lock (saying as name that it waits for another builder), asks present again
+// (another process may have built it while this one waited) and only then calls build, holding the lock.
+// Concurrent callers (parallel test packages) so wait for one build instead of building twice.
+func Cached(ctx context.Context, root, name string, log io.Writer, present func() bool, build func() error) error {
+	if present() {
+		return nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("create cache directory %s: %w", root, err)
+	}
+	unlock, err := Lock(ctx, filepath.Join(root, ".lock"), name, log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if present() { // built by another process while we waited
+		return nil
+	}
+	return build()
+}
+
+// InstallDir makes the directory dst by building it in dst+".tmp" (emptied and created first) and renaming that
+// into place, replacing what dst held: dst is never half made.
+func InstallDir(dst string, build func(tmp string) error) error {
+	tmp := dst + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := build(tmp); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// InstallFile makes the file dst by building it as dst+".tmp" and renaming that into place; the temporary file
+// is removed when build fails.
+func InstallFile(dst string, build func(tmp string) error) error {
+	tmp := dst + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := build(tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}

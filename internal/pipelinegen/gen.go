@@ -98,7 +98,50 @@ func Generate() (map[string][]byte, error) {
 
 // Pipeline builds the variant.
 func (v Variant) Pipeline() *v1.Pipeline {
-	b := &builder{}
+	b := &builder{v: v}
+	b.addParams()
+	b.buildTasks()
+	b.releaseTasks()
+	b.promoteTask()
+	display, summary := v.describe()
+	p := &v1.Pipeline{
+		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "Pipeline"},
+		ObjectMeta: metav1.ObjectMeta{Name: v.Name,
+			Labels: map[string]string{"app.kubernetes.io/name": "canaryline", "app.kubernetes.io/version": "0.1"},
+			Annotations: map[string]string{
+				"tekton.dev/pipelines.minVersion": "0.56.0",
+				"tekton.dev/categories":           "Deployment, Openshift",
+				"tekton.dev/tags":                 "canary, progressive-delivery, blue-green, openshift",
+				"tekton.dev/displayName":          display,
+				"tekton.dev/platforms":            "linux/amd64,linux/arm64",
+			}},
+		Spec: v1.PipelineSpec{
+			Description: summary + "\n\nEvery param has a default; app is the one to set. The finally task end-release promotes " +
+				"the release when every task succeeded and rolls it back after any failure, cancellation or timeout.",
+			Params: b.params,
+			Workspaces: []v1.PipelineWorkspaceDeclaration{
+				{Name: "evidence", Optional: true, Description: "Where verify-health writes its evidence, report and chart."},
+			},
+			Tasks:   b.pt,
+			Finally: []v1.PipelineTask{endRelease()},
+			Results: []v1.PipelineResult{
+				{Name: "image-url", Description: "The released image, pinned by digest.", Value: *v1.NewStructuredValues(b.image)},
+				{Name: "verdict", Description: "The last analysis' verdict.", Value: *v1.NewStructuredValues("$(tasks." + b.lastVerify + ".results.VERDICT)")},
+				{Name: "decision", Description: "promote", Value: *v1.NewStructuredValues("$(tasks.promote.results.DECISION)")},
+			},
+		},
+	}
+	if v.Prebuilt {
+		p.Spec.Workspaces = append(p.Spec.Workspaces, v1.PipelineWorkspaceDeclaration{Name: "dockerconfig", Optional: true,
+			Description: "A docker config to read the image's manifest from its registry."})
+	}
+	return p
+}
+
+// addParams declares the variant's params: the app's, the build's or the image's, the traffic's (no baseline
+// for blue-green), the weights or the green size, and the analysis'.
+func (b *builder) addParams() {
+	v := b.v
 	params := append([]param{}, appParams...)
 	if v.Prebuilt {
 		params = append(params, imageParams...)
@@ -122,12 +165,16 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	for _, p := range params {
 		b.params = append(b.params, v1.ParamSpec{Name: p.name, Type: v1.ParamTypeString, Default: v1.NewStructuredValues(p.def), Description: p.desc})
 	}
+}
 
-	image := "$(tasks.wait-build.results.IMAGE_URL)"
-	if v.Prebuilt {
+// buildTasks adds the tasks that produce the image (start-build and wait-build, or resolve-image) and notes
+// where the image comes from.
+func (b *builder) buildTasks() {
+	b.image = "$(tasks.wait-build.results.IMAGE_URL)"
+	if b.v.Prebuilt {
 		b.task("resolve-image", "wait-build", nil, kv("IMAGE", "$(params.image)", "INSECURE_REGISTRY", "$(params.insecure-registry)",
 			"NAMESPACE", "$(params.namespace)"), "dockerconfig")
-		image = "$(tasks.resolve-image.results.IMAGE_URL)"
+		b.image = "$(tasks.resolve-image.results.IMAGE_URL)"
 	} else {
 		b.task("start-build", "start-build", nil, kv("APP", "$(params.app)", "BUILD_CONFIG", "$(params.build-config)", "COMMIT", "$(params.git-revision)",
 			"COMMIT_AUTHOR", "$(params.git-author)", "COMMIT_MESSAGE", "$(params.git-message)",
@@ -135,60 +182,79 @@ func (v Variant) Pipeline() *v1.Pipeline {
 		b.task("wait-build", "wait-build", []string{"start-build"}, kv("BUILD_NAME", "$(tasks.start-build.results.BUILD_NAME)",
 			"TIMEOUT", "$(params.build-timeout)", "NAMESPACE", "$(params.namespace)"), "")
 	}
-	prev := b.pt[len(b.pt)-1].Name
-	shift := func(name, weight, replicas string) {
-		params := kv("APP", "$(params.app)", "IMAGE", image, "WEIGHT", weight,
-			"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
-			"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)",
-			"CANARY_REPLICAS", replicas, "READY_TIMEOUT", "$(params.ready-timeout)",
-			"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")
-		if !v.BlueGreen {
-			params = append(params, kv("BASELINE", "$(params.baseline)", "BASELINE_NAME", "$(params.baseline-name)")...)
-		}
-		b.task(name, "shift-canary", []string{prev}, params, "")
-		b.pt[len(b.pt)-1].Retries = 1 // shift-canary converges when run again
-		prev = name
-	}
-	verify := func(name string) {
-		b.task(name, "verify-health", []string{prev}, kv("APP", "$(params.app)", "RELEASE_ID", "$(context.pipelineRun.name)",
-			"CANARY_DEPLOYMENT", "$(tasks."+prev+".results.CANARY_DEPLOYMENT)", "BASELINE_DEPLOYMENT", "$(tasks."+prev+".results.BASELINE_DEPLOYMENT)",
-			"CONTAINER", "$(params.container)",
-			"INTERVAL", "$(params.interval)", "COUNT", "$(params.count)", "FAILURE_LIMIT", "$(params.failure-limit)",
-			"NO_DATA", "$(params.no-data)", "MIN_SAMPLES", "$(params.min-samples)", "CONFIDENCE", "$(params.confidence)",
-			"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",
-			"QUERIES", "$(params.queries)", "COMPARE", "$(params.compare)", "NAMESPACE", "$(params.namespace)"), "evidence")
-		b.pt[len(b.pt)-1].Workspaces[0].SubPath = name
-		prev = name
-	}
-	if v.BlueGreen {
-		shift("bring-up-green", "0", "$(params.green-replicas)")
-		verify("verify-green")
-		shift("switch-to-green", "100", "$(params.green-replicas)")
-		verify("verify-after-switch")
+	b.prev = b.pt[len(b.pt)-1].Name
+}
+
+// releaseTasks adds the shift-canary and verify-health pairs: bring up green and switch for blue-green, one per
+// weight step for a canary release.
+func (b *builder) releaseTasks() {
+	if b.v.BlueGreen {
+		b.shift("bring-up-green", "0", "$(params.green-replicas)")
+		b.verify("verify-green")
+		b.shift("switch-to-green", "100", "$(params.green-replicas)")
+		b.verify("verify-after-switch")
 	} else {
-		for i := range v.Weights {
-			shift(fmt.Sprintf("shift-%d", i+1), fmt.Sprintf("$(params.weight-%d)", i+1), "$(params.canary-replicas)")
-			verify(fmt.Sprintf("verify-%d", i+1))
+		for i := range b.v.Weights {
+			b.shift(fmt.Sprintf("shift-%d", i+1), fmt.Sprintf("$(params.weight-%d)", i+1), "$(params.canary-replicas)")
+			b.verify(fmt.Sprintf("verify-%d", i+1))
 		}
 	}
-	lastVerify := prev
-	b.task("promote", "promote-or-rollback", []string{prev}, kv("APP", "$(params.app)", "DECISION", "promote",
-		"VERDICT", "$(tasks."+lastVerify+".results.VERDICT)", "RELEASE_ID", "$(context.pipelineRun.name)",
+	b.lastVerify = b.prev
+}
+
+// shift adds a shift-canary task after the previous one.
+func (b *builder) shift(name, weight, replicas string) {
+	params := kv("APP", "$(params.app)", "IMAGE", b.image, "WEIGHT", weight,
+		"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
+		"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)",
+		"CANARY_REPLICAS", replicas, "READY_TIMEOUT", "$(params.ready-timeout)",
+		"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")
+	if !b.v.BlueGreen {
+		params = append(params, kv("BASELINE", "$(params.baseline)", "BASELINE_NAME", "$(params.baseline-name)")...)
+	}
+	b.task(name, "shift-canary", []string{b.prev}, params, "")
+	b.pt[len(b.pt)-1].Retries = 1 // shift-canary converges when run again
+	b.prev = name
+}
+
+// verify adds a verify-health task after the previous shift, writing its evidence in a subPath of its own.
+func (b *builder) verify(name string) {
+	prev := b.prev
+	b.task(name, "verify-health", []string{prev}, kv("APP", "$(params.app)", "RELEASE_ID", "$(context.pipelineRun.name)",
+		"CANARY_DEPLOYMENT", "$(tasks."+prev+".results.CANARY_DEPLOYMENT)", "BASELINE_DEPLOYMENT", "$(tasks."+prev+".results.BASELINE_DEPLOYMENT)",
+		"CONTAINER", "$(params.container)",
+		"INTERVAL", "$(params.interval)", "COUNT", "$(params.count)", "FAILURE_LIMIT", "$(params.failure-limit)",
+		"NO_DATA", "$(params.no-data)", "MIN_SAMPLES", "$(params.min-samples)", "CONFIDENCE", "$(params.confidence)",
+		"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",
+		"QUERIES", "$(params.queries)", "COMPARE", "$(params.compare)", "NAMESPACE", "$(params.namespace)"), "evidence")
+	b.pt[len(b.pt)-1].Workspaces[0].SubPath = name
+	b.prev = name
+}
+
+// promoteTask adds the promote task after the last verification.
+func (b *builder) promoteTask() {
+	b.task("promote", "promote-or-rollback", []string{b.prev}, kv("APP", "$(params.app)", "DECISION", "promote",
+		"VERDICT", "$(tasks."+b.lastVerify+".results.VERDICT)", "RELEASE_ID", "$(context.pipelineRun.name)",
 		"STABLE_SERVICE", "$(params.stable-service)", "ROLLOUT_TIMEOUT", "$(params.rollout-timeout)",
 		"LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)"), "")
 	b.pt[len(b.pt)-1].Retries = 1
+}
 
-	// Whatever happens (a failed check, a cancellation, a timeout), the release ends: promoted if everything
-	// succeeded, rolled back otherwise. No task result is used here: a finally task that references the result of
-	// a task that did not run is skipped, and this one must never be.
-	finally := v1.PipelineTask{Name: "end-release", TaskRef: &v1.TaskRef{Name: "promote-or-rollback", Kind: v1.NamespacedTaskKind},
+// endRelease is the finally task. Whatever happens (a failed check, a cancellation, a timeout), the release
+// ends: promoted if everything succeeded, rolled back otherwise. No task result is used here: a finally task that
+// references the result of a task that did not run is skipped, and this one must never be.
+func endRelease() v1.PipelineTask {
+	return v1.PipelineTask{Name: "end-release", TaskRef: &v1.TaskRef{Name: "promote-or-rollback", Kind: v1.NamespacedTaskKind},
 		Params: kv("APP", "$(params.app)", "DECISION", "auto", "PIPELINE_STATUS", "$(tasks.status)",
 			"REASON", "PipelineRun $(context.pipelineRun.name) ended with $(tasks.status)", "RELEASE_ID", "$(context.pipelineRun.name)",
 			"STABLE_SERVICE", "$(params.stable-service)", "ROLLOUT_TIMEOUT", "$(params.rollout-timeout)",
 			"LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")}
+}
 
-	summary := "Canary release: build the pushed commit with its BuildConfig, shift traffic in %d steps with an analysis after each, promote or roll back."
-	display := "canaryline: canary release (%d steps)"
+// describe is the variant's display name and the first paragraph of its description.
+func (v Variant) describe() (display, summary string) {
+	summary = "Canary release: build the pushed commit with its BuildConfig, shift traffic in %d steps with an analysis after each, promote or roll back."
+	display = "canaryline: canary release (%d steps)"
 	switch {
 	case v.BlueGreen && v.Prebuilt:
 		summary, display = "Blue-green release of an image built elsewhere: bring the new version up, verify, switch all traffic at once, verify again.", "canaryline: blue-green release (prebuilt image)"
@@ -203,43 +269,16 @@ func (v Variant) Pipeline() *v1.Pipeline {
 	if strings.Contains(display, "%d") {
 		display = fmt.Sprintf(display, len(v.Weights))
 	}
-	p := &v1.Pipeline{
-		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "Pipeline"},
-		ObjectMeta: metav1.ObjectMeta{Name: v.Name,
-			Labels: map[string]string{"app.kubernetes.io/name": "canaryline", "app.kubernetes.io/version": "0.1"},
-			Annotations: map[string]string{
-				"tekton.dev/pipelines.minVersion": "0.56.0",
-				"tekton.dev/categories":           "Deployment, Openshift",
-				"tekton.dev/tags":                 "canary, progressive-delivery, blue-green, openshift",
-				"tekton.dev/displayName":          display,
-				"tekton.dev/platforms":            "linux/amd64,linux/arm64",
-			}},
-		Spec: v1.PipelineSpec{
-			Description: summary + "\n\nEvery param has a default; app is the one to set. The finally task end-release promotes " +
-				"the release when every task succeeded and rolls it back after any failure, cancellation or timeout.",
-			Params: b.params,
-			Workspaces: []v1.PipelineWorkspaceDeclaration{
-				{Name: "evidence", Optional: true, Description: "Where verify-health writes its evidence, report and chart."},
-			},
-			Tasks:   b.pt,
-			Finally: []v1.PipelineTask{finally},
-			Results: []v1.PipelineResult{
-				{Name: "image-url", Description: "The released image, pinned by digest.", Value: *v1.NewStructuredValues(image)},
-				{Name: "verdict", Description: "The last analysis' verdict.", Value: *v1.NewStructuredValues("$(tasks." + lastVerify + ".results.VERDICT)")},
-				{Name: "decision", Description: "promote", Value: *v1.NewStructuredValues("$(tasks.promote.results.DECISION)")},
-			},
-		},
-	}
-	if v.Prebuilt {
-		p.Spec.Workspaces = append(p.Spec.Workspaces, v1.PipelineWorkspaceDeclaration{Name: "dockerconfig", Optional: true,
-			Description: "A docker config to read the image's manifest from its registry."})
-	}
-	return p
+	return display, summary
 }
 
+// builder accumulates a Pipeline's params and tasks: the image the tasks release, the task the next one runs
+// after and the last verification.
 type builder struct {
-	params v1.ParamSpecs
-	pt     []v1.PipelineTask
+	v                       Variant
+	params                  v1.ParamSpecs
+	pt                      []v1.PipelineTask
+	image, prev, lastVerify string
 }
 
 func (b *builder) task(name, task string, after []string, params v1.Params, workspace string) {

@@ -108,32 +108,24 @@ func built(ctx context.Context, cacheDir string, log io.Writer) (string, error) 
 		return "", errors.New("promserver: no cache directory to build Prometheus into")
 	}
 	bin := cachedPath(cacheDir)
-	if usable(bin) {
-		return bin, nil
-	}
 	root := filepath.Join(cacheDir, "prometheus", buildKey)
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", fmt.Errorf("create cache directory %s: %w", root, err)
-	}
-	unlock, err := gobuild.Lock(ctx, filepath.Join(root, ".lock"), "promserver", log)
+	err := gobuild.Cached(ctx, root, "promserver", log, func() bool { return usable(bin) }, func() error {
+		b := &builder{root: root, run: gobuild.NewRunner("promserver", filepath.Join(root, "build.log"), log, "CGO_ENABLED=0")}
+		fmt.Fprintf(log, "promserver: building Prometheus %s (%s@%s) into %s "+
+			"(first run only: about 2 min on 2 cores, less with a warm Go build cache)\n",
+			releaseVersion, Module, Version, root)
+		if err := b.build(ctx, bin); err != nil {
+			return err
+		}
+		if err := version(ctx, bin); err != nil {
+			return fmt.Errorf("promserver: the built %s does not run: %w", bin, err)
+		}
+		fmt.Fprintf(log, "promserver: Prometheus built in %s\n", b.run.Elapsed().Round(time.Second))
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	defer unlock()
-	if usable(bin) { // built by another process while we waited
-		return bin, nil
-	}
-	b := &builder{root: root, run: gobuild.NewRunner("promserver", filepath.Join(root, "build.log"), log, "CGO_ENABLED=0")}
-	fmt.Fprintf(log, "promserver: building Prometheus %s (%s@%s) into %s "+
-		"(first run only: about 2 min on 2 cores, less with a warm Go build cache)\n",
-		releaseVersion, Module, Version, root)
-	if err := b.build(ctx, bin); err != nil {
-		return "", err
-	}
-	if err := version(ctx, bin); err != nil {
-		return "", fmt.Errorf("promserver: the built %s does not run: %w", bin, err)
-	}
-	fmt.Fprintf(log, "promserver: Prometheus built in %s\n", b.run.Elapsed().Round(time.Second))
 	return bin, nil
 }
 
@@ -250,16 +242,10 @@ func (b *builder) build(ctx context.Context, dst string) error {
 		"-X", v + ".BuildUser=canaryline",
 		"-X", v + ".BuildDate=" + time.Now().UTC().Format("20060102-15:04:05"),
 	}, " ")
-	tmp := dst + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
 	// No "builtinassets" tag: the web UI's compiled assets are not part of the module, and only the HTTP API is used.
-	if err := b.run.Go(ctx, "build prometheus", dir, "build", "-trimpath", "-ldflags="+ldflags, "-o", tmp, mainPackage); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return gobuild.InstallFile(dst, func(tmp string) error {
+		return b.run.Go(ctx, "build prometheus", dir, "build", "-trimpath", "-ldflags="+ldflags, "-o", tmp, mainPackage)
+	})
 }
 
 // copyWithDiscoveries copies the Prometheus module (from the module cache, downloading it) into dst, with the

@@ -145,11 +145,45 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := newServer(o, targets, log)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Stop()
+		}
+	}()
+	cfgPath, err := s.writeConfig(o, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := s.startRetrying(ctx, o.Binary, cfgPath); err != nil {
+		return nil, err
+	}
+	if err := s.connect(ctx, time.Since(t0)); err != nil {
+		return nil, err
+	}
+	if err := s.waitScraped(ctx, targets, firstScrapeTimeout+2*s.scrape); err != nil {
+		return nil, err
+	}
+	if len(targets) > 0 {
+		fmt.Fprintf(log, "promserver: first scrape of %d target(s) done %s after start\n",
+			len(targets), time.Since(t0).Round(time.Millisecond))
+	}
+	ok = true
+	return s, nil
+}
+
+// newServer makes the Server of o, its targets split into static and discovered ones, and its directory.
+func newServer(o Options, targets []target, log io.Writer) (s *Server, err error) {
 	scrape := o.Scrape
 	if scrape <= 0 {
 		scrape = DefaultScrape
 	}
-	s := &Server{Dir: o.Dir, log: log, done: make(chan struct{}), scrape: scrape, sdFiles: sdFiles(o), discovered: map[string][]target{},
+	s = &Server{Dir: o.Dir, log: log, done: make(chan struct{}), scrape: scrape, sdFiles: sdFiles(o), discovered: map[string][]target{},
 		network: o.Network, listenHost: o.Host}
 	for _, t := range targets {
 		if _, ok := o.Discovered[t.job]; ok {
@@ -166,59 +200,55 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	} else if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("promserver: %w", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			s.Stop()
-		}
-	}()
+	return s, nil
+}
+
+// writeConfig writes the discovered jobs' files and the configuration, returning its path.
+func (s *Server) writeConfig(o Options, cfg []byte) (string, error) {
 	for _, job := range discoveredJobs(o) {
 		if err := s.writeGroups(job, o.Discovered[job]); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
 	cfgPath := filepath.Join(s.Dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
-		return nil, fmt.Errorf("promserver: %w", err)
+		return "", fmt.Errorf("promserver: %w", err)
 	}
 	s.LogPath = filepath.Join(s.Dir, "prometheus.log")
+	return cfgPath, nil
+}
 
-	t0 := time.Now()
+// startRetrying starts Prometheus, on another port when the one chosen was taken before it could bind it (up
+// to three attempts).
+func (s *Server) startRetrying(ctx context.Context, bin, cfgPath string) error {
 	for attempt := 1; ; attempt++ {
-		err := s.startOnce(ctx, o.Binary, cfgPath)
+		err := s.startOnce(ctx, bin, cfgPath)
 		if err == nil {
-			break
+			return nil
 		}
 		// The port was free when chosen but another process may have taken it since; try another one.
 		if attempt < 3 && s.exited() && strings.Contains(s.logTail(), "address already in use") {
-			fmt.Fprintf(log, "promserver: port taken before Prometheus could bind it; retrying\n")
+			fmt.Fprintf(s.log, "promserver: port taken before Prometheus could bind it; retrying\n")
 			s.done = make(chan struct{})
 			continue
 		}
-		return nil, err
+		return err
 	}
-	ready := time.Since(t0)
+}
 
+// connect makes the API client and reads the server's version, saying how long it took to be ready.
+func (s *Server) connect(ctx context.Context, ready time.Duration) error {
 	client, err := api.NewClient(api.Config{Address: s.URL})
 	if err != nil {
-		return nil, fmt.Errorf("promserver: %w", err)
+		return fmt.Errorf("promserver: %w", err)
 	}
 	s.api = v1.NewAPI(client)
 	if bi, err := s.api.Buildinfo(ctx); err == nil {
 		s.Version = bi.Version
 	}
-	fmt.Fprintf(log, "promserver: Prometheus %s (pid %d) ready at %s in %s; dir %s\n",
+	fmt.Fprintf(s.log, "promserver: Prometheus %s (pid %d) ready at %s in %s; dir %s\n",
 		s.Version, s.Pid(), s.URL, ready.Round(time.Millisecond), s.Dir)
-
-	if err := s.waitScraped(ctx, targets, firstScrapeTimeout+2*scrape); err != nil {
-		return nil, err
-	}
-	if len(targets) > 0 {
-		fmt.Fprintf(log, "promserver: first scrape of %d target(s) done %s after start\n",
-			len(targets), time.Since(t0).Round(time.Millisecond))
-	}
-	ok = true
-	return s, nil
+	return nil
 }
 
 // SetTargets replaces the targets of job, one of Options.Discovered: the job's file is rewritten (atomically, as
@@ -299,6 +329,14 @@ func (s *Server) startOnce(ctx context.Context, bin, cfgPath string) error {
 	if s.URL, err = s.expose(addr); err != nil {
 		return err
 	}
+	if err := s.spawnProcess(bin, cfgPath, addr); err != nil {
+		return err
+	}
+	return s.waitReady(ctx, bin)
+}
+
+// spawnProcess starts Prometheus listening on addr, its output appended to LogPath; done is closed when it exits.
+func (s *Server) spawnProcess(bin, cfgPath, addr string) error {
 	// Only flags that Prometheus 2.x (Debian 12 ships 2.42) and 3.x both have.
 	args := []string{
 		"--config.file=" + cfgPath,
@@ -332,7 +370,12 @@ func (s *Server) startOnce(ctx context.Context, bin, cfgPath string) error {
 		lf.Close()
 		close(done)
 	}()
+	return nil
+}
 
+// waitReady polls /-/ready until it answers 200, the process exits or readyTimeout passes.
+func (s *Server) waitReady(ctx context.Context, bin string) error {
+	done := s.done
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	hc := &http.Client{Timeout: 2 * time.Second}

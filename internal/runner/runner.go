@@ -139,6 +139,43 @@ func (e *UnsupportedError) Error() string {
 
 // Run executes the Pipeline.
 func Run(ctx context.Context, o Options) (*Summary, error) {
+	r, err := newRun(o)
+	if err != nil {
+		return nil, err
+	}
+	o = r.o
+	o.Progress.set(func(now *Running) { *now = Running{RunName: o.RunName, Params: r.params} })
+	defer o.Progress.set(func(now *Running) { now.Ended = true })
+	defer r.watchAbort()()
+	start := time.Now()
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	sum := &Summary{Name: o.RunName}
+	for _, w := range r.p.Spec.Workspaces {
+		sum.Workspaces = append(sum.Workspaces, Workspace{Name: w.Name, Dir: r.dirs[w.Name]})
+	}
+	fmt.Fprintf(o.Out, "run %s: Pipeline %s\n", o.RunName, r.p.Name)
+	if err := r.runTasks(ctx, sum); err != nil {
+		return nil, err
+	}
+	sum.Status = r.aggregate()
+	r.runFinally(parent, ctx, sum)
+	r.pipelineResults(sum)
+	sum.Duration = time.Since(start)
+	if r.aborted() {
+		sum.Status = Failed
+		return sum, ErrAborted
+	}
+	if sum.Status == Failed {
+		return sum, errors.New("PipelineRun " + o.RunName + " failed")
+	}
+	return sum, nil
+}
+
+// newRun loads the Pipeline and its Tasks, fills in the options' defaults, and resolves the params and the
+// workspaces' directories.
+func newRun(o Options) (*run, error) {
 	p, tasks, err := load(o)
 	if err != nil {
 		return nil, err
@@ -157,35 +194,34 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{o: o, p: p, tasks: tasks, params: params, dirs: dirs, results: map[string]map[string]string{}, status: map[string]string{},
-		procs: map[int]bool{}}
-	o.Progress.set(func(now *Running) { *now = Running{RunName: o.RunName, Params: params} })
-	defer o.Progress.set(func(now *Running) { now.Ended = true })
-	if o.Abort != nil {
-		ended := make(chan struct{})
-		defer close(ended)
-		go func() {
-			select {
-			case <-o.Abort:
-				r.abort()
-			case <-ended:
-			}
-		}()
-	}
-	start := time.Now()
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	sum := &Summary{Name: o.RunName}
-	for _, w := range p.Spec.Workspaces {
-		sum.Workspaces = append(sum.Workspaces, Workspace{Name: w.Name, Dir: dirs[w.Name]})
-	}
-	fmt.Fprintf(o.Out, "run %s: Pipeline %s\n", o.RunName, p.Name)
+	return &run{o: o, p: p, tasks: tasks, params: params, dirs: dirs, results: map[string]map[string]string{}, status: map[string]string{},
+		procs: map[int]bool{}}, nil
+}
 
+// watchAbort aborts the run when o.Abort is closed, until the returned function is called.
+func (r *run) watchAbort() (stop func()) {
+	if r.o.Abort == nil {
+		return func() {}
+	}
+	ended := make(chan struct{})
+	go func() {
+		select {
+		case <-r.o.Abort:
+			r.abort()
+		case <-ended:
+		}
+	}()
+	return func() { close(ended) }
+}
+
+// runTasks runs the Pipeline's tasks in the order of their graph, ready ones by name, until one fails or the
+// run is aborted; the tasks never started are None, and so are their dependents.
+func (r *run) runTasks(ctx context.Context, sum *Summary) error {
+	p := r.p
 	list := v1.PipelineTaskList(p.Spec.Tasks)
 	graph, err := dag.Build(list, list.Deps())
 	if err != nil {
-		return nil, fmt.Errorf("order the tasks of Pipeline %s: %w", p.Name, err)
+		return fmt.Errorf("order the tasks of Pipeline %s: %w", p.Name, err)
 	}
 	byName := map[string]v1.PipelineTask{}
 	for _, pt := range p.Spec.Tasks {
@@ -196,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	for !failed && !r.aborted() {
 		next, err := dag.GetCandidateTasks(graph, done...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if next.Len() == 0 {
 			break
@@ -213,23 +249,26 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			}
 		}
 	}
-	// Tasks never started are None; their dependents are too.
 	for _, pt := range p.Spec.Tasks {
 		if _, ok := r.status[pt.Name]; !ok {
 			r.status[pt.Name] = None
 			sum.Tasks = append(sum.Tasks, &TaskRun{Name: pt.Name, Task: pt.TaskRef.Name, Status: None, Reason: "not run"})
 		}
 	}
-	sum.Status = r.aggregate()
-	// finally: an interrupt (ctx cancelled) does not stop it, only Abort does. It has the run's deadline, or a
-	// fresh one of its own when the run's ran out or the run was cancelled, as Tekton's timeouts.finally.
+	return nil
+}
+
+// runFinally runs the finally tasks. An interrupt (ctx cancelled) does not stop them, only Abort does. They have
+// the run's deadline, or a fresh one of their own when the run's ran out or the run was cancelled, as Tekton's
+// timeouts.finally.
+func (r *run) runFinally(parent, ctx context.Context, sum *Summary) {
 	deadline, _ := ctx.Deadline()
 	if ctx.Err() != nil {
 		deadline = time.Now().Add(15 * time.Minute)
 	}
 	fctx, fcancel := context.WithDeadline(context.WithoutCancel(parent), deadline)
 	defer fcancel()
-	for _, pt := range p.Spec.Finally {
+	for _, pt := range r.p.Spec.Finally {
 		if r.aborted() {
 			sum.Tasks = append(sum.Tasks, &TaskRun{Name: pt.Name, Task: pt.TaskRef.Name, Status: None, Reason: "not run: forced exit", Finally: true})
 			continue
@@ -241,8 +280,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			sum.Status = Failed
 		}
 	}
+}
+
+// pipelineResults resolves the Pipeline's results, noting those whose task result was not produced.
+func (r *run) pipelineResults(sum *Summary) {
 	sum.Results, sum.NotProduced = map[string]string{}, map[string]string{}
-	for _, res := range p.Spec.Results {
+	for _, res := range r.p.Spec.Results {
 		v := substitution.ApplyReplacements(res.Value.StringVal, r.replacements(false))
 		if ref := unresolved(v); ref != "" {
 			sum.NotProduced[res.Name] = r.notProduced(ref)
@@ -250,15 +293,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		sum.Results[res.Name] = v
 	}
-	sum.Duration = time.Since(start)
-	if r.aborted() {
-		sum.Status = Failed
-		return sum, ErrAborted
-	}
-	if sum.Status == Failed {
-		return sum, errors.New("PipelineRun " + o.RunName + " failed")
-	}
-	return sum, nil
 }
 
 type run struct {
@@ -442,6 +476,18 @@ func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, p
 		return err
 	}
 	defer os.RemoveAll(results)
+	repl := r.stepReplacements(pt, task, params, results)
+	for _, st := range task.Spec.Steps {
+		if err := r.runStep(ctx, pt, task, st, repl, results, tr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stepReplacements are the variables a Task's steps may use: the TaskRun's context, the params, the results'
+// paths (in results) and the workspaces' paths (created when bound).
+func (r *run) stepReplacements(pt v1.PipelineTask, task *v1.Task, params map[string]string, results string) map[string]string {
 	repl := map[string]string{"context.taskRun.name": r.o.RunName + "-" + pt.Name, "context.taskRun.namespace": r.o.Namespace,
 		"context.task.name": task.Name}
 	for k, v := range params {
@@ -461,50 +507,59 @@ func (r *run) runSteps(ctx context.Context, pt v1.PipelineTask, task *v1.Task, p
 		repl["workspaces."+ws.Name+".path"] = path
 		repl["workspaces."+ws.Name+".bound"] = fmt.Sprint(path != "")
 	}
-	for _, st := range task.Spec.Steps {
-		if len(st.Command) != 1 || !strings.HasPrefix(st.Command[0], "/usr/local/bin/") {
-			return &UnsupportedError{What: fmt.Sprintf("step %s of Task %s (command %v): only canaryline step binaries run locally", st.Name, task.Name, st.Command)}
-		}
-		env := append([]string{}, r.o.Env...)
-		for _, e := range st.Env {
-			v := substitution.ApplyReplacements(e.Value, repl)
-			switch e.Name {
-			case "RESULTS_DIR":
-				v = results // /tekton/results in a pod
-			case "TASKRUN_NAME":
-				v = "" // no TaskRun to read when stopped: this run's own finally tasks always run
-			}
-			env = append(env, e.Name+"="+v)
-		}
-		cmd := exec.CommandContext(ctx, r.o.Steps, filepath.Base(st.Command[0]))
-		cmd.Env = env
-		// The step (its process group) gets SIGINT, and cancels what it started, as on SIGTERM.
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
-		cmd.WaitDelay = 45 * time.Second
-		pw := &prefixWriter{w: r.o.Out, prefix: "[" + pt.Name + "] "}
-		cmd.Stdout, cmd.Stderr = pw, pw
-		err := r.start(cmd)
-		if err == nil {
-			err = cmd.Wait()
-			r.exited(cmd)
-		}
-		pw.flush()
-		for _, res := range task.Spec.Results {
-			if data, rerr := os.ReadFile(filepath.Join(results, res.Name)); rerr == nil {
-				tr.Results[res.Name] = string(data)
-			}
-		}
-		if err != nil {
-			if r.aborted() {
-				return fmt.Errorf("step %s: killed: %w", st.Name, ErrAborted)
-			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("step %s: %w", st.Name, ctx.Err())
-			}
-			return fmt.Errorf("step %s: %w", st.Name, err)
+	return repl
+}
+
+// runStep runs one step as a process of the step binary, its output prefixed with the task's name, and reads
+// the results it wrote into tr.
+func (r *run) runStep(ctx context.Context, pt v1.PipelineTask, task *v1.Task, st v1.Step, repl map[string]string, results string, tr *TaskRun) error {
+	if len(st.Command) != 1 || !strings.HasPrefix(st.Command[0], "/usr/local/bin/") {
+		return &UnsupportedError{What: fmt.Sprintf("step %s of Task %s (command %v): only canaryline step binaries run locally", st.Name, task.Name, st.Command)}
+	}
+	cmd := exec.CommandContext(ctx, r.o.Steps, filepath.Base(st.Command[0]))
+	cmd.Env = r.stepEnv(st, repl, results)
+	// The step (its process group) gets SIGINT, and cancels what it started, as on SIGTERM.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
+	cmd.WaitDelay = 45 * time.Second
+	pw := &prefixWriter{w: r.o.Out, prefix: "[" + pt.Name + "] "}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err := r.start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+		r.exited(cmd)
+	}
+	pw.flush()
+	for _, res := range task.Spec.Results {
+		if data, rerr := os.ReadFile(filepath.Join(results, res.Name)); rerr == nil {
+			tr.Results[res.Name] = string(data)
 		}
 	}
+	if err != nil {
+		if r.aborted() {
+			return fmt.Errorf("step %s: killed: %w", st.Name, ErrAborted)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("step %s: %w", st.Name, ctx.Err())
+		}
+		return fmt.Errorf("step %s: %w", st.Name, err)
+	}
 	return nil
+}
+
+// stepEnv is the environment of a step: the run's, then the step's with the variables replaced.
+func (r *run) stepEnv(st v1.Step, repl map[string]string, results string) []string {
+	env := append([]string{}, r.o.Env...)
+	for _, e := range st.Env {
+		v := substitution.ApplyReplacements(e.Value, repl)
+		switch e.Name {
+		case "RESULTS_DIR":
+			v = results // /tekton/results in a pod
+		case "TASKRUN_NAME":
+			v = "" // no TaskRun to read when stopped: this run's own finally tasks always run
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	return env
 }
 
 // unresolved returns the first $(tasks.X.results.Y) left in s, or "".
@@ -573,25 +628,45 @@ func (p *prefixWriter) flush() {
 
 // load reads the Pipeline and its Tasks, and refuses what the runner does not support.
 func load(o Options) (*v1.Pipeline, map[string]*v1.Task, error) {
-	data, err := os.ReadFile(o.Pipeline)
+	p, err := readPipeline(o.Pipeline)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the Pipeline: %w", err)
+		return nil, nil, err
+	}
+	tasks, source, err := loadTasks(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkSupported(p, tasks, source); err != nil {
+		return nil, nil, err
+	}
+	return p, tasks, nil
+}
+
+// readPipeline reads, defaults and validates the Pipeline in path.
+func readPipeline(path string) (*v1.Pipeline, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the Pipeline: %w", err)
 	}
 	p := &v1.Pipeline{}
 	if err := yaml.UnmarshalStrict(data, p); err != nil {
-		return nil, nil, fmt.Errorf("%s is not a tekton.dev/v1 Pipeline: %w", o.Pipeline, err)
+		return nil, fmt.Errorf("%s is not a tekton.dev/v1 Pipeline: %w", path, err)
 	}
 	ctx := context.Background()
 	p.SetDefaults(ctx)
 	if err := p.Validate(ctx); err != nil {
-		return nil, nil, fmt.Errorf("Pipeline %s: %w", p.Name, err)
+		return nil, fmt.Errorf("Pipeline %s: %w", p.Name, err)
 	}
-	tasks := map[string]*v1.Task{}
-	var files []string
+	return p, nil
+}
+
+// loadTasks reads the Tasks from o.Bundle, else from o.TasksDir; source says where they came from.
+func loadTasks(o Options) (tasks map[string]*v1.Task, source string, err error) {
+	tasks = map[string]*v1.Task{}
 	if o.Bundle != "" {
 		rs, err := bundle.Pull(context.Background(), o.Bundle, o.Insecure)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", err
 		}
 		for _, r := range rs {
 			if r.Kind != "task" {
@@ -599,14 +674,13 @@ func load(o Options) (*v1.Pipeline, map[string]*v1.Task, error) {
 			}
 			t := &v1.Task{}
 			if err := yaml.UnmarshalStrict(r.Data, t); err != nil {
-				return nil, nil, fmt.Errorf("bundle %s, Task %s: %w", o.Bundle, r.Name, err)
+				return nil, "", fmt.Errorf("bundle %s, Task %s: %w", o.Bundle, r.Name, err)
 			}
 			tasks[t.Name] = t
 		}
-		o.TasksDir = "bundle " + o.Bundle
-	} else {
-		files, _ = filepath.Glob(filepath.Join(o.TasksDir, "*.yaml"))
+		return tasks, "bundle " + o.Bundle, nil
 	}
+	files, _ := filepath.Glob(filepath.Join(o.TasksDir, "*.yaml"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		if !bytes.Contains(data, []byte("kind: Task\n")) {
@@ -614,36 +688,42 @@ func load(o Options) (*v1.Pipeline, map[string]*v1.Task, error) {
 		}
 		t := &v1.Task{}
 		if err := yaml.UnmarshalStrict(data, t); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, "", fmt.Errorf("%s: %w", f, err)
 		}
 		tasks[t.Name] = t
 	}
+	return tasks, o.TasksDir, nil
+}
+
+// checkSupported refuses what the runner does not run: non-string params, matrices, embedded or remote Tasks,
+// pipelines in pipelines, CEL when expressions, and Tasks that source does not have.
+func checkSupported(p *v1.Pipeline, tasks map[string]*v1.Task, source string) error {
 	for _, ps := range p.Spec.Params {
 		if ps.Type != "" && ps.Type != v1.ParamTypeString {
-			return nil, nil, &UnsupportedError{What: fmt.Sprintf("param %s of type %s (string params only)", ps.Name, ps.Type)}
+			return &UnsupportedError{What: fmt.Sprintf("param %s of type %s (string params only)", ps.Name, ps.Type)}
 		}
 	}
 	for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
 		switch {
 		case pt.Matrix != nil:
-			return nil, nil, &UnsupportedError{What: "matrix (task " + pt.Name + ")"}
+			return &UnsupportedError{What: "matrix (task " + pt.Name + ")"}
 		case pt.TaskSpec != nil:
-			return nil, nil, &UnsupportedError{What: "embedded taskSpec (task " + pt.Name + ")"}
+			return &UnsupportedError{What: "embedded taskSpec (task " + pt.Name + ")"}
 		case pt.TaskRef == nil || pt.TaskRef.Resolver != "" || pt.TaskRef.Name == "":
-			return nil, nil, &UnsupportedError{What: "a remote or missing taskRef (task " + pt.Name + "): Tasks are read from " + o.TasksDir}
+			return &UnsupportedError{What: "a remote or missing taskRef (task " + pt.Name + "): Tasks are read from " + source}
 		case pt.PipelineRef != nil || pt.PipelineSpec != nil:
-			return nil, nil, &UnsupportedError{What: "pipelines in pipelines (task " + pt.Name + ")"}
+			return &UnsupportedError{What: "pipelines in pipelines (task " + pt.Name + ")"}
 		}
 		for _, we := range pt.When {
 			if we.CEL != "" {
-				return nil, nil, &UnsupportedError{What: "CEL when expressions (task " + pt.Name + ")"}
+				return &UnsupportedError{What: "CEL when expressions (task " + pt.Name + ")"}
 			}
 		}
 		if _, ok := tasks[pt.TaskRef.Name]; !ok {
-			return nil, nil, fmt.Errorf("task %s uses Task %q, which %s does not have", pt.Name, pt.TaskRef.Name, o.TasksDir)
+			return fmt.Errorf("task %s uses Task %q, which %s does not have", pt.Name, pt.TaskRef.Name, source)
 		}
 	}
-	return p, tasks, nil
+	return nil
 }
 
 func paramValues(p *v1.Pipeline, given map[string]string) (map[string]string, error) {

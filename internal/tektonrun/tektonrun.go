@@ -20,8 +20,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -142,8 +144,9 @@ type Options struct {
 	Out io.Writer // task states and step logs; nothing when nil
 	// Abort, when closed, cancels the PipelineRun (spec.status: Cancelled) and goes on following it to its end.
 	Abort <-chan struct{}
-	// Poll is how often the PipelineRun and its TaskRuns are read (500 ms when 0).
-	Poll time.Duration
+	// Resync is how often the PipelineRun and its TaskRuns are read again when their watches report nothing
+	// (10 s when 0): a fallback, since every change they report is read at once.
+	Resync time.Duration
 }
 
 // Run creates pr and follows it to its end (Follow).
@@ -158,17 +161,20 @@ func Run(ctx context.Context, c Clients, pr *pipelinev1.PipelineRun, o Options) 
 // Follow follows PipelineRun ns/name until it is done, writing to o.Out what `tkn pipelinerun logs -f` shows:
 // each TaskRun's state as it changes and each step's log, prefixed [task : step], streamed from its pod. It
 // returns the PipelineRun as it ended; the error is only about following it (a failed run is not an error).
+// The PipelineRun and its TaskRuns are read again whenever their watches report a change (and every o.Resync).
 func Follow(ctx context.Context, c Clients, ns, name string, o Options) (*pipelinev1.PipelineRun, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	if o.Poll == 0 {
-		o.Poll = 500 * time.Millisecond
+	if o.Resync == 0 {
+		o.Resync = 10 * time.Second
 	}
 	f := &follower{c: c, ns: ns, o: o, states: map[string]string{}, streamed: map[string]bool{}}
-	out := &lockedWriter{w: o.Out}
+	out := &LockedWriter{W: o.Out}
 	f.out = out
 	defer f.wg.Wait()
+	changed, stopWatching := watchRun(ctx, c, ns, name)
+	defer stopWatching()
 	aborted := false
 	for {
 		pr, err := c.Tekton.TektonV1().PipelineRuns(ns).Get(ctx, name, metav1.GetOptions{})
@@ -196,7 +202,72 @@ func Follow(ctx context.Context, c Clients, ns, name string, o Options) (*pipeli
 				}
 				fmt.Fprintf(out, "PipelineRun %s: cancelling (spec.status: Cancelled)\n", name)
 			}
-		case <-time.After(o.Poll):
+		case <-changed:
+		case <-time.After(o.Resync):
+		}
+	}
+}
+
+// watchRun watches PipelineRun ns/name and its TaskRuns until stop is called: changed receives a value (one
+// pending at most) after each event, and whenever a watch has (again) been started, since what changed before
+// it started may not have been read.
+func watchRun(ctx context.Context, c Clients, ns, name string) (changed <-chan struct{}, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	var wg sync.WaitGroup
+	runs, tasks := c.Tekton.TektonV1().PipelineRuns(ns), c.Tekton.TektonV1().TaskRuns(ns)
+	for _, start := range []func(context.Context) (watch.Interface, error){
+		func(ctx context.Context) (watch.Interface, error) {
+			return runs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+		},
+		func(ctx context.Context) (watch.Interface, error) {
+			return tasks.Watch(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + name})
+		},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keepWatching(ctx, start, notify)
+		}()
+	}
+	return ch, func() { cancel(); wg.Wait() }
+}
+
+// keepWatching runs the watch start makes, calling notify once it is started and on each event, and starts it
+// again when it ends (after a second when it could not be started) until ctx ends.
+func keepWatching(ctx context.Context, start func(context.Context) (watch.Interface, error), notify func()) {
+	for ctx.Err() == nil {
+		w, err := start(ctx)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		notify()
+		drain(ctx, w, notify)
+		w.Stop()
+	}
+}
+
+// drain calls notify on each event of w until w or ctx ends.
+func drain(ctx context.Context, w watch.Interface, notify func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-w.ResultChan():
+			if !ok {
+				return
+			}
+			notify()
 		}
 	}
 }
@@ -329,15 +400,4 @@ func Results(tr *pipelinev1.TaskRun) map[string]string {
 func PipelineRunStatus(pr *pipelinev1.PipelineRun) (status, reason, message string) {
 	c := pr.Status.GetCondition(apis.ConditionSucceeded)
 	return conditionStatus(c), c.GetReason(), c.GetMessage()
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
 	"github.com/canaryline/canaryline/internal/release"
 	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/internal/tektonrun"
 )
 
 // runPipeline runs a Pipeline of pipelines/ with canaryline run's runner, its steps acting as the pipeline's
@@ -277,22 +278,7 @@ func canarylineBinary(t *testing.T) string {
 }
 
 // lockedBuffer is a bytes.Buffer read while a process writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = tektonrun.LockedBuffer
 
 // cliRun is `canaryline run` as a process leading a process group of its own, as a terminal starts a command:
 // the terminal's Ctrl-C goes to the whole group.

@@ -3,26 +3,16 @@ package tekton
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/canaryline/canaryline/internal/demo"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
@@ -123,44 +113,17 @@ func taskStates(t *testing.T, a *app, pr *pipelinev1.PipelineRun) map[string]str
 // applyFile server-side applies the objects of a YAML file in namespace ns, after edit (when not nil).
 func applyFile(t *testing.T, ns, path string, edit func(*unstructured.Unstructured)) {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	objs, err := devcluster.ReadObjects(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := cluster.Config()
-	dyn := dynamic.NewForConfigOrDie(cfg)
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kubernetes.NewForConfigOrDie(cfg).Discovery()))
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatalf("%s: %v", path, err)
-		}
-		if m == nil {
-			continue
-		}
-		o := &unstructured.Unstructured{Object: m}
+	for _, o := range objs {
 		if edit != nil {
 			edit(o)
 		}
-		gvk := o.GroupVersionKind()
-		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-			o.SetNamespace(ns)
-			ri = dyn.Resource(mapping.Resource).Namespace(ns)
-		}
-		body, _ := json.Marshal(o.Object)
-		force := true
-		if _, err := ri.Patch(context.Background(), o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "test", Force: &force}); err != nil {
-			t.Fatalf("apply %s %s from %s: %v", gvk.Kind, o.GetName(), path, err)
-		}
+	}
+	if err := devcluster.Apply(context.Background(), cluster.Config(), "test", ns, objs); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
 
