@@ -5,8 +5,8 @@
 # canaryline (uid 65532, gid 0), /tmp and a group-0-writable home, on scratch.
 #
 # This is the container-engine route to the same image that
-# internal/image.Build (`canaryline image --out DIR`) writes as an OCI layout
-# without an engine; internal/image's TestDockerfileMatchesImage keeps the
+# internal/tools/image.Build (`canaryline image --out DIR`) writes as an OCI layout
+# without an engine; internal/tools/image's TestDockerfileMatchesImage keeps the
 # two in step. Build with BuildKit (Docker 23+) or Podman/Buildah:
 #
 #   docker build -t canaryline-steps:dev .

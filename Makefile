@@ -71,7 +71,7 @@ lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './_output/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) build -tags tools -o /dev/null ./internal/tools
+	$(GO) build -tags tools -o /dev/null ./internal/tools/pins
 
 ## pipelines: generate pipelines/ (the 1, 3 and 5 step canary releases, blue-green, prebuilt variants) from one source
 pipelines:

@@ -11,10 +11,10 @@ package main
 import (
 	"os"
 
-	"github.com/canaryline/canaryline/internal/build"
-	"github.com/canaryline/canaryline/internal/health"
-	"github.com/canaryline/canaryline/internal/release"
-	"github.com/canaryline/canaryline/internal/steps"
+	"github.com/canaryline/canaryline/internal/runtime/build"
+	"github.com/canaryline/canaryline/internal/runtime/health"
+	"github.com/canaryline/canaryline/internal/runtime/release"
+	"github.com/canaryline/canaryline/internal/runtime/steps"
 )
 
 // table is every step of the step image.

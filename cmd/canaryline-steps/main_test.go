@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/canaryline/canaryline/internal/steps"
+	"github.com/canaryline/canaryline/internal/runtime/steps"
 )
 
 // forbiddenDeps are import path prefixes the step binary must not link.
@@ -21,8 +21,8 @@ var forbiddenDeps = []struct {
 	why    string
 }{
 	{"github.com/tektoncd/", "the Tekton pipeline module would blow the 32 MB step image budget; steps talk to the API with client-go only"},
-	{"k8s.io/client-go/kubernetes", "its typed clients link k8s.io/client-go/kubernetes/scheme, every API group (about 9 MB of the step image); use internal/kubeclient"},
-	{"github.com/openshift/client-go/", "its clients link k8s.io/client-go/kubernetes/scheme through their apply configurations and discovery; use internal/osclient"},
+	{"k8s.io/client-go/kubernetes", "its typed clients link k8s.io/client-go/kubernetes/scheme, every API group (about 9 MB of the step image); use internal/runtime/kubeclient"},
+	{"github.com/openshift/client-go/", "its clients link k8s.io/client-go/kubernetes/scheme through their apply configurations and discovery; use internal/runtime/osclient"},
 	{"k8s.io/client-go/applyconfigurations/", "apply configurations link k8s.io/client-go/discovery and k8s.io/client-go/kubernetes/scheme"},
 }
 

@@ -8,8 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/canaryline/canaryline/internal/cli"
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
+	"github.com/canaryline/canaryline/internal/tools/cli"
 )
 
 func main() {

@@ -3,8 +3,8 @@
 package main
 
 import (
-	"github.com/canaryline/canaryline/internal/release"
-	"github.com/canaryline/canaryline/internal/steps"
+	"github.com/canaryline/canaryline/internal/runtime/release"
+	"github.com/canaryline/canaryline/internal/runtime/steps"
 )
 
 func main() { steps.Main(steps.Table{steps.ShiftCanary: release.ShiftMain}, steps.ShiftCanary) }

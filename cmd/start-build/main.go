@@ -3,8 +3,8 @@
 package main
 
 import (
-	"github.com/canaryline/canaryline/internal/build"
-	"github.com/canaryline/canaryline/internal/steps"
+	"github.com/canaryline/canaryline/internal/runtime/build"
+	"github.com/canaryline/canaryline/internal/runtime/steps"
 )
 
 func main() { steps.Main(steps.Table{steps.StartBuild: build.StartMain}, steps.StartBuild) }

@@ -3,8 +3,8 @@
 package main
 
 import (
-	"github.com/canaryline/canaryline/internal/health"
-	"github.com/canaryline/canaryline/internal/steps"
+	"github.com/canaryline/canaryline/internal/runtime/health"
+	"github.com/canaryline/canaryline/internal/runtime/steps"
 )
 
 func main() { steps.Main(steps.Table{steps.VerifyHealth: health.Main}, steps.VerifyHealth) }

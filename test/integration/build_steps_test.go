@@ -33,8 +33,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 const commitA = "4f2a9c1d5e6b7a8f9c0d1e2f3a4b5c6d7e8f9a0b"

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 // newBuildConfig is what `oc new-app BUILDER~REPO --strategy=source` creates: S2I from a builder image, output to

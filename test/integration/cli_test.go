@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 func buildCLI(t *testing.T) string {

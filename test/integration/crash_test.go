@@ -19,10 +19,10 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/dev/faultproxy"
-	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/internal/tools/runner"
 )
 
 // killStep sends SIGKILL to the running processes of step name that use kubeconfig (this test binary's

@@ -20,11 +20,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/demo"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/internal/evidence"
-	"github.com/canaryline/canaryline/internal/runner"
+	"github.com/canaryline/canaryline/internal/runtime/evidence"
+	"github.com/canaryline/canaryline/internal/tools/runner"
 )
 
 // TestDemo runs the demo as CI does: a healthy v2 is promoted, a faulty v3 is caught at the first weight and

@@ -12,9 +12,9 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/dev/faultproxy"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 // startFaultProxy puts a fault-injecting proxy between the steps and the control plane; it returns the proxy and a

@@ -19,8 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sampleapp "github.com/canaryline/canaryline/internal/dev/app"
-	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/internal/promserver"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/promserver"
 )
 
 // sampleApps runs real sample-app servers for the stable, baseline and canary versions and sends each of them

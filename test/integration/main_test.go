@@ -1,4 +1,4 @@
-// Package integration runs against the real local control plane (internal/devcluster): kube-apiserver with RBAC,
+// Package integration runs against the real local control plane (internal/dev/devcluster): kube-apiserver with RBAC,
 // controller-manager, scheduler and KWOK nodes, plus the OpenShift API shim and the build simulator.
 package integration
 
@@ -6,8 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 var cluster *devcluster.Cluster

@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/rbac"
+	"github.com/canaryline/canaryline/internal/tools/rbac"
 )
 
 // TestServiceAccountTokenLimitedByRole: a ServiceAccount token bound to a narrow Role gets what the Role grants and

@@ -29,8 +29,8 @@ import (
 	buildclient "github.com/openshift/client-go/build/clientset/versioned"
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 // realPod is a pod for the real node running image with command (the image's own when nil).

@@ -27,14 +27,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/canaryline/canaryline/internal/bundle"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
 	"github.com/canaryline/canaryline/internal/dev/faultproxy"
-	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/internal/kubeclient/kubeclienttest"
-	"github.com/canaryline/canaryline/internal/release"
-	"github.com/canaryline/canaryline/internal/runner"
-	"github.com/canaryline/canaryline/internal/tektonrun"
+	"github.com/canaryline/canaryline/internal/runtime/kubeclient/kubeclienttest"
+	"github.com/canaryline/canaryline/internal/runtime/release"
+	"github.com/canaryline/canaryline/internal/tools/bundle"
+	"github.com/canaryline/canaryline/internal/tools/runner"
+	"github.com/canaryline/canaryline/internal/tools/tektonrun"
 )
 
 // runPipeline runs a Pipeline of pipelines/ with canaryline run's runner, its steps acting as the pipeline's

@@ -15,9 +15,9 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/canaryline/canaryline/internal/catalog"
-	"github.com/canaryline/canaryline/internal/image"
-	"github.com/canaryline/canaryline/internal/pipelinegen"
+	"github.com/canaryline/canaryline/internal/tools/catalog"
+	"github.com/canaryline/canaryline/internal/tools/image"
+	"github.com/canaryline/canaryline/internal/tools/pipelinegen"
 )
 
 const root = "../.."
@@ -56,7 +56,7 @@ func TestGeneratedPipelinesAreFresh(t *testing.T) {
 	onDisk, _ := filepath.Glob(filepath.Join(root, "pipelines", "*.yaml"))
 	for _, f := range onDisk {
 		if _, ok := files[filepath.Base(f)]; !ok {
-			t.Errorf("%s is not generated: add it to internal/pipelinegen or remove it", f)
+			t.Errorf("%s is not generated: add it to internal/tools/pipelinegen or remove it", f)
 		}
 	}
 	if len(files) != 6 {

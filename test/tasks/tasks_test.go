@@ -16,9 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/canaryline/canaryline/internal/build"
-	"github.com/canaryline/canaryline/internal/health"
-	"github.com/canaryline/canaryline/internal/release"
+	"github.com/canaryline/canaryline/internal/runtime/build"
+	"github.com/canaryline/canaryline/internal/runtime/health"
+	"github.com/canaryline/canaryline/internal/runtime/release"
 )
 
 // configs are the step configurations, by Task name.

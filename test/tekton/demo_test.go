@@ -15,11 +15,11 @@ import (
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
-	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/demo"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/internal/runner"
-	"github.com/canaryline/canaryline/internal/tektonrun"
+	"github.com/canaryline/canaryline/internal/tools/runner"
+	"github.com/canaryline/canaryline/internal/tools/tektonrun"
 )
 
 // TestTektonDemo: the demo's two releases as canary-release PipelineRuns on the Tekton controller. v2 goes

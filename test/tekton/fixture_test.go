@@ -14,10 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/canaryline/canaryline/internal/demo"
+	"github.com/canaryline/canaryline/internal/dev/demo"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
-	"github.com/canaryline/canaryline/internal/tektonrun"
+	"github.com/canaryline/canaryline/internal/tools/tektonrun"
 )
 
 // repoRoot is the checkout the Tasks and Pipelines come from.

@@ -7,8 +7,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/devcluster"
 )
 
 var cluster *devcluster.Cluster

@@ -19,9 +19,9 @@ import (
 
 	routeclient "github.com/openshift/client-go/route/clientset/versioned"
 
-	"github.com/canaryline/canaryline/internal/bundle"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/tektonrun"
+	"github.com/canaryline/canaryline/internal/tools/bundle"
+	"github.com/canaryline/canaryline/internal/tools/tektonrun"
 )
 
 // snapshot is what a rollback must leave as it was: the Route's backends, the stable Deployment's template and the

@@ -23,7 +23,7 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
-	"github.com/canaryline/canaryline/internal/tektonrun"
+	"github.com/canaryline/canaryline/internal/tools/tektonrun"
 )
 
 // installTriggers applies the checkout's triggers/ in the app's namespace, as its kustomization and README say

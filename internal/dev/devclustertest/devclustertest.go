@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/canaryline/canaryline/internal/devcluster"
+	"github.com/canaryline/canaryline/internal/dev/devcluster"
 )
 
 // EnvDir names the run directory of a running cluster (`canaryline cluster up`) that tests attach to instead of

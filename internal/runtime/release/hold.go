@@ -1,0 +1,81 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/step"
+)
+
+// Hold is the lock of a release in progress, held by a step that does not take it (verify-health) while it runs:
+// it is renewed every third of its LOCK_TTL, as shift-canary and promote-or-rollback renew it, so that a long
+// analysis never lets the lock expire under the release it measures.
+type Hold struct {
+	lk   *lock
+	stop func()
+}
+
+// HoldRelease renews the application's lock for release id while the step runs, when the Lease records that
+// release in progress. When another release holds the lock, it is a BusyError (exit 5). When no release is in
+// progress (or an abandoned other one is recorded), there is nothing to hold: the step runs without. The context
+// returned ends when the lock is lost to another release; Check says so at the end.
+func HoldRelease(ctx context.Context, kube kubeclient.Interface, ns, app, id string, log *slog.Logger) (*Hold, context.Context, error) {
+	if id == "" {
+		return &Hold{}, ctx, nil
+	}
+	lk := newLock(kube.CoordinationV1(), ns, app, id, time.Minute, log)
+	lease, st, _, err := lk.read(ctx)
+	if err != nil {
+		if p := step.NamespaceProblem(ctx, errors.Unwrap(err), ns, "get leases", nil); p != nil {
+			return nil, nil, p
+		}
+		return nil, nil, err
+	}
+	if err := lk.busy(lease); err != nil {
+		return nil, nil, err
+	}
+	if st == nil || st.ID != id {
+		return &Hold{}, ctx, nil
+	}
+	if lease.Spec.LeaseDurationSeconds != nil && *lease.Spec.LeaseDurationSeconds > 0 {
+		lk.ttl = time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second
+	}
+	if _, err := lk.acquire(ctx); err != nil {
+		return nil, nil, err
+	}
+	kctx, stop := lk.keep(ctx)
+	return &Hold{lk: lk, stop: stop}, kctx, nil
+}
+
+// Check says, at the end of the step, whether the release still holds its lock: a BusyError naming the new holder
+// when it lost it, so that no verdict is handed on about another release's canary.
+func (h *Hold) Check(ctx context.Context, kctx context.Context) error {
+	if h.lk == nil {
+		return nil
+	}
+	var busy *step.BusyError
+	if c := context.Cause(kctx); errors.As(c, &busy) {
+		return c
+	}
+	lease, err := h.lk.leases.Get(ctx, h.lk.name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("get Lease %s: %w", h.lk.name, err)
+	}
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != h.lk.holder {
+		return h.lk.lost(lease)
+	}
+	return nil
+}
+
+// Stop ends the renewals.
+func (h *Hold) Stop() {
+	if h != nil && h.stop != nil {
+		h.stop()
+	}
+}
