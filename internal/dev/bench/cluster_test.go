@@ -25,7 +25,7 @@ func TestRequestFigures(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", steps, "../../../cmd/canaryline-steps").CombinedOutput(); err != nil {
 		t.Fatalf("build canaryline-steps: %v\n%s", err, out)
 	}
-	c := &cluster{cfg: testCluster.Config(), kube: kubernetes.NewForConfigOrDie(testCluster.Config()), root: "../../../..", steps: steps,
+	c := &cluster{cfg: testCluster.Config(), kube: kubernetes.NewForConfigOrDie(testCluster.Config()), root: "../../..", steps: steps,
 		work: dir, upstream: testCluster.ShimURL, caData: testCluster.CAData, log: &strings.Builder{}}
 	ms, err := c.requestFigures(t.Context())
 	if err != nil {

@@ -50,7 +50,7 @@ func buildStartupBinaries(t *testing.T) StartupOptions {
 	if testing.Short() {
 		t.Skip("builds binaries")
 	}
-	root, err := filepath.Abs("../../../..")
+	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

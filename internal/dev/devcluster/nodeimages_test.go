@@ -25,7 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-const repoRoot = "../../../.."
+const repoRoot = "../../.."
 
 // TestNodeImages: the pause and sample-app images are valid single-image linux/amd64 tarballs tagged with their
 // names, whose entrypoint is a static executable run as a non-root user; the step image carries the Tasks' name;

@@ -91,7 +91,7 @@ func TestLoadDirectories(t *testing.T) {
 
 // TestLoadRepository loads the repository's own tasks/ and pipelines/ and builds their bundle.
 func TestLoadRepository(t *testing.T) {
-	rs, err := Load("../../../..")
+	rs, err := Load("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

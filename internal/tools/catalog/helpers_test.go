@@ -208,7 +208,7 @@ func writeTestFile(t *testing.T, file, content string) {
 // repoRoot is the real repository's root.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", "..", "..", ".."))
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}

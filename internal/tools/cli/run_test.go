@@ -51,7 +51,7 @@ func TestStepsBinaryBuiltFromTheRepositoryDispatches(t *testing.T) {
 		t.Skip("no go command")
 	}
 	t.Setenv("PATH", filepath.Dir(goBin)) // no canaryline-steps on PATH
-	t.Chdir("../../../..")
+	t.Chdir("../../..")
 	bin, err := stepsBinary(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 // BenchmarkStepImage builds the real step image from this repository and reports its sizes: the multi-call
 // binary and the whole image, uncompressed and compressed (budget: 32 MB uncompressed).
 func BenchmarkStepImage(b *testing.B) {
-	root, err := filepath.Abs("../../../..")
+	root, err := filepath.Abs("../../..")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func grants(rules []rbacv1.PolicyRule) map[string]bool {
 // Route and the replicas router, install/ROUTER (the shipped Role plus components/router-ROUTER) for the others.
 func installedRole(t *testing.T, router string) *rbacv1.Role {
 	t.Helper()
-	dir := "../../../.."
+	dir := "../../.."
 	if router == traffic.KindHTTPRoute || router == traffic.KindIstio || router == traffic.KindNginx {
 		dir = "../../../install/" + router
 	}
