@@ -247,39 +247,11 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 			return fmt.Errorf("update Ingress %s/%s: Ingress %s/%s has no rule with a backend on the stable Service %s",
 				b.Namespace, name, b.Namespace, r.name, b.Stable)
 		}
-		warnings = nil
-		if d := primary.Spec.DefaultBackend; d != nil && d.Service != nil && d.Service.Name == b.Stable {
-			warnings = append(warnings, fmt.Sprintf("the default backend of Ingress %s goes to the stable Service %s and keeps doing so: "+
-				"only the paths of its rules are split", r.name, b.Stable))
-		}
-		spec := networkingv1.IngressSpec{IngressClassName: primary.Spec.IngressClassName, Rules: rules}
-		for _, t := range primary.Spec.TLS {
-			spec.TLS = append(spec.TLS, *t.DeepCopy())
-		}
+		warnings = r.defaultBackendWarnings(primary, b)
+		spec := nginxCanarySpec(primary, rules)
 		anns := nginxCanaryAnnotations(primary, b, w.Canary)
-		var canary *networkingv1.Ingress
-		if name, canary, err = r.getCanary(ctx, b); err != nil {
-			return err
-		}
-		if canary == nil {
-			ing := &networkingv1.Ingress{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.Namespace, Annotations: anns},
-				Spec:       spec,
-			}
-			if stored, err = r.ingresses(b.Namespace).Create(ctx, ing, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("create Ingress %s/%s: %w", b.Namespace, name, err)
-			}
-			return nil
-		}
-		if !nginxOwned(canary, b) {
-			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, name, r.notOwnedError(b, name))
-		}
-		canary.Annotations = anns
-		canary.Spec = spec
-		if stored, err = r.ingresses(b.Namespace).Update(ctx, canary, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, name, err)
-		}
-		return nil
+		name, stored, err = r.putCanary(ctx, b, anns, spec)
+		return err
 	})
 	if err != nil {
 		return Applied{}, err
@@ -287,6 +259,54 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	a, err := r.readBack(b, w, name, stored)
 	a.Warnings = append(a.Warnings, warnings...)
 	return a, err
+}
+
+// defaultBackendWarnings warns when primary's default backend is the stable Service, which no split reaches.
+func (r *nginx) defaultBackendWarnings(primary *networkingv1.Ingress, b Backends) []string {
+	if d := primary.Spec.DefaultBackend; d != nil && d.Service != nil && d.Service.Name == b.Stable {
+		return []string{fmt.Sprintf("the default backend of Ingress %s goes to the stable Service %s and keeps doing so: "+
+			"only the paths of its rules are split", r.name, b.Stable)}
+	}
+	return nil
+}
+
+// nginxCanarySpec is the canary Ingress's spec: primary's class and TLS, with rules.
+func nginxCanarySpec(primary *networkingv1.Ingress, rules []networkingv1.IngressRule) networkingv1.IngressSpec {
+	spec := networkingv1.IngressSpec{IngressClassName: primary.Spec.IngressClassName, Rules: rules}
+	for _, t := range primary.Spec.TLS {
+		spec.TLS = append(spec.TLS, *t.DeepCopy())
+	}
+	return spec
+}
+
+// putCanary creates the canary Ingress with anns and spec, or updates the release's own; it refuses one that is not
+// the release's. It returns the Ingress's name and the API server's answer.
+func (r *nginx) putCanary(ctx context.Context, b Backends, anns map[string]string, spec networkingv1.IngressSpec) (string, *networkingv1.Ingress, error) {
+	name, canary, err := r.getCanary(ctx, b)
+	if err != nil {
+		return name, nil, err
+	}
+	if canary == nil {
+		ing := &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.Namespace, Annotations: anns},
+			Spec:       spec,
+		}
+		stored, err := r.ingresses(b.Namespace).Create(ctx, ing, metav1.CreateOptions{})
+		if err != nil {
+			return name, nil, fmt.Errorf("create Ingress %s/%s: %w", b.Namespace, name, err)
+		}
+		return name, stored, nil
+	}
+	if !nginxOwned(canary, b) {
+		return name, nil, fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, name, r.notOwnedError(b, name))
+	}
+	canary.Annotations = anns
+	canary.Spec = spec
+	stored, err := r.ingresses(b.Namespace).Update(ctx, canary, metav1.UpdateOptions{})
+	if err != nil {
+		return name, nil, fmt.Errorf("update Ingress %s/%s: %w", b.Namespace, name, err)
+	}
+	return name, stored, nil
 }
 
 // readBack checks that the canary Ingress name as stored (the create's or update's answer) is a canary holding the

@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
 	"math"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,16 +56,30 @@ func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Appli
 	if st.Spec.Replicas != nil {
 		stable = *st.Spec.Replicas
 	}
-	want := map[string]int32{}
-	if want[b.CanaryDeployment], err = canaryReplicas(stable, w.Canary+w.Baseline); err != nil {
+	want, err := trackReplicas(b, w, stable)
+	if err != nil {
 		return Applied{}, err
 	}
+	if err := scale(ctx, apps, b.Namespace, want); err != nil {
+		return Applied{}, err
+	}
+	got, err := readReplicas(ctx, apps, b, want)
+	if err != nil {
+		return Applied{}, err
+	}
+	return replicasApplied(b, w, got), nil
+}
+
+// trackReplicas is how many replicas the canary (and baseline) Deployments get for w beside stable replicas.
+func trackReplicas(b Backends, w Weights, stable int32) (map[string]int32, error) {
+	want := map[string]int32{}
+	n, err := canaryReplicas(stable, w.Canary+w.Baseline)
+	if err != nil {
+		return nil, err
+	}
+	want[b.CanaryDeployment] = n
 	if b.BaselineDeployment != "" {
 		// The baseline runs at the canary's size and takes the same share.
-		n, err := canaryReplicas(stable, w.Canary+w.Baseline)
-		if err != nil {
-			return Applied{}, err
-		}
 		half := int32(math.Round(float64(n) / 2))
 		if w.Canary > 0 && half < 1 {
 			half = 1
@@ -74,6 +89,11 @@ func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Appli
 			want[b.CanaryDeployment], want[b.BaselineDeployment] = 0, 0
 		}
 	}
+	return want, nil
+}
+
+// scale sets each Deployment of want to its replicas, retrying on conflicts.
+func scale(ctx context.Context, apps kubeclient.DeploymentInterface, namespace string, want map[string]int32) error {
 	for name, n := range want {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			d, err := apps.Get(ctx, name, metav1.GetOptions{})
@@ -85,10 +105,14 @@ func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Appli
 			return err
 		})
 		if err != nil {
-			return Applied{}, fmt.Errorf("scale Deployment %s/%s to %d: %w", b.Namespace, name, n, err)
+			return fmt.Errorf("scale Deployment %s/%s to %d: %w", namespace, name, n, err)
 		}
 	}
-	// Read back.
+	return nil
+}
+
+// readReplicas reads back the replicas of the release's Deployments and checks those it scaled.
+func readReplicas(ctx context.Context, apps kubeclient.DeploymentInterface, b Backends, want map[string]int32) (map[string]int32, error) {
 	got := map[string]int32{}
 	for _, name := range []string{b.StableDeployment, b.CanaryDeployment, b.BaselineDeployment} {
 		if name == "" {
@@ -96,13 +120,19 @@ func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Appli
 		}
 		d, err := apps.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return Applied{}, fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, name, err)
+			return nil, fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, name, err)
 		}
 		got[name] = *d.Spec.Replicas
 		if n, ok := want[name]; ok && got[name] != n {
-			return Applied{}, fmt.Errorf("Deployment %s/%s has %d replicas after scaling; want %d", b.Namespace, name, got[name], n)
+			return nil, fmt.Errorf("Deployment %s/%s has %d replicas after scaling; want %d", b.Namespace, name, got[name], n)
 		}
 	}
+	return got, nil
+}
+
+// replicasApplied is the share of requests the replica counts got give each track, and a warning when the canary's
+// is more than a point away from w.
+func replicasApplied(b Backends, w Weights, got map[string]int32) Applied {
 	total := float64(got[b.StableDeployment] + got[b.CanaryDeployment] + got[b.BaselineDeployment])
 	a := Applied{Detail: fmt.Sprintf("replicas: stable %d, canary %d", got[b.StableDeployment], got[b.CanaryDeployment])}
 	a.EffectiveCanary = 100 * float64(got[b.CanaryDeployment]) / total
@@ -116,7 +146,7 @@ func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Appli
 		a.Warnings = append(a.Warnings, fmt.Sprintf("the canary gets %.1f%% of requests, not %d%%: with %d stable pods the nearest replica ratio is %s",
 			a.EffectiveCanary, w.Canary, got[b.StableDeployment], a.Detail))
 	}
-	return a, nil
+	return a
 }
 
 // Restore: nothing to put back; the release removes the canary Deployment.

@@ -138,23 +138,8 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 			return err
 		}
 		r.last = nil // after a conflict, read it again
-		rt = cur
-		rt.Spec.To.Weight = &stable
-		alts := append(routeOthers(rt.Spec.AlternateBackends, b), routev1.RouteTargetReference{Kind: "Service", Name: b.Canary, Weight: &canary})
-		if b.Baseline != "" {
-			alts = append(alts, routev1.RouteTargetReference{Kind: "Service", Name: b.Baseline, Weight: &baseline})
-		}
-		rt.Spec.AlternateBackends = alts
-		if rt.Annotations == nil {
-			rt.Annotations = map[string]string{}
-		}
-		for k, v := range b.Annotations {
-			rt.Annotations[k] = v
-		}
-		if !r.KeepCookies {
-			rt.Annotations[DisableCookiesAnnotation] = "true"
-		}
-		rt, err = r.c.Route.Routes(b.Namespace).Update(ctx, rt, metav1.UpdateOptions{})
+		r.setBackends(cur, b, stable, canary, baseline)
+		rt, err = r.c.Route.Routes(b.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
@@ -169,9 +154,42 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	if got[b.Stable] != stable || got[b.Canary] != canary || (b.Baseline != "" && got[b.Baseline] != baseline) {
 		return Applied{}, fmt.Errorf("Route %s/%s holds weights %v after the update; want %s=%d %s=%d", b.Namespace, r.name, got, b.Stable, stable, b.Canary, canary)
 	}
-	stored := percentOf(got, b)
-	a := Applied{Stored: stored, Detail: fmt.Sprintf("Route %s: to %s=%d, alternates %s", r.name, b.Stable, stable, altDetail(rt))}
-	// The OpenShift router divides each Service's weight among its endpoints: compute what each will really get.
+	a := Applied{Stored: percentOf(got, b), Detail: fmt.Sprintf("Route %s: to %s=%d, alternates %s", r.name, b.Stable, stable, altDetail(rt))}
+	eps, err := r.readyEndpoints(ctx, b)
+	if err != nil {
+		return a, err
+	}
+	// The OpenShift router divides each Service's weight among its endpoints: what each will really get.
+	a.Detail += fmt.Sprintf("; ready endpoints: %s=%d %s=%d", b.Stable, eps[b.Stable], b.Canary, eps[b.Canary])
+	shares := haproxyShares(got, eps)
+	a.EffectiveCanary, a.EffectiveBaseline = shares[b.Canary], shares[b.Baseline]
+	a.Warnings = shareWarnings(w, a.EffectiveCanary, a.EffectiveBaseline, eps, b)
+	return a, nil
+}
+
+// setBackends points rt at the stable Service with weight stable and the canary (and baseline) as alternates,
+// keeping the alternates that are not the release's, and marks it with the release's annotations.
+func (r *route) setBackends(rt *routev1.Route, b Backends, stable, canary, baseline int32) {
+	rt.Spec.To.Weight = &stable
+	alts := append(routeOthers(rt.Spec.AlternateBackends, b), routev1.RouteTargetReference{Kind: "Service", Name: b.Canary, Weight: &canary})
+	if b.Baseline != "" {
+		alts = append(alts, routev1.RouteTargetReference{Kind: "Service", Name: b.Baseline, Weight: &baseline})
+	}
+	rt.Spec.AlternateBackends = alts
+	if rt.Annotations == nil {
+		rt.Annotations = map[string]string{}
+	}
+	for k, v := range b.Annotations {
+		rt.Annotations[k] = v
+	}
+	if !r.KeepCookies {
+		rt.Annotations[DisableCookiesAnnotation] = "true"
+	}
+}
+
+// readyEndpoints counts the ready endpoints of the release's Services: from b.Ready where the caller counted them,
+// else from the API.
+func (r *route) readyEndpoints(ctx context.Context, b Backends) (map[string]int32, error) {
 	eps := map[string]int32{}
 	for _, svc := range []string{b.Stable, b.Canary, b.Baseline} {
 		if svc == "" {
@@ -183,15 +201,11 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		}
 		n, err := ReadyEndpoints(ctx, r.c.Kube, b.Namespace, svc)
 		if err != nil {
-			return a, err
+			return nil, err
 		}
 		eps[svc] = n
 	}
-	a.Detail += fmt.Sprintf("; ready endpoints: %s=%d %s=%d", b.Stable, eps[b.Stable], b.Canary, eps[b.Canary])
-	shares := haproxyShares(got, eps)
-	a.EffectiveCanary, a.EffectiveBaseline = shares[b.Canary], shares[b.Baseline]
-	a.Warnings = shareWarnings(w, a.EffectiveCanary, a.EffectiveBaseline, eps, b)
-	return a, nil
+	return eps, nil
 }
 
 func weightOf(w *int32) int32 {
