@@ -31,20 +31,11 @@ import (
 
 // Labels and annotations on what a release creates or changes.
 const (
-	TrackLabel         = naming.TrackLabel
 	ReleaseLabel       = "canaryline.dev/release"
 	ReleaseAnnotation  = traffic.ReleaseAnnotation
 	ImageAnnotation    = traffic.ImageAnnotation
 	WeightAnnotation   = traffic.WeightAnnotation
 	PromotedAnnotation = "canaryline.dev/promoted-release"
-	// podTemplateHash is naming.PodTemplateHashLabel, under the short name shift.go uses.
-	podTemplateHash = naming.PodTemplateHashLabel
-)
-
-// Tracks.
-const (
-	TrackCanary   = naming.TrackCanary
-	TrackBaseline = naming.TrackBaseline
 )
 
 // releaseAnnotations are put on every object a release creates or changes: which release, which image.
@@ -82,17 +73,17 @@ func trackDeployment(stable *appsv1.Deployment, st *State, name, track, image st
 	if d.Labels == nil {
 		d.Labels = map[string]string{}
 	}
-	d.Labels[TrackLabel], d.Labels[ReleaseLabel] = track, labelValue(st.ID)
+	d.Labels[naming.TrackLabel], d.Labels[ReleaseLabel] = track, labelValue(st.ID)
 	d.Spec.Replicas = &replicas
 	d.Spec.Selector = stable.Spec.Selector.DeepCopy()
 	if d.Spec.Selector.MatchLabels == nil {
 		d.Spec.Selector.MatchLabels = map[string]string{}
 	}
-	d.Spec.Selector.MatchLabels[TrackLabel] = track
+	d.Spec.Selector.MatchLabels[naming.TrackLabel] = track
 	if d.Spec.Template.Labels == nil {
 		d.Spec.Template.Labels = map[string]string{}
 	}
-	d.Spec.Template.Labels[TrackLabel] = track
+	d.Spec.Template.Labels[naming.TrackLabel] = track
 	d.Spec.Template.Labels[ReleaseLabel] = labelValue(st.ID)
 	if image != "" {
 		for i := range d.Spec.Template.Spec.Containers {
@@ -120,7 +111,7 @@ func specHash(spec any) string {
 // it is never changed.
 func notOurs(kind string, obj metav1.Object, release string) error {
 	return fmt.Errorf("%s %s/%s exists and was not made by release %s (its %s label is %q, its release %q): it is left as it is",
-		kind, obj.GetNamespace(), obj.GetName(), release, TrackLabel, obj.GetLabels()[TrackLabel], obj.GetAnnotations()[ReleaseAnnotation])
+		kind, obj.GetNamespace(), obj.GetName(), release, naming.TrackLabel, obj.GetLabels()[naming.TrackLabel], obj.GetAnnotations()[ReleaseAnnotation])
 }
 
 // ensureDeployment creates d, or brings an existing one of the release to d's template, replicas and annotations,
@@ -129,7 +120,7 @@ func notOurs(kind string, obj metav1.Object, release string) error {
 // costs that one read.
 func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, release string, known bool) (*appsv1.Deployment, error) {
 	api := kube.AppsV1().Deployments(d.Namespace)
-	track := d.Labels[TrackLabel]
+	track := d.Labels[naming.TrackLabel]
 	d.Annotations[specHashAnnotation] = specHash([]any{d.Spec.Template, d.Spec.Replicas, d.Annotations})
 	if known {
 		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
@@ -177,7 +168,7 @@ func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.
 // trackService is a copy of the stable Service for track: its ports, its selector plus the track label.
 func trackService(stable *corev1.Service, st *State, name, track string) *corev1.Service {
 	sel := maps.Clone(st.StableSelector)
-	sel[TrackLabel] = track
+	sel[naming.TrackLabel] = track
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stable.Namespace, Labels: maps.Clone(stable.Labels), Annotations: releaseAnnotations(st)},
 		Spec:       corev1.ServiceSpec{Selector: sel, Type: corev1.ServiceTypeClusterIP},
@@ -185,7 +176,7 @@ func trackService(stable *corev1.Service, st *State, name, track string) *corev1
 	if svc.Labels == nil {
 		svc.Labels = map[string]string{}
 	}
-	svc.Labels[TrackLabel], svc.Labels[ReleaseLabel] = track, labelValue(st.ID)
+	svc.Labels[naming.TrackLabel], svc.Labels[ReleaseLabel] = track, labelValue(st.ID)
 	for _, p := range stable.Spec.Ports {
 		p.NodePort = 0
 		svc.Spec.Ports = append(svc.Spec.Ports, p)
@@ -196,7 +187,7 @@ func trackService(stable *corev1.Service, st *State, name, track string) *corev1
 // ensureService is ensureDeployment for the track's Service.
 func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.Service, release string, known bool) (*corev1.Service, error) {
 	api := kube.CoreV1().Services(svc.Namespace)
-	track := svc.Labels[TrackLabel]
+	track := svc.Labels[naming.TrackLabel]
 	svc.Annotations[specHashAnnotation] = specHash([]any{svc.Spec.Selector, svc.Spec.Ports, svc.Annotations})
 	if known {
 		cur, err := api.Get(ctx, svc.Name, metav1.GetOptions{})

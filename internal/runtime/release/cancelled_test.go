@@ -21,6 +21,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient/kubeclienttest"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 	"github.com/canaryline/canaryline/internal/runtime/traffic"
 )
@@ -131,16 +132,16 @@ func releaseInProgress(t *testing.T) (*kubefake.Clientset, *routefake.Clientset)
 		StableSelector: map[string]string{"app": "shop"}, Names: Names{CanaryDeployment: "shop-canary", CanaryService: "shop-canary"},
 		Weight: 10, Phase: PhaseShifting, StartedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
 	mark := func(track string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: "shop-" + track, Namespace: ns, Labels: map[string]string{TrackLabel: track, ReleaseLabel: id},
+		return metav1.ObjectMeta{Name: "shop-" + track, Namespace: ns, Labels: map[string]string{naming.TrackLabel: track, ReleaseLabel: id},
 			Annotations: releaseAnnotations(st)}
 	}
 	kube := versioned(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns, Annotations: releaseAnnotations(st)},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "shop", podTemplateHash: "5d8f7c"}}},
-		&appsv1.Deployment{ObjectMeta: mark(TrackCanary)},
-		&corev1.Service{ObjectMeta: mark(TrackCanary)},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "shop", naming.PodTemplateHashLabel: "5d8f7c"}}},
+		&appsv1.Deployment{ObjectMeta: mark(naming.TrackCanary)},
+		&corev1.Service{ObjectMeta: mark(naming.TrackCanary)},
 	)
 	lk := newLock(kubeclienttest.Wrap(kube).CoordinationV1(), ns, "shop", id, time.Minute, quiet)
 	if _, err := lk.acquire(ctx); err != nil {

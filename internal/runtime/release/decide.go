@@ -383,10 +383,10 @@ func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, st 
 		get               func(context.Context, string, metav1.GetOptions) (metav1.Object, error)
 		del               func(context.Context, string, metav1.DeleteOptions) error
 	}{
-		{"Deployment", n.CanaryDeployment, TrackCanary, getter(apps.Get), apps.Delete},
-		{"Deployment", n.BaselineDeployment, TrackBaseline, getter(apps.Get), apps.Delete},
-		{"Service", n.CanaryService, TrackCanary, getter(core.Get), core.Delete},
-		{"Service", n.BaselineService, TrackBaseline, getter(core.Get), core.Delete},
+		{"Deployment", n.CanaryDeployment, naming.TrackCanary, getter(apps.Get), apps.Delete},
+		{"Deployment", n.BaselineDeployment, naming.TrackBaseline, getter(apps.Get), apps.Delete},
+		{"Service", n.CanaryService, naming.TrackCanary, getter(core.Get), core.Delete},
+		{"Service", n.BaselineService, naming.TrackBaseline, getter(core.Get), core.Delete},
 	} {
 		if o.name == "" {
 			continue

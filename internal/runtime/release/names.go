@@ -52,7 +52,7 @@ func (s *State) names() Names {
 // the release annotation. Only such objects are canaryline's to change or delete.
 func marked(obj metav1.Object, track string, releases ...string) bool {
 	id := obj.GetAnnotations()[ReleaseAnnotation]
-	return obj.GetLabels()[TrackLabel] == track && id != "" && slices.Contains(releases, id)
+	return obj.GetLabels()[naming.TrackLabel] == track && id != "" && slices.Contains(releases, id)
 }
 
 // clash is an object that stands where the release would create one of its own.
@@ -64,10 +64,10 @@ type clash struct {
 // that is not canaryline's own: not marked by this release, nor by the abandoned release (releases[1]) that this
 // one is about to roll back. A name clash is bad input: exit 2, naming the object and the fix.
 func checkClashes(ctx context.Context, kube kubeclient.Interface, ns string, n Names, releases ...string) error {
-	wanted := []clash{{"Deployment", n.CanaryDeployment, TrackCanary, "CANARY_NAME"}, {"Service", n.CanaryService, TrackCanary, "CANARY_NAME"}}
+	wanted := []clash{{"Deployment", n.CanaryDeployment, naming.TrackCanary, "CANARY_NAME"}, {"Service", n.CanaryService, naming.TrackCanary, "CANARY_NAME"}}
 	if n.BaselineDeployment != "" {
-		wanted = append(wanted, clash{"Deployment", n.BaselineDeployment, TrackBaseline, "BASELINE_NAME"},
-			clash{"Service", n.BaselineService, TrackBaseline, "BASELINE_NAME"})
+		wanted = append(wanted, clash{"Deployment", n.BaselineDeployment, naming.TrackBaseline, "BASELINE_NAME"},
+			clash{"Service", n.BaselineService, naming.TrackBaseline, "BASELINE_NAME"})
 	}
 	for _, w := range wanted {
 		var obj metav1.Object
@@ -92,10 +92,10 @@ func checkClashes(ctx context.Context, kube kubeclient.Interface, ns string, n N
 }
 
 func clashError(ns string, w clash, obj metav1.Object) error {
-	owner := "it was not made by canaryline (no " + TrackLabel + " label)"
-	if id := obj.GetAnnotations()[ReleaseAnnotation]; obj.GetLabels()[TrackLabel] != "" && id != "" {
+	owner := "it was not made by canaryline (no " + naming.TrackLabel + " label)"
+	if id := obj.GetAnnotations()[ReleaseAnnotation]; obj.GetLabels()[naming.TrackLabel] != "" && id != "" {
 		owner = fmt.Sprintf("it was made by canaryline release %s, which is not in progress", id)
-	} else if obj.GetLabels()[TrackLabel] != "" {
+	} else if obj.GetLabels()[naming.TrackLabel] != "" {
 		owner = "it carries canaryline's track label but no release"
 	}
 	return step.Invalid(w.param, fmt.Sprintf("choose another name for the release's %s with %s (the Pipeline's %s param), or delete "+

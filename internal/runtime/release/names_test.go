@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
 
@@ -86,12 +87,12 @@ func TestTrackNamesAndMarks(t *testing.T) {
 	if n := old.names(); n.CanaryDeployment != "shop-canary" || n.BaselineService != "shop-baseline" {
 		t.Errorf("a state recorded without names: %+v", n)
 	}
-	obj := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{TrackLabel: "canary"}, Annotations: map[string]string{ReleaseAnnotation: "r1"}}}
-	if !marked(obj, TrackCanary, "r1") || marked(obj, TrackCanary, "r2") || marked(obj, TrackBaseline, "r1") || !marked(obj, TrackCanary, "r2", "r1") {
+	obj := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{naming.TrackLabel: "canary"}, Annotations: map[string]string{ReleaseAnnotation: "r1"}}}
+	if !marked(obj, naming.TrackCanary, "r1") || marked(obj, naming.TrackCanary, "r2") || marked(obj, naming.TrackBaseline, "r1") || !marked(obj, naming.TrackCanary, "r2", "r1") {
 		t.Error("marked: wrong answer")
 	}
 	obj.Labels = nil
-	if marked(obj, TrackCanary, "r1") {
+	if marked(obj, naming.TrackCanary, "r1") {
 		t.Error("an object without the track label counts as marked")
 	}
 }

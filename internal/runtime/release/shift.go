@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 	"github.com/canaryline/canaryline/internal/runtime/traffic"
 )
@@ -296,7 +297,7 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 		return nil
 	}
 	kube := s.c.Kube
-	hash := s.svc.Spec.Selector[podTemplateHash]
+	hash := s.svc.Spec.Selector[naming.PodTemplateHashLabel]
 	if !s.ours || hash == "" {
 		var err error
 		if hash, err = stableHash(ctx, kube, s.stable); err != nil {
@@ -304,7 +305,7 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 		}
 	}
 	sel := maps.Clone(st.StableSelector)
-	sel[podTemplateHash] = hash
+	sel[naming.PodTemplateHashLabel] = hash
 	if err := setServiceSelector(ctx, kube, s.svc, sel, releaseAnnotations(st), false); err != nil {
 		return err
 	}
@@ -324,13 +325,13 @@ func (s *shift) bringUpTracks(ctx context.Context, st *State, ready map[string]i
 	size := replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
 	if s.cfg.traits().SizesTracks {
 		size = 0 // the router sizes it from the weight
-		if cur, err := kube.AppsV1().Deployments(ns).Get(ctx, b.CanaryDeployment, metav1.GetOptions{}); err == nil && marked(cur, TrackCanary, st.ID) {
+		if cur, err := kube.AppsV1().Deployments(ns).Get(ctx, b.CanaryDeployment, metav1.GetOptions{}); err == nil && marked(cur, naming.TrackCanary, st.ID) {
 			size = ptrOr(cur.Spec.Replicas, 0)
 		}
 	}
-	tracks := []struct{ track, image, deployment, service string }{{TrackCanary, s.cfg.Image, b.CanaryDeployment, b.Canary}}
+	tracks := []struct{ track, image, deployment, service string }{{naming.TrackCanary, s.cfg.Image, b.CanaryDeployment, b.Canary}}
 	if st.Baseline {
-		tracks = append(tracks, struct{ track, image, deployment, service string }{TrackBaseline, "", b.BaselineDeployment, b.Baseline})
+		tracks = append(tracks, struct{ track, image, deployment, service string }{naming.TrackBaseline, "", b.BaselineDeployment, b.Baseline})
 	}
 	if st.UIDs == nil {
 		st.UIDs = map[string]string{}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient/kubeclienttest"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 	"github.com/canaryline/canaryline/internal/runtime/traffic"
 )
@@ -78,7 +79,7 @@ func TestShiftRefusesBeforeItsFirstChange(t *testing.T) {
 	canaryDeployment := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "shop-canary", Namespace: "team"}}
 	canaryService := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "shop-canary", Namespace: "team"}}
 	oldRelease := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "shop-canary", Namespace: "team",
-		Labels: map[string]string{TrackLabel: TrackCanary}, Annotations: map[string]string{ReleaseAnnotation: "run-0"}}}
+		Labels: map[string]string{naming.TrackLabel: naming.TrackCanary}, Annotations: map[string]string{ReleaseAnnotation: "run-0"}}}
 	for _, tc := range []struct {
 		name   string
 		extra  []runtime.Object

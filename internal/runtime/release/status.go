@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
 
@@ -66,7 +67,7 @@ func ReadStatus(ctx context.Context, kube kubeclient.Interface, ns, app string) 
 	if st != nil {
 		c, err := kube.AppsV1().Deployments(ns).Get(ctx, st.names().CanaryDeployment, metav1.GetOptions{})
 		switch {
-		case err == nil && marked(c, TrackCanary, st.ID):
+		case err == nil && marked(c, naming.TrackCanary, st.ID):
 			s.CanaryImage = containerImage(c, st.Container)
 		case err != nil && !apierrors.IsNotFound(err):
 			return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, st.names().CanaryDeployment, err)
