@@ -291,7 +291,7 @@ func TestWaitBuildCancelsOnSIGTERM(t *testing.T) {
 		b, err := bc.BuildV1().Builds(ns).Get(context.Background(), name, metav1.GetOptions{})
 		return err == nil && b.Status.Phase == buildv1.BuildPhaseRunning
 	})
-	time.Sleep(300 * time.Millisecond) // let wait-build be in its watch
+	time.Sleep(300 * time.Millisecond) // most often in its watch; a stop while it still reads the build cancels too
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -122,8 +122,9 @@ func healthEnv(t *testing.T, canary sampleapp.Config, rps int) (*app_, map[strin
 		"PROMETHEUS_URL": prom, "EVIDENCE_DIR": filepath.Join(t.TempDir(), "evidence"),
 		"QUERIES": "- name: error-rate\n  query: '" + errorRatioQuery + "'\n  threshold: '< 0.05'\n",
 		"COMPARE": "- name: error-ratio-vs-baseline\n  query: '" + compareQuery + "'\n  direction: increase\n",
-		// 2 s: these tests judge errors, not latency; on a loaded 2-core machine a healthy p95 reached 425 ms.
-		"HTTP_URLS": "http://" + apps.addrs["canary"] + "/", "HTTP_RATE": "20", "HTTP_MIN_SUCCESS": "0.9", "HTTP_MAX_LATENCY": "2s",
+		// These tests judge errors through Prometheus, not the probe: a loaded 2-core machine gave a healthy p95 of
+		// 425 ms, and as few as 6 probe requests in an interval (one seeded error among them is 0.83).
+		"HTTP_URLS": "http://" + apps.addrs["canary"] + "/", "HTTP_RATE": "20", "HTTP_MIN_SUCCESS": "0.8", "HTTP_MAX_LATENCY": "2s",
 	}
 	return &app_{app: a, apps: apps}, env
 }

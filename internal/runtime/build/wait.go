@@ -48,6 +48,9 @@ type Clients struct {
 func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Writer, log *slog.Logger) (Image, error) {
 	w := &waiter{cfg: cfg, ns: ns, c: c, out: out, log: log}
 	if err := w.checkBuild(ctx); err != nil {
+		if ctx.Err() != nil { // stopped (SIGTERM) while reading the build: it may be running, so cancel it
+			return Image{}, w.stopped(ctx)
+		}
 		return Image{}, err
 	}
 	log.Info("waiting for build "+describe(ns, cfg.BuildName), "timeout", cfg.Timeout)
@@ -58,6 +61,9 @@ func Wait(ctx context.Context, cfg *WaitConfig, ns string, c Clients, out io.Wri
 	b, err := untilDone(wctx, c.Build, ns, cfg.BuildName)
 	if err != nil {
 		logs.end()
+		if wctx.Err() == nil { // the build was deleted, or the API failed: not a stop
+			return Image{}, err
+		}
 		return Image{}, w.stopped(ctx)
 	}
 	// The log ends with the build; give the stream a moment to deliver its last lines.

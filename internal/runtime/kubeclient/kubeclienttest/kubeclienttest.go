@@ -1,11 +1,13 @@
 // Package kubeclienttest adapts client-go's clientset (and so its fake) to kubeclient.Interface, and
-// openshift/client-go's route client to osclient.RouteV1Interface, for tests. The step binary must not import it:
+// openshift/client-go's route and build clients to osclient's interfaces, for tests. The step binary must not import it:
 // it links k8s.io/client-go/kubernetes/scheme.
 package kubeclienttest
 
 import (
+	buildv1client "github.com/openshift/client-go/build/clientset/versioned/typed/build/v1"
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
 	"github.com/canaryline/canaryline/internal/runtime/osclient"
@@ -65,3 +67,15 @@ type routes struct {
 }
 
 func (g routes) Routes(ns string) osclient.RouteInterface { return g.r.Routes(ns) }
+
+// WrapBuild returns openshift/client-go's build.openshift.io/v1 client (or its fake's) as an
+// osclient.BuildV1Interface.
+func WrapBuild(b buildv1client.BuildV1Interface) osclient.BuildV1Interface { return builds{b} }
+
+type builds struct {
+	b buildv1client.BuildV1Interface
+}
+
+func (g builds) RESTClient() rest.Interface                           { return g.b.RESTClient() }
+func (g builds) Builds(ns string) osclient.BuildInterface             { return g.b.Builds(ns) }
+func (g builds) BuildConfigs(ns string) osclient.BuildConfigInterface { return g.b.BuildConfigs(ns) }
