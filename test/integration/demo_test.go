@@ -50,8 +50,9 @@ func TestDemo(t *testing.T) {
 	if v2.Decision != "promote" || v2.Verdict != "healthy" || !strings.Contains(v2.Image, "@sha256:") {
 		t.Errorf("v2: %+v; want promoted, healthy", v2)
 	}
-	if v3.Decision != "rollback" || v3.Verdict != "unhealthy" || !strings.Contains(v3.Reason, "threshold") {
-		t.Errorf("v3: %+v; want rolled back, unhealthy with the reason", v3)
+	if v3.Decision != "rollback" || v3.Verdict != "unhealthy" || !strings.Contains(v3.Reason, "threshold") ||
+		!strings.Contains(v3.Reason, "errors-vs-stable") || !strings.Contains(v3.Reason, "increase shown") {
+		t.Errorf("v3: %+v; want rolled back, unhealthy by the sequential comparison with the stable", v3)
 	}
 	// v3 fails 30% of its requests: the analysis of the first weight must catch it, before more traffic moves.
 	if v3.DecidedBy != "verify-1" || v3.Weight != "10" {

@@ -49,7 +49,7 @@ func TestTektonDemo(t *testing.T) {
 		t.Errorf("v2: %+v; want promoted, healthy after all three weights, Succeeded", v2)
 	}
 	if v3.Decision != "rollback" || v3.Verdict != "unhealthy" || v3.DecidedBy != "verify-1" || v3.Weight != "10" ||
-		v3.Tasks["shift-2"] != runner.None || v3.Status != "Failed" {
+		v3.Tasks["shift-2"] != runner.None || v3.Status != "Failed" || !strings.Contains(v3.Reason, "errors-vs-stable") {
 		t.Errorf("v3: %+v; want rolled back, unhealthy from verify-1 at 10%%, shift-2 skipped, Failed", v3)
 	}
 	// What tkn pipelinerun logs -f shows: task states and the steps' own lines.

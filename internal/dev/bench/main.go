@@ -38,7 +38,7 @@ type Options struct {
 	// StartupRuns is the runs per cold-start figure (21); ReleaseRuns the single releases timed (3);
 	// RollbackRuns the time-to-rollback runs (5); Concurrent the releases at once (20).
 	StartupRuns, ReleaseRuns, RollbackRuns, Concurrent int
-	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode", "tekton".
+	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode", "tekton", "verdicts".
 	Skip map[string]bool
 	Log  io.Writer // progress
 }
@@ -145,6 +145,9 @@ func benchParts(ctx context.Context, o Options, c *cluster, bin, steps string) [
 		}},
 		{"tekton", "Tekton: canary-release PipelineRuns beside canaryline run, per-task overhead, Tekton's memory", func() ([]Measurement, error) {
 			return TektonFigures(ctx, TektonOptions{Root: o.Root, CacheDir: o.CacheDir, Steps: steps, Work: o.Work, Runs: o.ReleaseRuns, Log: o.Log})
+		}},
+		{"verdicts", "verdicts: seeded simulations of the sequential and the fixed comparison over whole releases", func() ([]Measurement, error) {
+			return VerdictFigures(VerdictOptions{Seed: 1}), nil
 		}},
 		{"go", "Go benchmarks (control plane start and stop, statistics)", func() ([]Measurement, error) { return GoBenchmarks(ctx, o.Root) }},
 	}

@@ -78,4 +78,24 @@ type Measurement struct {
 	Series map[string]float64 `json:"series,omitempty"`
 	// Detail says more: the error, the sample sizes and p-value of a comparison, the pod states.
 	Detail string `json:"detail,omitempty"`
+	// Sequential is a sequential comparison's state after this measurement.
+	Sequential *Sequential `json:"sequential,omitempty"`
+}
+
+// Sequential is where a sequential comparison stands: its evidence of a regression (the log of an e-value,
+// which may be read at any moment) against the boundary that decides one, and the effect as estimated so far.
+type Sequential struct {
+	// LogE is the evidence of a regression; a regression is shown when it reaches Boundary (log(1/ALPHA)).
+	LogE     float64 `json:"logE"`
+	Boundary float64 `json:"boundary"`
+	// EquivalenceLogE is the evidence of no regression beyond the tolerance, against the same boundary.
+	EquivalenceLogE float64 `json:"equivalenceLogE"`
+	// Effect is the estimate with its confidence sequence, e.g. "rate ratio 1.93 [1.21, 3.4]".
+	Effect string `json:"effect"`
+	// Counts are the totals per side, e.g. "canary 31 of 1500, stable 102 of 13500".
+	Counts string `json:"counts"`
+	// Intervals counts the intervals in the test; Carried those that came from earlier verify steps of the
+	// release (or an earlier run of this one).
+	Intervals int `json:"intervals"`
+	Carried   int `json:"carried,omitempty"`
 }

@@ -818,3 +818,42 @@ func TestHelpers(t *testing.T) {
 		})
 	}
 }
+
+// TestSequentialEvidence: a sequential comparison's state survives the JSON round trip, the report has its table
+// (evidence, boundary, effect, counts, intervals carried) and the chart a panel of the evidence against its
+// boundary, drawn as a dashed line.
+func TestSequentialEvidence(t *testing.T) {
+	t.Parallel()
+	e := &Evidence{StartedAt: start, App: "shop", Verdict: Unhealthy, Checks: []Check{{Name: "errors-vs-stable", Kind: "sequential"}}}
+	for i, l := range []float64{-0.7, 1.2, 3.9, 5.1} {
+		status := Pending
+		if l > 4.6 {
+			status = Fail
+		}
+		e.Measurements = append(e.Measurements, Measurement{Time: start.Add(time.Duration(i) * time.Second), Check: "errors-vs-stable",
+			Status: status, Series: map[string]float64{"canary": 0.02, "stable": 0.01},
+			Sequential: &Sequential{LogE: l, Boundary: 4.61, EquivalenceLogE: -3, Effect: "rate ratio 2.1 [1.3, 3.4]",
+				Counts: "canary 40 of 2000, stable 170 of 18000", Intervals: 14 + i, Carried: 10}})
+	}
+	var buf bytes.Buffer
+	if err := e.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Read(&buf)
+	if err != nil || back.Measurements[3].Sequential == nil || *back.Measurements[3].Sequential != *e.Measurements[3].Sequential {
+		t.Fatalf("round trip: %v, %+v; want the sequential state back", err, back.Measurements[3].Sequential)
+	}
+	md := e.Markdown("chart.svg")
+	for _, want := range []string{"## Sequential tests", "| errors-vs-stable | 5.10 | 4.61 | -3.00 | rate ratio 2.1 \\[1.3, 3.4\\] | canary 40 of 2000, stable 170 of 18000 | 17 (10) |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	svg := string(e.SVG())
+	if !strings.Contains(svg, "errors-vs-stable evidence") || !strings.Contains(svg, "regression when log e &gt;= 4.61") || !strings.Contains(svg, "log e-value") {
+		t.Errorf("the chart lacks the evidence panel:\n%s", svg)
+	}
+	if strings.Contains(sample().Markdown(""), "Sequential tests") {
+		t.Error("a report without sequential comparisons has a Sequential tests section")
+	}
+}

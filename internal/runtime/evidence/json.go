@@ -78,11 +78,13 @@ type measurementJSON struct {
 	Query     string            `json:"query,omitempty"`
 	Series    map[string]number `json:"series,omitempty"`
 	Detail    string            `json:"detail,omitempty"`
+	// Sequential's numbers are finite (the check keeps them so).
+	Sequential *Sequential `json:"sequential,omitempty"`
 }
 
 func toJSON(m Measurement) measurementJSON {
 	j := measurementJSON{Time: utc(m.Time), Check: m.Check, Status: m.Status, Value: number(m.Value), Text: m.Text,
-		Threshold: m.Threshold, Query: m.Query, Detail: m.Detail}
+		Threshold: m.Threshold, Query: m.Query, Detail: m.Detail, Sequential: m.Sequential}
 	if m.Series != nil {
 		j.Series = make(map[string]number, len(m.Series))
 		for k, v := range m.Series {
@@ -94,7 +96,7 @@ func toJSON(m Measurement) measurementJSON {
 
 func (j measurementJSON) measurement() Measurement {
 	m := Measurement{Time: j.Time, Check: j.Check, Status: j.Status, Value: float64(j.Value), Text: j.Text,
-		Threshold: j.Threshold, Query: j.Query, Detail: j.Detail}
+		Threshold: j.Threshold, Query: j.Query, Detail: j.Detail, Sequential: j.Sequential}
 	if j.Series != nil {
 		m.Series = make(map[string]float64, len(j.Series))
 		for k, v := range j.Series {

@@ -23,6 +23,7 @@ func (e *Evidence) Markdown(chartFile string) string {
 	e.mdHeader(p)
 	e.mdSettings(p)
 	e.mdChecks(p)
+	e.mdSequential(p)
 	if chartFile != "" {
 		p("## Chart\n\n![canary vs baseline](%s)\n\n", mdURL(chartFile))
 	}
@@ -102,6 +103,38 @@ func (e *Evidence) mdChecks(p printer) {
 		p("| %s | %s | %s | %s | %s | %s | %d | %d | %d |\n",
 			mdCell(c.Name), mdCell(c.Kind), mdCode(c.Query), mdCell(c.Threshold), mdStatus(c.Status),
 			mdCell(c.Last), c.Failures, c.Errors, c.NoData)
+	}
+	p("\n")
+}
+
+// mdSequential writes where each sequential comparison ended: its evidence against the boundary, the effect
+// with its confidence sequence, and the counts behind them.
+func (e *Evidence) mdSequential(p printer) {
+	var names []string
+	last := map[string]*Sequential{}
+	for _, m := range e.Measurements {
+		if m.Sequential == nil {
+			continue
+		}
+		if _, ok := last[m.Check]; !ok {
+			names = append(names, m.Check)
+		}
+		last[m.Check] = m.Sequential
+	}
+	if len(names) == 0 {
+		return
+	}
+	p("## Sequential tests\n\n")
+	p("Each comparison is an anytime-valid test: its evidence of a regression (the log of an e-value) may be read after " +
+		"every interval, and a regression is shown only when it reaches the boundary log(1/ALPHA), so that looking often " +
+		"does not raise false alarms. The data carries over the verify steps of the release: the whole release spends one " +
+		"error budget. The effect's confidence sequence holds at every moment, not only at the end.\n\n")
+	p("| Check | Evidence (log e) | Boundary | No-regression evidence | Effect [confidence sequence] | Counts | Intervals (carried) |\n")
+	p("| --- | ---: | ---: | ---: | --- | --- | ---: |\n")
+	for _, n := range names {
+		s := last[n]
+		p("| %s | %.2f | %.2f | %.2f | %s | %s | %d (%d) |\n", mdCell(n), s.LogE, s.Boundary, s.EquivalenceLogE,
+			mdCell(s.Effect), mdCell(s.Counts), s.Intervals, s.Carried)
 	}
 	p("\n")
 }

@@ -52,7 +52,12 @@ type panel struct {
 	failures  [][2]float64            // where failed measurements are marked
 	limit     float64                 // a numeric threshold, drawn as a dashed line, when hasLimit
 	hasLimit  bool
+	// fixedLimit: limit is set (a sequential test's boundary), not read from the threshold.
+	fixedLimit bool
 }
+
+// evidenceSeries is the series of a sequential comparison's evidence panel.
+const evidenceSeries = "log e-value"
 
 // SVG renders the measurements' Series over time as a self-contained SVG line chart: one panel per check
 // that has series values (at most six, stacked), x = seconds since the start, y from 0 (or the minimum if
@@ -161,6 +166,18 @@ func (e *Evidence) panels() (panels []*panel, more []string) {
 			p.add(seconds(start, m.Time), m)
 		}
 	}
+	// A sequential comparison has a second panel: its evidence over time against the boundary.
+	for _, m := range e.Measurements {
+		if s := m.Sequential; s != nil {
+			p := add(m.Check+" evidence", fmt.Sprintf("regression when log e >= %.2f", s.Boundary))
+			// Far below zero is "no regression in sight": clipped so the boundary stays readable.
+			p.points[evidenceSeries] = append(p.points[evidenceSeries], [2]float64{seconds(start, m.Time), math.Max(s.LogE, -2*s.Boundary)})
+			p.limit, p.hasLimit, p.fixedLimit = s.Boundary, true, true
+			if m.Status == Fail {
+				p.failures = append(p.failures, [2]float64{seconds(start, m.Time), math.Max(s.LogE, -2*s.Boundary)})
+			}
+		}
+	}
 	for _, name := range order {
 		p := byName[name]
 		if len(p.points) == 0 && len(p.failures) == 0 {
@@ -171,7 +188,9 @@ func (e *Evidence) panels() (panels []*panel, more []string) {
 			continue
 		}
 		p.keys = sortedKeys(p.points)
-		p.limit, p.hasLimit = numericThreshold(p.threshold)
+		if !p.fixedLimit {
+			p.limit, p.hasLimit = numericThreshold(p.threshold)
+		}
 		panels = append(panels, p)
 	}
 	return panels, more

@@ -54,6 +54,10 @@ func (a *analysis) run(ctx context.Context) *evidence.Evidence {
 				break
 			}
 		}
+		if verdict == "" && a.cfg.StopWhenEquivalent && a.equivalent() {
+			verdict, reason = evidence.Healthy, fmt.Sprintf("every comparison showed no regression beyond its tolerance after %s, "+
+				"and no other check failed (STOP_WHEN_EQUIVALENT): %s", plural(i+1, "measurement"), a.healthyReason(i+1))
+		}
 	}
 	if verdict == "" {
 		verdict, reason = a.conclude()
@@ -146,6 +150,26 @@ func (a *analysis) decides(c Check, st *checkState, m evidence.Measurement, coun
 	return "", ""
 }
 
+// equivalent says whether the analysis may end early as healthy: it has sequential comparisons, each has shown
+// no regression beyond its tolerance, and every other check has passed and never failed.
+func (a *analysis) equivalent() bool {
+	seen := false
+	for j, c := range a.checks {
+		st := a.state[j]
+		if e, ok := c.(interface{ Equivalent() bool }); ok {
+			if !e.Equivalent() {
+				return false
+			}
+			seen = true
+			continue
+		}
+		if _, final := c.(Final); final || st.failures > 0 || st.passes == 0 {
+			return false
+		}
+	}
+	return seen
+}
+
 // conclude decides at the end of the window: statistical checks give their final verdict; a check that never
 // had data makes the analysis inconclusive (or what NO_DATA says).
 func (a *analysis) conclude() (string, string) {
@@ -181,14 +205,14 @@ func (a *analysis) conclude() (string, string) {
 	if inconclusive != "" {
 		return evidence.Inconclusive, inconclusive
 	}
-	return evidence.Healthy, a.healthyReason()
+	return evidence.Healthy, a.healthyReason(a.cfg.count)
 }
 
 // healthyReason counts what each check measured, the checks with failures, errors or no data first: "2 checks
 // over 10 measurements: error-rate failed 1 of 10 (within FAILURE_LIMIT 2), pods passed 10 of 10". When that is
 // longer than the REASON result holds, the checks that passed every measurement are only counted.
-func (a *analysis) healthyReason() string {
-	head := fmt.Sprintf("%s over %s: ", plural(len(a.checks), "check"), plural(a.cfg.count, "measurement"))
+func (a *analysis) healthyReason(measurements int) string {
+	head := fmt.Sprintf("%s over %s: ", plural(len(a.checks), "check"), plural(measurements, "measurement"))
 	var flawed, clean []string
 	for j, c := range a.checks {
 		if s, ok := a.summary(j, c); ok {
@@ -250,7 +274,8 @@ func (a *analysis) settings() map[string]string {
 		"failureLimit": strconv.Itoa(c.FailureLimit), "consecutiveFailureLimit": strconv.Itoa(c.ConsecutiveFailureLimit),
 		"consecutiveErrorLimit": strconv.Itoa(c.ConsecutiveErrorLimit), "noData": c.NoData,
 		"confidence": strconv.FormatFloat(c.Confidence, 'g', -1, 64), "tolerance": strconv.FormatFloat(c.Tolerance, 'g', -1, 64),
-		"minSamples": strconv.Itoa(c.MinSamples),
+		"minSamples": strconv.Itoa(c.MinSamples), "statistics": c.Statistics, "alpha": strconv.FormatFloat(c.Alpha, 'g', -1, 64),
+		"stopWhenEquivalent": strconv.FormatBool(c.StopWhenEquivalent),
 	}
 }
 

@@ -80,9 +80,16 @@ type Config struct {
 	CompareAgainst      string `env:"COMPARE_AGAINST, default=auto"`
 
 	// statistics
-	Confidence float64 `env:"CONFIDENCE, default=0.98"`
-	Tolerance  float64 `env:"TOLERANCE, default=0.1"`
-	MinSamples int     `env:"MIN_SAMPLES, default=10"`
+	// Statistics is how comparisons decide: "sequential" (anytime-valid tests evaluated every interval, one error
+	// budget ALPHA per release) or "fixed" (a Mann-Whitney test of the window at CONFIDENCE, as Kayenta).
+	Statistics string  `env:"STATISTICS, default=sequential"`
+	Alpha      float64 `env:"ALPHA, default=0.01"`
+	// StopWhenEquivalent ends the analysis early as healthy once every comparison has shown no regression beyond
+	// its tolerance (sequential only), and no other check has failed.
+	StopWhenEquivalent bool    `env:"STOP_WHEN_EQUIVALENT, default=false"`
+	Confidence         float64 `env:"CONFIDENCE, default=0.98"`
+	Tolerance          float64 `env:"TOLERANCE, default=0.1"`
+	MinSamples         int     `env:"MIN_SAMPLES, default=10"`
 
 	// EvidenceDir is where evidence.json, report.md and chart.svg go (a workspace); nothing is written when empty.
 	EvidenceDir string `env:"EVIDENCE_DIR"`
@@ -106,16 +113,23 @@ type Query struct {
 	tmpl      *queryTemplate
 }
 
-// Comparison is a metric compared between the canary and the baseline (or stable). Its query is templated with
-// {{.Track}} (and {{.Hash}}) for each side.
+// Comparison is a metric compared between the canary and the baseline (or stable). Its queries are templated
+// with {{.Track}} (and {{.Hash}}) for each side. It is either a value (Query: one value a side each interval) or
+// counts (Errors among Requests: counters, whose increase over each interval is taken).
 type Comparison struct {
-	Name      string   `json:"name"`
-	Query     string   `json:"query"`
-	Direction string   `json:"direction"`
-	Tolerance *float64 `json:"tolerance"`
-	dir       stats.Direction
-	tmpl      *queryTemplate
+	Name       string   `json:"name"`
+	Query      string   `json:"query"`
+	Errors     string   `json:"errors"`
+	Requests   string   `json:"requests"`
+	Direction  string   `json:"direction"`
+	Tolerance  *float64 `json:"tolerance"`
+	dir        stats.Direction
+	tmpl       *queryTemplate
+	errs, reqs *queryTemplate
 }
+
+// counts says whether the comparison counts errors among requests.
+func (m *Comparison) counts() bool { return m.Errors != "" }
 
 // Validate checks every param before anything is measured, in the order the Task lists them: the application,
 // the analysis, the statistics, the checks, and the evidence workspace.
@@ -220,6 +234,12 @@ func (c *Config) validateStats() error {
 	if err := c.validateFloats(); err != nil {
 		return err
 	}
+	if c.Statistics != naming.StatsSequential && c.Statistics != naming.StatsFixed {
+		return step.Invalid("STATISTICS", `say "sequential" (anytime-valid, one error budget per release) or "fixed" (Kayenta's Mann-Whitney)`, "unknown %q", c.Statistics)
+	}
+	if c.Alpha <= 0 || c.Alpha > 0.5 {
+		return step.Invalid("ALPHA", "give the false-alarm probability per release, above 0 and at most 0.5, such as 0.01", "%v is out of range", c.Alpha)
+	}
 	if c.Confidence <= 0.5 || c.Confidence >= 1 {
 		return step.Invalid("CONFIDENCE", "give a confidence between 0.5 and 1, such as 0.98", "%v is out of range", c.Confidence)
 	}
@@ -255,6 +275,7 @@ func (c *Config) validateFloats() error {
 		param, fix string
 		v          float64
 	}{
+		{"ALPHA", "give the false-alarm probability per release, above 0 and at most 0.5, such as 0.01", c.Alpha},
 		{"CONFIDENCE", "give a confidence between 0.5 and 1, such as 0.98", c.Confidence},
 		{"TOLERANCE", "give a relative tolerance of 0 or more, such as 0.1 (10%)", c.Tolerance},
 		{"HTTP_RATE", "give requests per second between 0 and 1000", c.HTTPRate},
@@ -405,7 +426,7 @@ func (c *Config) validateCompares() error {
 		if strings.Contains(err.Error(), "unsupported value") { // .nan or .inf, which JSON cannot hold
 			return step.Invalid("COMPARE", "give each tolerance as a finite number of 0 or more, such as 0.1", "%v", err)
 		}
-		return step.Invalid("COMPARE", "give a YAML list of {name, query, direction, tolerance}", "%v", err)
+		return step.Invalid("COMPARE", "give a YAML list of {name, query (or errors and requests), direction, tolerance}", "%v", err)
 	}
 	for i := range c.compares {
 		if err := c.compares[i].validate(i); err != nil {
@@ -417,8 +438,8 @@ func (c *Config) validateCompares() error {
 
 // validate checks comparison i (from 0) of COMPARE, and fills in its direction and template.
 func (m *Comparison) validate(i int) error {
-	if m.Name == "" || m.Query == "" {
-		return step.Invalid("COMPARE", "give each comparison a name and a query", "entry %d has no name or no query", i+1)
+	if err := m.validateShape(i); err != nil {
+		return err
 	}
 	if m.Direction == "" {
 		m.Direction = "increase"
@@ -431,14 +452,38 @@ func (m *Comparison) validate(i int) error {
 	if m.Tolerance != nil && (!finite(*m.Tolerance) || *m.Tolerance < 0) {
 		return step.Invalid("COMPARE", "give a finite tolerance of 0 or more", "comparison %s: tolerance %v", m.Name, *m.Tolerance)
 	}
-	if !strings.Contains(m.Query, "{{") {
-		return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
+	for _, q := range []struct {
+		text string
+		tmpl **queryTemplate
+	}{{m.Query, &m.tmpl}, {m.Errors, &m.errs}, {m.Requests, &m.reqs}} {
+		if q.text == "" {
+			continue
+		}
+		if !strings.Contains(q.text, "{{") {
+			return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
+		}
+		if *q.tmpl, err = parseTemplate(m.Name, q.text); err != nil {
+			return step.Invalid("COMPARE", "fix the query's template ({{.Track}}, {{.Hash}}, {{.Namespace}}, {{.App}})", "comparison %s: %v", m.Name, err)
+		}
+		if err := checkPromQL(q.text); err != nil {
+			return step.Invalid("COMPARE", "fix the PromQL", "comparison %s: %v", m.Name, err)
+		}
 	}
-	if m.tmpl, err = parseTemplate(m.Name, m.Query); err != nil {
-		return step.Invalid("COMPARE", "fix the query's template ({{.Track}}, {{.Hash}}, {{.Namespace}}, {{.App}})", "comparison %s: %v", m.Name, err)
-	}
-	if err := checkPromQL(m.Query); err != nil {
-		return step.Invalid("COMPARE", "fix the PromQL", "comparison %s: %v", m.Name, err)
+	return nil
+}
+
+// validateShape checks that comparison i has a name, and a query or both counters (not both kinds).
+func (m *Comparison) validateShape(i int) error {
+	switch {
+	case m.Name == "":
+		return step.Invalid("COMPARE", "give each comparison a name and a query", "entry %d has no name", i+1)
+	case m.Query == "" && m.Errors == "" && m.Requests == "":
+		return step.Invalid("COMPARE", "give each comparison a query, or errors and requests (counters)", "comparison %s has no query", m.Name)
+	case m.Query != "" && (m.Errors != "" || m.Requests != ""):
+		return step.Invalid("COMPARE", "give a query (a value) or errors and requests (counters), not both", "comparison %s has both", m.Name)
+	case m.Query == "" && (m.Errors == "" || m.Requests == ""):
+		return step.Invalid("COMPARE", "give both errors and requests: counters such as sum(http_requests_total{track=\"{{.Track}}\",code=~\"5..\"}) and the same without the code",
+			"comparison %s has only one of errors and requests", m.Name)
 	}
 	return nil
 }
@@ -456,8 +501,10 @@ func (c *Config) templatesUse(fields ...string) bool {
 // comparesUse reports whether any comparison uses any of the placeholders.
 func (c *Config) comparesUse(fields ...string) bool {
 	for _, m := range c.compares {
-		if m.tmpl != nil && m.tmpl.uses(fields...) {
-			return true
+		for _, t := range []*queryTemplate{m.tmpl, m.errs, m.reqs} {
+			if t != nil && t.uses(fields...) {
+				return true
+			}
 		}
 	}
 	return false

@@ -79,6 +79,7 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 		return Verdict{}, err
 	}
 	defer hold.Stop()
+	v.carryState(hold)
 	v.warnInsecure()
 	ev, err := v.analyse(held)
 	if err != nil {
@@ -102,6 +103,23 @@ type verification struct {
 	// usesProm says whether a check queries Prometheus; client is the HTTP probes' client (nil: no probes).
 	usesProm bool
 	client   *http.Client
+	// store is the sequential tests' data of the release; weight the canary's traffic weight now.
+	store  *carry
+	weight int32
+}
+
+// carryState reads the sequential tests' data that earlier verify steps of the release left on its Lease, and
+// has the lock's renewals write it back as it grows.
+func (v *verification) carryState(hold *release.Hold) {
+	var why string
+	v.store, why = newCarry(v.cfg.ReleaseID, hold.Carried())
+	if why != "" {
+		v.log.Warn(why)
+	}
+	v.weight = hold.Weight()
+	if v.cfg.Statistics == naming.StatsSequential && (len(v.cfg.compares) > 0 || v.cfg.HTTPBaselineURL != "") {
+		hold.Carry(v.store.JSON)
+	}
 }
 
 // prepare reads the tracks and builds everything a bad param can break (the Prometheus client, its token and CA
@@ -195,6 +213,12 @@ func (v *verification) httpChecks(ctx context.Context) []Check {
 	}
 	base := &prober{client: v.client, urls: urlsOf(cfg.HTTPBaselineURL), headers: cfg.headers, rate: cfg.HTTPRate}
 	go base.run(ctx)
+	if cfg.Statistics == naming.StatsSequential {
+		o, against := v.seqOptions(nil), v.res.against
+		return append(checks,
+			newSeqCheck("http-errors", against, stats.Increase, o, &httpCounts{canary: canary, baseline: base, against: against}, v.store, v.weight, cfg.HTTPURLs, cfg.HTTPBaselineURL),
+			newSeqCheck("http-latency", against, stats.Increase, o, &httpPairs{httpSampler: httpSampler{canary: canary, baseline: base}, against: against}, v.store, v.weight, cfg.HTTPURLs, cfg.HTTPBaselineURL))
+	}
 	return append(checks, &compareCheck{name: "http-latency", against: v.res.against, dir: stats.Increase,
 		opts: statsOptions(cfg, nil), src: &httpSampler{canary: canary, baseline: base},
 		unit: func(v float64) string {
@@ -218,10 +242,37 @@ func (v *verification) promChecks() []Check {
 		} else {
 			b.Track, b.Hash, b.Pods = tracks.StableTrack, tracks.StableHash, tracks.StablePods
 		}
-		checks = append(checks, &compareCheck{name: cmp.Name, against: against, dir: cmp.dir, opts: statsOptions(cfg, cmp.Tolerance),
-			src: &promSampler{api: v.d.Prom, cmp: cmp, canary: c, base: b}, unit: func(v float64) string { return fmt.Sprintf("%.4g", v) }})
+		checks = append(checks, v.compareCheck(cmp, c, b))
 	}
 	return checks
+}
+
+// compareCheck is comparison cmp of canary against base: a sequential test, or Kayenta's fixed one.
+func (v *verification) compareCheck(cmp Comparison, canary, base Tracks) Check {
+	against := v.res.against
+	if v.cfg.Statistics == naming.StatsSequential {
+		o := v.seqOptions(cmp.Tolerance)
+		var src batcher = &promPairs{promSampler: promSampler{api: v.d.Prom, cmp: cmp, canary: canary, base: base}}
+		if cmp.counts() {
+			src = &promCounts{api: v.d.Prom, cmp: cmp, canary: canary, base: base}
+		}
+		return newSeqCheck(cmp.Name, against, cmp.dir, o, src, v.store, v.weight, cmp.Query, cmp.Errors, cmp.Requests)
+	}
+	var src sampler = &promSampler{api: v.d.Prom, cmp: cmp, canary: canary, base: base}
+	if cmp.counts() {
+		src = &countRatios{counts: &promCounts{api: v.d.Prom, cmp: cmp, canary: canary, base: base}}
+	}
+	return &compareCheck{name: cmp.Name, against: against, dir: cmp.dir, opts: statsOptions(v.cfg, cmp.Tolerance),
+		src: src, unit: func(v float64) string { return fmt.Sprintf("%.4g", v) }}
+}
+
+// seqOptions are the sequential tests' options: ALPHA, and the comparison's tolerance or TOLERANCE.
+func (v *verification) seqOptions(tolerance *float64) stats.SeqOptions {
+	o := stats.SeqOptions{Alpha: v.cfg.Alpha, Tolerance: v.cfg.Tolerance}
+	if tolerance != nil {
+		o.Tolerance = *tolerance
+	}
+	return o
 }
 
 // logStart says what the analysis measures, how often, and against what.

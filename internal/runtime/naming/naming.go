@@ -71,3 +71,13 @@ const (
 	NoDataFail         = "fail"
 	NoDataPass         = "pass"
 )
+
+// Modes of verify-health's STATISTICS param: how comparisons decide.
+const (
+	StatsSequential = "sequential"
+	StatsFixed      = "fixed"
+)
+
+// VerifyStateAnnotation on the release Lease holds the sequential tests' data of the release in progress, carried
+// from one verify-health step to the next (and to a rerun), so that a release spends one error budget.
+const VerifyStateAnnotation = "canaryline.dev/verify-state"

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
 
@@ -19,6 +21,10 @@ import (
 type Hold struct {
 	lk   *lock
 	stop func()
+	// carried is the verify state the Lease held for this release when the step began; weight the canary's
+	// traffic weight then.
+	carried string
+	weight  int32
 }
 
 // HoldRelease renews the application's lock for release id while the step runs, when the Lease records that
@@ -50,7 +56,27 @@ func HoldRelease(ctx context.Context, kube kubeclient.Interface, ns, app, id str
 		return nil, nil, err
 	}
 	kctx, stop := lk.keep(ctx)
-	return &Hold{lk: lk, stop: stop}, kctx, nil
+	return &Hold{lk: lk, stop: stop, carried: lease.Annotations[naming.VerifyStateAnnotation], weight: st.Weight}, kctx, nil
+}
+
+// Carried is the verify state this release's earlier verify steps (or an earlier run of this one) left on the
+// Lease: "" when there is none, or no release is held.
+func (h *Hold) Carried() string { return h.carried }
+
+// Weight is the canary's traffic weight the release records (0 when no release is held).
+func (h *Hold) Weight() int32 { return h.weight }
+
+// Carry has every renewal of the lock, and Check, write state() to the Lease: the verify state goes with the
+// requests the lock makes anyway. Without a release held, it does nothing.
+func (h *Hold) Carry(state func() string) {
+	if h.lk == nil {
+		return
+	}
+	h.lk.setRenewal(func(lease *coordinationv1.Lease) {
+		if s := state(); s != "" {
+			lease.Annotations[naming.VerifyStateAnnotation] = s
+		}
+	})
 }
 
 // Check says, at the end of the step, whether the release still holds its lock: a BusyError naming the new holder
@@ -62,6 +88,10 @@ func (h *Hold) Check(ctx context.Context, kctx context.Context) error {
 	var busy *step.BusyError
 	if c := context.Cause(kctx); errors.As(c, &busy) {
 		return c
+	}
+	if renew := h.lk.renewal(); renew != nil {
+		// The last write of the verify state: update checks the holder as the Get below does.
+		return h.lk.update(ctx, renew)
 	}
 	lease, err := h.lk.leases.Get(ctx, h.lk.name, metav1.GetOptions{})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
 
@@ -121,6 +122,9 @@ type lock struct {
 
 	mu    sync.Mutex
 	lease *coordinationv1.Lease // as last read or written
+	// renew is what each renewal writes besides the renew time (nil: nothing); under renewMu.
+	renewMu sync.Mutex
+	renew   func(*coordinationv1.Lease)
 	// read is the Lease as read() found it (nil: none), for acquire's first attempt: one read fewer.
 	read1     *coordinationv1.Lease
 	haveRead1 bool
@@ -336,7 +340,11 @@ func (l *lock) keep(ctx context.Context) (context.Context, func()) {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				err := l.update(rctx, func(*coordinationv1.Lease) {})
+				mutate := l.renewal()
+				if mutate == nil {
+					mutate = func(*coordinationv1.Lease) {}
+				}
+				err := l.update(rctx, mutate)
 				var busy *step.BusyError
 				switch {
 				case errors.As(err, &busy):
@@ -350,6 +358,18 @@ func (l *lock) keep(ctx context.Context) (context.Context, func()) {
 		}
 	}()
 	return kctx, func() { stopRenewing(); <-done; lose(nil) }
+}
+
+func (l *lock) setRenewal(f func(*coordinationv1.Lease)) {
+	l.renewMu.Lock()
+	defer l.renewMu.Unlock()
+	l.renew = f
+}
+
+func (l *lock) renewal() func(*coordinationv1.Lease) {
+	l.renewMu.Lock()
+	defer l.renewMu.Unlock()
+	return l.renew
 }
 
 // lostLock is the BusyError that ended ctx when the lock was lost, else err.
@@ -376,6 +396,7 @@ func (l *lock) finish(ctx context.Context, out Outcome) error {
 		lease.Annotations[HistoryAnnotation] = string(hist)
 		lease.Annotations[LastAnnotation] = string(data)
 		delete(lease.Annotations, StateAnnotation)
+		delete(lease.Annotations, naming.VerifyStateAnnotation)
 		empty := ""
 		lease.Spec.HolderIdentity = &empty
 	})

@@ -73,7 +73,9 @@ var (
 		{"failure-limit", "0", "A check fails the analysis when it has more failures than this."},
 		{"no-data", "inconclusive", "What no data counts as: inconclusive, fail or pass."},
 		{"min-samples", "10", "Samples per side before a statistical verdict."},
-		{"confidence", "0.98", "Confidence of the canary-vs-baseline comparison."},
+		{"statistics", "sequential", "How comparisons decide: sequential (one error budget per release) or fixed (Mann-Whitney per step)."},
+		{"alpha", "0.01", "False-alarm probability of the sequential comparisons over the whole release."},
+		{"confidence", "0.98", "Confidence of the canary-vs-baseline comparison (statistics fixed)."},
 		{"tolerance", "0.1", "Relative difference from the baseline that is not a regression."},
 		{"http-urls", "", "URLs to probe, one a line (typically the canary Service)."},
 		{"prometheus-url", "", "Prometheus or the OpenShift Thanos querier."},
@@ -225,6 +227,7 @@ func (b *builder) verify(name string) {
 		"CONTAINER", "$(params.container)",
 		"INTERVAL", "$(params.interval)", "COUNT", "$(params.count)", "FAILURE_LIMIT", "$(params.failure-limit)",
 		"NO_DATA", "$(params.no-data)", "MIN_SAMPLES", "$(params.min-samples)", "CONFIDENCE", "$(params.confidence)",
+		"STATISTICS", "$(params.statistics)", "ALPHA", "$(params.alpha)",
 		"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",
 		"QUERIES", "$(params.queries)", "COMPARE", "$(params.compare)", "NAMESPACE", "$(params.namespace)"), "evidence")
 	b.pt[len(b.pt)-1].Workspaces[0].SubPath = name
