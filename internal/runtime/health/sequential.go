@@ -32,9 +32,13 @@ type carried struct {
 	Checks  map[string]*stats.Sequence `json:"checks"`
 }
 
-// maxCarried bounds a check's batches on the Lease (an annotation holds at most 256 KiB in all): about 60 bytes
-// a batch. Past it the test goes on in memory, and the Lease keeps the first ones.
-const maxCarried = 1500
+// maxCarried bounds a check's batches on the Lease (all of an object's annotations hold at most 256 KiB): about
+// 60 bytes a batch, 400 intervals are over 3 hours at 30 s. Past it the test goes on in memory, and the Lease keeps
+// the first ones. maxCarryBytes bounds the whole state: past it (many comparisons) nothing more is written.
+const (
+	maxCarried    = 400
+	maxCarryBytes = 128 << 10
+)
 
 // newCarry reads the carried state of release id; state from another release (or none, or unreadable) starts
 // afresh, and the reason is returned for the log.
@@ -87,7 +91,7 @@ func (c *carry) evaluate(key string, o stats.SeqOptions) (stats.SeqResult, int) 
 	return s.Evaluate(o), len(s.Batches)
 }
 
-// JSON is the carry as the Lease holds it.
+// JSON is the carry as the Lease holds it: "" when it is too large to write (the Lease keeps what it has).
 func (c *carry) JSON() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -100,6 +104,9 @@ func (c *carry) JSON() string {
 		out.Checks[k] = &stats.Sequence{Kind: s.Kind, Batches: bs}
 	}
 	data, _ := json.Marshal(out)
+	if len(data) > maxCarryBytes {
+		return ""
+	}
 	return string(data)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -187,5 +188,30 @@ func TestSequentialVerdictStopsWhenEquivalent(t *testing.T) {
 		"COUNT": "50", "TOLERANCE": "0.5", "STOP_WHEN_EQUIVALENT": "true"}, Deps{Prom: good})
 	if err != nil || !strings.Contains(v.Reason, "STOP_WHEN_EQUIVALENT") || strings.Contains(v.Reason, "50 measurements") {
 		t.Errorf("verdict %+v (%v); want healthy early, saying why", v, err)
+	}
+}
+
+// TestSequentialVerdictCarryIsBounded: the state written to the Lease keeps at most maxCarried batches a check,
+// and nothing at all past maxCarryBytes, so that the Lease's annotations stay within their limit.
+func TestSequentialVerdictCarryIsBounded(t *testing.T) {
+	t.Parallel()
+	c, _ := newCarry("r1", "")
+	c.sequence("a", stats.KindCounts)
+	for range maxCarried + 50 {
+		c.add("a", stats.Batch{CanaryEvents: 1, CanaryTotal: 100, BaselineEvents: 1, BaselineTotal: 900, Weight: 10})
+	}
+	var got carried
+	if err := json.Unmarshal([]byte(c.JSON()), &got); err != nil || len(got.Checks["a"].Batches) != maxCarried {
+		t.Errorf("carried %v batches (%v); want %d", len(got.Checks["a"].Batches), err, maxCarried)
+	}
+	for i := range 20 {
+		key := fmt.Sprintf("check-%d", i)
+		c.sequence(key, stats.KindCounts)
+		for range maxCarried {
+			c.add(key, stats.Batch{CanaryEvents: 123456, CanaryTotal: 1234567, BaselineEvents: 123456, BaselineTotal: 1234567, Weight: 100})
+		}
+	}
+	if s := c.JSON(); s != "" {
+		t.Errorf("a state of %d checks was written (%d bytes); want nothing past %d bytes", len(c.state.Checks), len(s), maxCarryBytes)
 	}
 }
