@@ -63,17 +63,18 @@ func newCarry(id, data string) (*carry, string) {
 	return c, ""
 }
 
-// sequence is check key's sequence (created with kind), and how many of its batches were carried.
-func (c *carry) sequence(key, kind string) (int, bool) {
+// sequence makes sure check key has a sequence of kind (a fresh one when it had none, or of another kind), and
+// says how many of its batches were carried.
+func (c *carry) sequence(key, kind string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s, ok := c.state.Checks[key]
 	if !ok || s.Kind != kind {
 		c.state.Checks[key] = &stats.Sequence{Kind: kind}
 		c.loaded[key] = 0
-		return 0, false
+		return 0
 	}
-	return c.loaded[key], true
+	return c.loaded[key]
 }
 
 func (c *carry) add(key string, b stats.Batch) {
@@ -84,11 +85,11 @@ func (c *carry) add(key string, b stats.Batch) {
 }
 
 // evaluate runs check key's test on a copy of its batches.
-func (c *carry) evaluate(key string, o stats.SeqOptions) (stats.SeqResult, int) {
+func (c *carry) evaluate(key string, o stats.SeqOptions) stats.SeqResult {
 	c.mu.Lock()
 	s := stats.Sequence{Kind: c.state.Checks[key].Kind, Batches: append([]stats.Batch(nil), c.state.Checks[key].Batches...)}
 	c.mu.Unlock()
-	return s.Evaluate(o), len(s.Batches)
+	return s.Evaluate(o)
 }
 
 // JSON is the carry as the Lease holds it: "" when it is too large to write (the Lease keeps what it has).
@@ -129,7 +130,6 @@ type seqCheck struct {
 
 	carried   int
 	last      stats.SeqResult
-	n         int
 	lastQuery string
 }
 
@@ -148,8 +148,8 @@ func newSeqCheck(name, against string, dir stats.Direction, o stats.SeqOptions, 
 	key := name + "/" + hex.EncodeToString(h.Sum(nil))[:8]
 	o.Direction = dir
 	c := &seqCheck{name: name, against: against, key: key, dir: dir, opts: o, src: src, store: store, weight: weight}
-	c.carried, _ = store.sequence(key, src.kind())
-	c.last, c.n = store.evaluate(key, o)
+	c.carried = store.sequence(key, src.kind())
+	c.last = store.evaluate(key, o)
 	return c
 }
 
@@ -172,7 +172,7 @@ func (c *seqCheck) Measure(ctx context.Context, now time.Time) (evidence.Measure
 		b.Weight = c.weight
 		c.store.add(c.key, b)
 	}
-	c.last, c.n = c.store.evaluate(c.key, c.opts)
+	c.last = c.store.evaluate(c.key, c.opts)
 	c.fill(&m)
 	m.Series = series
 	switch {
@@ -198,7 +198,7 @@ func (c *seqCheck) fill(m *evidence.Measurement) {
 		m.Value = r.Estimate
 	}
 	m.Sequential = &evidence.Sequential{LogE: finiteOr(r.LogE, -50), Boundary: r.Boundary,
-		EquivalenceLogE: finiteOr(r.EquivLogE, -50), Effect: c.effect(), Counts: c.counts(), Intervals: c.n, Carried: c.carried}
+		EquivalenceLogE: finiteOr(r.EquivLogE, -50), Effect: c.effect(), Counts: c.counts(), Intervals: len(r.Path), Carried: c.carried}
 }
 
 func finiteOr(x, or float64) float64 {
@@ -211,9 +211,9 @@ func finiteOr(x, or float64) float64 {
 func (c *seqCheck) effect() string {
 	r := c.last
 	if c.src.kind() == stats.KindPairs {
-		return fmt.Sprintf("P(canary higher) %s [%s, %s], median shift %s", fmtNum(r.Estimate), fmtNum(r.Low), fmtNum(r.High), fmtPct(r.Shift))
+		return fmt.Sprintf("P(canary higher) %s [%s, %s], median shift %s", stats.FormatNumber(r.Estimate), stats.FormatNumber(r.Low), stats.FormatNumber(r.High), stats.FormatShift(r.Shift))
 	}
-	return fmt.Sprintf("rate ratio %s [%s, %s]", fmtNum(r.Estimate), fmtNum(r.Low), fmtNum(r.High))
+	return fmt.Sprintf("rate ratio %s [%s, %s]", stats.FormatNumber(r.Estimate), stats.FormatNumber(r.Low), stats.FormatNumber(r.High))
 }
 
 func (c *seqCheck) counts() string {
@@ -224,16 +224,6 @@ func (c *seqCheck) counts() string {
 	return fmt.Sprintf("canary %d of %d, %s %d of %d", r.CanaryEvents, r.CanaryTotal, c.against, r.BaselineEvents, r.BaselineTotal)
 }
 
-func fmtNum(x float64) string {
-	switch {
-	case math.IsNaN(x):
-		return "?"
-	case math.IsInf(x, 1):
-		return "inf"
-	}
-	return fmt.Sprintf("%.3g", x)
-}
-
 // hasData says whether the release so far had traffic to compare: requests on both sides, or pairs.
 func (c *seqCheck) hasData() bool {
 	r := c.last
@@ -241,13 +231,6 @@ func (c *seqCheck) hasData() bool {
 		return r.CanaryTotal > 0
 	}
 	return r.CanaryTotal > 0 && r.BaselineTotal > 0
-}
-
-func fmtPct(x float64) string {
-	if !finite(x) {
-		return fmtNum(x)
-	}
-	return fmt.Sprintf("%+.1f%%", 100*x)
 }
 
 func (c *seqCheck) Certain() bool { return c.last.Outcome == stats.Fail }
@@ -260,7 +243,7 @@ func (c *seqCheck) Equivalent() bool { return c.last.Outcome == stats.Pass }
 func (c *seqCheck) Final(now time.Time) evidence.Measurement {
 	m := measurement(c, now)
 	m.Query = c.lastQuery
-	c.last, c.n = c.store.evaluate(c.key, c.opts)
+	c.last = c.store.evaluate(c.key, c.opts)
 	c.fill(&m)
 	m.Detail = "final: " + m.Detail
 	switch {

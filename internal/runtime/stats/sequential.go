@@ -477,8 +477,8 @@ func (r SeqResult) effect(kind string, o SeqOptions) string {
 	if kind == KindPairs {
 		what = "P(canary higher)"
 	}
-	return fmt.Sprintf("%s %s [%s, %s], shift %s (tolerance %g%%); %s", what, fnum(r.Estimate), fnum(r.Low), fnum(r.High),
-		pct(r.Shift), 100*o.Tolerance, r.totalsText(kind))
+	return fmt.Sprintf("%s %s [%s, %s], shift %s (tolerance %g%%); %s", what, FormatNumber(r.Estimate), FormatNumber(r.Low), FormatNumber(r.High),
+		FormatShift(r.Shift), 100*o.Tolerance, r.totalsText(kind))
 }
 
 func (r SeqResult) totalsText(kind string) string {
@@ -488,7 +488,8 @@ func (r SeqResult) totalsText(kind string) string {
 	return fmt.Sprintf("canary %d of %d, baseline %d of %d", r.CanaryEvents, r.CanaryTotal, r.BaselineEvents, r.BaselineTotal)
 }
 
-func fnum(x float64) string {
+// FormatNumber is x to 3 significant digits, "?" for NaN and "inf" for +Inf (an unbounded end).
+func FormatNumber(x float64) string {
 	switch {
 	case math.IsNaN(x):
 		return "?"
@@ -498,9 +499,10 @@ func fnum(x float64) string {
 	return fmt.Sprintf("%.3g", x)
 }
 
-func pct(x float64) string {
+// FormatShift is a relative shift as a signed percentage (FormatNumber's words when it is not finite).
+func FormatShift(x float64) string {
 	if !isFinite(x) {
-		return fnum(x)
+		return FormatNumber(x)
 	}
 	return fmt.Sprintf("%+.1f%%", 100*x)
 }
