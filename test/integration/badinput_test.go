@@ -109,6 +109,7 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 			{"CONTAINER not in the pod template", "shift-canary", map[string]string{"CONTAINER": "sidecar"}, "CONTAINER", "name one of the containers of the stable Deployment"},
 			{"STABLE_SERVICE does not exist", "shift-canary", map[string]string{"STABLE_SERVICE": "shop-svc"}, "STABLE_SERVICE", "the Service in front of the stable Deployment"},
 			{"BASELINE not a boolean", "shift-canary", map[string]string{"BASELINE": "yes"}, "BASELINE", `say "true" or "false"`},
+			{"REUSE_CANARY not a boolean", "shift-canary", map[string]string{"REUSE_CANARY": "maybe"}, "REUSE_CANARY", `say "true" or "false"`},
 		}},
 		{name: "release-in-progress", setup: badAppNamespace(true), cases: []badCase{
 			{"unknown DECISION", "promote-or-rollback", map[string]string{"DECISION": "abort"}, "DECISION", `"promote", "rollback" or "auto"`},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -170,8 +171,8 @@ func TestRealNodeDemo(t *testing.T) {
 		t.Error("a canary Deployment is left after the rollback")
 	}
 	waitUntil(t, time.Minute, "v3's canary pods to go", func() bool {
-		pods, err := k.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "canaryline.dev/track=canary"})
-		return err == nil && len(pods.Items) == 0
+		pods, err := k.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err == nil && !slices.ContainsFunc(pods.Items, func(p corev1.Pod) bool { return p.Spec.Containers[0].Image == v3.Image })
 	})
 
 	// Each release was judged on its own canary pods: the evidence's query names the pod-template-hash of the
@@ -183,15 +184,16 @@ func TestRealNodeDemo(t *testing.T) {
 	}
 }
 
-// followCanaryPods records, while the test runs, the canary pods that became Ready on the real node: their
-// pod-template-hash and image.
+// followCanaryPods records, while the test runs, the canary pods that became Ready on the real node (those of the
+// canary Deployment's ReplicaSets, named after it): their pod-template-hash and image.
 func followCanaryPods(t *testing.T, k kubernetes.Interface, ns string) func() map[string]map[string]bool {
 	t.Helper()
 	var mu sync.Mutex
 	seen := map[string]map[string]bool{}
 	record := func(obj any) {
 		p, ok := obj.(*corev1.Pod)
-		if !ok || !podReady(p) || p.Spec.NodeName != devcluster.RealNodeName || !strings.HasPrefix(p.Status.PodIP, "10.88.") {
+		if !ok || !podReady(p) || p.Spec.NodeName != devcluster.RealNodeName || !strings.HasPrefix(p.Status.PodIP, "10.88.") ||
+			!strings.HasPrefix(p.Name, "sample-app-canary-") {
 			return
 		}
 		mu.Lock()
@@ -203,7 +205,7 @@ func followCanaryPods(t *testing.T, k kubernetes.Interface, ns string) func() ma
 		seen[h][p.Spec.Containers[0].Image] = true
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(k, 0, informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "canaryline.dev/track=canary" }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "app=sample-app" }))
 	inf := f.Core().V1().Pods().Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
 		t.Fatal(err)
@@ -226,17 +228,7 @@ func followCanaryPods(t *testing.T, k kubernetes.Interface, ns string) func() ma
 // stablePods are the stable Deployment's pods that are not going away.
 func stablePods(t *testing.T, k kubernetes.Interface, ns string) []corev1.Pod {
 	t.Helper()
-	pods, err := k.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=sample-app,!canaryline.dev/track"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []corev1.Pod
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp == nil {
-			out = append(out, p)
-		}
-	}
-	return out
+	return ownedPods(t, k, ns, "sample-app")
 }
 
 // versionServed is the version a sample-app pod reports on /, asked from inside the real node's network namespace.

@@ -225,7 +225,7 @@ func TestVerifyHealthPodsCheckFailsFastOnCrashLoop(t *testing.T) {
 		t.Fatalf("shift: exit %d", r.code)
 	}
 	ctx := context.Background()
-	pods, err := a.kube.CoreV1().Pods(a.ns).List(ctx, metav1.ListOptions{LabelSelector: "canaryline.dev/track=canary"})
+	pods, err := a.kube.CoreV1().Pods(a.ns).List(ctx, metav1.ListOptions{LabelSelector: a.canaryPods()})
 	if err != nil || len(pods.Items) == 0 {
 		t.Fatalf("canary pods: %v %v", pods, err)
 	}

@@ -581,8 +581,11 @@ func TestRealNodeReadinessGatesTheCanary(t *testing.T) {
 	if got := a.routerState(); got != before {
 		t.Errorf("the Route changed although the canary never became Ready:\n%s", got)
 	}
-	pods, _ := a.kube.CoreV1().Pods(a.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "canaryline.dev/track=canary"})
-	for _, p := range pods.Items {
+	pods := ownedPods(t, a.kube, a.ns, "shop-canary")
+	if len(pods) == 0 {
+		t.Error("no canary pod")
+	}
+	for _, p := range pods {
 		if p.Status.Phase != corev1.PodRunning || podReady(&p) {
 			t.Errorf("canary pod %s: %s, ready %v; want Running and not Ready", p.Name, p.Status.Phase, podReady(&p))
 		}

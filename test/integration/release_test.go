@@ -250,9 +250,10 @@ func TestShiftThenPromote(t *testing.T) {
 				}
 			}
 			d, err := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "shop-canary", metav1.GetOptions{})
-			if err != nil || d.Spec.Template.Spec.Containers[0].Image != canaryImage || d.Spec.Template.Labels["canaryline.dev/track"] != "canary" {
+			if err != nil || d.Spec.Template.Spec.Containers[0].Image != canaryImage || d.Labels["canaryline.dev/track"] != "canary" {
 				t.Fatalf("canary Deployment %v (%v)", d, err)
 			}
+			canaryPods := a.podUIDs("shop-canary")
 			if kind != "replicas" {
 				svc, _ := a.kube.CoreV1().Services(a.ns).Get(ctx, "shop", metav1.GetOptions{})
 				if svc.Spec.Selector["pod-template-hash"] == "" {
@@ -274,6 +275,13 @@ func TestShiftThenPromote(t *testing.T) {
 			}
 			if a.exists("deployment", "shop-canary") || a.exists("service", "shop-canary") {
 				t.Error("the canary Deployment or Service is still there after promote")
+			}
+			// The canary's pods were not created twice: the stable Deployment runs them now.
+			if kept := a.podUIDs("shop"); len(canaryPods) == 0 || !subset(canaryPods, kept) {
+				t.Errorf("the canary's pods %v are not all among the stable Deployment's after promote %v", canaryPods, kept)
+			}
+			if st.Spec.Paused || st.Annotations["canaryline.dev/paused-by"] != "" {
+				t.Errorf("stable Deployment after promote: paused %v, annotations %v", st.Spec.Paused, st.Annotations)
 			}
 			if after := a.routerState(); after != before {
 				t.Errorf("router after promote:\n%s\nbefore the release:\n%s", after, before)
@@ -477,16 +485,17 @@ func TestShiftRerunAfterKill(t *testing.T) {
 		t.Fatalf("rerun: exit %d results %v weights %s", r.code, r.results, a.canaryWeightStored())
 	}
 	svc, _ := a.kube.CoreV1().Services(a.ns).Get(ctx, "shop-canary", metav1.GetOptions{})
-	if svc.Spec.Selector["canaryline.dev/track"] != "canary" {
-		t.Errorf("canary Service selector %v", svc.Spec.Selector)
+	stableSvc, _ := a.kube.CoreV1().Services(a.ns).Get(ctx, "shop", metav1.GetOptions{})
+	if hash := svc.Spec.Selector["pod-template-hash"]; hash == "" || hash == stableSvc.Spec.Selector["pod-template-hash"] || svc.Spec.Selector["app"] != "shop" {
+		t.Errorf("canary Service selector %v (stable's %v): want the canary's pod-template-hash", svc.Spec.Selector, stableSvc.Spec.Selector)
 	}
 	if d := a.decide(map[string]string{"DECISION": "promote"}); d.code != 0 {
 		t.Errorf("promote after the rerun: exit %d", d.code)
 	}
 }
 
-// TestPromoteRerunAfterKill: promote-or-rollback killed while the stable Deployment rolls out the new image
-// (held back by a quota) continues the promotion when run again, even with another decision asked.
+// TestPromoteRerunAfterKill: promote-or-rollback killed while the canary is scaled to the stable's size for the
+// hand-over (held back by a quota) continues the promotion when run again, even with another decision asked.
 func TestPromoteRerunAfterKill(t *testing.T) {
 	t.Parallel()
 	a := newApp(t, "route", 2)
@@ -495,16 +504,16 @@ func TestPromoteRerunAfterKill(t *testing.T) {
 	if r := a.shift(30, nil); r.code != 0 {
 		t.Fatalf("shift: exit %d", r.code)
 	}
-	// 2 stable pods and 1 canary pod: no room for the rollout's surge pod.
+	// 2 stable pods and 1 canary pod: no room for the canary's second pod.
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "pods"}, Spec: corev1.ResourceQuotaSpec{
 		Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("3")}}}
 	if _, err := a.kube.CoreV1().ResourceQuotas(a.ns).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cmd, wait := startStep(t, "promote-or-rollback", a.kubeconfig, map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "DECISION": "promote"})
-	waitUntil(t, 20*time.Second, "the stable Deployment to take the new image", func() bool {
-		d, err := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "shop", metav1.GetOptions{})
-		return err == nil && d.Spec.Template.Spec.Containers[0].Image == canaryImage
+	waitUntil(t, 20*time.Second, "the canary Deployment to be scaled to the stable's 2 replicas", func() bool {
+		d, err := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+		return err == nil && d.Spec.Replicas != nil && *d.Spec.Replicas == 2
 	})
 	time.Sleep(300 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {

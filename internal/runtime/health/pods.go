@@ -10,9 +10,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 
 	"github.com/canaryline/canaryline/internal/runtime/evidence"
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/naming"
 )
 
 // podsCheck: the canary Deployment is available, its containers restart no more than allowed, and none is
@@ -21,17 +24,26 @@ type podsCheck struct {
 	kube        kubeclient.Interface
 	ns, name    string
 	maxRestarts int32
-	// selector is the canary Deployment's (immutable in apps/v1), read once.
+	// selector is the canary Deployment's (immutable in apps/v1) and its pods' hash, read once.
 	selector string
 	// first is the Deployment read just before the analysis, used for the first measurement when that is taken at
 	// once; every later measurement reads the Deployment's status again (availability changes, it is evidence).
 	first *appsv1.Deployment
 }
 
-func newPodsCheck(kube kubeclient.Interface, ns string, canary *appsv1.Deployment, maxRestarts int32) (*podsCheck, error) {
+// newPodsCheck checks the pods of the canary Deployment: those of its selector and, when hash is known, of its
+// current pod-template-hash (its selector is the stable's: the hash tells its pods from the stable's).
+func newPodsCheck(kube kubeclient.Interface, ns string, canary *appsv1.Deployment, hash string, maxRestarts int32) (*podsCheck, error) {
 	sel, err := metav1.LabelSelectorAsSelector(canary.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("the selector of Deployment %s/%s: %w", ns, canary.Name, err)
+	}
+	if hash != "" {
+		req, err := labels.NewRequirement(naming.PodTemplateHashLabel, selection.Equals, []string{hash})
+		if err != nil {
+			return nil, fmt.Errorf("the pod-template-hash of Deployment %s/%s: %w", ns, canary.Name, err)
+		}
+		sel = sel.Add(*req)
 	}
 	return &podsCheck{kube: kube, ns: ns, name: canary.Name, maxRestarts: maxRestarts, selector: sel.String()}, nil
 }

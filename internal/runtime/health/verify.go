@@ -80,6 +80,7 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	}
 	defer hold.Stop()
 	v.carryState(hold)
+	v.canaryHash = hold.CanaryHash(v.res.canary)
 	v.warnInsecure()
 	ev, err := v.analyse(held)
 	if err != nil {
@@ -106,6 +107,8 @@ type verification struct {
 	// store is the sequential tests' data of the release; weight the canary's traffic weight now.
 	store  *carry
 	weight int32
+	// canaryHash is the canary pods' hash as the release recorded it ("" when it did not, or not for this spec).
+	canaryHash string
 }
 
 // carryState reads the sequential tests' data that earlier verify steps of the release left on its Lease, and
@@ -169,7 +172,7 @@ func (v *verification) warnInsecure() {
 func (v *verification) analyse(ctx context.Context) (*evidence.Evidence, error) {
 	var checks []Check
 	if v.cfg.Pods {
-		pc, err := v.podsCheck()
+		pc, err := v.podsCheck(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -187,8 +190,19 @@ func (v *verification) analyse(ctx context.Context) (*evidence.Evidence, error) 
 }
 
 // podsCheck is the pods check of the canary Deployment.
-func (v *verification) podsCheck() (*podsCheck, error) {
-	pc, err := newPodsCheck(v.d.Kube, v.ns, v.res.canary, int32(v.cfg.MaxRestarts))
+func (v *verification) podsCheck(ctx context.Context) (*podsCheck, error) {
+	hash := v.res.tracks.CanaryHash
+	if hash == "" {
+		hash = v.canaryHash
+	}
+	if hash == "" {
+		current, err := currentReplicaSets(ctx, v.d.Kube, v.ns, v.res.stable, []*appsv1.Deployment{v.res.canary})
+		if err != nil {
+			return nil, err
+		}
+		hash, _ = hashAndPods(current[v.res.canary], v.res.canary.Name)
+	}
+	pc, err := newPodsCheck(v.d.Kube, v.ns, v.res.canary, hash, int32(v.cfg.MaxRestarts))
 	if err != nil {
 		return nil, err
 	}
@@ -510,20 +524,13 @@ func (r *resolver) readHashes(ctx context.Context) error {
 			need = append(need, n.d)
 		}
 	}
-	hashes, err := podTemplateHashes(ctx, r.kube, r.ns, stable, need)
+	current, err := currentReplicaSets(ctx, r.kube, r.ns, stable, need)
 	if err != nil {
 		return err
 	}
-	t.StableHash = hashes[stable]
-	if canary != nil {
-		t.CanaryHash = hashes[canary]
-	}
-	if baseline != nil {
-		t.BaselineHash = hashes[baseline]
-	}
-	t.CanaryPods = podRegex(cfg.CanaryDeployment, t.CanaryHash)
-	t.StablePods = podRegex(cfg.App, t.StableHash)
-	t.BaselinePods = podRegex(t.BaselineDeployment, t.BaselineHash)
+	t.StableHash, t.StablePods = hashAndPods(current[stable], cfg.App)
+	t.CanaryHash, t.CanaryPods = hashAndPods(current[canary], cfg.CanaryDeployment)
+	t.BaselineHash, t.BaselinePods = hashAndPods(current[baseline], t.BaselineDeployment)
 	return nil
 }
 
@@ -558,12 +565,11 @@ func (r resolved) released(container string) (name, stableImage, canaryImage str
 	return container, image(r.stable, container), image(r.canary, container)
 }
 
-// podTemplateHashes finds the pod-template-hash of each Deployment's current ReplicaSet (the one it owns at its
-// revision). The ReplicaSets are listed once with the stable Deployment's selector when it covers every
-// Deployment's (the canary's and baseline's selectors are the stable's plus a track label), else once per
-// selector.
-func podTemplateHashes(ctx context.Context, kube kubeclient.Interface, ns string, stable *appsv1.Deployment, ds []*appsv1.Deployment) (map[*appsv1.Deployment]string, error) {
-	out := map[*appsv1.Deployment]string{}
+// currentReplicaSets finds each Deployment's current ReplicaSet (the one it owns at its revision). The ReplicaSets
+// are listed once with the stable Deployment's selector when it covers every Deployment's (the canary's selector
+// is the stable's, the baseline's the stable's plus a track label), else once per selector.
+func currentReplicaSets(ctx context.Context, kube kubeclient.Interface, ns string, stable *appsv1.Deployment, ds []*appsv1.Deployment) (map[*appsv1.Deployment]*appsv1.ReplicaSet, error) {
+	out := map[*appsv1.Deployment]*appsv1.ReplicaSet{}
 	if len(ds) == 0 {
 		return out, nil
 	}
@@ -613,7 +619,7 @@ func podTemplateHashes(ctx context.Context, kube kubeclient.Interface, ns string
 				l.items = []appsv1.ReplicaSet{}
 			}
 		}
-		out[d] = naming.CurrentHash(d, l.items)
+		out[d] = naming.CurrentReplicaSet(d, l.items)
 	}
 	return out, nil
 }
@@ -641,11 +647,13 @@ func covers(broad, narrow labels.Selector) bool {
 	return true
 }
 
-func podRegex(deployment, hash string) string {
-	if hash == "" {
-		return deployment + "-.*"
+// hashAndPods are the pod-template-hash of a Deployment's current ReplicaSet rs and a regex of its pods' names
+// (rs nil: no hash, and the pods of any ReplicaSet of the Deployment).
+func hashAndPods(rs *appsv1.ReplicaSet, deployment string) (string, string) {
+	if rs == nil {
+		return "", deployment + "-.*"
 	}
-	return deployment + "-" + hash + "-.*"
+	return rs.Labels[naming.PodTemplateHashLabel], rs.Name + "-.*"
 }
 
 func boolInt(b bool) int {

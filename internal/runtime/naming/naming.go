@@ -40,13 +40,22 @@ const RevisionAnnotation = "deployment.kubernetes.io/revision"
 // CurrentHash is the pod-template-hash of d's current ReplicaSet among rss: the one that d owns at its revision
 // and that carries the label ("" when there is none).
 func CurrentHash(d *appsv1.Deployment, rss []appsv1.ReplicaSet) string {
-	rev := d.Annotations[RevisionAnnotation]
-	for _, rs := range rss {
-		if rs.Annotations[RevisionAnnotation] == rev && ownedBy(&rs, d) && rs.Labels[PodTemplateHashLabel] != "" {
-			return rs.Labels[PodTemplateHashLabel]
-		}
+	if rs := CurrentReplicaSet(d, rss); rs != nil {
+		return rs.Labels[PodTemplateHashLabel]
 	}
 	return ""
+}
+
+// CurrentReplicaSet is the ReplicaSet of rss that d owns and that runs d's current revision (nil when none). Its
+// name is not always d's name and the hash: a Deployment that took over a canary's ReplicaSet keeps its name.
+func CurrentReplicaSet(d *appsv1.Deployment, rss []appsv1.ReplicaSet) *appsv1.ReplicaSet {
+	rev := d.Annotations[RevisionAnnotation]
+	for i, rs := range rss {
+		if rs.Annotations[RevisionAnnotation] == rev && ownedBy(&rs, d) && rs.Labels[PodTemplateHashLabel] != "" {
+			return &rss[i]
+		}
+	}
+	return nil
 }
 
 func ownedBy(rs *appsv1.ReplicaSet, d *appsv1.Deployment) bool {

@@ -62,9 +62,14 @@ func labelValue(s string) string {
 	return strings.Trim(s, "-.")
 }
 
-// trackDeployment is a copy of the stable Deployment for track, named name: the release's mark (track and release
-// labels, release annotations), the track label on the selector and the pods, image (when not empty) in the
-// release's container, and replicas.
+// trackDeployment is a copy of the stable Deployment for track, named name, with the release's mark (track and
+// release labels, release annotations on the Deployment itself) and replicas.
+//
+// The canary (image not empty) has the stable's selector and its pod template with the release's image in the
+// release's container, and nothing else changed: its ReplicaSet is then the one the stable Deployment takes over on
+// promotion (its template is the one the stable gets), and its pods are told from the stable's by their
+// pod-template-hash. The baseline (image empty), and the canary of a release whose pods carry the track label
+// (REUSE_CANARY=false), have the track and release labels on their selector and pods: they are never taken over.
 func trackDeployment(stable *appsv1.Deployment, st *State, name, track, image string, replicas int32) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stable.Namespace, Labels: maps.Clone(stable.Labels), Annotations: releaseAnnotations(st)},
@@ -75,7 +80,13 @@ func trackDeployment(stable *appsv1.Deployment, st *State, name, track, image st
 	}
 	d.Labels[naming.TrackLabel], d.Labels[ReleaseLabel] = track, labelValue(st.ID)
 	d.Spec.Replicas = &replicas
-	d.Spec.Selector = stable.Spec.Selector.DeepCopy()
+	d.Spec.Paused = false
+	if image != "" {
+		setImage(&d.Spec.Template, st.Container, image)
+		if !st.TrackPods {
+			return d
+		}
+	}
 	if d.Spec.Selector.MatchLabels == nil {
 		d.Spec.Selector.MatchLabels = map[string]string{}
 	}
@@ -85,15 +96,18 @@ func trackDeployment(stable *appsv1.Deployment, st *State, name, track, image st
 	}
 	d.Spec.Template.Labels[naming.TrackLabel] = track
 	d.Spec.Template.Labels[ReleaseLabel] = labelValue(st.ID)
-	if image != "" {
-		for i := range d.Spec.Template.Spec.Containers {
-			if d.Spec.Template.Spec.Containers[i].Name == st.Container {
-				d.Spec.Template.Spec.Containers[i].Image = image
-			}
+	return d
+}
+
+// setImage puts image in the template's container, and says whether that changed it.
+func setImage(t *corev1.PodTemplateSpec, container, image string) bool {
+	changed := false
+	for i := range t.Spec.Containers {
+		if c := &t.Spec.Containers[i]; c.Name == container && c.Image != image {
+			c.Image, changed = image, true
 		}
 	}
-	d.Spec.Paused = false
-	return d
+	return changed
 }
 
 // specHashAnnotation is a hash of the spec canaryline asked for, to tell without an update whether an existing
@@ -165,13 +179,14 @@ func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.
 	return updated, nil
 }
 
-// trackService is a copy of the stable Service for track: its ports, its selector plus the track label.
-func trackService(stable *corev1.Service, st *State, name, track string) *corev1.Service {
-	sel := maps.Clone(st.StableSelector)
-	sel[naming.TrackLabel] = track
+// trackService is a copy of the stable Service for track, selecting what the stable Service selected and, of those,
+// the track's pods alone: sel adds the canary's pod-template-hash, or the track label where the pods carry it.
+func trackService(stable *corev1.Service, st *State, name, track string, sel map[string]string) *corev1.Service {
+	selector := maps.Clone(st.StableSelector)
+	maps.Copy(selector, sel)
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stable.Namespace, Labels: maps.Clone(stable.Labels), Annotations: releaseAnnotations(st)},
-		Spec:       corev1.ServiceSpec{Selector: sel, Type: corev1.ServiceTypeClusterIP},
+		Spec:       corev1.ServiceSpec{Selector: selector, Type: corev1.ServiceTypeClusterIP},
 	}
 	if svc.Labels == nil {
 		svc.Labels = map[string]string{}
@@ -232,8 +247,8 @@ func ensureService(ctx context.Context, kube kubeclient.Interface, svc *corev1.S
 	return updated, nil
 }
 
-// stableHash is the pod-template-hash of the stable Deployment's current ReplicaSet.
-func stableHash(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) (string, error) {
+// currentHash is the pod-template-hash of the Deployment's current ReplicaSet.
+func currentHash(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) (string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return "", err
@@ -305,29 +320,7 @@ func rolledOut(d *appsv1.Deployment) bool {
 // untilRolledOut waits with list+watch until the Deployment is rolled out, or timeout; the error then says why.
 func untilRolledOut(ctx context.Context, kube kubeclient.Interface, ns, name string, timeout time.Duration) (*appsv1.Deployment, error) {
 	parent, start := ctx, time.Now()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	api := kube.AppsV1().Deployments(ns)
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return api.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return api.Watch(ctx, o)
-		},
-	}
-	var last *appsv1.Deployment
-	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
-		d, ok := e.Object.(*appsv1.Deployment)
-		if !ok {
-			return false, nil
-		}
-		last = d
-		return rolledOut(d), nil
-	})
+	last, err := untilDeployment(ctx, kube, ns, name, timeout, rolledOut)
 	if err == nil {
 		return last, nil
 	}
@@ -340,6 +333,37 @@ func untilRolledOut(ctx context.Context, kube kubeclient.Interface, ns, name str
 	}
 	return last, fmt.Errorf("Deployment %s/%s %s: %d of %d replicas available, %d updated%s",
 		ns, name, what, last.Status.AvailableReplicas, ptrOr(last.Spec.Replicas, 1), last.Status.UpdatedReplicas, whyNotReady(ctx, kube, last))
+}
+
+// untilDeployment waits with list+watch until the Deployment satisfies ok, or timeout. It returns the Deployment
+// as last seen (nil when never), and the wait's error.
+func untilDeployment(ctx context.Context, kube kubeclient.Interface, ns, name string, timeout time.Duration, ok func(*appsv1.Deployment) bool) (*appsv1.Deployment, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	api := kube.AppsV1().Deployments(ns)
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			// A consistent read: a list from the API server's cache may not have the step's own last write yet,
+			// and show the Deployment as it was before it (rolled out, at its old generation).
+			o.FieldSelector, o.ResourceVersion, o.ResourceVersionMatch = sel, "", ""
+			return api.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return api.Watch(ctx, o)
+		},
+	}
+	var last *appsv1.Deployment
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
+		d, isD := e.Object.(*appsv1.Deployment)
+		if !isD {
+			return false, nil
+		}
+		last = d
+		return ok(d), nil
+	})
+	return last, err
 }
 
 // waited says why a wait that began at start ended with err: the step was interrupted (parent ended), or err.

@@ -86,6 +86,9 @@ type ShiftConfig struct {
 	CanaryReplicas string `env:"CANARY_REPLICAS, default=1"`
 	// Baseline runs the stable image at the canary's size and age, with the same share of traffic.
 	Baseline bool `env:"BASELINE, default=false"`
+	// ReuseCanary gives the canary the stable's pod labels, so that promotion hands its pods to the stable
+	// Deployment; false labels them canaryline.dev/track=canary too, and promotion rolls the stable out anew.
+	ReuseCanary bool `env:"REUSE_CANARY, default=true"`
 	// ReadyTimeout is how long the canary may take to become Ready before any traffic moves.
 	ReadyTimeout time.Duration `env:"READY_TIMEOUT, default=5m"`
 	// KeepCookies leaves the OpenShift router's sticky cookies on during the release (route router).

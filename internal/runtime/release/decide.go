@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,6 +204,7 @@ const (
 	partStableUpdated   = "stable-updated"
 	partTrafficZero     = "canary-traffic-zero"
 	partCanaryRemoved   = "canary-removed"
+	partCanaryScaled    = "canary-scaled"
 	partRouterRestored  = "router-restored"
 )
 
@@ -225,34 +227,57 @@ func run(ctx context.Context, lk *lock, st *State, part string, record bool, f f
 }
 
 // promote makes the canary's image stable: the stable Service selects every pod again, the stable Deployment
-// rolls out the canary's image, the router goes back to all-stable, and the canary is removed.
+// takes over the canary's pods (or, when it cannot, rolls out the canary's image), the router goes back to
+// all-stable, and what is left of the canary is removed.
 func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.Duration, log *slog.Logger) error {
 	p := &promotion{lk: lk, st: st, c: c, ns: lk.lease.Namespace, timeout: timeout, log: log}
+	if st.Promotion == "" {
+		how, why, err := p.choose(ctx)
+		if err != nil {
+			return err
+		}
+		st.Promotion = how
+		log.Info("promotion: "+why, "promotion", how)
+	}
 	st.Phase = PhasePromoting
 	if err := lk.save(ctx, st); err != nil {
 		return err
 	}
-	b := backendsOf(p.ns, st)
 	if err := run(ctx, lk, st, partServiceRestored, false, func() error { return restoreStableService(ctx, c.Kube, p.ns, st) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partStableUpdated, true, func() error { return p.rollOutStable(ctx) }); err != nil {
+	if err := p.updateStable(ctx); err != nil {
 		return err
 	}
 	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
 	if err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
+	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, backendsOf(p.ns, st), st.RouterSnapshot) }); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, p.ns, st, log) }); err != nil {
+	keep := st.Promotion == promoteAdopt // the canary Deployment went with the hand-over; its ReplicaSet is the stable's
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, p.ns, st, keep, log) }); err != nil {
 		return err
 	}
 	return p.finish(ctx)
 }
 
-// promotion is one promote: the release, and the stable Deployment as last written or read.
+// updateStable brings the stable Deployment to the release's image: by taking over the canary's pods (the canary
+// scaled to the stable's size first), or by rolling it out.
+func (p *promotion) updateStable(ctx context.Context) error {
+	lk, st := p.lk, p.st
+	if st.Promotion != promoteAdopt {
+		return run(ctx, lk, st, partStableUpdated, true, func() error { return p.rollOutStable(ctx) })
+	}
+	// Scaling again is cheap (the replicas are as wanted, the rollout done): not worth a write of the Lease.
+	if err := run(ctx, lk, st, partCanaryScaled, false, func() error { return p.scaleCanary(ctx) }); err != nil {
+		return err
+	}
+	return run(ctx, lk, st, partStableUpdated, true, func() error { return p.adopt(ctx) })
+}
+
+// promotion is one promote: the release, and the stable (and canary) Deployment as last written or read.
 type promotion struct {
 	lk      *lock
 	st      *State
@@ -261,14 +286,14 @@ type promotion struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	stable *appsv1.Deployment
+	stable, canary *appsv1.Deployment
 }
 
 // rollOutStable puts the canary's image in the stable Deployment's container (and the promoted release on its
 // annotations), and waits until it is rolled out.
 func (p *promotion) rollOutStable(ctx context.Context) error {
 	st, ns := p.st, p.ns
-	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return p.updateStable(ctx) }); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return p.setImage(ctx) }); err != nil {
 		return fmt.Errorf("update Deployment %s/%s to %s: %w", ns, st.App, st.Image, err)
 	}
 	p.log.Info(fmt.Sprintf("rolling out %s on Deployment %s, container %s", st.Image, describe(ns, st.App), st.Container))
@@ -277,8 +302,8 @@ func (p *promotion) rollOutStable(ctx context.Context) error {
 	return err
 }
 
-// updateStable is one attempt at updating the stable Deployment; when it is as wanted already, nothing is sent.
-func (p *promotion) updateStable(ctx context.Context) error {
+// setImage is one attempt at updating the stable Deployment; when it is as wanted already, nothing is sent.
+func (p *promotion) setImage(ctx context.Context) error {
 	st, ns := p.st, p.ns
 	apps := p.c.Kube.AppsV1().Deployments(ns)
 	d, err := apps.Get(ctx, st.App, metav1.GetOptions{})
@@ -305,8 +330,7 @@ func (p *promotion) updateStable(ctx context.Context) error {
 		p.stable = d
 		return nil
 	}
-	p.stable, err = apps.Update(ctx, d, metav1.UpdateOptions{})
-	return err
+	return p.update(ctx, d)
 }
 
 // finish says the release is promoted (in the log and in an Event on the stable Deployment), and ends it on the
@@ -324,10 +348,30 @@ func (p *promotion) finish(ctx context.Context) error {
 	return p.lk.finish(ctx, Outcome{ID: st.ID, Decision: DecisionPromote, Container: st.Container, StableImage: st.Image, Reason: st.Reason, FinishedAt: time.Now().UTC()})
 }
 
-// restoreStableService gives the stable Service its selector from before the release, without the release's
-// annotations: it selects every pod of the application again.
+// restoreStableService gives the stable Service its selector from before the release, without the
+// pod-template-hash the release pinned it to and without the release's annotations: it selects every pod of the
+// application again. It is one merge patch of just those keys, whatever the Service is now (restoring twice is
+// the same), so it needs no read and meets no conflict.
 func restoreStableService(ctx context.Context, kube kubeclient.Interface, ns string, st *State) error {
-	return setServiceSelector(ctx, kube, serviceRef(ns, st.StableService), st.StableSelector, releaseAnnotations(st), true)
+	sel := map[string]any{}
+	for k, v := range st.StableSelector {
+		sel[k] = v
+	}
+	if _, ok := sel[naming.PodTemplateHashLabel]; !ok {
+		sel[naming.PodTemplateHashLabel] = nil
+	}
+	ann := map[string]any{}
+	for k := range releaseAnnotations(st) {
+		ann[k] = nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}, "spec": map[string]any{"selector": sel}})
+	if err != nil {
+		return err
+	}
+	if _, err := kube.CoreV1().Services(ns).Patch(ctx, st.StableService, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("restore the selector of Service %s/%s: %w", ns, st.StableService, err)
+	}
+	return nil
 }
 
 // rollback puts everything back as it was, the canary's traffic first. The stable Deployment is never touched.
@@ -355,7 +399,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 	}); err != nil {
 		return err
 	}
-	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, st, log) }); err != nil {
+	if err := run(ctx, lk, st, partCanaryRemoved, false, func() error { return removeTracks(ctx, c.Kube, ns, st, false, log) }); err != nil {
 		return err
 	}
 	if err := run(ctx, lk, st, partRouterRestored, false, func() error { return router.Restore(ctx, b, st.RouterSnapshot) }); err != nil {
@@ -374,9 +418,13 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 
 // removeTracks deletes the release's canary and baseline Deployments and Services: only objects that carry the
 // release's mark, the very ones it created when it recorded their UIDs. Gone already is fine; an object of someone
-// else's under one of the names is left as it is, with a warning.
-func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, st *State, log *slog.Logger) error {
+// else's under one of the names is left as it is, with a warning. keepCanary leaves the canary Deployment alone
+// (a promotion by adoption deleted it, leaving its ReplicaSet to the stable).
+func removeTracks(ctx context.Context, kube kubeclient.Interface, ns string, st *State, keepCanary bool, log *slog.Logger) error {
 	n := st.names()
+	if keepCanary {
+		n.CanaryDeployment = ""
+	}
 	apps, core := kube.AppsV1().Deployments(ns), kube.CoreV1().Services(ns)
 	for _, o := range []struct {
 		kind, name, track string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	appsv1 "k8s.io/api/apps/v1"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,9 @@ type Hold struct {
 	// traffic weight then.
 	carried string
 	weight  int32
+	// canary is the canary Deployment's name, hash its pods' pod-template-hash as shift-canary recorded it, for
+	// the canary Deployment's spec spec.
+	canary, hash, spec string
 }
 
 // HoldRelease renews the application's lock for release id while the step runs, when the Lease records that
@@ -56,7 +60,17 @@ func HoldRelease(ctx context.Context, kube kubeclient.Interface, ns, app, id str
 		return nil, nil, err
 	}
 	kctx, stop := lk.keep(ctx)
-	return &Hold{lk: lk, stop: stop, carried: lease.Annotations[naming.VerifyStateAnnotation], weight: st.Weight}, kctx, nil
+	return &Hold{lk: lk, stop: stop, carried: lease.Annotations[naming.VerifyStateAnnotation], weight: st.Weight,
+		canary: st.names().CanaryDeployment, hash: st.CanaryHash, spec: st.CanarySpec}, kctx, nil
+}
+
+// CanaryHash is the pod-template-hash of the pods of canary Deployment d as shift-canary recorded it with the
+// release, while d's spec is the one it recorded it for ("" otherwise: read it from d's ReplicaSets).
+func (h *Hold) CanaryHash(d *appsv1.Deployment) string {
+	if h.hash == "" || d == nil || d.Name != h.canary || d.Annotations[specHashAnnotation] != h.spec {
+		return ""
+	}
+	return h.hash
 }
 
 // Carried is the verify state this release's earlier verify steps (or an earlier run of this one) left on the

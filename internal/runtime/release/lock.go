@@ -75,7 +75,15 @@ type State struct {
 	Names       Names             `json:"names"`
 	UIDs        map[string]string `json:"uids,omitempty"`
 	KeepCookies bool              `json:"keepCookies,omitempty"`
-	Weight      int32             `json:"weight"`
+	// TrackPods says the canary's pods carry the track label (REUSE_CANARY=false): its selector has it too.
+	TrackPods bool `json:"trackPods,omitempty"`
+	// CanaryHash is the pod-template-hash of the canary's pods, which its Service selects; CanarySpec the
+	// canary Deployment's spec hash it was read for.
+	CanaryHash string `json:"canaryHash,omitempty"`
+	CanarySpec string `json:"canarySpec,omitempty"`
+	// Promotion is how the release is promoted, chosen when promotion starts: promoteAdopt or promoteRollOut.
+	Promotion string `json:"promotion,omitempty"`
+	Weight    int32  `json:"weight"`
 	// Phase is shifting, promoting or rolling-back; Done lists the finished parts of promoting or rolling back.
 	Phase     string    `json:"phase"`
 	Done      []string  `json:"done,omitempty"`

@@ -280,7 +280,7 @@ func (s *shift) record(ctx context.Context) (*State, error) {
 	now := time.Now().UTC()
 	st := &State{ID: s.id, App: t.App, Image: s.cfg.Image, Container: s.container, StableImage: s.stableImage, Router: s.cfg.Router,
 		RouterName: s.routerName, RouterSnapshot: snap, StableService: s.svc.Name, StableSelector: s.svc.Spec.Selector,
-		Baseline: s.baseline, Names: s.names, KeepCookies: s.cfg.KeepCookies, Phase: PhaseShifting, StartedAt: now, UpdatedAt: now}
+		Baseline: s.baseline, Names: s.names, KeepCookies: s.cfg.KeepCookies, TrackPods: !s.cfg.ReuseCanary, Phase: PhaseShifting, StartedAt: now, UpdatedAt: now}
 	if err := s.lk.save(ctx, st); err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 	hash := s.svc.Spec.Selector[naming.PodTemplateHashLabel]
 	if !s.ours || hash == "" {
 		var err error
-		if hash, err = stableHash(ctx, kube, s.stable); err != nil {
+		if hash, err = currentHash(ctx, kube, s.stable); err != nil {
 			return err
 		}
 	}
@@ -321,57 +321,107 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 // bringUpTracks creates or updates the canary (and baseline) Deployment and Service next to stable, and waits
 // until they are Ready with endpoints: no traffic moves before.
 func (s *shift) bringUpTracks(ctx context.Context, st *State, ready map[string]int32) error {
-	kube, ns, b := s.c.Kube, s.ns, s.backends(st)
-	size := replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
-	if s.cfg.traits().SizesTracks {
-		size = 0 // the router sizes it from the weight
-		if cur, err := kube.AppsV1().Deployments(ns).Get(ctx, b.CanaryDeployment, metav1.GetOptions{}); err == nil && marked(cur, naming.TrackCanary, st.ID) {
-			size = ptrOr(cur.Spec.Replicas, 0)
-		}
-	}
-	tracks := []struct{ track, image, deployment, service string }{{naming.TrackCanary, s.cfg.Image, b.CanaryDeployment, b.Canary}}
-	if st.Baseline {
-		tracks = append(tracks, struct{ track, image, deployment, service string }{naming.TrackBaseline, "", b.BaselineDeployment, b.Baseline})
-	}
+	kube, ns, size := s.c.Kube, s.ns, s.trackSize(ctx, st)
 	if st.UIDs == nil {
 		st.UIDs = map[string]string{}
 	}
-	rolled := map[string]bool{}
-	for _, tr := range tracks {
+	tracks := s.tracks(st)
+	for i, tr := range tracks {
 		d, err := ensureDeployment(ctx, kube, trackDeployment(s.stable, st, tr.deployment, tr.track, tr.image, size), st.ID, s.ours)
 		if err != nil {
 			return err
 		}
 		st.UIDs["Deployment/"+d.Name] = string(d.UID)
-		rolled[tr.deployment] = size > 0 && rolledOut(d)
-		svc, err := ensureService(ctx, kube, trackService(s.svc, st, tr.service, tr.track), st.ID, s.ours)
-		if err != nil {
+		tracks[i].d = d
+	}
+	for _, tr := range tracks {
+		if err := s.trackService(ctx, st, tr); err != nil {
 			return err
 		}
-		st.UIDs["Service/"+svc.Name] = string(svc.UID)
 	}
 	if size == 0 {
 		return nil
 	}
-	for _, d := range []string{b.CanaryDeployment, b.BaselineDeployment} {
-		if d == "" || rolled[d] {
-			continue
-		}
-		if _, err := untilRolledOut(ctx, kube, ns, d, s.cfg.ReadyTimeout); err != nil {
-			return fmt.Errorf("no traffic was moved: %w", err)
-		}
-	}
-	for _, svc := range []string{b.Canary, b.Baseline} {
-		if svc == "" {
-			continue
-		}
-		got, err := untilEndpoints(ctx, kube, ns, svc, func(got int32) bool { return got >= size }, fmt.Sprint(size), s.cfg.ReadyTimeout)
+	for _, tr := range tracks {
+		got, err := untilEndpoints(ctx, kube, ns, tr.service, func(got int32) bool { return got >= size }, fmt.Sprint(size), s.cfg.ReadyTimeout)
 		if err != nil {
 			return fmt.Errorf("no traffic was moved: %w", err)
 		}
-		ready[svc] = got
+		ready[tr.service] = got
 	}
 	return nil
+}
+
+// track is one of the release's tracks: its name, the image it runs ("" for the stable's), its Deployment's and
+// Service's names, and its Deployment as last written or read.
+type track struct {
+	track, image, deployment, service string
+	d                                 *appsv1.Deployment
+}
+
+// tracks are the release's tracks: the canary, and the baseline when it has one.
+func (s *shift) tracks(st *State) []track {
+	b := s.backends(st)
+	out := []track{{track: naming.TrackCanary, image: s.cfg.Image, deployment: b.CanaryDeployment, service: b.Canary}}
+	if st.Baseline {
+		out = append(out, track{track: naming.TrackBaseline, deployment: b.BaselineDeployment, service: b.Baseline})
+	}
+	return out
+}
+
+// trackSize is the size the canary and baseline Deployments are given: CANARY_REPLICAS, or for a router that
+// sizes them from the weight, the size they have (0 at first).
+func (s *shift) trackSize(ctx context.Context, st *State) int32 {
+	if !s.cfg.traits().SizesTracks {
+		return replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
+	}
+	cur, err := s.c.Kube.AppsV1().Deployments(s.ns).Get(ctx, s.backends(st).CanaryDeployment, metav1.GetOptions{})
+	if err == nil && marked(cur, naming.TrackCanary, st.ID) {
+		return ptrOr(cur.Spec.Replicas, 0)
+	}
+	return 0
+}
+
+// trackService waits until the track's Deployment is rolled out (at 0 replicas: until its controller has seen
+// it), then creates or updates the track's Service: the canary's selects the pod-template-hash of the canary's
+// pods, the baseline's its track label.
+func (s *shift) trackService(ctx context.Context, st *State, tr track) error {
+	d := tr.d
+	if !rolledOut(d) {
+		var err error
+		if d, err = untilRolledOut(ctx, s.c.Kube, s.ns, tr.deployment, s.cfg.ReadyTimeout); err != nil {
+			return fmt.Errorf("no traffic was moved: %w", err)
+		}
+	}
+	sel := map[string]string{naming.TrackLabel: tr.track}
+	if tr.track == naming.TrackCanary && !st.TrackPods {
+		hash, err := s.canaryHash(ctx, st, d)
+		if err != nil {
+			return err
+		}
+		sel = map[string]string{naming.PodTemplateHashLabel: hash}
+	}
+	svc, err := ensureService(ctx, s.c.Kube, trackService(s.svc, st, tr.service, tr.track, sel), st.ID, s.ours)
+	if err != nil {
+		return err
+	}
+	st.UIDs["Service/"+svc.Name] = string(svc.UID)
+	return nil
+}
+
+// canaryHash is the pod-template-hash of the canary's pods: as recorded with the release while the canary
+// Deployment's spec is the one it was recorded for, else read from its current ReplicaSet.
+func (s *shift) canaryHash(ctx context.Context, st *State, d *appsv1.Deployment) (string, error) {
+	spec := d.Annotations[specHashAnnotation]
+	if st.CanaryHash != "" && st.CanarySpec == spec {
+		return st.CanaryHash, nil
+	}
+	hash, err := currentHash(ctx, s.c.Kube, d)
+	if err != nil {
+		return "", err
+	}
+	st.CanaryHash, st.CanarySpec = hash, spec
+	return hash, nil
 }
 
 // setTraffic gives the canary (and baseline) WEIGHT percent through the router, and records it.

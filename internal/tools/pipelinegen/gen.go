@@ -63,6 +63,7 @@ var (
 		{"canary-replicas", "1", "Canary size: a count, or a share of the stable replicas such as \"25%\"."},
 		{"baseline", "false", "\"true\" runs a baseline next to the canary for like-with-like comparisons."},
 		{"baseline-name", "", "Name of the baseline's Deployment and Service; empty is app-baseline."},
+		{"reuse-canary", "true", "\"true\": promotion hands the canary's pods to the stable Deployment (they carry its labels); \"false\": they are labelled canaryline.dev/track=canary, and promotion rolls the stable out anew."},
 		{"ready-timeout", "5m", "How long the canary may take to become Ready before any traffic moves."},
 		{"rollout-timeout", "10m", "How long the stable Deployment may take to roll out the promoted image."},
 		{"lock-ttl", "10m", "How long the release lock outlives a step that stops renewing it."},
@@ -209,7 +210,7 @@ func (b *builder) shift(name, weight, replicas string) {
 	params := kv("APP", "$(params.app)", "IMAGE", b.image, "WEIGHT", weight,
 		"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
 		"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)",
-		"CANARY_REPLICAS", replicas, "READY_TIMEOUT", "$(params.ready-timeout)",
+		"CANARY_REPLICAS", replicas, "READY_TIMEOUT", "$(params.ready-timeout)", "REUSE_CANARY", "$(params.reuse-canary)",
 		"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")
 	if !b.v.BlueGreen {
 		params = append(params, kv("BASELINE", "$(params.baseline)", "BASELINE_NAME", "$(params.baseline-name)")...)

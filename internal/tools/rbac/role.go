@@ -75,8 +75,10 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		all("image.openshift.io", []string{"imagestreamtags"}, "get"),
 		// The release lock and record.
 		named("coordination.k8s.io", "leases", []string{"get", "update"}, "canaryline-"+app),
-		// The stable, canary and baseline Deployments and Services; watches of a Deployment select it by name.
-		named("apps", "deployments", []string{"get", "list", "watch", "update", "delete"}, app, naming.Canary(app), naming.Baseline(app)),
+		// The stable, canary and baseline Deployments and Services; watches of a Deployment select it by name. The
+		// stable is resumed after it took over the canary's ReplicaSet by a JSON patch that tests canaryline's
+		// paused-by annotation (patch).
+		named("apps", "deployments", []string{"get", "list", "watch", "update", "patch", "delete"}, app, naming.Canary(app), naming.Baseline(app)),
 		named("", "services", []string{"get", "update", "delete"}, svc, naming.Canary(svc), naming.Baseline(svc)),
 		// The Route (the shipped Role's router).
 		named("route.openshift.io", "routes", []string{"get", "update"}, router),
