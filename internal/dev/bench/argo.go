@@ -446,10 +446,11 @@ func (b *argoBench) argoRollback(ctx context.Context, ns string) (time.Duration,
 	})
 }
 
-// observed reports whether the Rollout's status is of generation gen (Argo writes observedGeneration as a string).
+// observed reports whether the Rollout's status is of its spec, of generation gen or later (the controller
+// itself updates the spec, filling in defaults). Argo writes observedGeneration as a string.
 func observed(r *unstructured.Unstructured, gen int64) bool {
 	v, ok, _ := unstructured.NestedFieldNoCopy(r.Object, "status", "observedGeneration")
-	return ok && fmt.Sprint(v) == strconv.FormatInt(gen, 10)
+	return ok && r.GetGeneration() >= gen && fmt.Sprint(v) == strconv.FormatInt(r.GetGeneration(), 10)
 }
 
 // rolloutHealthy reports whether the Rollout is Healthy on generation gen's template: its stable ReplicaSet is

@@ -19,6 +19,7 @@ import (
 // exist now with their images.
 type podWatch struct {
 	factory informers.SharedInformerFactory
+	cancel  context.CancelFunc
 	mu      sync.Mutex
 	seen    map[string]map[string]bool   // namespace: UIDs ever seen
 	live    map[string]map[string]string // namespace: UID: image of its first container
@@ -26,7 +27,8 @@ type podWatch struct {
 
 // watchPods starts a podWatch and waits for its first list.
 func watchPods(ctx context.Context, kube kubernetes.Interface) (*podWatch, error) {
-	w := &podWatch{factory: informers.NewSharedInformerFactory(kube, 0), seen: map[string]map[string]bool{},
+	ctx, cancel := context.WithCancel(ctx)
+	w := &podWatch{factory: informers.NewSharedInformerFactory(kube, 0), cancel: cancel, seen: map[string]map[string]bool{},
 		live: map[string]map[string]string{}}
 	inf := w.factory.Core().V1().Pods().Informer()
 	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -35,6 +37,7 @@ func watchPods(ctx context.Context, kube kubernetes.Interface) (*podWatch, error
 		DeleteFunc: func(o any) { w.remove(o) },
 	})
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	w.factory.Start(ctx.Done())
@@ -45,7 +48,10 @@ func watchPods(ctx context.Context, kube kubernetes.Interface) (*podWatch, error
 	return w, nil
 }
 
-func (w *podWatch) stop() { w.factory.Shutdown() }
+func (w *podWatch) stop() {
+	w.cancel()
+	w.factory.Shutdown()
+}
 
 func (w *podWatch) add(o any) {
 	p, ok := o.(*corev1.Pod)
