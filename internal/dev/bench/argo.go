@@ -45,11 +45,12 @@ var argoWeights = []int{10, 30, 60}
 
 // sideCost is what one release cost one side.
 type sideCost struct {
-	wall     time.Duration // the release
-	requests int           // API requests of Argo's controller, or of canaryline's steps
-	cpu      cpuUse        // CPU of everything on the machine taking part (the other side's controller excluded)
-	pods     int           // pods created
-	promote  time.Duration // Argo: from the last setWeight step completing to Healthy; canaryline: promote-or-rollback
+	wall     time.Duration  // the release
+	requests int            // API requests of Argo's controller, or of canaryline's steps
+	cpu      cpuUse         // CPU of everything on the machine taking part (the other side's controller excluded)
+	pods     int            // pods created
+	verbs    map[string]int // requests by verb
+	promote  time.Duration  // Argo: from the last setWeight step completing to Healthy; canaryline: promote-or-rollback
 }
 
 // argoResult is what the argo part measured.
@@ -223,7 +224,7 @@ func (b *argoBench) large(ctx context.Context, r *argoResult) error {
 // the CPU used (less that of the process exclude, the other side's controller) and the pods created in ns.
 func (b *argoBench) cost(ns string, proxy *faultproxy.Proxy, exclude int, release func() (time.Duration, error)) (sideCost, error) {
 	time.Sleep(argoSettle)
-	pods, reqs := b.pods.created(ns), proxy.Stats().Requests
+	pods, reqs := b.pods.created(ns), proxy.Stats()
 	cpu0, ex0 := cpuNow(), pidCPU(exclude)
 	t0 := time.Now()
 	promote, err := release()
@@ -234,7 +235,15 @@ func (b *argoBench) cost(ns string, proxy *faultproxy.Proxy, exclude int, releas
 	time.Sleep(argoSettle)
 	cpu := cpuNow().sub(cpu0)
 	cpu.ControlPlane -= pidCPU(exclude) - ex0
-	return sideCost{wall: wall, requests: proxy.Stats().Requests - reqs, cpu: cpu, pods: b.pods.created(ns) - pods, promote: promote}, nil
+	after := proxy.Stats()
+	verbs := map[string]int{}
+	for v, n := range after.ByVerb {
+		if d := n - reqs.ByVerb[v]; d > 0 {
+			verbs[v] = d
+		}
+	}
+	return sideCost{wall: wall, requests: after.Requests - reqs.Requests, cpu: cpu, pods: b.pods.created(ns) - pods,
+		promote: promote, verbs: verbs}, nil
 }
 
 // image is a new image for the application of ns: any digest will do, KWOK pulls nothing.

@@ -2,8 +2,11 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/canaryline/canaryline/internal/dev/argorollouts"
 )
@@ -31,14 +34,15 @@ func argoRows(r argoResult) []Measurement {
 	add(argoPair("release wall time, 4 replicas", "s", aw, cw, each+": "+secs(wall(r.argo)), each+": "+secs(wall(r.canaryline)),
 		"≤ 1.0x Argo's", cw <= aw))
 	add(argoPair("API requests per release", "requests", ar, cr, each+" (its controller's, through a counting proxy; "+
-		"the image change itself not counted): "+nums(reqs(r.argo)), each+" (the steps'): "+nums(reqs(r.canaryline)), "≤ 60", cr <= 60))
+		"the image change itself not counted): "+nums(reqs(r.argo))+"; by verb, mean: "+verbMeans(r.argo),
+		each+" (the steps'): "+nums(reqs(r.canaryline))+"; by verb, mean: "+verbMeans(r.canaryline), "≤ 60", cr <= 60))
 	add(argoPair("control-plane CPU per release", "CPU-s", ac, cc, each+", its controller included: "+nums(cpu(r.argo)),
 		each+", the steps included, Argo's idle controller not: "+nums(cpu(r.canaryline)), "", false))
 	add(argoPair("pods created per release", "pods", ap, cp, each+": "+nums(pods(r.argo)), each+": "+nums(pods(r.canaryline)),
 		fmt.Sprintf("≤ Argo's (%s)", formatValue(ap)), cp <= ap))
 	add(argoPair("rollback wall time, after weight 30", "s", ab, cb,
-		fmt.Sprintf("abort until Degraded and the canary's pods are gone; median of %d: %s", len(r.argoRollback), durations(r.argoRollback)),
-		fmt.Sprintf("promote-or-rollback DECISION=rollback until the canary's pods are gone; median of %d: %s", len(r.clRollback), durations(r.clRollback)),
+		fmt.Sprintf("abort until Degraded and the canary's pods are gone; median of %d: %s", len(r.argoRollback), secs(seconds(r.argoRollback))),
+		fmt.Sprintf("promote-or-rollback DECISION=rollback until the canary's pods are gone; median of %d: %s", len(r.clRollback), secs(seconds(r.clRollback))),
 		"", false))
 	rssMB := make([]float64, len(r.rss))
 	for i, v := range r.rss {
@@ -97,6 +101,29 @@ func medianOf(vs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func seconds(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Seconds()
+	}
+	return out
+}
+
+// verbMeans is the mean requests per release by verb, as "get 3.5, watch 2".
+func verbMeans(cs []sideCost) string {
+	sum := map[string]int{}
+	for _, c := range cs {
+		for v, n := range c.verbs {
+			sum[v] += n
+		}
+	}
+	var parts []string
+	for _, v := range slices.Sorted(maps.Keys(sum)) {
+		parts = append(parts, v+" "+strings.TrimSuffix(strconv.FormatFloat(float64(sum[v])/float64(len(cs)), 'f', 1, 64), ".0"))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func rangeOf(vs []float64) string {

@@ -15,7 +15,8 @@ import (
 
 func TestArgoRows(t *testing.T) {
 	cost := func(wall time.Duration, reqs, pods int) sideCost {
-		return sideCost{wall: wall, requests: reqs, pods: pods, cpu: cpuUse{ControlPlane: wall / 2}, promote: wall / 4}
+		return sideCost{wall: wall, requests: reqs, pods: pods, cpu: cpuUse{ControlPlane: wall / 2}, promote: wall / 4,
+			verbs: map[string]int{"get": reqs - 2, "watch": 2}}
 	}
 	r := argoResult{
 		argo:         []sideCost{cost(300*time.Millisecond, 50, 4), cost(400*time.Millisecond, 48, 4), cost(350*time.Millisecond, 49, 4)},
