@@ -38,7 +38,7 @@ const (
 	argoReadyDelay    = 2 * time.Second
 	// argoSettle is waited before and after each measured release: the previous one's last pod events and
 	// requests are not counted, this one's are.
-	argoSettle = 500 * time.Millisecond
+	argoSettle = time.Second
 )
 
 var argoWeights = []int{10, 30, 60}
@@ -87,7 +87,9 @@ func (c *cluster) argoFigures(ctx context.Context, runs int, cacheDir string) ([
 	if err != nil {
 		return nil, err
 	}
-	b := &argoBench{c: c, dyn: dyn}
+	quiet := *c
+	quiet.noRSS = true // the CPU figures count this process's
+	b := &argoBench{c: &quiet, dyn: dyn}
 	defer b.close()
 	if b.pods, err = watchPods(ctx, c.kube); err != nil {
 		return nil, err

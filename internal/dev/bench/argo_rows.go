@@ -36,8 +36,8 @@ func argoRows(r argoResult) []Measurement {
 	add(argoPair("API requests per release", "requests", ar, cr, each+" (its controller's, through a counting proxy; "+
 		"the image change itself not counted): "+nums(reqs(r.argo))+"; by verb, mean: "+verbMeans(r.argo),
 		each+" (the steps'): "+nums(reqs(r.canaryline))+"; by verb, mean: "+verbMeans(r.canaryline), "≤ 60", cr <= 60))
-	add(argoPair("control-plane CPU per release", "CPU-s", ac, cc, each+", its controller included: "+nums(cpu(r.argo)),
-		each+", the steps included, Argo's idle controller not: "+nums(cpu(r.canaryline)), "", false))
+	add(argoPair("control-plane CPU per release", "CPU-s", ac, cc, each+", its controller included: "+nums(cpu(r.argo))+"; "+cpuSplit(r.argo),
+		each+", the steps included, Argo's idle controller not: "+nums(cpu(r.canaryline))+"; "+cpuSplit(r.canaryline), "", false))
 	add(argoPair("pods created per release", "pods", ap, cp, each+": "+nums(pods(r.argo)), each+": "+nums(pods(r.canaryline)),
 		fmt.Sprintf("≤ Argo's (%s)", formatValue(ap)), cp <= ap))
 	add(argoPair("rollback wall time, after weight 30", "s", ab, cb,
@@ -109,6 +109,17 @@ func seconds(ds []time.Duration) []float64 {
 		out[i] = d.Seconds()
 	}
 	return out
+}
+
+// cpuSplit is the median CPU of each part: the steps, the control plane's processes (Argo's controller among
+// them), this process (the OpenShift API shim, the counting proxies, the watches).
+func cpuSplit(cs []sideCost) string {
+	part := func(f func(cpuUse) time.Duration) string {
+		return fmt.Sprintf("%.2f", medianOf(costs(cs, func(c sideCost) float64 { return f(c.cpu).Seconds() })))
+	}
+	return "medians: steps " + part(func(u cpuUse) time.Duration { return u.Steps }) +
+		", control plane " + part(func(u cpuUse) time.Duration { return u.ControlPlane }) +
+		", shim, proxies and watches " + part(func(u cpuUse) time.Duration { return u.Harness })
 }
 
 // verbMeans is the mean requests per release by verb, as "get 3.5, watch 2".
