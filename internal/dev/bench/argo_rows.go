@@ -44,6 +44,12 @@ func argoRows(r argoResult) []Measurement {
 		fmt.Sprintf("abort until Degraded and the canary's pods are gone; median of %d: %s", len(r.argoRollback), secs(seconds(r.argoRollback))),
 		fmt.Sprintf("promote-or-rollback DECISION=rollback until the canary's pods are gone; median of %d: %s", len(r.clRollback), secs(seconds(r.clRollback))),
 		"", false))
+	prom := func(cs []sideCost) []float64 {
+		return costs(cs, func(c sideCost) float64 { return c.promote.Seconds() })
+	}
+	add(argoPair("promote time, 4 replicas", "s", medianOf(prom(r.argo)), medianOf(prom(r.canaryline)),
+		each+"; from the last setWeight step completing to Healthy: "+secs(prom(r.argo)),
+		each+"; the promote-or-rollback step: "+secs(prom(r.canaryline)), "", false))
 	rssMB := make([]float64, len(r.rss))
 	for i, v := range r.rss {
 		rssMB[i] = float64(v) / 1e6

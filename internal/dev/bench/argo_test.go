@@ -26,8 +26,8 @@ func TestArgoRows(t *testing.T) {
 		argoLarge: cost(10*time.Second, 200, 40), canarylineLarge: cost(20*time.Second, 80, 100),
 	}
 	ms := argoRows(r)
-	if len(ms) != 16 {
-		t.Fatalf("%d rows; want 8 figures each way:\n%s", len(ms), Table(ms))
+	if len(ms) != 18 {
+		t.Fatalf("%d rows; want 9 figures each way:\n%s", len(ms), Table(ms))
 	}
 	want := map[string]struct {
 		value float64
@@ -41,6 +41,7 @@ func TestArgoRows(t *testing.T) {
 		"rollback wall time, after weight 30: canaryline": {0.095, "", "1.27x Argo's"},
 		"running between releases: Argo Rollouts":         {100, "", ""},
 		"promote time, 40 replicas: canaryline":           {5, "", "2.00x Argo's"},
+		"promote time, 4 replicas: canaryline":            {0.15, "", "1.71x Argo's"},
 		"release wall time, 40 replicas: Argo Rollouts":   {10, "", ""},
 	}
 	found := 0
@@ -94,8 +95,8 @@ func TestArgoFigures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 16 {
-		t.Fatalf("%d figures; want 16:\n%s", len(ms), Table(ms))
+	if len(ms) != 18 {
+		t.Fatalf("%d figures; want 18:\n%s", len(ms), Table(ms))
 	}
 	for _, m := range ms {
 		if strings.HasPrefix(m.Figure, "pods created per release") && (m.Value < argoReplicas || m.Value > 3*argoReplicas) {
