@@ -102,7 +102,8 @@ cluster-down:
 demo: build
 	$(BIN)/canaryline demo
 
-## bench: Go benchmarks (control-plane start, image size); figures, not pass/fail
+## bench: Go benchmarks (control-plane start, image size), and the release beside Argo Rollouts (its controller built
+## from the Go module proxy on first use, about 13 min on 2 cores); figures, not pass/fail
 bench: controlplane
 	$(GO) run ./cmd/canaryline bench
 

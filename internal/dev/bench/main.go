@@ -8,7 +8,9 @@
 //   - the wall time of one release, and of 20 at once;
 //   - a real node's start, its pods' start, and kubelet's and containerd's memory (when the machine can run one);
 //   - canary-release as PipelineRuns on the real Tekton controller beside canaryline run, Tekton's per-task
-//     overhead and its programs' memory (when the machine can run a real node).
+//     overhead and its programs' memory (when the machine can run a real node);
+//   - the same canary release with Argo Rollouts' controller (built from the module proxy) and with canaryline,
+//     interleaved on one control plane: wall time, API requests, CPU, pods created, rollback, memory.
 //
 // It also runs the Go benchmarks, and prints everything as one table with each figure's target. These are
 // measurements: nothing here fails on time. A missed target is reported as missed.
@@ -25,6 +27,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/canaryline/canaryline/internal/dev/argorollouts"
 )
 
 // Options configure a benchmark run.
@@ -38,7 +42,9 @@ type Options struct {
 	// StartupRuns is the runs per cold-start figure (21); ReleaseRuns the single releases timed (3);
 	// RollbackRuns the time-to-rollback runs (5); Concurrent the releases at once (20).
 	StartupRuns, ReleaseRuns, RollbackRuns, Concurrent int
-	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode", "tekton", "verdicts".
+	// ArgoRuns is the releases (and rollbacks) each way of the comparison with Argo Rollouts (10).
+	ArgoRuns int
+	// Skip names parts not to run: "go", "sizes", "startup", "requests", "rollback", "overhead", "realnode", "tekton", "verdicts", "argo".
 	Skip map[string]bool
 	Log  io.Writer // progress
 }
@@ -83,6 +89,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Concurrent == 0 {
 		o.Concurrent = 20
+	}
+	if o.ArgoRuns == 0 {
+		o.ArgoRuns = 10
 	}
 	return o
 }
@@ -148,6 +157,10 @@ func benchParts(ctx context.Context, o Options, c *cluster, bin, steps string) [
 		}},
 		{"verdicts", "verdicts: seeded simulations of the sequential and the fixed comparison over whole releases", func() ([]Measurement, error) {
 			return VerdictFigures(VerdictOptions{Seed: 1}), nil
+		}},
+		{"argo", fmt.Sprintf("Argo Rollouts %s and canaryline: the same canary release both ways, %d interleaved runs each, then %d replicas",
+			argorollouts.Version, o.ArgoRuns, argoLargeReplicas), func() ([]Measurement, error) {
+			return c.argoFigures(ctx, o.ArgoRuns, o.CacheDir)
 		}},
 		{"go", "Go benchmarks (control plane start and stop, statistics)", func() ([]Measurement, error) { return GoBenchmarks(ctx, o.Root) }},
 	}

@@ -28,6 +28,15 @@ var DefaultVersions = Versions{Kubernetes: "v1.34.4", Etcd: "v3.6.16", KWOK: "v0
 // recipe is bumped whenever the way binaries are built changes, so old caches are not reused.
 const recipe = "r1"
 
+// stagesVersion names the KWOK stages file: bumped whenever writeKWOKStages writes something else, so that a
+// cached control plane gets the new file (written beside its binaries, under the build lock) without a rebuild.
+const stagesVersion = "s2"
+
+// PodReadyDelayAnnotation, set on a pod (template) to a Go duration such as "2s", holds its Ready back on the
+// KWOK nodes for that long, as a slow readiness probe would; without it a pod is Ready at once. KWOK's own
+// general pod stages read the same annotation.
+const PodReadyDelayAnnotation = "pod-ready.stage.kwok.x-k8s.io/delay"
+
 // binaries is the order in which the control plane is built, fastest-to-fail first.
 var binaries = []string{"etcd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "kwok"}
 
@@ -52,9 +61,16 @@ func (b Binaries) Path(name string) string { return filepath.Join(b.Dir, name) }
 // Concurrent callers (parallel test packages) wait for one build instead of building twice.
 func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Writer) (Binaries, error) {
 	root := filepath.Join(cacheDir, "controlplane", v.Key())
-	bins := Binaries{Dir: filepath.Join(root, "bin"), KWOKStages: filepath.Join(root, "kwok-stages.yaml")}
+	bins := Binaries{Dir: filepath.Join(root, "bin"), KWOKStages: filepath.Join(root, "kwok-stages-"+stagesVersion+".yaml")}
 	err := gobuild.Cached(ctx, root, "devcluster", log, func() bool { return complete(bins) }, func() error {
 		b := &builder{root: root, v: v, run: gobuild.NewRunner("devcluster", filepath.Join(root, "build.log"), log)}
+		if binariesComplete(bins) { // built before the stages file changed: write the new one only
+			kwokMod, err := b.scratchModule(ctx, "kwok", "sigs.k8s.io/kwok@"+b.v.KWOK, "sigs.k8s.io/kwok/cmd/kwok")
+			if err != nil {
+				return err
+			}
+			return b.writeKWOKStages(ctx, kwokMod, bins.KWOKStages)
+		}
 		fmt.Fprintf(log, "devcluster: building the control plane %s into %s (first run only: about 7 min on 2 cores, less with a warm Go build cache)\n", v.Key(), root)
 		if err := b.buildAll(ctx, bins); err != nil {
 			return err
@@ -66,13 +82,17 @@ func EnsureBinaries(ctx context.Context, cacheDir string, v Versions, log io.Wri
 }
 
 func complete(b Binaries) bool {
+	_, err := os.Stat(b.KWOKStages)
+	return err == nil && binariesComplete(b)
+}
+
+func binariesComplete(b Binaries) bool {
 	for _, n := range binaries {
 		if fi, err := os.Stat(b.Path(n)); err != nil || fi.Size() == 0 {
 			return false
 		}
 	}
-	_, err := os.Stat(b.KWOKStages)
-	return err == nil
+	return true
 }
 
 type builder struct {
@@ -110,7 +130,7 @@ func (b *builder) buildAll(ctx context.Context, bins Binaries) error {
 				return err
 			}
 		}
-		return b.writeKWOKStages(ctx, kwokMod, filepath.Join(b.root, "kwok-stages.yaml"))
+		return b.writeKWOKStages(ctx, kwokMod, bins.KWOKStages)
 	})
 }
 
@@ -195,7 +215,8 @@ func scratchModule(ctx context.Context, run *gobuild.Runner, dir, name, modVersi
 }
 
 // writeKWOKStages concatenates the stage files shipped in the kwok module: the standalone kwok binary has none
-// built in. These give fake nodes that stay Ready and pods that become Running/Ready and disappear when deleted.
+// built in. These give fake nodes that stay Ready and pods that become Running/Ready (at once, or after
+// PodReadyDelayAnnotation) and disappear when deleted.
 func (b *builder) writeKWOKStages(ctx context.Context, kwokMod, dst string) error {
 	out, err := gobuild.Output(ctx, kwokMod, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok")
 	if err != nil {
@@ -214,11 +235,28 @@ func (b *builder) writeKWOKStages(ctx context.Context, kwokMod, dst string) erro
 		if err != nil {
 			return fmt.Errorf("read kwok stage %s: %w", f, err)
 		}
+		if f == "pod/fast/pod-ready.yaml" {
+			if data, err = withReadyDelay(data); err != nil {
+				return err
+			}
+		}
 		buf.WriteString("---\n")
 		buf.Write(data)
 		buf.WriteString("\n")
 	}
-	return os.WriteFile(dst, buf.Bytes(), 0o644)
+	return gobuild.InstallFile(dst, func(tmp string) error { return os.WriteFile(tmp, buf.Bytes(), 0o644) })
+}
+
+// withReadyDelay adds to KWOK's fast pod-ready stage a delay read from PodReadyDelayAnnotation: none when the
+// annotation is absent (or not a duration), as before.
+func withReadyDelay(stage []byte) ([]byte, error) {
+	next := []byte("\n  next:\n")
+	if bytes.Count(stage, next) != 1 {
+		return nil, fmt.Errorf("kwok stage pod-ready: no single \"next:\" to put a delay before")
+	}
+	delay := "\n  delay:\n    durationMilliseconds: 0\n    durationFrom:\n" +
+		"      expressionFrom: '.metadata.annotations[\"" + PodReadyDelayAnnotation + "\"]'"
+	return bytes.Replace(stage, next, append([]byte(delay), next...), 1), nil
 }
 
 // Prepare builds (or finds cached) everything Start needs: the binaries and the CRDs.

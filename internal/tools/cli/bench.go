@@ -21,7 +21,8 @@ func benchCmd(fs *flag.FlagSet, env Env) runFunc {
 	fs.IntVar(&o.ReleaseRuns, "release-runs", 3, "single releases timed (the median is reported)")
 	fs.IntVar(&o.RollbackRuns, "rollback-runs", 5, "time-to-rollback runs (the median is reported)")
 	fs.IntVar(&o.Concurrent, "concurrent", 20, "releases of different applications at once")
-	skip := fs.String("skip", "", "comma-separated parts not to run: sizes, startup, requests, overhead, rollback, realnode, tekton, verdicts, go")
+	fs.IntVar(&o.ArgoRuns, "argo-runs", 10, "releases (and rollbacks) each way of the comparison with Argo Rollouts (the median is reported)")
+	skip := fs.String("skip", "", "comma-separated parts not to run: sizes, startup, requests, overhead, rollback, realnode, tekton, verdicts, argo, go")
 	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, env, o, *skip, *out, stdout, stderr)
 	}

@@ -33,7 +33,8 @@ func commands() []*command {
 			summary: "measure sizes, start-up, API requests and release times; print one table",
 			description: "Measure on the embedded control plane: binary and image sizes, cold starts, peak RSS, API " +
 				"requests per release, time to rollback, release overhead, releases at once, a real node's and its " +
-				"pods' starts and memory (as root), and the Go benchmarks; print one table with each figure's target."},
+				"pods' starts and memory (as root), the same release with Argo Rollouts' controller (built from the Go module " +
+				"proxy on first use), and the Go benchmarks; print one table with each figure's target."},
 		{name: "run", args: "PIPELINE_FILE", setup: runCmd,
 			argsMissing: "run: give the Pipeline's file first, e.g. canaryline run pipelines/canary-release.yaml --param app=shop",
 			summary:     "run a Pipeline without Tekton: its steps as local processes",
