@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryline/canaryline/internal/dev/faultproxy"
 )
@@ -375,8 +376,16 @@ func TestPromoteReusesAfterATeamResumedTheHandOver(t *testing.T) {
 	if !d.Spec.Paused || d.Annotations["canaryline.dev/paused-by"] != "shop-release-1" {
 		t.Fatalf("after the kill: paused %v, annotations %v; want paused by the release", d.Spec.Paused, d.Annotations)
 	}
-	d.Spec.Paused = false // the team resumes it
-	if _, err := a.kube.AppsV1().Deployments(a.ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error { // the team resumes it
+		d, err := a.kube.AppsV1().Deployments(a.ns).Get(ctx, "shop", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Paused = false
+		_, err = a.kube.AppsV1().Deployments(a.ns).Update(ctx, d, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	a.promoteOK()

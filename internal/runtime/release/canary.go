@@ -263,14 +263,11 @@ func currentHash(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deplo
 	return "", fmt.Errorf("Deployment %s/%s: no ReplicaSet of its revision %s", d.Namespace, d.Name, d.Annotations[naming.RevisionAnnotation])
 }
 
-// setServiceSelector makes the Service select sel, with annotations added (or removed, when remove is set). cur is
-// the Service as just read (when it is already so, nothing is sent), or only its name and namespace (it is read).
-func setServiceSelector(ctx context.Context, kube kubeclient.Interface, cur *corev1.Service, sel, ann map[string]string, remove bool) error {
+// setServiceSelector makes the Service select sel, with annotations ann added. cur is the Service as just read
+// (when it is already so, nothing is sent); after a conflict it is read again.
+func setServiceSelector(ctx context.Context, kube kubeclient.Interface, cur *corev1.Service, sel, ann map[string]string) error {
 	api := kube.CoreV1().Services(cur.Namespace)
 	svc := cur.DeepCopy()
-	if cur.ResourceVersion == "" {
-		svc = nil
-	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if svc == nil {
 			var err error
@@ -283,12 +280,7 @@ func setServiceSelector(ctx context.Context, kube kubeclient.Interface, cur *cor
 		}
 		changed := !maps.Equal(svc.Spec.Selector, sel)
 		for k, v := range ann {
-			if remove {
-				if _, ok := svc.Annotations[k]; ok {
-					delete(svc.Annotations, k)
-					changed = true
-				}
-			} else if svc.Annotations[k] != v {
+			if svc.Annotations[k] != v {
 				svc.Annotations[k] = v
 				changed = true
 			}

@@ -274,7 +274,8 @@ func (p *promotion) updateStable(ctx context.Context) error {
 	if err := run(ctx, lk, st, partCanaryScaled, false, func() error { return p.scaleCanary(ctx) }); err != nil {
 		return err
 	}
-	return run(ctx, lk, st, partStableUpdated, true, func() error { return p.adopt(ctx) })
+	// Handing over again is cheap too (each part sees it done, nothing is written): not worth a write of the Lease.
+	return run(ctx, lk, st, partStableUpdated, false, func() error { return p.adopt(ctx) })
 }
 
 // promotion is one promote: the release, and the stable (and canary) Deployment as last written or read.
@@ -472,9 +473,4 @@ func getter[T metav1.Object](get func(context.Context, string, metav1.GetOptions
 		obj, err := get(ctx, name, o)
 		return obj, err
 	}
-}
-
-// serviceRef names a Service to read.
-func serviceRef(ns, name string) *corev1.Service {
-	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }

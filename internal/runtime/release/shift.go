@@ -306,7 +306,7 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 	}
 	sel := maps.Clone(st.StableSelector)
 	sel[naming.PodTemplateHashLabel] = hash
-	if err := setServiceSelector(ctx, kube, s.svc, sel, releaseAnnotations(st), false); err != nil {
+	if err := setServiceSelector(ctx, kube, s.svc, sel, releaseAnnotations(st)); err != nil {
 		return err
 	}
 	n := ptrOr(s.stable.Spec.Replicas, 1)

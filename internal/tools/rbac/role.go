@@ -79,7 +79,8 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		// stable is resumed after it took over the canary's ReplicaSet by a JSON patch that tests canaryline's
 		// paused-by annotation (patch).
 		named("apps", "deployments", []string{"get", "list", "watch", "update", "patch", "delete"}, app, naming.Canary(app), naming.Baseline(app)),
-		named("", "services", []string{"get", "update", "delete"}, svc, naming.Canary(svc), naming.Baseline(svc)),
+		// The stable Service's selector is put back by a merge patch of the keys the release changed (patch).
+		named("", "services", []string{"get", "update", "patch", "delete"}, svc, naming.Canary(svc), naming.Baseline(svc)),
 		// The Route (the shipped Role's router).
 		named("route.openshift.io", "routes", []string{"get", "update"}, router),
 		// Creating cannot be narrowed by name in RBAC; a create of an object that exists fails.
