@@ -131,11 +131,16 @@ func notOurs(kind string, obj metav1.Object, release string) error {
 // ensureDeployment creates d, or brings an existing one of the release to d's template, replicas and annotations,
 // and returns it as stored. An existing Deployment without the release's mark is never changed. When known is set
 // (a later shift of the release: it most likely exists), it reads first, and an object that is already as asked
-// costs that one read.
-func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, release string, known bool) (*appsv1.Deployment, error) {
+// costs that one read. keepReplicas leaves an existing one's replicas as they are (the router sizes it): they are
+// then no part of what is asked.
+func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, release string, known, keepReplicas bool) (*appsv1.Deployment, error) {
 	api := kube.AppsV1().Deployments(d.Namespace)
 	track := d.Labels[naming.TrackLabel]
-	d.Annotations[specHashAnnotation] = specHash([]any{d.Spec.Template, d.Spec.Replicas, d.Annotations})
+	asked := []any{d.Spec.Template, d.Spec.Replicas, d.Annotations}
+	if keepReplicas {
+		asked = []any{d.Spec.Template, d.Annotations}
+	}
+	d.Annotations[specHashAnnotation] = specHash(asked)
 	if known {
 		cur, err := api.Get(ctx, d.Name, metav1.GetOptions{})
 		if err == nil && !marked(cur, track, release) {
@@ -165,7 +170,10 @@ func ensureDeployment(ctx context.Context, kube kubeclient.Interface, d *appsv1.
 			updated = cur
 			return nil
 		}
-		cur.Spec.Template, cur.Spec.Replicas = d.Spec.Template, d.Spec.Replicas
+		cur.Spec.Template = d.Spec.Template
+		if !keepReplicas {
+			cur.Spec.Replicas = d.Spec.Replicas
+		}
 		if cur.Annotations == nil {
 			cur.Annotations = map[string]string{}
 		}

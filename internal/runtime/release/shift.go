@@ -321,18 +321,28 @@ func (s *shift) pinStable(ctx context.Context, st *State, ready map[string]int32
 // bringUpTracks creates or updates the canary (and baseline) Deployment and Service next to stable, and waits
 // until they are Ready with endpoints: no traffic moves before.
 func (s *shift) bringUpTracks(ctx context.Context, st *State, ready map[string]int32) error {
-	kube, ns, size := s.c.Kube, s.ns, s.trackSize(ctx, st)
+	kube, ns := s.c.Kube, s.ns
+	// The canary's (and baseline's) size is CANARY_REPLICAS, or for a router that sizes them from the weight,
+	// the size they have (0 at first).
+	sized := s.cfg.traits().SizesTracks
+	size := int32(0)
+	if !sized {
+		size = replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
+	}
 	if st.UIDs == nil {
 		st.UIDs = map[string]string{}
 	}
 	tracks := s.tracks(st)
 	for i, tr := range tracks {
-		d, err := ensureDeployment(ctx, kube, trackDeployment(s.stable, st, tr.deployment, tr.track, tr.image, size), st.ID, s.ours)
+		d, err := ensureDeployment(ctx, kube, trackDeployment(s.stable, st, tr.deployment, tr.track, tr.image, size), st.ID, s.ours, sized)
 		if err != nil {
 			return err
 		}
 		st.UIDs["Deployment/"+d.Name] = string(d.UID)
 		tracks[i].d = d
+	}
+	if sized {
+		size = ptrOr(tracks[0].d.Spec.Replicas, 0)
 	}
 	for _, tr := range tracks {
 		if err := s.trackService(ctx, st, tr); err != nil {
@@ -367,19 +377,6 @@ func (s *shift) tracks(st *State) []track {
 		out = append(out, track{track: naming.TrackBaseline, deployment: b.BaselineDeployment, service: b.Baseline})
 	}
 	return out
-}
-
-// trackSize is the size the canary and baseline Deployments are given: CANARY_REPLICAS, or for a router that
-// sizes them from the weight, the size they have (0 at first).
-func (s *shift) trackSize(ctx context.Context, st *State) int32 {
-	if !s.cfg.traits().SizesTracks {
-		return replicasFor(s.cfg.CanaryReplicas, ptrOr(s.stable.Spec.Replicas, 1))
-	}
-	cur, err := s.c.Kube.AppsV1().Deployments(s.ns).Get(ctx, s.backends(st).CanaryDeployment, metav1.GetOptions{})
-	if err == nil && marked(cur, naming.TrackCanary, st.ID) {
-		return ptrOr(cur.Spec.Replicas, 0)
-	}
-	return 0
 }
 
 // trackService waits until the track's Deployment is rolled out (at 0 replicas: until its controller has seen

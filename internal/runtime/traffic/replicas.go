@@ -60,13 +60,11 @@ func (r *replicas) SetWeights(ctx context.Context, b Backends, w Weights) (Appli
 	if err != nil {
 		return Applied{}, err
 	}
-	if err := scale(ctx, apps, b.Namespace, want); err != nil {
-		return Applied{}, err
-	}
-	got, err := readReplicas(ctx, apps, b, want)
+	got, err := scale(ctx, apps, b.Namespace, want)
 	if err != nil {
 		return Applied{}, err
 	}
+	got[b.StableDeployment] = stable
 	return replicasApplied(b, w, got), nil
 }
 
@@ -92,39 +90,29 @@ func trackReplicas(b Backends, w Weights, stable int32) (map[string]int32, error
 	return want, nil
 }
 
-// scale sets each Deployment of want to its replicas, retrying on conflicts.
-func scale(ctx context.Context, apps kubeclient.DeploymentInterface, namespace string, want map[string]int32) error {
+// scale sets each Deployment of want to its replicas, retrying on conflicts, and returns the replicas each has as
+// written (or as read, when it had them already).
+func scale(ctx context.Context, apps kubeclient.DeploymentInterface, namespace string, want map[string]int32) (map[string]int32, error) {
+	got := map[string]int32{}
 	for name, n := range want {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			d, err := apps.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
+			if d.Spec.Replicas != nil && *d.Spec.Replicas == n {
+				got[name] = n
+				return nil
+			}
 			d.Spec.Replicas = &n
-			_, err = apps.Update(ctx, d, metav1.UpdateOptions{})
-			return err
+			if d, err = apps.Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			got[name] = *d.Spec.Replicas
+			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("scale Deployment %s/%s to %d: %w", namespace, name, n, err)
-		}
-	}
-	return nil
-}
-
-// readReplicas reads back the replicas of the release's Deployments and checks those it scaled.
-func readReplicas(ctx context.Context, apps kubeclient.DeploymentInterface, b Backends, want map[string]int32) (map[string]int32, error) {
-	got := map[string]int32{}
-	for _, name := range []string{b.StableDeployment, b.CanaryDeployment, b.BaselineDeployment} {
-		if name == "" {
-			continue
-		}
-		d, err := apps.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, name, err)
-		}
-		got[name] = *d.Spec.Replicas
-		if n, ok := want[name]; ok && got[name] != n {
-			return nil, fmt.Errorf("Deployment %s/%s has %d replicas after scaling; want %d", b.Namespace, name, got[name], n)
+			return nil, fmt.Errorf("scale Deployment %s/%s to %d: %w", namespace, name, n, err)
 		}
 	}
 	return got, nil

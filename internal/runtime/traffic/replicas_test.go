@@ -63,7 +63,7 @@ func replicasFixture() routerFixture {
 		quietRestore: true, restoresDeleted: true, setConflict: "update",
 		apiErrors: []apiErrorCase{
 			{name: "check get", verb: "get", op: "check", verbObject: "get Deployment apps/shop"},
-			{name: "set weights update", verb: "update", prepared: true, op: "set", verbObject: "scale Deployment apps/shop-canary to 1"},
+			{name: "set weights update", verb: "update", op: "set", verbObject: "scale Deployment apps/shop-canary to 1"},
 		},
 	}
 }
