@@ -65,7 +65,7 @@ var (
 		{"baseline-name", "", "Name of the baseline's Deployment and Service; empty is app-baseline."},
 		{"reuse-canary", "true", "\"true\": promotion hands the canary's pods to the stable Deployment (they carry its labels); \"false\": they are labelled canaryline.dev/track=canary, and promotion rolls the stable out anew."},
 		{"ready-timeout", "5m", "How long the canary may take to become Ready before any traffic moves."},
-		{"rollout-timeout", "10m", "How long the stable Deployment may take to roll out the promoted image."},
+		{"rollout-timeout", "10m", "How long promotion may take: the canary scaled to the stable's size and taken over (or the image rolled out anew)."},
 		{"lock-ttl", "10m", "How long the release lock outlives a step that stops renewing it."},
 	}
 	analysisParams = []param{
