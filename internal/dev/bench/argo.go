@@ -59,6 +59,9 @@ type argoResult struct {
 	argoRollback, clRollback   []time.Duration // rollbacks after weight 30
 	rss                        []int64         // Argo's controller between releases
 	argoLarge, canarylineLarge sideCost        // 40 replicas with a readiness delay
+	// routed is one canaryline release of the 4-replica application through the route router with one canary
+	// replica (the router gives it its share), beside the replica-ratio releases Argo's are compared with.
+	routed sideCost
 }
 
 // argoBench is what the argo part's releases share.
@@ -69,6 +72,8 @@ type argoBench struct {
 	argoProxy, clProxy *faultproxy.Proxy
 	pods               *podWatch
 	seq                int
+	// routed has canaryline's shifts use the route router with one canary replica, not the replicas router.
+	routed bool
 }
 
 // argoFigures builds (or finds cached) Argo Rollouts' controller, runs it beside canaryline on this control plane
@@ -161,7 +166,23 @@ func (b *argoBench) run(ctx context.Context, runs int) (argoResult, error) {
 		fmt.Fprintf(b.c.log, "bench: argo: run %d/%d: Argo %s, canaryline %s\n", i+1, runs,
 			r.argo[i].wall.Round(time.Millisecond), r.canaryline[i].wall.Round(time.Millisecond))
 	}
+	if err := b.routedRelease(ctx, &r); err != nil {
+		return r, err
+	}
 	return r, b.large(ctx, &r)
+}
+
+// routedRelease releases a 4-replica application once through the route router with one canary replica.
+func (b *argoBench) routedRelease(ctx context.Context, r *argoResult) error {
+	const app = "bench-argo-cl-route"
+	kc, err := b.setupApp(ctx, app, argoReplicas, 0)
+	if err != nil {
+		return err
+	}
+	b.routed = true
+	defer func() { b.routed = false }()
+	r.routed, err = b.cost(app, b.clProxy, b.ctrl.PID, func() (time.Duration, error) { return b.canarylineRelease(ctx, app, kc, app+"-1") })
+	return err
 }
 
 // interleaved runs one release and one rollback each way, Argo first on even runs and canaryline first on odd ones.
@@ -305,10 +326,14 @@ func waitDeployment(ctx context.Context, deps interface {
 	}
 }
 
-// shift runs shift-canary to each of weights for image (ROUTER=replicas), as processes.
+// shift runs shift-canary to each of weights for image (ROUTER=replicas, or route with one canary replica when
+// b.routed), as processes.
 func (b *argoBench) shift(ctx context.Context, app, kc, id, image string, weights []int) error {
 	for _, w := range weights {
 		env := map[string]string{"APP": app, "IMAGE": image, "WEIGHT": strconv.Itoa(w), "RELEASE_ID": id, "ROUTER": "replicas"}
+		if b.routed {
+			env["ROUTER"], env["CANARY_REPLICAS"] = "route", "1"
+		}
 		if _, _, err := b.c.runStep(ctx, steps.ShiftCanary, kc, env); err != nil {
 			return err
 		}

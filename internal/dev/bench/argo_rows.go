@@ -40,6 +40,10 @@ func argoRows(r argoResult) []Measurement {
 		each+", the steps included, Argo's idle controller not: "+nums(cpu(r.canaryline))+"; "+cpuSplit(r.canaryline), "", false))
 	add(argoPair("pods created per release", "pods", ap, cp, each+": "+nums(pods(r.argo)), each+": "+nums(pods(r.canaryline)),
 		fmt.Sprintf("≤ Argo's (%s)", formatValue(ap)), cp <= ap))
+	out = append(out, Measurement{Figure: "pods created per release through a traffic router (route, 1 canary replica): canaryline", Value: float64(r.routed.pods),
+		Unit: "pods", Target: fmt.Sprintf("≤ Argo's (%s)", formatValue(ap)), Met: met(float64(r.routed.pods) <= ap),
+		Detail: fmt.Sprintf("one release of the same 4-replica application, the router giving the canary its share: %d API requests, %.2f s",
+			r.routed.requests, r.routed.wall.Seconds())})
 	add(argoPair("rollback wall time, after weight 30", "s", ab, cb,
 		fmt.Sprintf("abort until Degraded and the canary's pods are gone; median of %d: %s", len(r.argoRollback), secs(seconds(r.argoRollback))),
 		fmt.Sprintf("promote-or-rollback DECISION=rollback until the canary's pods are gone; median of %d: %s", len(r.clRollback), secs(seconds(r.clRollback))),

@@ -26,25 +26,27 @@ func TestArgoRows(t *testing.T) {
 		argoRollback: []time.Duration{70 * time.Millisecond, 80 * time.Millisecond}, clRollback: []time.Duration{90 * time.Millisecond, 100 * time.Millisecond},
 		rss:       []int64{92e6, 106e6, 100e6},
 		argoLarge: cost(10*time.Second, 200, 40), canarylineLarge: cost(20*time.Second, 80, 100),
+		routed: cost(800*time.Millisecond, 59, 4),
 	}
 	ms := argoRows(r)
-	if len(ms) != 18 {
-		t.Fatalf("%d rows; want 9 figures each way:\n%s", len(ms), Table(ms))
+	if len(ms) != 19 {
+		t.Fatalf("%d rows; want 9 figures each way and the routed release's pods:\n%s", len(ms), Table(ms))
 	}
 	want := map[string]struct {
 		value float64
 		met   string // "", "yes", "no"
 		ratio string
 	}{
-		"release wall time, 4 replicas: canaryline":       {0.6, "no", "1.71x Argo's"},
-		"API requests per release: canaryline":            {68, "no", "1.39x Argo's"},
-		"API requests per release: Argo Rollouts":         {49, "", ""},
-		"pods created per release: canaryline":            {10, "no", "2.50x Argo's"},
-		"rollback wall time, after weight 30: canaryline": {0.095, "", "1.27x Argo's"},
-		"running between releases: Argo Rollouts":         {100, "", ""},
-		"promote time, 40 replicas: canaryline":           {5, "", "2.00x Argo's"},
-		"promote time, 4 replicas: canaryline":            {0.15, "", "1.71x Argo's"},
-		"release wall time, 40 replicas: Argo Rollouts":   {10, "", ""},
+		"release wall time, 4 replicas: canaryline":         {0.6, "no", "1.71x Argo's"},
+		"API requests per release: canaryline":              {68, "no", "1.39x Argo's"},
+		"API requests per release: Argo Rollouts":           {49, "", ""},
+		"pods created per release: canaryline":              {10, "no", "2.50x Argo's"},
+		"rollback wall time, after weight 30: canaryline":   {0.095, "", "1.27x Argo's"},
+		"running between releases: Argo Rollouts":           {100, "", ""},
+		"promote time, 40 replicas: canaryline":             {5, "", "2.00x Argo's"},
+		"promote time, 4 replicas: canaryline":              {0.15, "", "1.71x Argo's"},
+		"release wall time, 40 replicas: Argo Rollouts":     {10, "", ""},
+		"pods created per release through a traffic router": {4, "yes", "59 API requests"},
 	}
 	found := 0
 	for _, m := range ms {
