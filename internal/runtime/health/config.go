@@ -460,7 +460,7 @@ func (m *Comparison) validate(i int) error {
 			continue
 		}
 		if !strings.Contains(q.text, "{{") {
-			return step.Invalid("COMPARE", "select the track in the query with {{.Track}}, e.g. track=\"{{.Track}}\"", "comparison %s does not tell the canary from the baseline", m.Name)
+			return step.Invalid("COMPARE", "select each side's pods in the query with {{.Hash}}, e.g. pod_template_hash=\"{{.Hash}}\" (or {{.Pods}}, a regex of their names)", "comparison %s does not tell the canary from the baseline", m.Name)
 		}
 		if *q.tmpl, err = parseTemplate(m.Name, q.text); err != nil {
 			return step.Invalid("COMPARE", "fix the query's template ({{.Track}}, {{.Hash}}, {{.Namespace}}, {{.App}})", "comparison %s: %v", m.Name, err)
@@ -482,7 +482,7 @@ func (m *Comparison) validateShape(i int) error {
 	case m.Query != "" && (m.Errors != "" || m.Requests != ""):
 		return step.Invalid("COMPARE", "give a query (a value) or errors and requests (counters), not both", "comparison %s has both", m.Name)
 	case m.Query == "" && (m.Errors == "" || m.Requests == ""):
-		return step.Invalid("COMPARE", "give both errors and requests: counters such as sum(http_requests_total{track=\"{{.Track}}\",code=~\"5..\"}) and the same without the code",
+		return step.Invalid("COMPARE", "give both errors and requests: counters such as sum(http_requests_total{pod_template_hash=\"{{.Hash}}\",code=~\"5..\"}) and the same without the code",
 			"comparison %s has only one of errors and requests", m.Name)
 	}
 	return nil

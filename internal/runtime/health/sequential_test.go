@@ -215,3 +215,32 @@ func TestSequentialVerdictCarryIsBounded(t *testing.T) {
 		t.Errorf("a state of %d checks was written (%d bytes); want nothing past %d bytes", len(c.state.Checks), len(s), maxCarryBytes)
 	}
 }
+
+// TestVerifyWarnsOfTrackQueriesOnUnlabelledCanaryPods: a release whose canary pods carry the stable's labels
+// (REUSE_CANARY=true) gives a query that selects pods by {{.Track}} no canary data: verify-health says so, and how
+// to select them; with REUSE_CANARY=false (the pods labelled) or a query by hash, it says nothing.
+func TestVerifyWarnsOfTrackQueriesOnUnlabelledCanaryPods(t *testing.T) {
+	t.Parallel()
+	byHash := strings.ReplaceAll(countsCompare, `track="{{.Track}}"`, `pod_template_hash="{{.Hash}}"`)
+	labelled := releaseLease("")
+	st, _ := json.Marshal(release.State{ID: "r1", App: "exp", Weight: 10, Phase: release.PhaseShifting, TrackPods: true})
+	labelled.Annotations[release.StateAnnotation] = string(st)
+	for _, tc := range []struct {
+		name    string
+		compare string
+		lease   *coordinationv1.Lease
+		warn    bool
+	}{
+		{"by track, unlabelled pods", countsCompare, releaseLease(""), true},
+		{"by hash, unlabelled pods", byHash, releaseLease(""), false},
+		{"by track, labelled pods", countsCompare, labelled, false},
+	} {
+		kube := kubefake.NewSimpleClientset(append(releaseObjects(false), tc.lease)...)
+		good := &counterQuerier{perRead: 200, rates: map[string]float64{"canary": 0.01, "stable": 0.01}}
+		env := map[string]string{"PODS": "false", "PROMETHEUS_URL": "http://p:9090", "COMPARE": tc.compare, "COUNT": "2", "RELEASE_ID": "r1"}
+		_, log, _ := verify(t, env, Deps{Prom: good, Kube: kubeclienttest.Wrap(kube)})
+		if got := strings.Contains(log, "carry no canaryline.dev/track label") && strings.Contains(log, "REUSE_CANARY=false"); got != tc.warn {
+			t.Errorf("%s: warned %v; want %v\n%s", tc.name, got, tc.warn, log)
+		}
+	}
+}

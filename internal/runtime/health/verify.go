@@ -81,6 +81,11 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	defer hold.Stop()
 	v.carryState(hold)
 	v.canaryHash = hold.CanaryHash(v.res.canary)
+	if hold.CanaryPodsUnlabelled() && cfg.templatesUse(".Track", ".CanaryTrack") {
+		log.Warn("the queries select pods by {{.Track}} or {{.CanaryTrack}}, but this release's canary pods carry no canaryline.dev/track label " +
+			"(REUSE_CANARY=true: they become the stable's pods on promotion), so the canary side may have no data: select them by " +
+			"{{.Hash}}, {{.Pods}}, {{.CanaryHash}} or {{.CanaryPods}}, or run shift-canary with REUSE_CANARY=false")
+	}
 	v.warnInsecure()
 	ev, err := v.analyse(held)
 	if err != nil {

@@ -29,6 +29,8 @@ type Hold struct {
 	// canary is the canary Deployment's name, hash its pods' pod-template-hash as shift-canary recorded it, for
 	// the canary Deployment's spec spec.
 	canary, hash, spec string
+	// unlabelled says the release's canary pods carry no track label (REUSE_CANARY=true).
+	unlabelled bool
 }
 
 // HoldRelease renews the application's lock for release id while the step runs, when the Lease records that
@@ -61,8 +63,13 @@ func HoldRelease(ctx context.Context, kube kubeclient.Interface, ns, app, id str
 	}
 	kctx, stop := lk.keep(ctx)
 	return &Hold{lk: lk, stop: stop, carried: lease.Annotations[naming.VerifyStateAnnotation], weight: st.Weight,
-		canary: st.names().CanaryDeployment, hash: st.CanaryHash, spec: st.CanarySpec}, kctx, nil
+		canary: st.names().CanaryDeployment, hash: st.CanaryHash, spec: st.CanarySpec, unlabelled: !st.TrackPods}, kctx, nil
 }
+
+// CanaryPodsUnlabelled says the release's canary pods carry no canaryline.dev/track label: they have the stable's
+// labels (REUSE_CANARY=true), so that promotion hands them to the stable Deployment. Queries must then tell them
+// apart by their pod-template-hash or names. False when no release is held.
+func (h *Hold) CanaryPodsUnlabelled() bool { return h.unlabelled }
 
 // CanaryHash is the pod-template-hash of the pods of canary Deployment d as shift-canary recorded it with the
 // release, while d's spec is the one it recorded it for ("" otherwise: read it from d's ReplicaSets).
