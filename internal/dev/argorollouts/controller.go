@@ -3,7 +3,6 @@ package argorollouts
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -91,7 +90,7 @@ type Controller struct {
 // all addresses), its output to logFile. It returns once /healthz answers; the process is killed if this
 // process dies.
 func Start(ctx context.Context, b Build, kubeconfig, logFile string) (*Controller, error) {
-	ports, err := freePorts(2)
+	ports, err := devcluster.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -166,26 +165,6 @@ func (c *Controller) Stop() {
 		_ = syscall.Kill(c.PID, syscall.SIGKILL)
 		<-c.done
 	}
-}
-
-// freePorts finds n free loopback TCP ports.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func lastLines(s string, n int) string {

@@ -215,7 +215,7 @@ func (s *starter) pkiAndRealNode(ctx context.Context) (err error) {
 		}
 	}
 	c.CAData, c.adminToken = s.p.CAData, s.p.AdminToken
-	if s.ports, err = freePorts(4); err != nil {
+	if s.ports, err = FreePorts(4); err != nil {
 		return err
 	}
 	s.etcdURL = "http://127.0.0.1:" + strconv.Itoa(s.ports[0])
@@ -542,7 +542,8 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-func freePorts(n int) ([]int, error) {
+// FreePorts finds n free loopback TCP ports (held open together, so they differ).
+func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {

@@ -183,7 +183,7 @@ func tektonProcesses(webhookPort int) []tektonProcess {
 // startPrograms exposes the webhook and starts Tekton's programs, each with its ServiceAccount's kubeconfig.
 func (t *TektonRuntime) startPrograms(ctx context.Context, kube kubernetes.Interface) error {
 	c := t.c
-	ports, err := freePorts(12)
+	ports, err := FreePorts(12)
 	if err != nil {
 		return err
 	}
@@ -505,7 +505,7 @@ func (t *TektonRuntime) listenerKubeconfig(ctx context.Context, ns, name string)
 
 // runSink starts EventListener ns/name's sink in the node's network namespace, listening on port.
 func (t *TektonRuntime) runSink(ns, name, kubeconfig string, port int) error {
-	metrics, err := freePorts(1)
+	metrics, err := FreePorts(1)
 	if err != nil {
 		return err
 	}
