@@ -129,7 +129,7 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 			{"negative INITIAL_DELAY", "verify-health", map[string]string{"INITIAL_DELAY": "-1s"}, "INITIAL_DELAY", "0s or more"},
 			{"malformed PromQL in QUERIES", "verify-health", map[string]string{"PROMETHEUS_URL": "http://prometheus:9090", "QUERIES": q(`sum(rate(x{track="{{.CanaryTrack}}"}[1m])`)}, "QUERIES", "fix the PromQL"},
 			{"malformed PromQL in COMPARE", "verify-health", map[string]string{"PROMETHEUS_URL": "http://prometheus:9090", "COMPARE": cmp(`sum(rate(x{track="{{.Track}}"[1m]))`)}, "COMPARE", "fix the PromQL"},
-			{"COMPARE without the track", "verify-health", map[string]string{"PROMETHEUS_URL": "http://prometheus:9090", "COMPARE": cmp(`sum(rate(x[1m]))`)}, "COMPARE", "{{.Track}}"},
+			{"COMPARE without the track", "verify-health", map[string]string{"PROMETHEUS_URL": "http://prometheus:9090", "COMPARE": cmp(`sum(rate(x[1m]))`)}, "COMPARE", "{{.Hash}}"},
 			{"QUERIES threshold not a number", "verify-health", map[string]string{"PROMETHEUS_URL": "http://prometheus:9090", "QUERIES": "- name: q\n  query: up\n  threshold: '< low'\n"}, "QUERIES", `threshold such as "< 0.01"`},
 			{"HTTP_URLS not a URL", "verify-health", map[string]string{"HTTP_URLS": "shop-canary:8080/healthz"}, "HTTP_URLS", "absolute http(s) URL"},
 			{"HTTP_URLS not http", "verify-health", map[string]string{"HTTP_URLS": "ftp://shop-canary/"}, "HTTP_URLS", "absolute http(s) URL"},
