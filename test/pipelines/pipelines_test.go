@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -324,6 +325,49 @@ func TestBlueGreenOffersNoBaseline(t *testing.T) {
 		}
 		if !v.BlueGreen && !has {
 			t.Errorf("%s: no baseline param", v.Name)
+		}
+	}
+}
+
+// TestDisplayNamesSayWhatEachTaskDoes: every Pipeline and every PipelineTask (finally too) has a displayName, the
+// name the OpenShift console and the Tekton Dashboard show; the params it uses are declared, and with the defaults
+// substituted as Tekton does, the canary's weight steps read "Shift 10% of traffic to the canary".
+func TestDisplayNamesSayWhatEachTaskDoes(t *testing.T) {
+	t.Parallel()
+	for _, v := range pipelinegen.Variants {
+		p := v.Pipeline()
+		if p.Spec.DisplayName == "" || p.Spec.DisplayName != p.Annotations["tekton.dev/displayName"] {
+			t.Errorf("%s: spec.displayName %q; want the catalog's display name %q", v.Name, p.Spec.DisplayName, p.Annotations["tekton.dev/displayName"])
+		}
+		defaults := map[string]string{}
+		for _, ps := range p.Spec.Params {
+			defaults[ps.Name] = ps.Default.StringVal
+		}
+		shown := map[string]string{}
+		seen := map[string]string{}
+		for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
+			if pt.DisplayName == "" || pt.DisplayName == pt.Name {
+				t.Errorf("%s: task %s has displayName %q; want words saying what it does", v.Name, pt.Name, pt.DisplayName)
+			}
+			shown[pt.Name] = paramRef.ReplaceAllStringFunc(pt.DisplayName, func(ref string) string {
+				name := paramRef.FindStringSubmatch(ref)[1]
+				if _, ok := defaults[name]; !ok {
+					t.Errorf("%s: task %s's displayName uses $(params.%s), which the Pipeline does not declare", v.Name, pt.Name, name)
+				}
+				return defaults[name]
+			})
+			if other, dup := seen[shown[pt.Name]]; dup {
+				t.Errorf("%s: tasks %s and %s both show %q", v.Name, other, pt.Name, shown[pt.Name])
+			}
+			seen[shown[pt.Name]] = pt.Name
+		}
+		for i, w := range v.Weights {
+			if got, want := shown[fmt.Sprintf("shift-%d", i+1)], "Shift "+w+"% of traffic to the canary"; got != want {
+				t.Errorf("%s: shift-%d shows %q; want %q", v.Name, i+1, got, want)
+			}
+			if got, want := shown[fmt.Sprintf("verify-%d", i+1)], "Analyse the canary at "+w+"%"; got != want {
+				t.Errorf("%s: verify-%d shows %q; want %q", v.Name, i+1, got, want)
+			}
 		}
 	}
 }

@@ -75,6 +75,18 @@ func TestTektonBlueGreen(t *testing.T) {
 	if err != nil || image == "" || d.Spec.Template.Spec.Containers[0].Image != image {
 		t.Errorf("stable Deployment after the promotion: %v; image %q, want the build's %q", err, d.Spec.Template.Spec.Containers[0].Image, image)
 	}
+	// What the OpenShift console and the Tekton Dashboard show for each task: the PipelineTask's displayName, as
+	// the controller reports it with the params substituted.
+	shown := map[string]string{}
+	for _, c := range pr.Status.ChildReferences {
+		shown[c.PipelineTaskName] = c.DisplayName
+	}
+	for task, want := range map[string]string{"start-build": "Start the build of " + a.name, "switch-to-green": "Switch all traffic to green",
+		"verify-green": "Analyse green before the switch", "end-release": "End the release: promote, or roll back after any failure"} {
+		if shown[task] != want {
+			t.Errorf("the PipelineRun shows task %s as %q; want %q (all: %v)", task, shown[task], want, shown)
+		}
+	}
 
 	before := a.snapshot(t)
 	pr = a.run(t, "blue-green", a.quickParams(map[string]string{"git-revision": strings.Repeat("cd", 20), "http-urls": a.failingURL()}), nil, tektonrun.Options{})

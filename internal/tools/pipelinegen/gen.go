@@ -119,6 +119,7 @@ func (v Variant) Pipeline() *v1.Pipeline {
 				"tekton.dev/platforms":            "linux/amd64,linux/arm64",
 			}},
 		Spec: v1.PipelineSpec{
+			DisplayName: display,
 			Description: summary + "\n\nEvery param has a default; app is the one to set. The finally task end-release promotes " +
 				"the release when every task succeeded and rolls it back after any failure, cancellation or timeout.",
 			Params: b.params,
@@ -175,14 +176,14 @@ func (b *builder) addParams() {
 func (b *builder) buildTasks() {
 	b.image = "$(tasks.wait-build.results.IMAGE_URL)"
 	if b.v.Prebuilt {
-		b.task("resolve-image", "wait-build", nil, kv("IMAGE", "$(params.image)", "INSECURE_REGISTRY", "$(params.insecure-registry)",
+		b.task("resolve-image", "Resolve the image to its digest", "wait-build", nil, kv("IMAGE", "$(params.image)", "INSECURE_REGISTRY", "$(params.insecure-registry)",
 			"NAMESPACE", "$(params.namespace)"), "dockerconfig")
 		b.image = "$(tasks.resolve-image.results.IMAGE_URL)"
 	} else {
-		b.task("start-build", "start-build", nil, kv("APP", "$(params.app)", "BUILD_CONFIG", "$(params.build-config)", "COMMIT", "$(params.git-revision)",
+		b.task("start-build", "Start the build of $(params.app)", "start-build", nil, kv("APP", "$(params.app)", "BUILD_CONFIG", "$(params.build-config)", "COMMIT", "$(params.git-revision)",
 			"COMMIT_AUTHOR", "$(params.git-author)", "COMMIT_MESSAGE", "$(params.git-message)",
 			"PIPELINE_RUN", "$(context.pipelineRun.name)", "NAMESPACE", "$(params.namespace)"), "")
-		b.task("wait-build", "wait-build", []string{"start-build"}, kv("BUILD_NAME", "$(tasks.start-build.results.BUILD_NAME)",
+		b.task("wait-build", "Follow the build to its image", "wait-build", []string{"start-build"}, kv("BUILD_NAME", "$(tasks.start-build.results.BUILD_NAME)",
 			"TIMEOUT", "$(params.build-timeout)", "NAMESPACE", "$(params.namespace)"), "")
 	}
 	b.prev = b.pt[len(b.pt)-1].Name
@@ -192,21 +193,22 @@ func (b *builder) buildTasks() {
 // weight step for a canary release.
 func (b *builder) releaseTasks() {
 	if b.v.BlueGreen {
-		b.shift("bring-up-green", "0", "$(params.green-replicas)")
-		b.verify("verify-green")
-		b.shift("switch-to-green", "100", "$(params.green-replicas)")
-		b.verify("verify-after-switch")
+		b.shift("bring-up-green", "Bring up green with no traffic", "0", "$(params.green-replicas)")
+		b.verify("verify-green", "Analyse green before the switch")
+		b.shift("switch-to-green", "Switch all traffic to green", "100", "$(params.green-replicas)")
+		b.verify("verify-after-switch", "Analyse green after the switch")
 	} else {
 		for i := range b.v.Weights {
-			b.shift(fmt.Sprintf("shift-%d", i+1), fmt.Sprintf("$(params.weight-%d)", i+1), "$(params.canary-replicas)")
-			b.verify(fmt.Sprintf("verify-%d", i+1))
+			w := fmt.Sprintf("$(params.weight-%d)", i+1)
+			b.shift(fmt.Sprintf("shift-%d", i+1), "Shift "+w+"% of traffic to the canary", w, "$(params.canary-replicas)")
+			b.verify(fmt.Sprintf("verify-%d", i+1), "Analyse the canary at "+w+"%")
 		}
 	}
 	b.lastVerify = b.prev
 }
 
 // shift adds a shift-canary task after the previous one.
-func (b *builder) shift(name, weight, replicas string) {
+func (b *builder) shift(name, display, weight, replicas string) {
 	params := kv("APP", "$(params.app)", "IMAGE", b.image, "WEIGHT", weight,
 		"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
 		"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)",
@@ -215,15 +217,15 @@ func (b *builder) shift(name, weight, replicas string) {
 	if !b.v.BlueGreen {
 		params = append(params, kv("BASELINE", "$(params.baseline)", "BASELINE_NAME", "$(params.baseline-name)")...)
 	}
-	b.task(name, "shift-canary", []string{b.prev}, params, "")
+	b.task(name, display, "shift-canary", []string{b.prev}, params, "")
 	b.pt[len(b.pt)-1].Retries = 1 // shift-canary converges when run again
 	b.prev = name
 }
 
 // verify adds a verify-health task after the previous shift, writing its evidence in a subPath of its own.
-func (b *builder) verify(name string) {
+func (b *builder) verify(name, display string) {
 	prev := b.prev
-	b.task(name, "verify-health", []string{prev}, kv("APP", "$(params.app)", "RELEASE_ID", "$(context.pipelineRun.name)",
+	b.task(name, display, "verify-health", []string{prev}, kv("APP", "$(params.app)", "RELEASE_ID", "$(context.pipelineRun.name)",
 		"CANARY_DEPLOYMENT", "$(tasks."+prev+".results.CANARY_DEPLOYMENT)", "BASELINE_DEPLOYMENT", "$(tasks."+prev+".results.BASELINE_DEPLOYMENT)",
 		"CONTAINER", "$(params.container)",
 		"INTERVAL", "$(params.interval)", "COUNT", "$(params.count)", "FAILURE_LIMIT", "$(params.failure-limit)",
@@ -237,7 +239,11 @@ func (b *builder) verify(name string) {
 
 // promoteTask adds the promote task after the last verification.
 func (b *builder) promoteTask() {
-	b.task("promote", "promote-or-rollback", []string{b.prev}, kv("APP", "$(params.app)", "DECISION", "promote",
+	display := "Promote the canary to stable"
+	if b.v.BlueGreen {
+		display = "Promote green to stable"
+	}
+	b.task("promote", display, "promote-or-rollback", []string{b.prev}, kv("APP", "$(params.app)", "DECISION", "promote",
 		"VERDICT", "$(tasks."+b.lastVerify+".results.VERDICT)", "RELEASE_ID", "$(context.pipelineRun.name)",
 		"STABLE_SERVICE", "$(params.stable-service)", "ROLLOUT_TIMEOUT", "$(params.rollout-timeout)",
 		"LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)"), "")
@@ -248,7 +254,7 @@ func (b *builder) promoteTask() {
 // ends: promoted if everything succeeded, rolled back otherwise. No task result is used here: a finally task that
 // references the result of a task that did not run is skipped, and this one must never be.
 func endRelease() v1.PipelineTask {
-	return v1.PipelineTask{Name: "end-release", TaskRef: &v1.TaskRef{Name: "promote-or-rollback", Kind: v1.NamespacedTaskKind},
+	return v1.PipelineTask{Name: "end-release", DisplayName: "End the release: promote, or roll back after any failure", TaskRef: &v1.TaskRef{Name: "promote-or-rollback", Kind: v1.NamespacedTaskKind},
 		Params: kv("APP", "$(params.app)", "DECISION", "auto", "PIPELINE_STATUS", "$(tasks.status)",
 			"REASON", "PipelineRun $(context.pipelineRun.name) ended with $(tasks.status)", "RELEASE_ID", "$(context.pipelineRun.name)",
 			"STABLE_SERVICE", "$(params.stable-service)", "ROLLOUT_TIMEOUT", "$(params.rollout-timeout)",
@@ -285,8 +291,10 @@ type builder struct {
 	image, prev, lastVerify string
 }
 
-func (b *builder) task(name, task string, after []string, params v1.Params, workspace string) {
-	t := v1.PipelineTask{Name: name, TaskRef: &v1.TaskRef{Name: task, Kind: v1.NamespacedTaskKind}, RunAfter: after, Params: params}
+// task adds a PipelineTask; display is the name the OpenShift console and the Tekton Dashboard show for it (params
+// are substituted in it).
+func (b *builder) task(name, display, task string, after []string, params v1.Params, workspace string) {
+	t := v1.PipelineTask{Name: name, DisplayName: display, TaskRef: &v1.TaskRef{Name: task, Kind: v1.NamespacedTaskKind}, RunAfter: after, Params: params}
 	if workspace != "" {
 		t.Workspaces = []v1.WorkspacePipelineTaskBinding{{Name: workspace, Workspace: workspace}}
 	}
