@@ -59,7 +59,7 @@ func envNames(typ reflect.Type) []string {
 	var out []string
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		if f.Anonymous {
+		if f.Anonymous || (f.Type.Kind() == reflect.Struct && f.Tag.Get("env") == "") {
 			out = append(out, envNames(f.Type)...)
 			continue
 		}
@@ -94,12 +94,19 @@ func TestTasks(t *testing.T) {
 			}
 
 			env := map[string]string{}
+			secretNames := map[string]bool{} // params naming the Secret an env variable comes from
 			for _, e := range s.Env {
 				env[e.Name] = e.Value
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					secretNames[e.ValueFrom.SecretKeyRef.Name] = true
+					if e.ValueFrom.SecretKeyRef.Optional == nil || !*e.ValueFrom.SecretKeyRef.Optional {
+						t.Errorf("env %s comes from a Secret that must exist: make it optional", e.Name)
+					}
+				}
 			}
-			// Each param reaches the binary as the env variable of the same name.
+			// Each param reaches the binary as the env variable of the same name, or names the Secret one comes from.
 			for _, p := range task.Spec.Params {
-				if env[p.Name] != "$(params."+p.Name+")" {
+				if env[p.Name] != "$(params."+p.Name+")" && !secretNames["$(params."+p.Name+")"] {
 					t.Errorf("param %s is not passed as env %s=$(params.%s)", p.Name, p.Name, p.Name)
 				}
 				if p.Default == nil && !required[p.Name] && !(name == "wait-build" && p.Name == "IMAGE") {

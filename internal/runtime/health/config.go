@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/canaryline/canaryline/internal/runtime/naming"
+	"github.com/canaryline/canaryline/internal/runtime/notify"
 	"github.com/canaryline/canaryline/internal/runtime/release"
 	"github.com/canaryline/canaryline/internal/runtime/stats"
 	"github.com/canaryline/canaryline/internal/runtime/step"
@@ -79,6 +80,9 @@ type Config struct {
 	Compare             string `env:"COMPARE"` // YAML: [{name, query, direction, tolerance}]
 	CompareAgainst      string `env:"COMPARE_AGAINST, default=auto"`
 
+	// Notify posts an unhealthy verdict to the team's webhook.
+	Notify notify.Config
+
 	// statistics
 	// Statistics is how comparisons decide: "sequential" (anytime-valid tests evaluated every interval, one error
 	// budget ALPHA per release) or "fixed" (a Mann-Whitney test of the window at CONFIDENCE, as Kayenta).
@@ -135,7 +139,7 @@ func (m *Comparison) counts() bool { return m.Errors != "" }
 // the analysis, the statistics, the checks, and the evidence workspace.
 func (c *Config) Validate() error {
 	for _, validate := range []func() error{c.validateTarget, c.validateCount, c.validateLimits, c.validateStats,
-		c.validateHTTP, c.validatePrometheus, c.validateChecks} {
+		c.validateHTTP, c.validatePrometheus, c.validateChecks, c.Notify.Validate} {
 		if err := validate(); err != nil {
 			return err
 		}

@@ -2,9 +2,12 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
+	"github.com/canaryline/canaryline/internal/runtime/naming"
+	"github.com/canaryline/canaryline/internal/runtime/notify"
 	"github.com/canaryline/canaryline/internal/runtime/release"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
@@ -26,6 +29,10 @@ func Main(ctx context.Context, args []string, env func(string) (string, bool), s
 			}
 			if v.Verdict != "" {
 				results = v.Results() // an unhealthy or inconclusive verdict still writes its results
+			}
+			if v.Verdict == naming.Unhealthy {
+				notify.New(cfg.Notify, log).Send(ctx, notify.Event{Kind: notify.Unhealthy, App: cfg.App, Namespace: cl.Namespace,
+					Release: cfg.ReleaseID, Image: v.CanaryImage, Weight: fmt.Sprint(v.Weight), Reason: v.Reason})
 			}
 			return results, err
 		})

@@ -28,6 +28,9 @@ import (
 // it was, or when there is no evidence workspace): the verdict stands all the same.
 type Verdict struct {
 	Verdict, Reason, Evidence, EvidenceError string
+	// CanaryImage and Weight are the canary's image and traffic weight, for a notification.
+	CanaryImage string
+	Weight      int32
 }
 
 // maxReason keeps the REASON result small; maxEvidenceError the EVIDENCE_ERROR result.
@@ -312,7 +315,7 @@ func (v *verification) report(ev *evidence.Evidence) (Verdict, error) {
 	ev.Container, ev.StableImage, ev.CanaryImage = v.res.released(cfg.Container)
 	redactEvidence(ev)
 	fmt.Fprintln(v.out, step.Redact(ev.Table()))
-	out := Verdict{Verdict: ev.Verdict, Reason: ev.Reason}
+	out := Verdict{Verdict: ev.Verdict, Reason: ev.Reason, CanaryImage: ev.CanaryImage, Weight: v.weight}
 	if cfg.EvidenceDir != "" {
 		out.Evidence, out.EvidenceError = v.writeEvidence(ev)
 	}

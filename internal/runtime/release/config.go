@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/canaryline/canaryline/internal/runtime/naming"
+	"github.com/canaryline/canaryline/internal/runtime/notify"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 	"github.com/canaryline/canaryline/internal/runtime/traffic"
 )
@@ -214,6 +215,11 @@ type DecideConfig struct {
 	Reason string `env:"REASON"`
 	// RolloutTimeout is how long the stable Deployment may take to roll out the promoted image.
 	RolloutTimeout time.Duration `env:"ROLLOUT_TIMEOUT, default=10m"`
+	// Notify posts the outcome to the team's webhook.
+	Notify notify.Config
+	// NotifyProblem is why the notification settings were set aside: under DECISION=auto (a finally task) they
+	// never stop the release from ending, so a bad one is a warning and nothing is posted.
+	NotifyProblem error
 }
 
 // Validate checks every param before anything is read or changed.
@@ -241,6 +247,12 @@ func (c *DecideConfig) Validate() error {
 	}
 	if c.RolloutTimeout <= 0 {
 		return step.Invalid("ROLLOUT_TIMEOUT", "give a positive Go duration such as 10m", "%s is not positive", c.RolloutTimeout)
+	}
+	if err := c.Notify.Validate(); err != nil {
+		if c.Decision != DecisionAuto {
+			return err
+		}
+		c.NotifyProblem, c.Notify.URL = err, ""
 	}
 	if len(c.Reason) > 500 {
 		return step.Invalid("REASON", "keep it under 500 characters", "is %d characters", len(c.Reason))

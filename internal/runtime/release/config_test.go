@@ -88,11 +88,31 @@ func TestDecideConfigValidation(t *testing.T) {
 		{"zero rollout timeout", with(ok, "ROLLOUT_TIMEOUT", "0s"), "ROLLOUT_TIMEOUT"},
 		{"long reason", with(ok, "REASON", strings.Repeat("x", 501)), "REASON"},
 		{"no app", with(ok, "APP", ""), "APP"},
+		{"unknown notify format, asked to promote", map[string]string{"APP": "shop", "DECISION": "promote", "NOTIFY_FORMAT": "email"}, "NOTIFY_FORMAT"},
+		{"relative console URL, asked to roll back", map[string]string{"APP": "shop", "DECISION": "rollback", "CONSOLE_URL": "console"}, "CONSOLE_URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			checkInvalid(t, step.Load(context.Background(), lookup(tc.env), &DecideConfig{}), tc.param)
 		})
+	}
+}
+
+// TestDecideNotifySettingsNeverStopAFinallyTask: under DECISION=auto (the finally task that must end the
+// release), bad notification settings are set aside with the reason, and nothing will be posted.
+func TestDecideNotifySettingsNeverStopAFinallyTask(t *testing.T) {
+	t.Parallel()
+	cfg := &DecideConfig{}
+	env := map[string]string{"APP": "shop", "DECISION": "auto", "PIPELINE_STATUS": "Failed", "NOTIFY_URL": "hooks/secret-token",
+		"NOTIFY_FORMAT": "slack", "CONSOLE_URL": "https://console.example.com", "PIPELINE_RUN": "shop-run-1"}
+	if err := step.Load(context.Background(), lookup(env), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NotifyProblem == nil || !strings.Contains(cfg.NotifyProblem.Error(), "NOTIFY_URL") || cfg.Notify.Enabled() {
+		t.Errorf("problem %v, enabled %v; want NOTIFY_URL set aside", cfg.NotifyProblem, cfg.Notify.Enabled())
+	}
+	if cfg.Notify.Format != "slack" || cfg.Notify.ConsoleURL != "https://console.example.com" || cfg.Notify.PipelineRun != "shop-run-1" {
+		t.Errorf("notify config %+v: the env did not reach it", cfg.Notify)
 	}
 }
 

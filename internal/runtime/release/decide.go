@@ -19,6 +19,7 @@ import (
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
 	"github.com/canaryline/canaryline/internal/runtime/naming"
+	"github.com/canaryline/canaryline/internal/runtime/notify"
 	"github.com/canaryline/canaryline/internal/runtime/osclient"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 	"github.com/canaryline/canaryline/internal/runtime/traffic"
@@ -38,6 +39,9 @@ type Decided struct {
 	Weight      int32 // the canary's final weight: 0
 	StableImage string
 	Reason      string
+	// Image is the release's image; Ended says this run ended the release (not a rerun that found it ended).
+	Image string
+	Ended bool
 }
 
 // Results are promote-or-rollback's Tekton results.
@@ -98,7 +102,7 @@ func Decide(ctx context.Context, cfg *DecideConfig, ns string, c Clients, log *s
 	if err := d.end(ctx, lk, st, what, reason); err != nil {
 		return Decided{}, lostLock(ctx, err)
 	}
-	out := Decided{Decision: what, ReleaseID: st.ID, StableImage: st.Image, Reason: reason}
+	out := Decided{Decision: what, ReleaseID: st.ID, StableImage: st.Image, Reason: reason, Image: st.Image, Ended: true}
 	if what == DecisionRollback {
 		out.StableImage = st.StableImage
 	}
@@ -473,4 +477,13 @@ func getter[T metav1.Object](get func(context.Context, string, metav1.GetOptions
 		obj, err := get(ctx, name, o)
 		return obj, err
 	}
+}
+
+// event is the notification of the outcome.
+func (d Decided) event(app, ns string) notify.Event {
+	kind := notify.Promoted
+	if d.Decision == DecisionRollback {
+		kind = notify.RolledBack
+	}
+	return notify.Event{Kind: kind, App: app, Namespace: ns, Release: d.ReleaseID, Image: d.Image, StableImage: d.StableImage, Reason: d.Reason}
 }

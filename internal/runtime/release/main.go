@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/canaryline/canaryline/internal/runtime/notify"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
 
@@ -53,9 +54,15 @@ func DecideMain(ctx context.Context, args []string, env func(string) (string, bo
 			if err != nil {
 				return nil, err
 			}
+			if cfg.NotifyProblem != nil {
+				log.Warn("no notification: " + cfg.NotifyProblem.Error())
+			}
 			d, err := Decide(ctx, cfg, cl.Namespace, releaseClients(cl), log)
 			if err != nil {
 				return nil, err
+			}
+			if d.Ended {
+				notify.New(cfg.Notify, log).Send(ctx, d.event(cfg.App, cl.Namespace))
 			}
 			return d.Results(), nil
 		})

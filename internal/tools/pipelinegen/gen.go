@@ -83,7 +83,18 @@ var (
 		{"queries", "", "PromQL checks: a YAML list of {name, query, threshold}."},
 		{"compare", "", "Canary-vs-baseline comparisons: a YAML list of {name, query, direction, tolerance}."},
 	}
+	notifyParams = []param{
+		{"notify-secret", "canaryline-notify", "A Secret whose key url is a Slack, Microsoft Teams or JSON webhook told of the outcome (an unhealthy verdict, the promotion or rollback); without it nothing is posted."},
+		{"notify-format", "auto", "The message's shape: slack, teams, webhook, or auto (from the webhook's host)."},
+		{"console-url", "", "The OpenShift console's address, for a link to the PipelineRun in the message."},
+	}
 )
+
+// notifyEnv are the notification params of verify-health and promote-or-rollback.
+func notifyEnv() v1.Params {
+	return kv("NOTIFY_SECRET", "$(params.notify-secret)", "NOTIFY_FORMAT", "$(params.notify-format)", "CONSOLE_URL", "$(params.console-url)",
+		"PIPELINE_RUN", "$(context.pipelineRun.name)")
+}
 
 // Generate returns the Pipelines as YAML, by file name.
 func Generate() (map[string][]byte, error) {
@@ -166,6 +177,7 @@ func (b *builder) addParams() {
 		}
 	}
 	params = append(params, analysisParams...)
+	params = append(params, notifyParams...)
 	for _, p := range params {
 		b.params = append(b.params, v1.ParamSpec{Name: p.name, Type: v1.ParamTypeString, Default: v1.NewStructuredValues(p.def), Description: p.desc})
 	}
@@ -233,6 +245,7 @@ func (b *builder) verify(name, display string) {
 		"STATISTICS", "$(params.statistics)", "ALPHA", "$(params.alpha)",
 		"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",
 		"QUERIES", "$(params.queries)", "COMPARE", "$(params.compare)", "NAMESPACE", "$(params.namespace)"), "evidence")
+	b.pt[len(b.pt)-1].Params = append(b.pt[len(b.pt)-1].Params, notifyEnv()...)
 	b.pt[len(b.pt)-1].Workspaces[0].SubPath = name
 	b.prev = name
 }
@@ -247,6 +260,7 @@ func (b *builder) promoteTask() {
 		"VERDICT", "$(tasks."+b.lastVerify+".results.VERDICT)", "RELEASE_ID", "$(context.pipelineRun.name)",
 		"STABLE_SERVICE", "$(params.stable-service)", "ROLLOUT_TIMEOUT", "$(params.rollout-timeout)",
 		"LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)"), "")
+	b.pt[len(b.pt)-1].Params = append(b.pt[len(b.pt)-1].Params, notifyEnv()...)
 	b.pt[len(b.pt)-1].Retries = 1
 }
 
@@ -258,7 +272,8 @@ func endRelease() v1.PipelineTask {
 		Params: kv("APP", "$(params.app)", "DECISION", "auto", "PIPELINE_STATUS", "$(tasks.status)",
 			"REASON", "PipelineRun $(context.pipelineRun.name) ended with $(tasks.status)", "RELEASE_ID", "$(context.pipelineRun.name)",
 			"STABLE_SERVICE", "$(params.stable-service)", "ROLLOUT_TIMEOUT", "$(params.rollout-timeout)",
-			"LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")}
+			"LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)", "NOTIFY_SECRET", "$(params.notify-secret)",
+			"NOTIFY_FORMAT", "$(params.notify-format)", "CONSOLE_URL", "$(params.console-url)", "PIPELINE_RUN", "$(context.pipelineRun.name)")}
 }
 
 // describe is the variant's display name and the first paragraph of its description.
