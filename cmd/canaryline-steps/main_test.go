@@ -43,7 +43,7 @@ const module = "github.com/canaryline/canaryline"
 // runtimePackages are the step runtime: the only packages of this module that the step image links. The final
 // layout keeps them under internal/runtime/; both places are accepted.
 var runtimePackages = []string{"step", "steps", "release", "health", "build", "traffic", "stats", "evidence",
-	"kubeclient", "osclient", "naming"}
+	"kubeclient", "osclient", "naming", "notify"}
 
 // isRuntimePackage reports whether pkg (a package of this module) is a step-runtime package or one under it.
 func isRuntimePackage(pkg string) bool {

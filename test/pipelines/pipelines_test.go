@@ -60,8 +60,8 @@ func TestGeneratedPipelinesAreFresh(t *testing.T) {
 			t.Errorf("%s is not generated: add it to internal/tools/pipelinegen or remove it", f)
 		}
 	}
-	if len(files) != 6 {
-		t.Errorf("%d pipelines; want 6 (canary 1/3/5, canary prebuilt, blue-green, blue-green prebuilt)", len(files))
+	if len(files) != 8 {
+		t.Errorf("%d pipelines; want 8 (canary 1/3/5, canary prebuilt, canary with an ApprovalTask or canaryline approve, blue-green, blue-green prebuilt)", len(files))
 	}
 }
 
@@ -105,6 +105,10 @@ func TestPipelines(t *testing.T) {
 			}
 			promoteFinally := false
 			for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
+				if pt.TaskRef.Kind == "ApprovalTask" {
+					checkApprovalTask(t, p, pt)
+					continue
+				}
 				task, ok := tasks[pt.TaskRef.Name]
 				if !ok {
 					t.Fatalf("task %s uses Task %q, which tasks/ does not have", pt.Name, pt.TaskRef.Name)
@@ -159,9 +163,14 @@ func TestPipelines(t *testing.T) {
 			// The weight steps run in order, each followed by an analysis.
 			var order []string
 			for _, pt := range p.Spec.Tasks {
-				order = append(order, pt.TaskRef.Name)
+				name := pt.TaskRef.Name
+				if name == "" {
+					name = string(pt.TaskRef.Kind) // a custom task
+				}
+				order = append(order, name)
 			}
 			seq := strings.Join(order, ",")
+			seq = strings.Replace(seq, "verify-health,ApprovalTask,", "verify-health,", 1) // the gate before promotion
 			if !strings.Contains(seq, "shift-canary,verify-health") || !strings.HasSuffix(seq, "verify-health,promote-or-rollback") {
 				t.Errorf("task order %s", seq)
 			}
@@ -365,9 +374,49 @@ func TestDisplayNamesSayWhatEachTaskDoes(t *testing.T) {
 			if got, want := shown[fmt.Sprintf("shift-%d", i+1)], "Shift "+w+"% of traffic to the canary"; got != want {
 				t.Errorf("%s: shift-%d shows %q; want %q", v.Name, i+1, got, want)
 			}
-			if got, want := shown[fmt.Sprintf("verify-%d", i+1)], "Analyse the canary at "+w+"%"; got != want {
+			want := "Analyse the canary at " + w + "%"
+			if v.Approval == pipelinegen.ApprovalCLI && i == len(v.Weights)-1 {
+				want += ", then wait for approval"
+			}
+			if got := shown[fmt.Sprintf("verify-%d", i+1)]; got != want {
 				t.Errorf("%s: verify-%d shows %q; want %q", v.Name, i+1, got, want)
 			}
+		}
+	}
+}
+
+// checkApprovalTask checks the gate of canary-release-approval against OpenShift Pipelines' manual approval gate
+// (openshift-pipelines.org/v1alpha1 ApprovalTask, run as a Tekton custom task): its params approvers (an array of
+// users and group:NAME), numberOfApprovalsRequired and description, and nothing else; a timeout, after which the
+// CustomRun fails and finally rolls the release back; and promote runs after it. The manual-approval-gate module is
+// not served by the Go module proxy, so these are its documented params rather than its Go types.
+func checkApprovalTask(t *testing.T, p *v1.Pipeline, pt v1.PipelineTask) {
+	t.Helper()
+	if pt.TaskRef.APIVersion != "openshift-pipelines.org/v1alpha1" || pt.TaskRef.Name != "" {
+		t.Errorf("task %s: taskRef %+v; want apiVersion openshift-pipelines.org/v1alpha1, kind ApprovalTask, no name", pt.Name, pt.TaskRef)
+	}
+	want := map[string]string{"approvers": "$(params.approvers[*])", "numberOfApprovalsRequired": "$(params.approvals-required)", "description": ""}
+	for _, prm := range pt.Params {
+		w, ok := want[prm.Name]
+		if !ok || (w != "" && prm.Value.StringVal != w) {
+			t.Errorf("task %s passes %s=%q; the ApprovalTask takes %v", pt.Name, prm.Name, prm.Value.StringVal, want)
+		}
+		delete(want, prm.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("task %s does not pass %v", pt.Name, want)
+	}
+	for _, ps := range p.Spec.Params {
+		if ps.Name == "approvers" && (ps.Type != v1.ParamTypeArray || len(ps.Default.ArrayVal) == 0) {
+			t.Errorf("param approvers: %s with default %v; want an array with a default", ps.Type, ps.Default)
+		}
+	}
+	if pt.Timeout == nil || pt.Timeout.Duration <= 0 {
+		t.Errorf("task %s has no timeout: an unanswered approval would hold the release until the PipelineRun's", pt.Name)
+	}
+	for _, next := range p.Spec.Tasks {
+		if next.Name == "promote" && !slices.Equal(next.RunAfter, []string{pt.Name}) {
+			t.Errorf("promote runs after %v; want after %s", next.RunAfter, pt.Name)
 		}
 	}
 }

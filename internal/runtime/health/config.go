@@ -80,7 +80,12 @@ type Config struct {
 	Compare             string `env:"COMPARE"` // YAML: [{name, query, direction, tolerance}]
 	CompareAgainst      string `env:"COMPARE_AGAINST, default=auto"`
 
-	// Notify posts an unhealthy verdict to the team's webhook.
+	// Approval is "required" for a gate: after a healthy analysis the step waits, renewing the release's lock, for a
+	// person's answer recorded on the release (canaryline approve APP, canaryline reject APP); "none" does not wait.
+	Approval        string        `env:"APPROVAL, default=none"`
+	ApprovalTimeout time.Duration `env:"APPROVAL_TIMEOUT, default=1h"`
+
+	// Notify posts an unhealthy verdict (and a gate's wait) to the team's webhook.
 	Notify notify.Config
 
 	// statistics
@@ -139,7 +144,7 @@ func (m *Comparison) counts() bool { return m.Errors != "" }
 // the analysis, the statistics, the checks, and the evidence workspace.
 func (c *Config) Validate() error {
 	for _, validate := range []func() error{c.validateTarget, c.validateCount, c.validateLimits, c.validateStats,
-		c.validateHTTP, c.validatePrometheus, c.validateChecks, c.Notify.Validate} {
+		c.validateHTTP, c.validatePrometheus, c.validateChecks, c.validateApproval, c.Notify.Validate} {
 		if err := validate(); err != nil {
 			return err
 		}
@@ -554,4 +559,28 @@ func holds(op string, v, limit float64) bool {
 		return v >= limit
 	}
 	return false
+}
+
+// Approval gate settings.
+const (
+	ApprovalNone     = "none"
+	ApprovalRequired = "required"
+)
+
+// validateApproval checks APPROVAL and APPROVAL_TIMEOUT: a gate answers one release, named by RELEASE_ID.
+func (c *Config) validateApproval() error {
+	switch c.Approval {
+	case ApprovalNone:
+		return nil
+	case ApprovalRequired:
+	default:
+		return step.Invalid("APPROVAL", `say "none" or "required"`, "unknown setting %q", c.Approval)
+	}
+	if c.ReleaseID == "" {
+		return step.Invalid("RELEASE_ID", "pass $(context.pipelineRun.name): an approval answers one release", "is required with APPROVAL=required")
+	}
+	if c.ApprovalTimeout <= 0 || c.ApprovalTimeout > 24*time.Hour {
+		return step.Invalid("APPROVAL_TIMEOUT", "give a Go duration between 1s and 24h, such as 1h", "%s is out of range", c.ApprovalTimeout)
+	}
+	return nil
 }

@@ -97,7 +97,15 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 	if err := hold.Check(ctx, held); err != nil {
 		return Verdict{}, err
 	}
-	return v.report(ev)
+	verdict, err := v.report(ev)
+	if err != nil || cfg.Approval != ApprovalRequired {
+		return verdict, err
+	}
+	verdict, err = v.awaitApproval(held, verdict)
+	if cerr := hold.Check(ctx, held); cerr != nil {
+		return Verdict{}, cerr
+	}
+	return verdict, err
 }
 
 // verification is one run of verify-health: what it read and built before the analysis.

@@ -4,7 +4,8 @@ import "fmt"
 
 // Title is the event's one-line summary: "shop in team: release shop-v2 promoted".
 func (e Event) Title() string {
-	what := map[string]string{Promoted: "promoted", RolledBack: "rolled back", Unhealthy: "canary found unhealthy"}[e.Kind]
+	what := map[string]string{Promoted: "promoted", RolledBack: "rolled back", Unhealthy: "canary found unhealthy",
+		AwaitingApproval: "waits for approval (canaryline approve " + e.App + " -n " + e.Namespace + ")"}[e.Kind]
 	if e.Kind == Unhealthy && e.Weight != "" {
 		what += " at " + e.Weight + "%"
 	}

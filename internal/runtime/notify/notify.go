@@ -69,7 +69,7 @@ func (c *Config) Enabled() bool { return c.URL != "" }
 
 // Event is one outcome of a release, and the JSON object the webhook format posts.
 type Event struct {
-	// Kind is "promoted", "rolled-back" or "unhealthy" (verify-health's verdict).
+	// Kind is "promoted", "rolled-back", "unhealthy" (verify-health's verdict) or "awaiting-approval".
 	Kind      string `json:"event"`
 	App       string `json:"app"`
 	Namespace string `json:"namespace"`
@@ -91,6 +91,8 @@ const (
 	Promoted   = "promoted"
 	RolledBack = "rolled-back"
 	Unhealthy  = "unhealthy"
+	// AwaitingApproval is a healthy canary whose release waits for a person's answer (verify-health's gate).
+	AwaitingApproval = "awaiting-approval"
 )
 
 // Sender posts events. Its client has a short timeout; Attempts bounds the tries of one event.

@@ -405,6 +405,7 @@ func (l *lock) finish(ctx context.Context, out Outcome) error {
 		lease.Annotations[LastAnnotation] = string(data)
 		delete(lease.Annotations, StateAnnotation)
 		delete(lease.Annotations, naming.VerifyStateAnnotation)
+		delete(lease.Annotations, ApprovalAnnotation)
 		empty := ""
 		lease.Spec.HolderIdentity = &empty
 	})

@@ -47,6 +47,26 @@ func commands() []*command {
 			summary:     "an application's release state",
 			description: "The application's release state, read-only: stable and canary images, the lock holder, the " +
 				"release in progress (weight), and the last release's decision and reason."},
+		{name: "approve", args: "APP", setup: approveCmd("approve"),
+			argsMissing: "approve: give the application's name (its stable Deployment)",
+			summary:     "approve the release of APP that waits at its approval gate",
+			description: "Record an approval of the release of APP in progress on its release record (the Lease " +
+				"canaryline-APP: who may update it may approve), with the cluster's name for you. verify-health with " +
+				"APPROVAL=required (the canary-release-approval-cli Pipeline's last analysis) is waiting for it and " +
+				"goes on to promotion. Answering again the same way changes nothing; exit 2 when no release is in progress " +
+				"or it was rejected already."},
+		{name: "reject", args: "APP", setup: approveCmd("reject"),
+			argsMissing: "reject: give the application's name (its stable Deployment)",
+			summary:     "reject the release of APP that waits at its approval gate (it is rolled back)",
+			description: "Record a rejection of the release of APP in progress on its release record: verify-health's " +
+				"gate gives the verdict unhealthy with your name and --reason, and the Pipeline's finally task rolls the " +
+				"release back."},
+		{name: "abort", args: "APP", setup: abortCmd,
+			argsMissing: "abort: give the application's name (its stable Deployment)",
+			summary:     "roll the release of APP in progress back now",
+			description: "Roll the release of APP in progress back now, with the kubeconfig's permissions, exactly as " +
+				"promote-or-rollback DECISION=rollback does (traffic to 0 first, then the canary removed and the router " +
+				"restored by content). A Pipeline still running stops at its next step: the release has ended."},
 		{name: "generate", sub: "pipelines", setup: generatePipelines,
 			summary:     "write pipelines/ from internal/tools/pipelinegen",
 			description: "Write pipelines/ from internal/tools/pipelinegen (all variants from one source); with --check only check that it is up to date."},

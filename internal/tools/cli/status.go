@@ -14,22 +14,17 @@ import (
 
 // statusCmd is `canaryline status APP`: the application's release state, read-only.
 func statusCmd(fs *flag.FlagSet, _ Env) runFunc {
-	kubeconfig := fs.String("kubeconfig", "", "the cluster (default: $KUBECONFIG, else ~/.kube/config)")
-	namespace := fs.String("namespace", "", "the application's namespace (default: the kubeconfig's)")
+	cf := addClusterFlags(fs)
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		return writeStatus(ctx, args[0], *kubeconfig, *namespace, stdout, stderr)
+		return writeStatus(ctx, args[0], cf, stdout, stderr)
 	}
 }
 
-// writeStatus reads app's release state with the kubeconfig's clients (step.LoadKubeconfig: the steps' loading
-// rules) and prints it.
-func writeStatus(ctx context.Context, app, kubeconfig, namespace string, stdout, stderr io.Writer) error {
-	cfg, ns, err := step.LoadKubeconfig(kubeconfig)
+// writeStatus reads app's release state with the kubeconfig's clients and prints it.
+func writeStatus(ctx context.Context, app string, cf clusterFlags, stdout, stderr io.Writer) error {
+	cfg, ns, err := cf.load("status")
 	if err != nil {
-		return usagef("status: no cluster: %v (give --kubeconfig)", err)
-	}
-	if namespace != "" {
-		ns = namespace
+		return err
 	}
 	kube, err := kubeclient.NewForConfig(cfg)
 	if err != nil {

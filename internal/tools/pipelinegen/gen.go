@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,7 +21,17 @@ type Variant struct {
 	BlueGreen bool
 	Prebuilt  bool
 	Weights   []string // canary weights in percent, one shift-canary + verify-health pair each
+	// Approval is the gate before promotion: "" none, ApprovalTask (OpenShift Pipelines' ApprovalTask, whose
+	// Approve and Reject buttons the console shows) or ApprovalCLI (the last analysis waits for canaryline
+	// approve/reject, where no approval controller runs).
+	Approval string
 }
+
+// Approval gates.
+const (
+	ApprovalTask = "approval-task"
+	ApprovalCLI  = "approval-cli"
+)
 
 // Variants are the Pipelines canaryline ships.
 var Variants = []Variant{
@@ -28,6 +39,8 @@ var Variants = []Variant{
 	{Name: "canary-release-1", Weights: []string{"20"}},
 	{Name: "canary-release-5", Weights: []string{"5", "10", "25", "50", "75"}},
 	{Name: "canary-release-prebuilt", Prebuilt: true, Weights: []string{"10", "30", "60"}},
+	{Name: "canary-release-approval", Weights: []string{"10", "30", "60"}, Approval: ApprovalTask},
+	{Name: "canary-release-approval-cli", Weights: []string{"10", "30", "60"}, Approval: ApprovalCLI},
 	{Name: "blue-green", BlueGreen: true},
 	{Name: "blue-green-prebuilt", BlueGreen: true, Prebuilt: true},
 }
@@ -82,6 +95,11 @@ var (
 		{"prometheus-url", "", "Prometheus or the OpenShift Thanos querier."},
 		{"queries", "", "PromQL checks: a YAML list of {name, query, threshold}."},
 		{"compare", "", "Canary-vs-baseline comparisons: a YAML list of {name, query, direction, tolerance}."},
+	}
+	// approvalParams are the gate's, by Variant.Approval (the ApprovalTask's approvers, an array, are added apart).
+	approvalParams = map[string][]param{
+		ApprovalTask: {{"approvals-required", "1", "How many of the approvers must approve before promotion."}},
+		ApprovalCLI:  {{"approval-timeout", "1h", "How long the last analysis waits for canaryline approve (or reject) before it rolls the release back."}},
 	}
 	notifyParams = []param{
 		{"notify-secret", "canaryline-notify", "A Secret whose key url is a Slack, Microsoft Teams or JSON webhook told of the outcome (an unhealthy verdict, the promotion or rollback); without it nothing is posted."},
@@ -178,8 +196,16 @@ func (b *builder) addParams() {
 	}
 	params = append(params, analysisParams...)
 	params = append(params, notifyParams...)
+	params = append(params, approvalParams[v.Approval]...)
 	for _, p := range params {
+		if v.Approval == ApprovalTask && p.name == "lock-ttl" {
+			p.def, p.desc = "2h", p.desc+" Longer than the approval's 1h timeout: no one renews the lock while the ApprovalTask waits."
+		}
 		b.params = append(b.params, v1.ParamSpec{Name: p.name, Type: v1.ParamTypeString, Default: v1.NewStructuredValues(p.def), Description: p.desc})
+	}
+	if v.Approval == ApprovalTask {
+		b.params = append(b.params, v1.ParamSpec{Name: "approvers", Type: v1.ParamTypeArray, Default: &v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"group:system:cluster-admins"}},
+			Description: "Who may approve the promotion: user names, or group:NAME for a group."})
 	}
 }
 
@@ -217,6 +243,29 @@ func (b *builder) releaseTasks() {
 		}
 	}
 	b.lastVerify = b.prev
+	b.gate()
+}
+
+// gate adds the variant's approval gate before promotion: an ApprovalTask after the last analysis, or the last
+// analysis made to wait for canaryline approve.
+func (b *builder) gate() {
+	switch b.v.Approval {
+	case ApprovalCLI:
+		last := &b.pt[len(b.pt)-1]
+		last.DisplayName += ", then wait for approval"
+		last.Params = append(last.Params, kv("APPROVAL", "required", "APPROVAL_TIMEOUT", "$(params.approval-timeout)")...)
+	case ApprovalTask:
+		b.pt = append(b.pt, v1.PipelineTask{Name: "approve", DisplayName: "Approve the promotion of $(params.app)",
+			TaskRef: &v1.TaskRef{APIVersion: "openshift-pipelines.org/v1alpha1", Kind: "ApprovalTask"}, RunAfter: []string{b.prev},
+			Params: v1.Params{
+				{Name: "approvers", Value: *v1.NewStructuredValues("$(params.approvers[*])")},
+				{Name: "numberOfApprovalsRequired", Value: *v1.NewStructuredValues("$(params.approvals-required)")},
+				{Name: "description", Value: *v1.NewStructuredValues("Promote $(params.app) to the canary's image? " +
+					"The canary passed its analysis at every weight. Rejecting, or no answer within 1h, rolls the release back.")},
+			},
+			Timeout: &metav1.Duration{Duration: time.Hour}})
+		b.prev = "approve"
+	}
 }
 
 // shift adds a shift-canary task after the previous one.

@@ -73,8 +73,8 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		all("build.openshift.io", []string{"builds"}, "get", "list", "watch", "update"),
 		all("build.openshift.io", []string{"builds/log"}, "get"),
 		all("image.openshift.io", []string{"imagestreamtags"}, "get"),
-		// The release lock and record.
-		named("coordination.k8s.io", "leases", []string{"get", "update"}, "canaryline-"+app),
+		// The release lock and record; verify-health's approval gate watches it by name (list+watch).
+		named("coordination.k8s.io", "leases", []string{"get", "list", "watch", "update"}, "canaryline-"+app),
 		// The stable, canary and baseline Deployments and Services; watches of a Deployment select it by name. The
 		// stable is resumed after it took over the canary's ReplicaSet by a JSON patch that tests canaryline's
 		// paused-by annotation (patch).
