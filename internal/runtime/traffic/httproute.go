@@ -30,6 +30,7 @@ var httpRouteKind = &listKind{
 			"or set ROUTER_NAME to the HTTPRoute that serves the application", b.Stable),
 			"HTTPRoute %s/%s does not exist", ns, name)
 	},
+	routing: httpRouteRouting,
 	legacy: func(s *listSnapshot) []savedList { return s.Rules },
 }
 

@@ -26,6 +26,7 @@ var istioKind = &listKind{
 			"or set ROUTER_NAME to the VirtualService that serves the application", b.Stable),
 			"VirtualService %s/%s does not exist", ns, name)
 	},
+	routing: istioRouting,
 	legacy: func(s *listSnapshot) []savedList { return s.HTTP },
 }
 
