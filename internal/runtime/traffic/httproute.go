@@ -31,7 +31,7 @@ var httpRouteKind = &listKind{
 			"HTTPRoute %s/%s does not exist", ns, name)
 	},
 	routing: httpRouteRouting,
-	legacy: func(s *listSnapshot) []savedList { return s.Rules },
+	legacy:  func(s *listSnapshot) []savedList { return s.Rules },
 }
 
 // newHTTPRoute is the router of the HTTPRoute name.

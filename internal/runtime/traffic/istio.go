@@ -27,7 +27,7 @@ var istioKind = &listKind{
 			"VirtualService %s/%s does not exist", ns, name)
 	},
 	routing: istioRouting,
-	legacy: func(s *listSnapshot) []savedList { return s.HTTP },
+	legacy:  func(s *listSnapshot) []savedList { return s.HTTP },
 }
 
 // newIstio is the router of the VirtualService name.
