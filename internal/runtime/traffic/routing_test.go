@@ -355,3 +355,27 @@ func TestRouteTestRouteClash(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// shop and cart share a router object, both with MATCH and MIRROR: shop's end removes its own match entry and
+// mirror alone, cart's stay until cart's end, and in the end the object is as before both.
+func TestRoutingOnASharedObject(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		manifest  string
+		newRouter func(string, Clients) *listRouter
+	}{{httpRouteTestShared, newHTTPRoute}, {istioTestShared, newIstio}} {
+		dyn := routerTestDynamic(routerTestObject(t, tc.manifest))
+		rt := Routing{Match: routingTestRules[:1], Mirror: 10}
+		kind := tc.newRouter("storefront", Clients{Dynamic: dyn}).kind
+		routerTestSharedSteps(t, func() Router { return tc.newRouter("storefront", Clients{Dynamic: dyn}).with(rt) }, func() {
+			list, _, _ := unstructured.NestedSlice(routerTestGet(t, dyn, kind.gvr, "storefront").Object, kind.path...)
+			s := mustJSON(t, list)
+			if strings.Contains(s, "shop-canary") || !strings.Contains(s, "canaryline-match-cart-canary-0") || strings.Count(s, "cart-canary") < 3 {
+				t.Errorf("%s while cart's release runs, after shop's end: %s; want cart's match entry, weights and mirror, and nothing of shop's", kind.object, s)
+			}
+		})
+		if d := cmp.Diff(routerTestStripped(routerTestObject(t, tc.manifest)).Object, routerTestGet(t, dyn, kind.gvr, "storefront").Object); d != "" {
+			t.Errorf("%s after both releases (-want +got):\n%s", kind.object, d)
+		}
+	}
+}
