@@ -3,6 +3,7 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	routev1 "github.com/openshift/api/route/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -151,8 +152,8 @@ func (r *route) testRouteApplied(t *routev1.Route, b Backends, a *Applied) error
 	}
 	a.Detail += fmt.Sprintf("; test Route %s (host %s) to %s", t.Name, host, b.Canary)
 	if len(r.rt.Match) > 0 {
-		a.Warnings = append(a.Warnings, fmt.Sprintf("the OpenShift Route cannot match requests by header or cookie (MATCH %s): test requests reach the canary through the test Route %s instead",
-			r.rt.describe(), t.Name))
+		a.Warnings = append(a.Warnings, fmt.Sprintf("the OpenShift Route cannot match requests by header or cookie (MATCH %q): test requests reach the canary through the test Route %s (host %s) instead",
+			strings.ReplaceAll(FormatMatch(r.rt.Match), "\n", "; "), t.Name, host))
 	}
 	return nil
 }
