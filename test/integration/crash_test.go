@@ -120,6 +120,13 @@ func endState(t *testing.T, a *app) string {
 		out["service/"+s.Name] = []any{sel, canarylineAnnotations(s.Annotations)}
 	}
 	out["router"] = a.routerState()
+	if routes, err := a.routes.RouteV1().Routes(a.ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, r := range routes.Items {
+			if r.Name != "shop" { // the test Route of MATCH or TEST_HOST
+				out["route/"+r.Name] = []any{r.Spec.Host, r.Spec.To, r.Spec.AlternateBackends, canarylineAnnotations(r.Annotations)}
+			}
+		}
+	}
 	if l, err := a.kube.CoordinationV1().Leases(a.ns).Get(ctx, "canaryline-shop", metav1.GetOptions{}); err == nil {
 		holder := ""
 		if l.Spec.HolderIdentity != nil {
@@ -214,7 +221,30 @@ func crashScenarios() []crashScenario {
 	}
 	shiftEnv := map[string]string{"APP": "shop", "ROUTER": "route", "IMAGE": canaryImage, "WEIGHT": "20", "BASELINE": "true",
 		"RELEASE_ID": "shop-release-1", "READY_TIMEOUT": "60s"}
+	withMatch := func(env map[string]string) map[string]string {
+		e := map[string]string{"MATCH": "header X-Canary: always"}
+		for k, v := range env {
+			e[k] = v
+		}
+		return e
+	}
+	shiftedWithMatch := func(t *testing.T) *app {
+		a := newApp(t, "route", 2)
+		if r := a.shift(20, map[string]string{"BASELINE": "true", "MATCH": "header X-Canary: always"}); r.code != 0 {
+			t.Fatalf("shift: exit %d", r.code)
+		}
+		return a
+	}
 	return []crashScenario{
+		// MATCH on the route router: the test Route is a write of its own, after the Route's.
+		{name: "shift-canary first shift with a test Route", step: "shift-canary", mutations: 7,
+			setup: func(t *testing.T) *app { return newApp(t, "route", 2) },
+			env:   func(*app) map[string]string { return withMatch(shiftEnv) }},
+		{name: "rollback with a test Route", step: "promote-or-rollback", setup: shiftedWithMatch, mutations: 7,
+			env: func(*app) map[string]string {
+				return map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "DECISION": "auto", "PIPELINE_STATUS": "Failed",
+					"REASON": "error rate 9% > 1%"}
+			}},
 		{name: "start-build", step: "start-build", setup: withBuild(map[string]string{devcluster.SimOutcome: "Hang"}), mutations: 1,
 			env: func(*app) map[string]string {
 				return map[string]string{"BUILD_CONFIG": "shop", "COMMIT": commitA, "PIPELINE_RUN": "shop-release-1"}

@@ -181,17 +181,23 @@ func TestPerApplicationRole(t *testing.T) {
 	}
 	a.kubeconfig = withServiceAccount(t, a.ns, "shop-only", role)
 
-	// shop's release passes.
+	// shop's release passes, with a test Route (MATCH, TEST_HOST) that the Role lets it make and delete.
 	for _, w := range []int{20, 50} {
-		if r := a.shift(w, map[string]string{"BASELINE": "true"}); r.code != 0 {
-			t.Fatalf("shift %d: exit %d", w, r.code)
+		if r := a.shift(w, map[string]string{"BASELINE": "true", "MATCH": "header X-Canary: always", "TEST_HOST": "shop-test.apps.example.com"}); r.code != 0 {
+			t.Fatalf("shift %d: exit %d\n%s", w, r.code, r.stderr)
 		}
+	}
+	if a.testRoute() == nil {
+		t.Error("no test Route after the shifts with MATCH")
 	}
 	if r := runStep(t, "verify-health", a.kubeconfig, map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "INTERVAL": "1s", "COUNT": "2"}); r.code != 0 {
 		t.Fatalf("verify-health: exit %d", r.code)
 	}
 	if r := a.decide(map[string]string{"DECISION": "promote"}); r.code != 0 || r.results["DECISION"] != "promote" {
 		t.Fatalf("promote: exit %d", r.code)
+	}
+	if a.testRoute() != nil {
+		t.Error("the promotion left the test Route")
 	}
 
 	// cart is out of reach.

@@ -94,11 +94,19 @@ type ShiftConfig struct {
 	ReadyTimeout time.Duration `env:"READY_TIMEOUT, default=5m"`
 	// KeepCookies leaves the OpenShift router's sticky cookies on during the release (route router).
 	KeepCookies bool `env:"KEEP_COOKIES, default=false"`
+	// Match sends requests that match its rules to the canary whatever the weight (traffic.MatchSyntax); with the
+	// route router, it makes a separate test Route.
+	Match string `env:"MATCH"`
+	// TestHost is the host of the route router's test Route; empty lets OpenShift generate one.
+	TestHost string `env:"TEST_HOST"`
+	// Mirror is the share of the stable's requests, in percent, copied to the canary (httproute and istio).
+	Mirror string `env:"MIRROR, default=0"`
 	// TaskRun is the step's TaskRun ($(context.taskRun.name), not a Task param); empty off Tekton. A step stopped
 	// in a PipelineRun whose finally tasks will not run rolls the release back itself (AfterStop).
 	TaskRun string `env:"TASKRUN_NAME"`
 
-	weight int32
+	weight  int32
+	routing traffic.Routing
 }
 
 var digestRE = regexp.MustCompile(`^[^@\s]+@sha256:[0-9a-f]{64}$`)
@@ -131,6 +139,9 @@ func (c *ShiftConfig) Validate() error {
 	if err := c.traits().CheckRelease(c.weight, c.Baseline); err != nil {
 		return checkError(err)
 	}
+	if err := c.validateRouting(); err != nil {
+		return err
+	}
 	if _, _, err := parseReplicas(c.CanaryReplicas); err != nil {
 		return err
 	}
@@ -150,6 +161,34 @@ func (c *ShiftConfig) Validate() error {
 func (c *ShiftConfig) traits() traffic.Traits {
 	t, _ := traffic.TraitsOf(c.Router)
 	return t
+}
+
+// validateRouting checks MATCH, TEST_HOST and MIRROR, and that the router kind can carry them out.
+func (c *ShiftConfig) validateRouting() error {
+	rules, err := traffic.ParseMatch(c.Match)
+	if err != nil {
+		return checkError(err)
+	}
+	m, err := 0, error(nil) // empty: no mirror
+	if strings.TrimSpace(c.Mirror) != "" {
+		m, err = strconv.Atoi(strings.TrimSpace(c.Mirror))
+	}
+	if err != nil || m < 0 || m > 100 {
+		return step.Invalid("MIRROR", "give the share of the stable's requests to copy to the canary as a whole percent from 0 (none) to 100", "%q is not a percentage", c.Mirror)
+	}
+	if c.TestHost != "" {
+		if errs := validation.IsDNS1123Subdomain(c.TestHost); len(errs) > 0 || !strings.Contains(c.TestHost, ".") {
+			return step.Invalid("TEST_HOST", "give a host name such as shop-test.apps.example.com (lowercase, with a domain), or leave it empty for a generated one",
+				"%q is not a host name", c.TestHost)
+		}
+	}
+	c.routing = traffic.Routing{Match: rules, Mirror: int32(m), TestHost: c.TestHost}
+	return checkError(c.traits().CheckRouting(c.Router, c.routing))
+}
+
+// routerOptions are the router's options for this shift.
+func (c *ShiftConfig) routerOptions() traffic.Options {
+	return traffic.Options{KeepCookies: c.KeepCookies, Routing: c.routing}
 }
 
 // validateNames checks CANARY_NAME and BASELINE_NAME: valid Service names, distinct from each other and from the

@@ -253,7 +253,7 @@ func promote(ctx context.Context, lk *lock, st *State, c Clients, timeout time.D
 	if err := p.updateStable(ctx); err != nil {
 		return err
 	}
-	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
+	router, err := newRouter(st.Router, st.RouterName, traffic.Options{KeepCookies: st.KeepCookies}, c)
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func rollback(ctx context.Context, lk *lock, st *State, c Clients, reason string
 		}
 	}
 	b := backendsOf(ns, st)
-	router, err := newRouter(st.Router, st.RouterName, st.KeepCookies, c)
+	router, err := newRouter(st.Router, st.RouterName, traffic.Options{KeepCookies: st.KeepCookies}, c)
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,7 @@ func (s *shift) preflight(ctx context.Context) error {
 	if s.routerName == "" {
 		s.routerName = t.stableService()
 	}
-	if s.router, err = newRouter(s.cfg.Router, s.routerName, s.cfg.KeepCookies, s.c); err != nil {
+	if s.router, err = newRouter(s.cfg.Router, s.routerName, s.cfg.routerOptions(), s.c); err != nil {
 		return err
 	}
 	s.id = releaseID(t, s.cfg.Image)
@@ -266,7 +266,7 @@ func (s *shift) takeOver(ctx context.Context, found *State) error {
 	if s.svc, err = s.c.Kube.CoreV1().Services(s.ns).Get(ctx, s.svc.Name, metav1.GetOptions{}); err != nil {
 		return fmt.Errorf("get Service %s/%s: %w", s.ns, s.svc.Name, err)
 	}
-	s.router, err = newRouter(s.cfg.Router, s.routerName, s.cfg.KeepCookies, s.c) // nothing cached from before the rollback
+	s.router, err = newRouter(s.cfg.Router, s.routerName, s.cfg.routerOptions(), s.c) // nothing cached from before the rollback
 	return err
 }
 
@@ -477,8 +477,9 @@ func backendsOf(ns string, st *State) traffic.Backends {
 		Annotations: routerAnnotations(st.App, st)}
 }
 
-func newRouter(kind, name string, keepCookies bool, c Clients) (traffic.Router, error) {
-	r, err := traffic.New(kind, name, traffic.Clients{Kube: c.Kube, Route: c.Route, Dynamic: c.Dynamic}, traffic.Options{KeepCookies: keepCookies})
+// newRouter is the router of kind for the router object name; an unknown kind is bad input (ROUTER).
+func newRouter(kind, name string, o traffic.Options, c Clients) (traffic.Router, error) {
+	r, err := traffic.New(kind, name, traffic.Clients{Kube: c.Kube, Route: c.Route, Dynamic: c.Dynamic}, o)
 	var unknown *traffic.UnknownKindError
 	if errors.As(err, &unknown) {
 		return nil, step.Invalid("ROUTER", "use one of "+strings.Join(traffic.Kinds, ", "), "%v", err)

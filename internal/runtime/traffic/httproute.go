@@ -30,7 +30,8 @@ var httpRouteKind = &listKind{
 			"or set ROUTER_NAME to the HTTPRoute that serves the application", b.Stable),
 			"HTTPRoute %s/%s does not exist", ns, name)
 	},
-	legacy: func(s *listSnapshot) []savedList { return s.Rules },
+	routing: httpRouteRouting,
+	legacy:  func(s *listSnapshot) []savedList { return s.Rules },
 }
 
 // newHTTPRoute is the router of the HTTPRoute name.

@@ -26,7 +26,8 @@ var istioKind = &listKind{
 			"or set ROUTER_NAME to the VirtualService that serves the application", b.Stable),
 			"VirtualService %s/%s does not exist", ns, name)
 	},
-	legacy: func(s *listSnapshot) []savedList { return s.HTTP },
+	routing: istioRouting,
+	legacy:  func(s *listSnapshot) []savedList { return s.HTTP },
 }
 
 // newIstio is the router of the VirtualService name.

@@ -29,6 +29,7 @@ type listRouter struct {
 	name string
 	c    Clients
 	kind *listKind
+	rt   Routing // what SetWeights sends to the canary beside the weights
 }
 
 var _ Router = (*listRouter)(nil)
@@ -51,6 +52,8 @@ type listKind struct {
 	notFound func(ns, name string, b Backends) error
 	// legacy are the lists a snapshot of a release recorded before saved by position.
 	legacy func(s *listSnapshot) []savedList
+	// routing is how the kind sends requests to the canary beside the weights (match entries, mirrors).
+	routing listRouting
 }
 
 // listObject is one router object as its kind reads it.
@@ -160,15 +163,17 @@ func (r *listRouter) Check(ctx context.Context, b Backends) error {
 		return err
 	}
 	entries, err := stableEntries(obj)
-	if err != nil || b.Marked(u.GetAnnotations()) {
+	if err != nil {
 		return err
 	}
-	for _, i := range entries {
-		if idx, _ := obj.refs(i); idx.canary >= 0 || idx.baseline >= 0 {
-			return unmarkedBackend(r.kind.entry(i)+" of "+r.what(b.Namespace), idx, b)
+	if !b.Marked(u.GetAnnotations()) {
+		for _, i := range entries {
+			if idx, _ := obj.refs(i); idx.canary >= 0 || idx.baseline >= 0 {
+				return unmarkedBackend(r.kind.entry(i)+" of "+r.what(b.Namespace), idx, b)
+			}
 		}
 	}
-	return nil
+	return r.checkRouting(u, b)
 }
 
 // listSnapshot is what the release changes on a list router object.
@@ -253,11 +258,17 @@ func (r *listRouter) setLists(ctx context.Context, b Backends,
 		if err != nil {
 			return fmt.Errorf("get %s: %w", what, err)
 		}
+		if _, err := r.stripObject(u.Object, b); err != nil { // the routing of the shift before: rt's is added again
+			return fmt.Errorf("update %s: %w", what, err)
+		}
 		entries, change, err := plan(u)
 		if err != nil {
 			return err
 		}
 		if err := changeLists(u.Object, path, field, entries, change); err != nil {
+			return fmt.Errorf("update %s: %w", what, err)
+		}
+		if err := r.routeObject(u.Object, b, func() ([]int, error) { return entries, nil }); err != nil {
 			return fmt.Errorf("update %s: %w", what, err)
 		}
 		u.SetAnnotations(annotationsWithRelease(u.GetAnnotations(), b.Annotations))
@@ -314,7 +325,10 @@ func (r *listRouter) readBack(b Backends, w Weights, u *unstructured.Unstructure
 		}
 	}
 	a.Warnings = obj.warnings()
-	return a, nil
+	if !r.rt.empty() {
+		a.Detail += "; " + r.rt.describe()
+	}
+	return a, r.routed(u, b)
 }
 
 // entryWeights reads the stable, canary and baseline weights of entry i (baseline 0 without a baseline Service).
@@ -398,7 +412,12 @@ func (r *listRouter) restoreLists(ctx context.Context, b Backends, lr listRestor
 		if err != nil {
 			return fmt.Errorf("get %s: %w", what, err)
 		}
+		stripped, err := r.stripObject(u.Object, b)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", what, err)
+		}
 		changed, err := putBackLists(u.Object, lr)
+		changed = changed || stripped
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", what, err)
 		}

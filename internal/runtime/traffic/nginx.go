@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -22,6 +23,10 @@ const (
 	nginxCanaryAnnotation            = "nginx.ingress.kubernetes.io/canary"
 	nginxCanaryWeightAnnotation      = "nginx.ingress.kubernetes.io/canary-weight"
 	nginxCanaryWeightTotalAnnotation = "nginx.ingress.kubernetes.io/canary-weight-total"
+	nginxCanaryByHeader              = "nginx.ingress.kubernetes.io/canary-by-header"
+	nginxCanaryByHeaderValue         = "nginx.ingress.kubernetes.io/canary-by-header-value"
+	nginxCanaryByHeaderPattern       = "nginx.ingress.kubernetes.io/canary-by-header-pattern"
+	nginxCanaryByCookie              = "nginx.ingress.kubernetes.io/canary-by-cookie"
 	// nginxLegacyClassAnnotation selects the controller on Ingresses without spec.ingressClassName.
 	nginxLegacyClassAnnotation = "kubernetes.io/ingress.class"
 )
@@ -34,6 +39,7 @@ const (
 type nginx struct {
 	name string
 	c    Clients
+	rt   Routing // MATCH as canary-by-header and canary-by-cookie; no mirror
 }
 
 var _ Router = (*nginx)(nil)
@@ -122,6 +128,9 @@ var errNginxUnmarked = errors.New("the nginx router needs release annotations (B
 func (r *nginx) Check(ctx context.Context, b Backends) error {
 	if len(b.Annotations) == 0 {
 		return errNginxUnmarked
+	}
+	if err := kindTraits[KindNginx].CheckRouting(KindNginx, r.rt); err != nil {
+		return err
 	}
 	if b.Baseline != "" {
 		return checkErrorf("use another router or BASELINE=false", "the nginx router cannot send traffic to a baseline")
@@ -221,6 +230,24 @@ func nginxCanaryAnnotations(primary *networkingv1.Ingress, b Backends, percent i
 	return anns
 }
 
+// nginxMatchAnnotations are the canary Ingress's annotations for the MATCH rules (CheckRouting allowed them): a
+// header rule as canary-by-header with its value or pattern, a cookie rule as canary-by-cookie. NGINX reads the
+// header first, then the cookie, then the weight.
+func nginxMatchAnnotations(rules []MatchRule) map[string]string {
+	anns := map[string]string{}
+	for _, m := range rules {
+		switch {
+		case m.Kind == MatchCookie:
+			anns[nginxCanaryByCookie] = m.Name
+		case m.Regex:
+			anns[nginxCanaryByHeader], anns[nginxCanaryByHeaderPattern] = m.Name, m.Value
+		default:
+			anns[nginxCanaryByHeader], anns[nginxCanaryByHeaderValue] = m.Name, m.Value
+		}
+	}
+	return anns
+}
+
 func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied, error) {
 	if b.Baseline != "" || w.Baseline != 0 {
 		return Applied{}, fmt.Errorf("weights %s: the nginx router cannot send traffic to a baseline", w)
@@ -250,6 +277,7 @@ func (r *nginx) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 		warnings = r.defaultBackendWarnings(primary, b)
 		spec := nginxCanarySpec(primary, rules)
 		anns := nginxCanaryAnnotations(primary, b, w.Canary)
+		maps.Copy(anns, nginxMatchAnnotations(r.rt.Match))
 		name, stored, err = r.putCanary(ctx, b, anns, spec)
 		return err
 	})
@@ -325,10 +353,18 @@ func (r *nginx) readBack(b Backends, w Weights, name string, canary *networkingv
 		return Applied{}, fmt.Errorf("read back Ingress %s/%s: %s: %w", b.Namespace, name, nginxCanaryWeightAnnotation, err)
 	}
 	canaryPct := int32(v)
+	for k, want := range nginxMatchAnnotations(r.rt.Match) {
+		if anns[k] != want {
+			return Applied{}, fmt.Errorf("Ingress %s/%s holds %s=%q after the update; want %q", b.Namespace, name, k, anns[k], want)
+		}
+	}
 	a := Applied{
 		Stored:          Weights{Canary: canaryPct},
 		EffectiveCanary: float64(canaryPct),
 		Detail:          splitDetail("Ingress "+name+" (canary of "+r.name+")", 100-canaryPct, canaryPct, 0, false),
+	}
+	if len(r.rt.Match) > 0 {
+		a.Detail += "; " + r.rt.describe()
 	}
 	if canaryPct != w.Canary {
 		return a, fmt.Errorf("Ingress %s/%s holds %s=%d after the update; want %d", b.Namespace, name, nginxCanaryWeightAnnotation, canaryPct, w.Canary)

@@ -13,7 +13,8 @@ import (
 // replicas is no router at all: the stable Service selects the pods of every track, so the share of traffic is
 // the share of Ready pods. Setting a weight scales the canary (and baseline) Deployment against the stable one.
 type replicas struct {
-	c Clients
+	c  Clients
+	rt Routing // refused: there is no router object to match or mirror on
 }
 
 var _ Router = (*replicas)(nil)
@@ -21,6 +22,9 @@ var _ Router = (*replicas)(nil)
 func (r *replicas) Kind() string { return KindReplicas }
 
 func (r *replicas) Check(ctx context.Context, b Backends) error {
+	if err := kindTraits[KindReplicas].CheckRouting(KindReplicas, r.rt); err != nil {
+		return err
+	}
 	if _, err := r.c.Kube.AppsV1().Deployments(b.Namespace).Get(ctx, b.StableDeployment, metav1.GetOptions{}); err != nil {
 		return fmt.Errorf("get Deployment %s/%s: %w", b.Namespace, b.StableDeployment, err)
 	}

@@ -28,6 +28,8 @@ type route struct {
 	c    Clients
 	// KeepCookies leaves sticky cookies as they are during the release.
 	KeepCookies bool
+	// rt is the routing beside the weights: MATCH or TEST_HOST make a test Route (testroute.go); no mirror.
+	rt Routing
 	// last is the Route as last read or written in this run: Snapshot and the first attempt of SetWeights use it
 	// instead of reading again (a conflict reads it again).
 	last *routev1.Route
@@ -82,7 +84,10 @@ func (r *route) Check(ctx context.Context, b Backends) error {
 				Fix: "give the release's canary another name with CANARY_NAME, or remove the backend (oc set route-backends " + r.name + " " + b.Stable + "=100) before the release"}
 		}
 	}
-	return nil
+	if err := kindTraits[KindRoute].CheckRouting(KindRoute, r.rt); err != nil {
+		return err
+	}
+	return r.checkTestRoute(ctx, b, rt)
 }
 
 // routeSnapshot is what the release changes on a Route.
@@ -164,7 +169,11 @@ func (r *route) SetWeights(ctx context.Context, b Backends, w Weights) (Applied,
 	shares := haproxyShares(got, eps)
 	a.EffectiveCanary, a.EffectiveBaseline = shares[b.Canary], shares[b.Baseline]
 	a.Warnings = shareWarnings(w, a.EffectiveCanary, a.EffectiveBaseline, eps, b)
-	return a, nil
+	t, err := r.setTestRoute(ctx, b, rt)
+	if err != nil {
+		return a, err
+	}
+	return a, r.testRouteApplied(t, b, &a)
 }
 
 // setBackends points rt at the stable Service with weight stable and the canary (and baseline) as alternates,
@@ -346,5 +355,5 @@ func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error 
 	if err != nil {
 		return fmt.Errorf("restore Route %s/%s: %w", b.Namespace, r.name, err)
 	}
-	return nil
+	return r.deleteTestRoute(ctx, b)
 }

@@ -161,21 +161,24 @@ func (e *UnknownKindError) Error() string {
 type Options struct {
 	// KeepCookies leaves the OpenShift router's sticky cookies as they are during a release (route).
 	KeepCookies bool
+	// Routing is what SetWeights sends to the canary beside the weights (none when zero). Restore removes what
+	// any shift of the release added, whatever Routing says.
+	Routing Routing
 }
 
 // New returns the router of kind for the router object name. An unknown kind is an error, never a fallback.
 func New(kind, name string, c Clients, o Options) (Router, error) {
 	switch kind {
 	case KindRoute:
-		return &route{name: name, c: c, KeepCookies: o.KeepCookies}, nil
+		return &route{name: name, c: c, KeepCookies: o.KeepCookies, rt: o.Routing}, nil
 	case KindHTTPRoute:
-		return newHTTPRoute(name, c), nil
+		return newHTTPRoute(name, c).with(o.Routing), nil
 	case KindIstio:
-		return newIstio(name, c), nil
+		return newIstio(name, c).with(o.Routing), nil
 	case KindNginx:
-		return &nginx{name: name, c: c}, nil
+		return &nginx{name: name, c: c, rt: o.Routing}, nil
 	case KindReplicas:
-		return &replicas{c: c}, nil
+		return &replicas{c: c, rt: o.Routing}, nil
 	}
 	return nil, &UnknownKindError{Kind: kind}
 }

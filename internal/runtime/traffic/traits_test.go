@@ -37,10 +37,10 @@ func TestTraitsOfKinds(t *testing.T) {
 		kind string
 		want Traits
 	}{
-		{KindRoute, Traits{PinsStable: true, Baseline: true, MaxWeight: 100}},
-		{KindHTTPRoute, Traits{PinsStable: true, Baseline: true, MaxWeight: 100}},
-		{KindIstio, Traits{PinsStable: true, Baseline: true, MaxWeight: 100}},
-		{KindNginx, Traits{PinsStable: true, MaxWeight: 100}},
+		{KindRoute, Traits{PinsStable: true, Baseline: true, MaxWeight: 100, Match: MatchTestRoute}},
+		{KindHTTPRoute, Traits{PinsStable: true, Baseline: true, MaxWeight: 100, Match: MatchRoutes, Mirror: true}},
+		{KindIstio, Traits{PinsStable: true, Baseline: true, MaxWeight: 100, Match: MatchRoutes, Mirror: true}},
+		{KindNginx, Traits{PinsStable: true, MaxWeight: 100, Match: MatchRoutes}},
 		{KindReplicas, Traits{SizesTracks: true, Baseline: true, MaxWeight: 99}},
 	} {
 		got, _ := TraitsOf(tc.kind)

@@ -221,6 +221,8 @@ func (g *generator) runs(pt v1.PipelineTask) string {
 	switch {
 	case pt.TaskRef != nil && pt.TaskRef.Resolver != "":
 		return fmt.Sprintf("a Task from the %s resolver", pt.TaskRef.Resolver)
+	case pt.TaskRef != nil && pt.TaskRef.APIVersion != "":
+		return fmt.Sprintf("a custom task: %s %s", pt.TaskRef.APIVersion, pt.TaskRef.Kind)
 	case pt.TaskRef != nil && pt.TaskRef.Name != "":
 		if i := slices.Index(g.taskNames, pt.TaskRef.Name); i >= 0 && (pt.TaskRef.Kind == "" || pt.TaskRef.Kind == v1.NamespacedTaskKind) {
 			return fmt.Sprintf("[%s](../../../task/%s/%s/README.md)", pt.TaskRef.Name, pt.TaskRef.Name, g.taskVersions[i])

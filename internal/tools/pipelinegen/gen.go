@@ -77,6 +77,9 @@ var (
 		{"baseline", "false", "\"true\" runs a baseline next to the canary for like-with-like comparisons."},
 		{"baseline-name", "", "Name of the baseline's Deployment and Service; empty is app-baseline."},
 		{"reuse-canary", "true", "\"true\": promotion hands the canary's pods to the stable Deployment (they carry its labels); \"false\": they are labelled canaryline.dev/track=canary, and promotion rolls the stable out anew."},
+		{"match", "", "Requests that match go to the canary at every step, whatever its weight: one rule a line, \"header NAME: VALUE\", \"header NAME ~ REGEX\" or \"cookie NAME=VALUE\" (route router: a separate test Route; replicas: refused). Empty: none."},
+		{"test-host", "", "route router: the host of the test Route that match makes; empty lets OpenShift generate one."},
+		{"mirror", "0", "Percent of the stable's requests copied to the canary at every step, answers discarded (httproute and istio only). 0: none."},
 		{"ready-timeout", "5m", "How long the canary may take to become Ready before any traffic moves."},
 		{"rollout-timeout", "10m", "How long promotion may take: the canary scaled to the stable's size and taken over (or the image rolled out anew)."},
 		{"lock-ttl", "10m", "How long the release lock outlives a step that stops renewing it."},
@@ -274,6 +277,7 @@ func (b *builder) shift(name, display, weight, replicas string) {
 		"ROUTER", "$(params.router)", "ROUTER_NAME", "$(params.router-name)", "STABLE_SERVICE", "$(params.stable-service)",
 		"CONTAINER", "$(params.container)", "CANARY_NAME", "$(params.canary-name)",
 		"CANARY_REPLICAS", replicas, "READY_TIMEOUT", "$(params.ready-timeout)", "REUSE_CANARY", "$(params.reuse-canary)",
+		"MATCH", "$(params.match)", "TEST_HOST", "$(params.test-host)", "MIRROR", "$(params.mirror)",
 		"RELEASE_ID", "$(context.pipelineRun.name)", "LOCK_TTL", "$(params.lock-ttl)", "NAMESPACE", "$(params.namespace)")
 	if !b.v.BlueGreen {
 		params = append(params, kv("BASELINE", "$(params.baseline)", "BASELINE_NAME", "$(params.baseline-name)")...)

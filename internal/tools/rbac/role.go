@@ -83,10 +83,12 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		named("", "services", []string{"get", "update", "patch", "delete"}, svc, naming.Canary(svc), naming.Baseline(svc)),
 		// The Route (the shipped Role's router).
 		named("route.openshift.io", "routes", []string{"get", "update"}, router),
+		named("route.openshift.io", "routes", []string{"get", "update", "delete"}, naming.Canary(svc)), // the test Route of MATCH or TEST_HOST
 		// Creating cannot be narrowed by name in RBAC; a create of an object that exists fails.
 		all("apps", []string{"deployments"}, "create"),
 		all("", []string{"services"}, "create"),
 		all("coordination.k8s.io", []string{"leases"}, "create"),
+		all("route.openshift.io", []string{"routes"}, "create", "list"), // the test Route; list finds a TEST_HOST taken
 		all("", []string{"events"}, "create"),
 		// Reading by label (the stable ReplicaSet, pods, endpoints) cannot be narrowed by name either.
 		all("apps", []string{"replicasets"}, "list"),
