@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 45m
 # The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
 GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
-.PHONY: all build test unit lint pipelines catalog bundle image controlplane prometheus node-deps realnode tekton tools cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image plugin controlplane prometheus node-deps realnode tekton tools cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -86,6 +86,11 @@ bundle:
 	$(GO) run ./cmd/canaryline bundle push --ref $(BUNDLE)
 
 ## image: the step image as an OCI layout (_output/image/oci) and a docker tarball, built without a container engine
+## plugin: the kubectl/oc plugin (kubectl-canaryline) for every platform, as reproducible archives, and its Krew
+## manifest, in $(OUT)/plugin (VERSION=v0.1.0)
+plugin:
+	$(GO) run ./cmd/canaryline plugin release --dir $(OUT)/plugin --version $(or $(VERSION),v0.1.0)
+
 image:
 	GOTOOLCHAIN=go$(GO_VERSION) $(GO) run ./cmd/canaryline image --out $(OUT)/image/oci --tarball $(OUT)/image/canaryline-steps.tar \
 	  --digest-file catalog/IMAGE_DIGEST

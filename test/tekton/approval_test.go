@@ -24,15 +24,21 @@ func answerWhenWaiting(t *testing.T, a *app, decision string) <-chan bool {
 		defer cancel()
 		running := func() (string, bool) {
 			trs, err := a.tk.Tekton.TektonV1().TaskRuns(a.ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineTask=verify-3"})
-			if err != nil || len(trs.Items) != 1 || trs.Items[0].Status.StartTime == nil {
+			if err != nil {
 				return "", false
 			}
-			return trs.Items[0].Labels["tekton.dev/pipelineRun"], !trs.Items[0].IsDone()
+			for _, tr := range trs.Items { // the PipelineRun's, not an earlier one's
+				if tr.Status.StartTime != nil && !tr.IsDone() {
+					return tr.Labels["tekton.dev/pipelineRun"], true
+				}
+			}
+			return "", false
 		}
 		for ctx.Err() == nil {
 			if pr, ok := running(); ok {
 				time.Sleep(10 * time.Second) // the analysis (2 measurements, 1 s apart) is long over
-				_, still := running()
+				again, still := running()
+				still = still && again == pr
 				kube, _ := kubeclient.NewForConfig(cluster.Config())
 				_, err := release.RecordApproval(ctx, kube.CoordinationV1().Leases(a.ns), a.name,
 					release.Approval{Release: pr, Decision: decision, By: "release-manager", Reason: "tested", At: time.Now()})
@@ -74,7 +80,9 @@ func TestTektonApprovalGate(t *testing.T) {
 	before := a.snapshot(t)
 	waited = answerWhenWaiting(t, a, release.Reject)
 	pr = a.run(t, "canary-release-approval-cli", a.quickParams(map[string]string{"git-revision": strings.Repeat("cd", 20)}), nil, tektonrun.Options{})
-	<-waited
+	if !<-waited {
+		t.Error("the second release's verify-3 was not waiting for the answer")
+	}
 	states := taskStates(t, a, pr)
 	if !strings.HasPrefix(status(pr), "Failed") || !strings.HasPrefix(states["verify-3"], "Failed") || states["promote"] != "" || states["end-release"] != "Succeeded" {
 		t.Fatalf("rejected: %s, tasks %v; want Failed, verify-3 failed, promote skipped, end-release run", status(pr), states)

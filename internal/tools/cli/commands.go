@@ -67,6 +67,13 @@ func commands() []*command {
 			description: "Roll the release of APP in progress back now, with the kubeconfig's permissions, exactly as " +
 				"promote-or-rollback DECISION=rollback does (traffic to 0 first, then the canary removed and the router " +
 				"restored by content). A Pipeline still running stops at its next step: the release has ended."},
+		{name: "plugin", sub: "release", setup: pluginRelease,
+			summary: "build the kubectl/oc plugin for every platform and its Krew manifest",
+			description: "Build kubectl-canaryline (status, approve, reject and abort, as `kubectl canaryline` or " +
+				"`oc canaryline`) for every platform into reproducible archives, and write the Krew manifest " +
+				"canaryline.yaml naming each archive under --base-url with its sha256. `kubectl krew install " +
+				"--manifest=DIR/canaryline.yaml` installs it from a published release; add --archive=FILE to install " +
+				"from a local archive."},
 		{name: "generate", sub: "pipelines", setup: generatePipelines,
 			summary:     "write pipelines/ from internal/tools/pipelinegen",
 			description: "Write pipelines/ from internal/tools/pipelinegen (all variants from one source); with --check only check that it is up to date."},

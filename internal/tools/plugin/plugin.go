@@ -1,0 +1,146 @@
+// Package plugin is what a person does to a release from the command line, outside a Pipeline: read its state
+// (status), answer its approval gate (approve, reject), roll it back now (abort). The canaryline command has these
+// commands, and cmd/kubectl-canaryline ships them alone, small, as a kubectl and oc plugin (kubectl-canaryline,
+// oc-canaryline), with a Krew manifest (Krew).
+package plugin
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
+	"github.com/canaryline/canaryline/internal/runtime/release"
+	"github.com/canaryline/canaryline/internal/runtime/step"
+)
+
+// Cluster is where the application runs: the --kubeconfig and --namespace (-n) flags.
+type Cluster struct{ Kubeconfig, Namespace *string }
+
+// AddFlags registers the cluster flags on fs.
+func AddFlags(fs *flag.FlagSet) Cluster {
+	c := Cluster{Kubeconfig: fs.String("kubeconfig", "", "the cluster (default: $KUBECONFIG, else ~/.kube/config)"), Namespace: new(string)}
+	fs.StringVar(c.Namespace, "namespace", "", "the application's namespace (default: the kubeconfig's)")
+	fs.StringVar(c.Namespace, "n", "", "short for --namespace")
+	return c
+}
+
+// load is the cluster's client config (the steps' loading rules) and the namespace. No cluster is bad input.
+func (c Cluster) load() (*rest.Config, string, error) {
+	cfg, ns, err := step.LoadKubeconfig(*c.Kubeconfig)
+	if err != nil {
+		return nil, "", step.Invalid("--kubeconfig", "give --kubeconfig or set KUBECONFIG", "no cluster: %v", err)
+	}
+	if *c.Namespace != "" {
+		ns = *c.Namespace
+	}
+	return cfg, ns, nil
+}
+
+// Status prints app's release state: stable and canary images, the lock holder, the release in progress, and
+// the last release's decision and reason.
+func Status(ctx context.Context, c Cluster, app string, stdout io.Writer) error {
+	cfg, ns, err := c.load()
+	if err != nil {
+		return err
+	}
+	kube, err := kubeclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	s, err := release.ReadStatus(ctx, kube, ns, app)
+	if err != nil {
+		return err
+	}
+	s.Write(stdout)
+	return nil
+}
+
+// Answer records decision (release.Approve or release.Reject) for the release of app in progress (id, when not
+// empty, must be it), with the cluster's name for the user and reason.
+func Answer(ctx context.Context, c Cluster, app, decision, id, reason string, stdout io.Writer) error {
+	cfg, ns, err := c.load()
+	if err != nil {
+		return err
+	}
+	kube, err := kubeclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	a := release.Approval{Release: id, Decision: decision, By: whoAmI(ctx, cfg), Reason: reason, At: time.Now().UTC()}
+	got, err := release.RecordApproval(ctx, kube.CoordinationV1().Leases(ns), app, a)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "release %s of %s/%s %s\n", got.Release, ns, app, got)
+	return nil
+}
+
+// Abort rolls the release of app in progress back now, as promote-or-rollback DECISION=rollback does, with the
+// kubeconfig's permissions; log gets the rollback's lines.
+func Abort(ctx context.Context, c Cluster, app, reason string, stdout, log io.Writer) error {
+	cfg, _, err := c.load()
+	if err != nil {
+		return err
+	}
+	env := func(k string) (string, bool) {
+		if k == "KUBECONFIG" && *c.Kubeconfig != "" {
+			return *c.Kubeconfig, true
+		}
+		return os.LookupEnv(k)
+	}
+	cl, err := step.Connect(env, *c.Namespace)
+	if err != nil {
+		return err
+	}
+	why := "aborted by " + whoAmI(ctx, cfg)
+	if reason != "" {
+		why += ": " + reason
+	}
+	dc := &release.DecideConfig{Target: release.Target{App: app, LockTTL: 10 * time.Minute}, Decision: release.DecisionRollback,
+		Reason: why, RolloutTimeout: 10 * time.Minute}
+	d, err := release.Decide(ctx, dc, cl.Namespace, release.Clients{Kube: cl.Kube, Route: cl.Route, Dynamic: cl.Dynamic},
+		slog.New(slog.NewTextHandler(log, nil)))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "release %s of %s/%s rolled back: %s\n", d.ReleaseID, cl.Namespace, app, d.Reason)
+	return nil
+}
+
+// whoAmI is the user the cluster knows the kubeconfig as (a SelfSubjectReview), or "unknown user".
+func whoAmI(ctx context.Context, cfg *rest.Config) string {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err == nil {
+		var r *authenticationv1.SelfSubjectReview
+		r, err = cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err == nil && r.Status.UserInfo.Username != "" {
+			return r.Status.UserInfo.Username
+		}
+	}
+	return "unknown user"
+}
+
+// Report prints err for command cmd as prog does, and returns the exit code: the step exit-code table (2 bad
+// input, 5 another release holds the lock, 1 anything else).
+func Report(stderr io.Writer, prog, cmd string, err error) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "%s: %s: %v\n", prog, cmd, err)
+	var invalid *step.InvalidError
+	if errors.As(err, &invalid) {
+		return step.ExitInvalid
+	}
+	return step.ExitCode(err)
+}
