@@ -3,7 +3,6 @@ package bundle
 import (
 	"context"
 	"io"
-	"path/filepath"
 )
 
 // KrewVersion is the Krew release KrewBinary builds: the kubectl plugin manager that installs canaryline's plugin
@@ -14,16 +13,13 @@ const KrewVersion = "v0.4.3"
 // building it from the Go module proxy in a scratch module first when it is not there (about a minute on 2
 // cores). Krew cannot be a dependency of this module: it requires an old k8s.io/client-go.
 func KrewBinary(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
-	if cacheDir == "" {
-		d, err := DefaultCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cacheDir = d
+	root, err := toolRoot(cacheDir, "krew", KrewVersion)
+	if err != nil {
+		return "", err
 	}
 	return scratchBuild{
 		Name:     "krew",
-		Root:     filepath.Join(cacheDir, "krew", KrewVersion),
+		Root:     root,
 		Module:   "sigs.k8s.io/krew",
 		Version:  KrewVersion,
 		Pkg:      "sigs.k8s.io/krew/cmd/krew",

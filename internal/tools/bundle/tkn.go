@@ -29,16 +29,13 @@ func DefaultCacheDir() (string, error) { return gobuild.DefaultCacheDir() }
 // go.mod has replace directives), so the build uses a scratch module that requires tektoncd/cli and repeats those
 // replace directives. Concurrent callers wait (flock) for one build. Progress lines go to log.
 func TknBinary(ctx context.Context, cacheDir string, log io.Writer) (string, error) {
-	if cacheDir == "" {
-		d, err := DefaultCacheDir()
-		if err != nil {
-			return "", err
-		}
-		cacheDir = d
+	root, err := toolRoot(cacheDir, "tkn", TknVersion)
+	if err != nil {
+		return "", err
 	}
 	return scratchBuild{
 		Name:         "tkn",
-		Root:         filepath.Join(cacheDir, "tkn", TknVersion),
+		Root:         root,
 		Module:       "github.com/tektoncd/cli",
 		Version:      TknVersion,
 		Pkg:          "github.com/tektoncd/cli/cmd/tkn",
@@ -46,6 +43,18 @@ func TknBinary(ctx context.Context, cacheDir string, log io.Writer) (string, err
 		CopyReplaces: true,
 		Estimate:     "about 3 min on 2 cores, less with a warm Go build cache",
 	}.ensure(ctx, log)
+}
+
+// toolRoot is where a tool's version is cached: cacheDir/name/version, cacheDir being DefaultCacheDir when empty.
+func toolRoot(cacheDir, name, version string) (string, error) {
+	if cacheDir == "" {
+		d, err := DefaultCacheDir()
+		if err != nil {
+			return "", err
+		}
+		cacheDir = d
+	}
+	return filepath.Join(cacheDir, name, version), nil
 }
 
 // scratchBuild builds one Go binary from an upstream module in a module of its own, so its dependencies resolve as
