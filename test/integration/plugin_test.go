@@ -38,6 +38,9 @@ func TestPluginActsOnARelease(t *testing.T) {
 	if got := a.answered(); got.Decision != "approve" || got.Release != "shop-release-1" {
 		t.Errorf("recorded %+v", got)
 	}
+	if out, code := plugin("status", "shop"); code != 0 || !strings.Contains(out, "approval      approved by system:serviceaccount:"+a.ns+":pipeline: ok") {
+		t.Errorf("status after the approval: exit %d; want the answer shown", code)
+	}
 	if out, code := plugin("abort", "shop"); code != 0 || !strings.Contains(out, "rolled back") || a.exists("deployment", "shop-canary") {
 		t.Errorf("abort: exit %d; want the release rolled back", code)
 	}

@@ -53,6 +53,9 @@ func (a Approval) String() string {
 // approvalOf is the answer the Lease records for release id, if any.
 func approvalOf(lease *coordinationv1.Lease, id string) (Approval, bool) {
 	var a Approval
+	if lease == nil || id == "" {
+		return Approval{}, false
+	}
 	raw := lease.Annotations[ApprovalAnnotation]
 	if raw == "" || json.Unmarshal([]byte(raw), &a) != nil || a.Release != id || (a.Decision != Approve && a.Decision != Reject) {
 		return Approval{}, false

@@ -27,7 +27,9 @@ type Status struct {
 	Holder     string // the release holding the lock, "" when none
 	Expires    time.Time
 	InProgress *State
-	Last       *Outcome
+	// Answer is the answer to the approval gate of the release in progress, when someone gave one.
+	Answer *Approval
+	Last   *Outcome
 }
 
 // ReadStatus reads it, read-only: the stable and canary Deployments and the release Lease.
@@ -73,6 +75,9 @@ func ReadStatus(ctx context.Context, kube kubeclient.Interface, ns, app string) 
 			return nil, fmt.Errorf("get Deployment %s/%s: %w", ns, st.names().CanaryDeployment, err)
 		}
 	}
+	if a, ok := approvalOf(lease, idOf(st)); ok {
+		s.Answer = &a
+	}
 	if lease != nil && lease.Spec.HolderIdentity != nil && !lk.expired(lease) {
 		s.Holder = *lease.Spec.HolderIdentity
 		s.Expires = lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
@@ -104,10 +109,21 @@ func (s *Status) Write(w io.Writer) {
 		fmt.Fprintf(w, "in progress   release %s, %s, canary weight %d%% via %s/%s, started %s\n", st.ID, st.Phase, st.Weight,
 			st.Router, st.RouterName, st.StartedAt.Format(time.RFC3339))
 	}
+	if a := s.Answer; a != nil {
+		fmt.Fprintf(w, "approval      %s at %s\n", a, a.At.Format(time.RFC3339))
+	}
 	if o := s.Last; o != nil {
 		fmt.Fprintf(w, "last release  %s: %s at %s; stable %s\n", o.ID, o.Decision, o.FinishedAt.Format(time.RFC3339), o.StableImage)
 		if o.Reason != "" {
 			fmt.Fprintf(w, "              reason: %s\n", o.Reason)
 		}
 	}
+}
+
+// idOf is the id of the release st records, "" for none.
+func idOf(st *State) string {
+	if st == nil {
+		return ""
+	}
+	return st.ID
 }
