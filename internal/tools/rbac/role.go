@@ -92,6 +92,11 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		all("apps", []string{"replicasets"}, "list"),
 		all("", []string{"pods"}, "list"),
 		all("discovery.k8s.io", []string{"endpointslices"}, "list", "watch"),
+		// verify-health's job check: the team names the ConfigMap holding the template, and the Jobs are created
+		// (and so found again, listed and watched) under names derived from the analysis; their pods' logs.
+		all("", []string{"configmaps"}, "get"),
+		all("batch", []string{"jobs"}, "get", "list", "watch", "create"),
+		all("", []string{"pods/log"}, "get"),
 		// A stopped step's TaskRun and its PipelineRun: Tekton names them, not the application.
 		all("tekton.dev", []string{"taskruns", "pipelineruns"}, "get"),
 	}
