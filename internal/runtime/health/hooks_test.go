@@ -244,7 +244,8 @@ func finishJobs(t *testing.T, kube *kubefake.Clientset, cond batchv1.JobConditio
 			job = job.DeepCopy()
 			job.UID = "uid-" + "job"
 			_, _ = kube.CoreV1().Pods("team").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-p1", Namespace: "team",
-				Labels: map[string]string{batchv1.ControllerUidLabel: string(job.UID)}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "smoke"}}}}, metav1.CreateOptions{})
+				Labels: map[string]string{batchv1.ControllerUidLabel: string(job.UID)}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "smoke"}}},
+				Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "smoke", ContainerID: "containerd://1"}}}}, metav1.CreateOptions{})
 			time.Sleep(20 * time.Millisecond)
 			job.Status.Conditions = []batchv1.JobCondition{{Type: cond, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
 			_, _ = kube.BatchV1().Jobs("team").UpdateStatus(ctx, job, metav1.UpdateOptions{})

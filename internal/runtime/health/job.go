@@ -361,6 +361,9 @@ func (j *jobCheck) logs(ctx context.Context, job *batchv1.Job) string {
 	}
 	tail, limit := int64(200), int64(1<<20)
 	container := newest.Spec.Containers[0].Name
+	if !ran(newest, container) {
+		return fmt.Sprintf("logs unavailable: container %s of pod %s never ran in a container runtime (no container ID): it has no log", container, newest.Name)
+	}
 	r, err := j.kube.CoreV1().PodLogs(ctx, j.ns, newest.Name, &corev1.PodLogOptions{Container: container, TailLines: &tail, LimitBytes: &limit})
 	if err != nil {
 		return fmt.Sprintf("logs of pod %s unavailable: %v", newest.Name, err)
@@ -423,4 +426,15 @@ func (j *jobCheck) summary(last evidence.Measurement) string {
 		return "Job " + j.name + " completed"
 	}
 	return "Job " + j.name + " " + last.Status
+}
+
+// ran says whether container ran in a container runtime: its status has a container ID. A pod of a simulated
+// node (KWOK) has none, and no kubelet to ask for a log.
+func ran(pod *corev1.Pod, container string) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == container {
+			return cs.ContainerID != ""
+		}
+	}
+	return false
 }
