@@ -338,7 +338,7 @@ func TestJobCheckNeverTouchesATeamsJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube.ClearActions()
-	_, log, err := verify(t, map[string]string{"PODS": "false", "JOBS": "- {name: smoke, configMap: smoke-job}"}, Deps{Kube: kubeclienttest.Wrap(kube)})
+	_, log, err := verify(t, map[string]string{"PODS": "false", "JOBS": "- {name: smoke, configMap: smoke-job, timeout: 1s}"}, Deps{Kube: kubeclienttest.Wrap(kube)})
 	if step.ExitCode(err) != step.ExitInvalid || !strings.Contains(err.Error(), "JOBS") || !strings.Contains(err.Error(), name) {
 		t.Errorf("err %v (exit %d); want exit 2 naming JOBS and the Job\n%s", err, step.ExitCode(err), log)
 	}

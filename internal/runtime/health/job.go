@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/yaml"
 
 	"github.com/canaryline/canaryline/internal/runtime/evidence"
@@ -162,7 +163,7 @@ var (
 // derived from the application, the check and the identity.
 func newJobCheck(kube kubeclient.Interface, ns, app, release string, spec JobSpec, identity string) *jobCheck {
 	sum := sha256.Sum256([]byte(identity))
-	prefix := strings.TrimRight(cut(app+"-"+spec.Name, 53), "-…")
+	prefix := app + "-" + spec.Name // DNS labels: ASCII
 	if len(prefix) > 52 {
 		prefix = strings.TrimRight(prefix[:52], "-")
 	}
@@ -302,14 +303,7 @@ func (j *jobCheck) wait(ctx context.Context, job *batchv1.Job) (*batchv1.Job, er
 		if err != nil {
 			return nil, fmt.Errorf("job %s: watch Job %s/%s: %w", j.spec.Name, j.ns, j.name, err)
 		}
-		for ev := range w.ResultChan() {
-			if got, ok := ev.Object.(*batchv1.Job); ok && got.Name == j.name {
-				job = got
-				if finished(job) {
-					break
-				}
-			}
-		}
+		job = j.follow(ctx, w, job)
 		w.Stop()
 		if finished(job) {
 			return job, nil
@@ -322,6 +316,24 @@ func (j *jobCheck) wait(ctx context.Context, job *batchv1.Job) (*batchv1.Job, er
 			return nil, fmt.Errorf("job %s: get Job %s/%s: %w", j.spec.Name, j.ns, j.name, err)
 		}
 	}
+}
+
+// follow reads w's events until the Job finishes, the watch ends, or ctx does, and returns the Job as last seen.
+func (j *jobCheck) follow(ctx context.Context, w watch.Interface, job *batchv1.Job) *batchv1.Job {
+	for !finished(job) {
+		select {
+		case <-ctx.Done():
+			return job
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return job
+			}
+			if got, isJob := ev.Object.(*batchv1.Job); isJob && got.Name == j.name {
+				job = got
+			}
+		}
+	}
+	return job
 }
 
 // finished says whether the Job is Complete or Failed.
