@@ -21,6 +21,13 @@ import (
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
 
+// answer is what a webhook answers.
+type answer struct {
+	status int
+	body   string
+	delay  time.Duration
+}
+
 // webhookServer answers every POST with status and body (after delay), and records the contexts it was sent.
 type webhookServer struct {
 	status int
@@ -83,33 +90,32 @@ func TestWebhookCheckJudgesTheAnswer(t *testing.T) {
 	big := `{"pad": "` + strings.Repeat("x", 200<<10) + `", "ok": true}`
 	for _, tc := range []struct {
 		name      string
-		srv       webhookServer
+		srv       answer
 		extra     string // more of the WEBHOOKS entry
 		want      string // a status, or "error"
 		wantText  string // in the measurement's text, detail or error
 		wantValue float64
 	}{
-		{"200 passes", webhookServer{status: 200, body: "fine"}, "", evidence.Pass, "200 in", 200},
-		{"204 passes", webhookServer{status: 204}, "", evidence.Pass, "204 in", 204},
-		{"500 fails", webhookServer{status: 500, body: "broken canary"}, "", evidence.Fail, "answered 500 (not 2xx)", 500},
-		{"404 fails", webhookServer{status: 404}, "", evidence.Fail, "answered 404", 404},
-		{"a redirect is not followed", webhookServer{status: 302}, "", evidence.Fail, "answered 302", 302},
-		{"field true", webhookServer{status: 200, body: `{"status": {"ok": true}}`}, ", successField: status.ok", evidence.Pass, "status.ok = true", 200},
-		{"field false", webhookServer{status: 200, body: `{"status": {"ok": false}}`}, ", successField: status.ok", evidence.Fail, `status.ok is "false", not "true"`, 200},
-		{"field value", webhookServer{status: 200, body: `{"results": [{"state": "passed"}]}`}, ", successField: '{.results[0].state}', successValue: passed", evidence.Pass, "= passed", 200},
-		{"field other value", webhookServer{status: 200, body: `{"results": [{"state": "regressed"}]}`}, ", successField: '{.results[0].state}', successValue: passed", evidence.Fail, `"regressed", not "passed"`, 200},
-		{"field number", webhookServer{status: 200, body: `{"score": 3}`}, ", successField: score, successValue: '3'", evidence.Pass, "score = 3", 200},
-		{"field missing", webhookServer{status: 200, body: `{"other": 1}`}, ", successField: status.ok", "error", "status.ok", 0},
-		{"answer not json", webhookServer{status: 200, body: "<html>"}, ", successField: status.ok", "error", "not JSON", 0},
-		{"field on a 500 fails", webhookServer{status: 500, body: `{"status": {"ok": true}}`}, ", successField: status.ok", evidence.Fail, "answered 500", 500},
-		{"timeout is an error", webhookServer{status: 200, delay: 5 * time.Second}, ", timeout: 200ms", "error", "deadline exceeded", 0},
-		{"oversized answer is bounded", webhookServer{status: 200, body: big}, ", successField: ok", "error", "longer than 64 KiB", 0},
-		{"oversized answer without a field passes", webhookServer{status: 200, body: big}, "", evidence.Pass, "200 in", 200},
+		{"200 passes", answer{status: 200, body: "fine"}, "", evidence.Pass, "200 in", 200},
+		{"204 passes", answer{status: 204}, "", evidence.Pass, "204 in", 204},
+		{"500 fails", answer{status: 500, body: "broken canary"}, "", evidence.Fail, "answered 500 (not 2xx)", 500},
+		{"404 fails", answer{status: 404}, "", evidence.Fail, "answered 404", 404},
+		{"a redirect is not followed", answer{status: 302}, "", evidence.Fail, "answered 302", 302},
+		{"field true", answer{status: 200, body: `{"status": {"ok": true}}`}, ", successField: status.ok", evidence.Pass, "status.ok = true", 200},
+		{"field false", answer{status: 200, body: `{"status": {"ok": false}}`}, ", successField: status.ok", evidence.Fail, `status.ok is "false", not "true"`, 200},
+		{"field value", answer{status: 200, body: `{"results": [{"state": "passed"}]}`}, ", successField: '{.results[0].state}', successValue: passed", evidence.Pass, "= passed", 200},
+		{"field other value", answer{status: 200, body: `{"results": [{"state": "regressed"}]}`}, ", successField: '{.results[0].state}', successValue: passed", evidence.Fail, `"regressed", not "passed"`, 200},
+		{"field number", answer{status: 200, body: `{"score": 3}`}, ", successField: score, successValue: '3'", evidence.Pass, "score = 3", 200},
+		{"field missing", answer{status: 200, body: `{"other": 1}`}, ", successField: status.ok", "error", "status.ok", 0},
+		{"answer not json", answer{status: 200, body: "<html>"}, ", successField: status.ok", "error", "not JSON", 0},
+		{"field on a 500 fails", answer{status: 500, body: `{"status": {"ok": true}}`}, ", successField: status.ok", evidence.Fail, "answered 500", 500},
+		{"timeout is an error", answer{status: 200, delay: 5 * time.Second}, ", timeout: 200ms", "error", "deadline exceeded", 0},
+		{"oversized answer is bounded", answer{status: 200, body: big}, ", successField: ok", "error", "longer than 64 KiB", 0},
+		{"oversized answer without a field passes", answer{status: 200, body: big}, "", evidence.Pass, "200 in", 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := tc.srv
-			url := startWebhook(t, &srv)
+			url := startWebhook(t, &webhookServer{status: tc.srv.status, body: tc.srv.body, delay: tc.srv.delay})
 			c := webhookFor(t, "- {name: gate, url: '"+url+"/judge'"+tc.extra+"}")
 			start := time.Now()
 			m, err := c.Measure(context.Background(), time.Now())
