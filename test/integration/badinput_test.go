@@ -182,6 +182,16 @@ func TestBadInputExitsTwoNamesTheParamAndChangesNothing(t *testing.T) {
 			{"FAILURE_LIMIT never exceeded", "verify-health", map[string]string{"COUNT": "3", "FAILURE_LIMIT": "3"}, "FAILURE_LIMIT", "give less than 3"},
 			{"CONSECUTIVE_FAILURE_LIMIT never exceeded", "verify-health", map[string]string{"COUNT": "2", "CONSECUTIVE_FAILURE_LIMIT": "5"}, "CONSECUTIVE_FAILURE_LIMIT", "give less than 2"},
 			{"EVIDENCE_DIR not writable", "verify-health", map[string]string{"EVIDENCE_DIR": filepath.Join(notADir, "evidence")}, "EVIDENCE_DIR", "fsGroup: 65532"},
+			{"WEBHOOKS url not absolute", "verify-health", map[string]string{"WEBHOOKS": "- {name: smoke, url: 'tests.team.svc/run'}"}, "WEBHOOKS", "absolute http(s) URL"},
+			{"WEBHOOKS timeout not a duration", "verify-health", map[string]string{"WEBHOOKS": "- {name: smoke, url: 'http://127.0.0.1:1/', timeout: soon}"}, "WEBHOOKS", "Go duration above 0s"},
+			{"WEBHOOKS successField not a path", "verify-health", map[string]string{"WEBHOOKS": "- {name: smoke, url: 'http://127.0.0.1:1/', successField: '{.a[}'}"}, "WEBHOOKS", "dotted path"},
+			{"WEBHOOKS not a list", "verify-health", map[string]string{"WEBHOOKS": "http://127.0.0.1:1/"}, "WEBHOOKS", "YAML list of {name, url"},
+			{"JOBS ConfigMap missing", "verify-health", map[string]string{"JOBS": "- {name: smoke, configMap: no-such-template}"}, "JOBS", "create the ConfigMap"},
+			{"JOBS template not a Job", "verify-health", map[string]string{"JOBS": "- {name: smoke, configMap: not-a-job}"}, "JOBS", "batch/v1 Job"},
+			{"JOBS timeout not a duration", "verify-health", map[string]string{"JOBS": "- {name: smoke, configMap: not-a-job, timeout: 1 hour}"}, "JOBS", "positive Go duration"},
+			{"HTTP_METHOD unknown", "verify-health", map[string]string{"HTTP_URLS": "http://127.0.0.1:1/", "HTTP_METHOD": "FETCH"}, "HTTP_METHOD", "GET, HEAD"},
+			{"HTTP_BODY with GET", "verify-health", map[string]string{"HTTP_URLS": "http://127.0.0.1:1/", "HTTP_BODY": "{}"}, "HTTP_BODY", "POST, PUT or PATCH"},
+			{"HTTP_URLS unknown placeholder", "verify-health", map[string]string{"HTTP_URLS": "http://{{.CanaryHost}}:8080/"}, "HTTP_URLS", "{{.CanaryService}}"},
 		}},
 	}
 	total := 0
@@ -264,6 +274,7 @@ func badAppNamespace(inProgress bool) func(t *testing.T) (string, map[string]map
 	return func(t *testing.T) (string, map[string]map[string]string) {
 		t.Helper()
 		a := newApp(t, "route", 2)
+		a.jobTemplate("not-a-job", "apiVersion: apps/v1\nkind: Deployment\n") // JOBS: a template that is no Job
 		if inProgress {
 			if r := a.shift(10, nil); r.code != 0 {
 				t.Fatalf("shift: exit %d", r.code)

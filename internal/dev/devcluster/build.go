@@ -30,12 +30,16 @@ const recipe = "r1"
 
 // stagesVersion names the KWOK stages file: bumped whenever writeKWOKStages writes something else, so that a
 // cached control plane gets the new file (written beside its binaries, under the build lock) without a rebuild.
-const stagesVersion = "s2"
+const stagesVersion = "s3"
 
 // PodReadyDelayAnnotation, set on a pod (template) to a Go duration such as "2s", holds its Ready back on the
 // KWOK nodes for that long, as a slow readiness probe would; without it a pod is Ready at once. KWOK's own
 // general pod stages read the same annotation.
 const PodReadyDelayAnnotation = "pod-ready.stage.kwok.x-k8s.io/delay"
+
+// JobPodFailAnnotation, set to "true" on the pod template of a Job, makes its pods fail on the KWOK nodes (exit
+// code 1) where they would otherwise complete: the Job controller then fails the Job as it would a real one.
+const JobPodFailAnnotation = "pod-fail.stage.canaryline.dev/fail"
 
 // binaries is the order in which the control plane is built, fastest-to-fail first.
 var binaries = []string{"etcd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "kwok"}
@@ -235,15 +239,20 @@ func (b *builder) writeKWOKStages(ctx context.Context, kwokMod, dst string) erro
 		if err != nil {
 			return fmt.Errorf("read kwok stage %s: %w", f, err)
 		}
-		if f == "pod/fast/pod-ready.yaml" {
-			if data, err = withReadyDelay(data); err != nil {
-				return err
-			}
+		switch f {
+		case "pod/fast/pod-ready.yaml":
+			data, err = withReadyDelay(data)
+		case "pod/fast/pod-complete.yaml":
+			data, err = unlessJobPodFails(data)
+		}
+		if err != nil {
+			return err
 		}
 		buf.WriteString("---\n")
 		buf.Write(data)
 		buf.WriteString("\n")
 	}
+	buf.WriteString("---\n" + jobPodFailStage)
 	return gobuild.InstallFile(dst, func(tmp string) error { return os.WriteFile(tmp, buf.Bytes(), 0o644) })
 }
 
@@ -258,6 +267,62 @@ func withReadyDelay(stage []byte) ([]byte, error) {
 		"      expressionFrom: '.metadata.annotations[\"" + PodReadyDelayAnnotation + "\"]'"
 	return bytes.Replace(stage, next, append([]byte(delay), next...), 1), nil
 }
+
+// unlessJobPodFails keeps KWOK's pod-complete stage (a Job's Running pod completes) off the pods that carry
+// JobPodFailAnnotation: jobPodFailStage fails those.
+func unlessJobPodFails(stage []byte) ([]byte, error) {
+	anchor := []byte("    matchExpressions:\n")
+	if bytes.Count(stage, anchor) != 1 {
+		return nil, fmt.Errorf("kwok stage pod-complete: no single \"matchExpressions:\" to add to")
+	}
+	unless := "    - key: '.metadata.annotations[\"" + JobPodFailAnnotation + "\"]'\n      operator: 'NotIn'\n      values:\n      - 'true'\n"
+	return bytes.Replace(stage, anchor, append(append([]byte{}, anchor...), unless...), 1), nil
+}
+
+// jobPodFailStage fails a Job's Running pod that carries JobPodFailAnnotation: its containers exit 1.
+const jobPodFailStage = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: canaryline-job-pod-fail
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.annotations["` + JobPodFailAnnotation + `"]'
+      operator: 'In'
+      values:
+      - 'true'
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.metadata.ownerReferences.[].kind'
+      operator: 'In'
+      values:
+      - 'Job'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      containerStatuses:
+      {{ range $index, $item := .spec.containers }}
+      - image: {{ $item.image | Quote }}
+        name: {{ $item.name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: 1
+            finishedAt: {{ $now | Quote }}
+            reason: Error
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      phase: Failed
+`
 
 // Prepare builds (or finds cached) everything Start needs: the binaries and the CRDs.
 func Prepare(ctx context.Context, cacheDir string, v Versions, log io.Writer) (Binaries, error) {

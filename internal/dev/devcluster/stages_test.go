@@ -20,3 +20,18 @@ func TestWithReadyDelay(t *testing.T) {
 		t.Error("withReadyDelay of a stage without next: no error")
 	}
 }
+
+func TestUnlessJobPodFails(t *testing.T) {
+	stage := "kind: Stage\nspec:\n  selector:\n    matchExpressions:\n    - key: '.status.phase'\n"
+	got, err := unlessJobPodFails([]byte(stage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "    matchExpressions:\n    - key: '.metadata.annotations[\"" + JobPodFailAnnotation + "\"]'\n      operator: 'NotIn'\n      values:\n      - 'true'\n    - key: '.status.phase'\n"
+	if !strings.Contains(string(got), want) {
+		t.Errorf("unlessJobPodFails =\n%s\nwant it to contain\n%s", got, want)
+	}
+	if _, err := unlessJobPodFails([]byte("kind: Stage\n")); err == nil {
+		t.Error("unlessJobPodFails of a stage without matchExpressions: no error")
+	}
+}

@@ -185,6 +185,11 @@ func (a *analysis) conclude() (string, string) {
 			case evidence.Fail:
 				st.failures++
 				return evidence.Unhealthy, fmt.Sprintf("%s: %s (threshold %s; %s)", c.Name(), m.Text, m.Threshold, m.Detail)
+			case evidence.Error: // a Job that did not finish: never a failure
+				st.errors++
+				if inconclusive == "" {
+					inconclusive = fmt.Sprintf("%s could not be evaluated: %s", c.Name(), m.Detail)
+				}
 			case evidence.NoData:
 				if a.cfg.NoData == naming.NoDataFail {
 					return evidence.Unhealthy, fmt.Sprintf("%s: %s; not enough samples counts as a failure (NO_DATA=fail)", c.Name(), m.Text)
@@ -232,7 +237,9 @@ func (a *analysis) healthyReason(measurements int) string {
 func (a *analysis) summary(j int, c Check) (string, bool) {
 	st := a.state[j]
 	var parts []string
-	if isFinal(c) {
+	if j, ok := c.(*jobCheck); ok {
+		parts = append(parts, j.summary(st.last))
+	} else if isFinal(c) {
 		if st.last.Status == evidence.NoData {
 			parts = append(parts, "had too few samples for a comparison (counted as a pass: NO_DATA=pass)")
 		} else {

@@ -68,6 +68,10 @@ type Config struct {
 	HTTPPercentile  float64       `env:"HTTP_LATENCY_PERCENTILE, default=95"`
 	HTTPMaxLatency  time.Duration `env:"HTTP_MAX_LATENCY, default=500ms"`
 	HTTPBaselineURL string        `env:"HTTP_BASELINE_URL"` // compares per-request latencies with the canary's
+	// HTTPMethod and HTTPBody are the probes' requests: GET without a body by default; POST, PUT or PATCH with a
+	// body make the probes synthetic load (HTTP_URLS may name {{.CanaryService}} and {{.Namespace}}).
+	HTTPMethod string `env:"HTTP_METHOD, default=GET"`
+	HTTPBody   string `env:"HTTP_BODY"`
 	// InsecureSkipTLSVerify turns TLS certificate verification off for the HTTP probes and Prometheus. It is
 	// logged as a warning; HTTP_CA_FILE and PROMETHEUS_CA_FILE are the way to trust a private CA.
 	InsecureSkipTLSVerify bool `env:"INSECURE_SKIP_TLS_VERIFY, default=false"`
@@ -79,6 +83,10 @@ type Config struct {
 	Queries             string `env:"QUERIES"` // YAML: [{name, query, threshold}]
 	Compare             string `env:"COMPARE"` // YAML: [{name, query, direction, tolerance}]
 	CompareAgainst      string `env:"COMPARE_AGAINST, default=auto"`
+
+	// webhooks and jobs
+	Webhooks string `env:"WEBHOOKS"` // YAML: [{name, url, timeout, successField, successValue, headersFile}]
+	Jobs     string `env:"JOBS"`     // YAML: [{name, configMap, key, timeout}]
 
 	// Approval is "required" for a gate: after a healthy analysis the step waits, renewing the release's lock, for a
 	// person's answer recorded on the release (canaryline approve APP, canaryline reject APP); "none" does not wait.
@@ -104,10 +112,15 @@ type Config struct {
 	EvidenceDir string `env:"EVIDENCE_DIR"`
 
 	urls     []*url.URL
+	urlLines []string
 	headers  map[string]string
 	queries  []Query
 	compares []Comparison
-	count    int
+	webhooks []Webhook
+	jobs     []JobSpec
+	// names are the checks' names so far, and the param that named each.
+	names map[string]string
+	count int
 	// countFrom says where count came from: COUNT, DURATION / INTERVAL, or the default.
 	countFrom string
 }
@@ -144,7 +157,7 @@ func (m *Comparison) counts() bool { return m.Errors != "" }
 // the analysis, the statistics, the checks, and the evidence workspace.
 func (c *Config) Validate() error {
 	for _, validate := range []func() error{c.validateTarget, c.validateCount, c.validateLimits, c.validateStats,
-		c.validateHTTP, c.validatePrometheus, c.validateChecks, c.validateApproval, c.Notify.Validate} {
+		c.validateHTTP, c.validatePrometheus, c.validateWebhooks, c.validateJobs, c.validateChecks, c.validateApproval, c.Notify.Validate} {
 		if err := validate(); err != nil {
 			return err
 		}
@@ -268,9 +281,28 @@ func (c *Config) validateChecks() error {
 	default:
 		return step.Invalid("COMPARE_AGAINST", `say "baseline", "stable" or "auto" (baseline when there is one)`, "unknown %q", c.CompareAgainst)
 	}
-	if !c.Pods && len(c.urls) == 0 && len(c.queries) == 0 && len(c.compares) == 0 {
-		return step.Invalid("PODS", "configure at least one check: PODS, HTTP_URLS, QUERIES or COMPARE", "no check is configured")
+	if !c.Pods && len(c.urls) == 0 && len(c.queries) == 0 && len(c.compares) == 0 && len(c.webhooks) == 0 && len(c.jobs) == 0 {
+		return step.Invalid("PODS", "configure at least one check: PODS, HTTP_URLS, QUERIES, COMPARE, WEBHOOKS or JOBS", "no check is configured")
 	}
+	return nil
+}
+
+// claimName records a webhook's or a job's check name, named by param: check names are unique, so that the
+// evidence tells them apart.
+func (c *Config) claimName(name, param string) error {
+	if c.names == nil {
+		c.names = map[string]string{"pods": "PODS", "http": "HTTP_URLS", "http-errors": "HTTP_BASELINE_URL", "http-latency": "HTTP_BASELINE_URL"}
+		for _, q := range c.queries {
+			c.names[q.Name] = "QUERIES"
+		}
+		for _, m := range c.compares {
+			c.names[m.Name] = "COMPARE"
+		}
+	}
+	if other, ok := c.names[name]; ok {
+		return step.Invalid(param, "give each check its own name", "%q is already the name of a check of %s", name, other)
+	}
+	c.names[name] = param
 	return nil
 }
 
@@ -335,13 +367,15 @@ func (c *Config) validateHTTP() error {
 		c.headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		step.AddHeaderSecret(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	for i, line := range lines(c.HTTPURLs) {
-		u, err := url.Parse(line)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return step.Invalid("HTTP_URLS", "give one absolute http(s) URL a line, such as http://shop-canary.team.svc:8080/healthz", "line %d %q is not an http(s) URL", i+1, step.Redact(line))
-		}
-		step.AddURLSecrets(u)
-		c.urls = append(c.urls, u)
+	ns := c.Namespace
+	if ns == "" {
+		ns = "default" // the step's own namespace, known once connected (ExpandURLs)
+	}
+	if err := c.ExpandURLs(ns); err != nil {
+		return err
+	}
+	if err := c.validateLoad(); err != nil {
+		return err
 	}
 	if c.HTTPBaselineURL != "" {
 		u, err := url.Parse(c.HTTPBaselineURL)
@@ -373,6 +407,64 @@ func (c *Config) validateHTTP() error {
 	if c.InsecureSkipTLSVerify && (c.HTTPCAFile != "" || c.PrometheusCAFile != "") {
 		return step.Invalid("INSECURE_SKIP_TLS_VERIFY", "give a CA file (HTTP_CA_FILE, PROMETHEUS_CA_FILE) to verify against it, or INSECURE_SKIP_TLS_VERIFY=true to verify nothing, not both",
 			"is true while a CA file is given")
+	}
+	return nil
+}
+
+// urlFields are the placeholders HTTP_URLS may use.
+var urlFields = map[string]func(c *Config, ns string) string{
+	".Namespace":     func(_ *Config, ns string) string { return ns },
+	".App":           func(c *Config, _ string) string { return c.App },
+	".CanaryService": func(c *Config, _ string) string { return naming.Canary(c.App) },
+}
+
+// ExpandURLs reads HTTP_URLS, with {{.CanaryService}}, {{.Namespace}} and {{.App}} filled in for namespace ns.
+func (c *Config) ExpandURLs(ns string) error {
+	c.urls, c.urlLines = nil, lines(c.HTTPURLs)
+	for i, line := range c.urlLines {
+		var unknown string
+		expanded := placeholder.ReplaceAllStringFunc(line, func(s string) string {
+			f, ok := urlFields[placeholder.FindStringSubmatch(s)[1]]
+			if !ok {
+				unknown = s
+				return s
+			}
+			return f(c, ns)
+		})
+		if unknown != "" {
+			return step.Invalid("HTTP_URLS", "use {{.CanaryService}}, {{.Namespace}} or {{.App}}", "line %d: unknown placeholder %s", i+1, unknown)
+		}
+		u, err := url.Parse(expanded)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return step.Invalid("HTTP_URLS", "give one absolute http(s) URL a line, such as http://{{.CanaryService}}.{{.Namespace}}.svc:8080/healthz", "line %d %q is not an http(s) URL", i+1, step.Redact(line))
+		}
+		step.AddURLSecrets(u)
+		c.urls = append(c.urls, u)
+	}
+	return nil
+}
+
+// maxHTTPBody bounds HTTP_BODY.
+const maxHTTPBody = 64 << 10
+
+// validateLoad checks HTTP_METHOD and HTTP_BODY: a body goes with POST, PUT or PATCH, and with HTTP_URLS.
+func (c *Config) validateLoad() error {
+	switch c.HTTPMethod {
+	case "GET", "HEAD", "OPTIONS", "DELETE", "POST", "PUT", "PATCH":
+	default:
+		return step.Invalid("HTTP_METHOD", "say GET, HEAD, OPTIONS, DELETE, POST, PUT or PATCH (upper case)", "unknown method %q", c.HTTPMethod)
+	}
+	if c.HTTPMethod != "GET" && len(c.urls) == 0 {
+		return step.Invalid("HTTP_METHOD", "set HTTP_URLS to the URLs to send requests to, or leave HTTP_METHOD at GET", "is %s without HTTP_URLS", c.HTTPMethod)
+	}
+	if c.HTTPBody == "" {
+		return nil
+	}
+	switch {
+	case c.HTTPMethod != "POST" && c.HTTPMethod != "PUT" && c.HTTPMethod != "PATCH":
+		return step.Invalid("HTTP_BODY", "set HTTP_METHOD to POST, PUT or PATCH to send a body, or leave HTTP_BODY empty", "a %s request has no body", c.HTTPMethod)
+	case len(c.HTTPBody) > maxHTTPBody:
+		return step.Invalid("HTTP_BODY", "give a body of at most 64 KiB", "%d bytes is too long", len(c.HTTPBody))
 	}
 	return nil
 }

@@ -37,6 +37,8 @@ type prober struct {
 	urls    []*url.URL
 	headers map[string]string
 	rate    float64
+	// method and body are the requests' (GET without a body when empty).
+	method, body string
 
 	mu      sync.Mutex
 	results []result
@@ -97,7 +99,15 @@ func (p *prober) run(ctx context.Context) {
 
 func (p *prober) probe(ctx context.Context, u *url.URL) result {
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	method := p.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	if p.body != "" {
+		body = strings.NewReader(p.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return result{at: start, err: err.Error()}
 	}

@@ -90,6 +90,9 @@ func Verify(ctx context.Context, cfg *Config, ns string, d Deps, out io.Writer, 
 			"{{.Hash}}, {{.Pods}}, {{.CanaryHash}} or {{.CanaryPods}}, or run shift-canary with REUSE_CANARY=false")
 	}
 	v.warnInsecure()
+	if err := v.prepareJobs(held); err != nil {
+		return Verdict{}, err
+	}
 	ev, err := v.analyse(held)
 	if err != nil {
 		return Verdict{}, err
@@ -125,6 +128,9 @@ type verification struct {
 	weight int32
 	// canaryHash is the canary pods' hash as the release recorded it ("" when it did not, or not for this spec).
 	canaryHash string
+	// webhookClient posts to WEBHOOKS; jobs are the job checks of JOBS.
+	webhookClient *http.Client
+	jobs          []*jobCheck
 }
 
 // carryState reads the sequential tests' data that earlier verify steps of the release left on its Lease, and
@@ -154,6 +160,14 @@ func (v *verification) prepare(ctx context.Context) error {
 		if v.d.Prom, err = newQuerier(cfg); err != nil {
 			return err
 		}
+	}
+	if cfg.HTTPURLs != "" && cfg.Namespace == "" {
+		if err = cfg.ExpandURLs(v.ns); err != nil { // {{.Namespace}} is the step's own
+			return err
+		}
+	}
+	if err = v.prepareChecks(ctx); err != nil {
+		return err
 	}
 	if len(cfg.urls) > 0 {
 		if v.client, err = newHTTPClient(cfg.HTTPCAFile, cfg.InsecureSkipTLSVerify, cfg.HTTPTimeout); err != nil {
@@ -198,6 +212,11 @@ func (v *verification) analyse(ctx context.Context) (*evidence.Evidence, error) 
 	defer stopProbes()
 	checks = append(checks, v.httpChecks(probeCtx)...)
 	checks = append(checks, v.promChecks()...)
+	checks = append(checks, v.webhookChecks()...)
+	for _, j := range v.jobs {
+		j.start(probeCtx)
+		checks = append(checks, j)
+	}
 	v.logStart(checks)
 	a := &analysis{cfg: v.cfg, checks: checks, log: v.log, now: v.d.Now}
 	ev := a.run(ctx)
@@ -235,13 +254,13 @@ func (v *verification) httpChecks(ctx context.Context) []Check {
 	if len(cfg.urls) == 0 {
 		return nil
 	}
-	canary := &prober{client: v.client, urls: cfg.urls, headers: cfg.headers, rate: cfg.HTTPRate}
+	canary := &prober{client: v.client, urls: cfg.urls, headers: cfg.headers, rate: cfg.HTTPRate, method: cfg.HTTPMethod, body: cfg.HTTPBody}
 	go canary.run(ctx)
 	checks := []Check{&httpCheck{p: canary, minSuccess: cfg.HTTPMinSuccess, percentile: cfg.HTTPPercentile, maxLatency: cfg.HTTPMaxLatency}}
 	if cfg.HTTPBaselineURL == "" {
 		return checks
 	}
-	base := &prober{client: v.client, urls: urlsOf(cfg.HTTPBaselineURL), headers: cfg.headers, rate: cfg.HTTPRate}
+	base := &prober{client: v.client, urls: urlsOf(cfg.HTTPBaselineURL), headers: cfg.headers, rate: cfg.HTTPRate, method: cfg.HTTPMethod, body: cfg.HTTPBody}
 	go base.run(ctx)
 	if cfg.Statistics == naming.StatsSequential {
 		o, against := v.seqOptions(nil), v.res.against
@@ -466,7 +485,7 @@ func (r *resolver) readStable(ctx context.Context) error {
 
 // needCanaryHash says whether a template uses the canary's hash.
 func (r *resolver) needCanaryHash() bool {
-	return r.cfg.templatesUse(".CanaryHash", ".CanaryPods") || r.sideUses
+	return r.cfg.templatesUse(".CanaryHash", ".CanaryPods") || r.sideUses || r.cfg.needsHashes()
 }
 
 // readCanary reads the canary Deployment when a check measures it (then it must exist) or a template uses its
@@ -529,7 +548,7 @@ func (r *resolver) chooseAgainst(context.Context) error {
 func (r *resolver) readHashes(ctx context.Context) error {
 	cfg, against, t := r.cfg, r.res.against, &r.res.tracks
 	stable, canary, baseline := r.res.stable, r.res.canary, r.baseline
-	needStableHash := cfg.templatesUse(".StableHash", ".StablePods") || (r.sideUses && against == naming.TrackStable)
+	needStableHash := cfg.templatesUse(".StableHash", ".StablePods") || (r.sideUses && against == naming.TrackStable) || len(cfg.webhooks) > 0
 	needBaselineHash := cfg.templatesUse(".BaselineHash", ".BaselinePods") || (r.sideUses && against == naming.TrackBaseline)
 	var need []*appsv1.Deployment
 	for _, n := range []struct {

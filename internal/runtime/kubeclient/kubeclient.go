@@ -9,9 +9,11 @@ package kubeclient
 
 import (
 	"context"
+	"io"
 	"net/http"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -50,6 +52,8 @@ type (
 	EndpointSliceInterface = Resource[*discoveryv1.EndpointSlice, *discoveryv1.EndpointSliceList]
 	IngressInterface       = Resource[*networkingv1.Ingress, *networkingv1.IngressList]
 	NamespaceInterface     = Resource[*corev1.Namespace, *corev1.NamespaceList]
+	ConfigMapInterface     = Resource[*corev1.ConfigMap, *corev1.ConfigMapList]
+	JobInterface           = Resource[*batchv1.Job, *batchv1.JobList]
 )
 
 // AppsV1Interface is the apps/v1 resources the steps use.
@@ -63,6 +67,9 @@ type CoreV1Interface interface {
 	Services(namespace string) ServiceInterface
 	Pods(namespace string) PodInterface
 	Events(namespace string) EventInterface
+	ConfigMaps(namespace string) ConfigMapInterface
+	// PodLogs streams the log of a pod's container (the pods/log subresource).
+	PodLogs(ctx context.Context, namespace, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error)
 	// Namespaces is cluster-scoped: steps read their namespace only to tell a missing one from a missing object.
 	Namespaces() NamespaceInterface
 }
@@ -85,16 +92,22 @@ type NetworkingV1Interface interface {
 	Ingresses(namespace string) IngressInterface
 }
 
+// BatchV1Interface is the batch/v1 resources the steps use.
+type BatchV1Interface interface {
+	Jobs(namespace string) JobInterface
+}
+
 // Interface is the Kubernetes API groups the steps use.
 type Interface interface {
 	AppsV1() AppsV1Interface
+	BatchV1() BatchV1Interface
 	CoreV1() CoreV1Interface
 	CoordinationV1() CoordinationV1Interface
 	DiscoveryV1() DiscoveryV1Interface
 	NetworkingV1() NetworkingV1Interface
 }
 
-// scheme holds the types of the five groups (and the meta/v1 types every group version uses), as
+// scheme holds the types of the groups (and the meta/v1 types every group version uses), as
 // k8s.io/client-go/kubernetes/scheme does for all groups.
 var (
 	scheme         = runtime.NewScheme()
@@ -105,7 +118,7 @@ var (
 func init() {
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 	for _, add := range []func(*runtime.Scheme) error{
-		appsv1.AddToScheme, corev1.AddToScheme, coordinationv1.AddToScheme, discoveryv1.AddToScheme, networkingv1.AddToScheme,
+		appsv1.AddToScheme, batchv1.AddToScheme, corev1.AddToScheme, coordinationv1.AddToScheme, discoveryv1.AddToScheme, networkingv1.AddToScheme,
 	} {
 		utilruntime.Must(add(scheme))
 	}
@@ -139,6 +152,7 @@ func NewForConfig(cfg *rest.Config) (Interface, error) {
 		rc **rest.RESTClient
 	}{
 		{appsv1.SchemeGroupVersion, &c.apps.rc},
+		{batchv1.SchemeGroupVersion, &c.batch.rc},
 		{corev1.SchemeGroupVersion, &c.core.rc},
 		{coordinationv1.SchemeGroupVersion, &c.coordination.rc},
 		{discoveryv1.SchemeGroupVersion, &c.discovery.rc},
@@ -153,6 +167,7 @@ func NewForConfig(cfg *rest.Config) (Interface, error) {
 
 type clients struct {
 	apps         apps
+	batch        batch
 	core         core
 	coordination coordination
 	discovery    discovery
@@ -160,6 +175,7 @@ type clients struct {
 }
 
 func (c *clients) AppsV1() AppsV1Interface                 { return c.apps }
+func (c *clients) BatchV1() BatchV1Interface               { return c.batch }
 func (c *clients) CoreV1() CoreV1Interface                 { return c.core }
 func (c *clients) CoordinationV1() CoordinationV1Interface { return c.coordination }
 func (c *clients) DiscoveryV1() DiscoveryV1Interface       { return c.discovery }
@@ -185,7 +201,23 @@ func (g apps) ReplicaSets(ns string) ReplicaSetInterface {
 		func() *appsv1.ReplicaSetList { return &appsv1.ReplicaSetList{} })
 }
 
+type batch struct{ rc *rest.RESTClient }
+
+func (g batch) Jobs(ns string) JobInterface {
+	return resource(g.rc, "jobs", ns, func() *batchv1.Job { return &batchv1.Job{} },
+		func() *batchv1.JobList { return &batchv1.JobList{} })
+}
+
 type core struct{ rc *rest.RESTClient }
+
+func (g core) ConfigMaps(ns string) ConfigMapInterface {
+	return resource(g.rc, "configmaps", ns, func() *corev1.ConfigMap { return &corev1.ConfigMap{} },
+		func() *corev1.ConfigMapList { return &corev1.ConfigMapList{} })
+}
+
+func (g core) PodLogs(ctx context.Context, ns, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error) {
+	return g.rc.Get().Namespace(ns).Resource("pods").Name(pod).SubResource("log").VersionedParams(opts, parameterCodec).Stream(ctx)
+}
 
 func (g core) Services(ns string) ServiceInterface {
 	return resource(g.rc, "services", ns, func() *corev1.Service { return &corev1.Service{} },

@@ -94,10 +94,14 @@ var (
 		{"alpha", "0.01", "False-alarm probability of the sequential comparisons over the whole release."},
 		{"confidence", "0.98", "Confidence of the canary-vs-baseline comparison (statistics fixed)."},
 		{"tolerance", "0.1", "Relative difference from the baseline that is not a regression."},
-		{"http-urls", "", "URLs to probe, one a line (typically the canary Service)."},
+		{"http-urls", "", "URLs to probe, one a line (typically the canary Service; {{.CanaryService}} and {{.Namespace}} are filled in)."},
+		{"http-method", "", "The probes' method (GET when empty); with http-body, the probes are load for a quiet canary."},
+		{"http-body", "", "The body of each probe request (POST, PUT or PATCH)."},
 		{"prometheus-url", "", "Prometheus or the OpenShift Thanos querier."},
 		{"queries", "", "PromQL checks: a YAML list of {name, query, threshold}."},
 		{"compare", "", "Canary-vs-baseline comparisons: a YAML list of {name, query, direction, tolerance}."},
+		{"webhooks", "", "Webhook checks: a YAML list of {name, url, timeout, successField, successValue}."},
+		{"jobs", "", "Job checks: a YAML list of {name, configMap, key, timeout}; a Job from the ConfigMap's template per analysis."},
 	}
 	// approvalParams are the gate's, by Variant.Approval (the ApprovalTask's approvers, an array, are added apart).
 	approvalParams = map[string][]param{
@@ -297,7 +301,8 @@ func (b *builder) verify(name, display string) {
 		"NO_DATA", "$(params.no-data)", "MIN_SAMPLES", "$(params.min-samples)", "CONFIDENCE", "$(params.confidence)",
 		"STATISTICS", "$(params.statistics)", "ALPHA", "$(params.alpha)",
 		"TOLERANCE", "$(params.tolerance)", "HTTP_URLS", "$(params.http-urls)", "PROMETHEUS_URL", "$(params.prometheus-url)",
-		"QUERIES", "$(params.queries)", "COMPARE", "$(params.compare)", "NAMESPACE", "$(params.namespace)"), "evidence")
+		"QUERIES", "$(params.queries)", "COMPARE", "$(params.compare)", "HTTP_METHOD", "$(params.http-method)", "HTTP_BODY", "$(params.http-body)",
+		"WEBHOOKS", "$(params.webhooks)", "JOBS", "$(params.jobs)", "NAMESPACE", "$(params.namespace)"), "evidence")
 	b.pt[len(b.pt)-1].Params = append(b.pt[len(b.pt)-1].Params, notifyEnv()...)
 	b.pt[len(b.pt)-1].Workspaces[0].SubPath = name
 	b.prev = name

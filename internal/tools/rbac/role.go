@@ -97,6 +97,7 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 		// A stopped step's TaskRun and its PipelineRun: Tekton names them, not the application.
 		all("tekton.dev", []string{"taskruns", "pipelineruns"}, "get"),
 	}
+	rules = append(rules, jobCheckRules()...)
 	// The router's component (components/router-KIND), narrowed the same way.
 	switch o.Router {
 	case traffic.KindHTTPRoute:
@@ -113,6 +114,17 @@ func AppRole(o Options) (*rbacv1.Role, error) {
 			"app.kubernetes.io/name": "canaryline", "canaryline.dev/app": app}},
 		Rules: rules,
 	}, nil
+}
+
+// jobCheckRules are verify-health's job check's: the team names the ConfigMap holding the Job template, and the
+// Jobs are created (and so found again, listed and watched) under names derived from the analysis, so none of it
+// can be narrowed to the application's names; the end of the Job pods' logs.
+func jobCheckRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch", "create"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+	}
 }
 
 // Manifests is the Role (and, with a ServiceAccount, its RoleBinding) as YAML documents.

@@ -4,8 +4,12 @@
 package kubeclienttest
 
 import (
+	"context"
+	"io"
+
 	buildv1client "github.com/openshift/client-go/build/clientset/versioned/typed/build/v1"
 	routev1client "github.com/openshift/client-go/route/clientset/versioned/typed/route/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -19,6 +23,7 @@ func Wrap(k kubernetes.Interface) kubeclient.Interface { return wrapped{k} }
 type wrapped struct{ k kubernetes.Interface }
 
 func (w wrapped) AppsV1() kubeclient.AppsV1Interface                 { return apps{w} }
+func (w wrapped) BatchV1() kubeclient.BatchV1Interface               { return batch{w} }
 func (w wrapped) CoreV1() kubeclient.CoreV1Interface                 { return core{w} }
 func (w wrapped) CoordinationV1() kubeclient.CoordinationV1Interface { return coordination{w} }
 func (w wrapped) DiscoveryV1() kubeclient.DiscoveryV1Interface       { return discovery{w} }
@@ -33,7 +38,18 @@ func (g apps) ReplicaSets(ns string) kubeclient.ReplicaSetInterface {
 	return g.k.AppsV1().ReplicaSets(ns)
 }
 
+type batch struct{ wrapped }
+
+func (g batch) Jobs(ns string) kubeclient.JobInterface { return g.k.BatchV1().Jobs(ns) }
+
 type core struct{ wrapped }
+
+func (g core) ConfigMaps(ns string) kubeclient.ConfigMapInterface {
+	return g.k.CoreV1().ConfigMaps(ns)
+}
+func (g core) PodLogs(ctx context.Context, ns, pod string, opts *corev1.PodLogOptions) (io.ReadCloser, error) {
+	return g.k.CoreV1().Pods(ns).GetLogs(pod, opts).Stream(ctx)
+}
 
 func (g core) Services(ns string) kubeclient.ServiceInterface { return g.k.CoreV1().Services(ns) }
 func (g core) Pods(ns string) kubeclient.PodInterface         { return g.k.CoreV1().Pods(ns) }
