@@ -14,9 +14,10 @@ import (
 	"os"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
@@ -118,15 +119,21 @@ func Abort(ctx context.Context, c Cluster, app, reason string, stdout, log io.Wr
 	return nil
 }
 
-// whoAmI is the user the cluster knows the kubeconfig as (a SelfSubjectReview), or "unknown user".
+// whoAmI is the user the cluster knows the kubeconfig as (a SelfSubjectReview), or "unknown user". The dynamic
+// client makes the request: the typed one would link every API group's types into the plugin.
 func whoAmI(ctx context.Context, cfg *rest.Config) string {
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err == nil {
-		var r *authenticationv1.SelfSubjectReview
-		r, err = cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-		if err == nil && r.Status.UserInfo.Username != "" {
-			return r.Status.UserInfo.Username
-		}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return "unknown user"
+	}
+	review := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}}
+	gvr := schema.GroupVersionResource{Group: "authentication.k8s.io", Version: "v1", Resource: "selfsubjectreviews"}
+	r, err := dyn.Resource(gvr).Create(ctx, review, metav1.CreateOptions{})
+	if err != nil {
+		return "unknown user"
+	}
+	if name, _, _ := unstructured.NestedString(r.Object, "status", "userInfo", "username"); name != "" {
+		return name
 	}
 	return "unknown user"
 }
