@@ -217,8 +217,8 @@ func TestInstallAsProjectAdmin(t *testing.T) {
 		for _, o := range objs {
 			kinds[o.GetKind()]++
 		}
-		if kinds["Task"] != 5 || kinds["Pipeline"] != 6 || kinds["Role"] != 1 || kinds["RoleBinding"] != 1 || kinds["ServiceAccount"] != 1 {
-			t.Errorf("installed %v; want 5 Tasks, 6 Pipelines, the Role, its RoleBinding and the ServiceAccount", kinds)
+		if kinds["Task"] != 5 || kinds["Pipeline"] != 8 || kinds["Role"] != 1 || kinds["RoleBinding"] != 1 || kinds["ServiceAccount"] != 1 {
+			t.Errorf("installed %v; want 5 Tasks, 8 Pipelines, the Role, its RoleBinding and the ServiceAccount", kinds)
 		}
 		// The RoleBinding's subject has no namespace, which means the binding's: canaryline in ns, and no other.
 		steps := "system:serviceaccount:" + ns + ":canaryline"

@@ -194,6 +194,10 @@ func (r *route) setBackends(rt *routev1.Route, b Backends, stable, canary, basel
 	if !r.KeepCookies {
 		rt.Annotations[DisableCookiesAnnotation] = "true"
 	}
+	if r.rt.TestRoute() {
+		// Before the test Route is made, and until Restore removes it: only a Route marked so is looked for.
+		rt.Annotations[b.testRouteKey()] = testRouteName(b)
+	}
 }
 
 // readyEndpoints counts the ready endpoints of the release's Services: from b.Ready where the caller counted them,
@@ -336,8 +340,12 @@ func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error 
 			return err
 		}
 		r.last = nil // after a conflict, read it again
+		if err := r.deleteTestRouteOf(ctx, rt, b); err != nil {
+			return err // first: the mark that says where it is goes with the stable Route's restore
+		}
 		routeRestored(rt, s, b)
 		rt.Annotations = annotationsAfterRestore(rt.Annotations, b, nil)
+		delete(rt.Annotations, b.testRouteKey())
 		if s.DisableCookies != nil {
 			if rt.Annotations == nil {
 				rt.Annotations = map[string]string{}
@@ -355,5 +363,5 @@ func (r *route) Restore(ctx context.Context, b Backends, snapshot string) error 
 	if err != nil {
 		return fmt.Errorf("restore Route %s/%s: %w", b.Namespace, r.name, err)
 	}
-	return r.deleteTestRoute(ctx, b)
+	return nil
 }

@@ -90,7 +90,7 @@ func (r *route) testRouteSpec(stable *routev1.Route, cur *routev1.Route, b Backe
 // otherwise. It returns the test Route as stored (nil: none).
 func (r *route) setTestRoute(ctx context.Context, b Backends, stable *routev1.Route) (*routev1.Route, error) {
 	if !r.rt.TestRoute() {
-		return nil, r.deleteTestRoute(ctx, b)
+		return nil, r.deleteTestRouteOf(ctx, stable, b)
 	}
 	routes := r.c.Route.Routes(b.Namespace)
 	cur, err := r.getTestRoute(ctx, b)
@@ -118,6 +118,26 @@ func (r *route) setTestRoute(ctx context.Context, b Backends, stable *routev1.Ro
 		return nil, fmt.Errorf("update Route %s/%s: %w", b.Namespace, cur.Name, err)
 	}
 	return stored, nil
+}
+
+// TestRouteAnnotation, under the application's key on the stable Route, names the release's test Route from the
+// shift that asks for one until Restore: without it there is none to look for (no request).
+const TestRouteAnnotation = "canaryline.dev/test-route"
+
+// testRouteKey is the application's TestRouteAnnotation.
+func (b Backends) testRouteKey() string {
+	if b.StableDeployment == "" {
+		return TestRouteAnnotation
+	}
+	return AppAnnotation(b.StableDeployment, TestRouteAnnotation)
+}
+
+// deleteTestRouteOf deletes the release's test Route when the stable Route stable says the release made one.
+func (r *route) deleteTestRouteOf(ctx context.Context, stable *routev1.Route, b Backends) error {
+	if stable == nil || stable.Annotations[b.testRouteKey()] == "" {
+		return nil
+	}
+	return r.deleteTestRoute(ctx, b)
 }
 
 // deleteTestRoute deletes the release's test Route, if there is one; a Route of that name that is not
