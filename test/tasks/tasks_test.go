@@ -3,6 +3,8 @@
 package tasks
 
 import (
+	"github.com/canaryline/canaryline/internal/tools/image"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -148,6 +150,10 @@ func TestTasks(t *testing.T) {
 				if task.Annotations[a] == "" {
 					t.Errorf("annotation %s missing", a)
 				}
+			}
+			// The Hub and the console offer a Task on the platforms it names: only those the step image is built for.
+			if got := task.Annotations["tekton.dev/platforms"]; got != image.DefaultPlatform {
+				t.Errorf("tekton.dev/platforms %q; the step image is built for %s only", got, image.DefaultPlatform)
 			}
 			for _, c := range strings.Split(task.Annotations["tekton.dev/categories"], ",") {
 				if !slices.Contains(hubCategories, strings.TrimSpace(c)) {

@@ -13,6 +13,8 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/canaryline/canaryline/internal/tools/image"
 )
 
 // Variant is one generated Pipeline.
@@ -152,7 +154,7 @@ func (v Variant) Pipeline() *v1.Pipeline {
 				"tekton.dev/categories":           "Deployment, Openshift",
 				"tekton.dev/tags":                 "canary, progressive-delivery, blue-green, openshift",
 				"tekton.dev/displayName":          display,
-				"tekton.dev/platforms":            "linux/amd64,linux/arm64",
+				"tekton.dev/platforms":            image.DefaultPlatform, // what the step image is built for
 			}},
 		Spec: v1.PipelineSpec{
 			DisplayName: display,
