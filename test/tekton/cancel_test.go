@@ -88,7 +88,9 @@ func TestTektonCancellationAndTimeout(t *testing.T) {
 	t.Run("pipeline timeout while verifying", func(t *testing.T) {
 		abort := make(chan struct{}) // never closed: the timeout ends it
 		pr := a.run(t, "canary-release", a.quickParams(long), func(pr *pipelinev1.PipelineRun) {
-			pr.Spec.Timeouts = &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{Duration: 45 * time.Second}}
+			// Long enough for the build and the first shift on a loaded machine (45 s once elapsed while verify-1's
+			// pod was still starting: then no step runs to roll back), short of verify-1's two minutes.
+			pr.Spec.Timeouts = &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{Duration: 90 * time.Second}}
 		}, tektonrun.Options{Abort: abort})
 		if s, reason, _ := tektonrun.PipelineRunStatus(pr); s != "Failed" || !strings.Contains(reason, "Timeout") {
 			t.Fatalf("PipelineRun: %s; want Failed, timed out", status(pr))
