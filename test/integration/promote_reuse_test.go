@@ -358,17 +358,23 @@ func TestPromoteReusesAfterATeamResumedTheHandOver(t *testing.T) {
 	bin := stepsBinary(t)
 	var once sync.Once
 	var proxied string
-	killed := false
+	// The kill's result comes through a channel: the step may be seen dead before killStep returns.
+	killedCh := make(chan bool, 1)
 	_, kc := startFaultProxy(t, a.kubeconfig, faultproxy.Options{AfterMutation: func(_ int, r faultproxy.Request, _ int) {
 		if r.Verb == "update" && r.Resource == "deployments" && r.Name == "shop" && r.UserAgent == "canaryline/promote-or-rollback" {
 			once.Do(func() {
-				killed = killStep(bin, "promote-or-rollback", proxied) > 0
+				killedCh <- killStep(bin, "promote-or-rollback", proxied) > 0
 				time.Sleep(200 * time.Millisecond) // let it die before the answer goes back
 			})
 		}
 	}})
 	proxied = kc
 	first := runStep(t, "promote-or-rollback", kc, map[string]string{"APP": "shop", "RELEASE_ID": "shop-release-1", "DECISION": "promote"})
+	killed := false
+	select {
+	case killed = <-killedCh:
+	case <-time.After(10 * time.Second):
+	}
 	if !killed || first.code == 0 {
 		t.Fatalf("promote-or-rollback was not killed after pausing the stable Deployment (exit %d)", first.code)
 	}
