@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 45m
 # The go line of go.mod: the toolchain the pinned step image (catalog/IMAGE_DIGEST) is built with.
 GO_VERSION := $(shell sed -n "s/^go //p" go.mod)
 
-.PHONY: all build test unit lint pipelines catalog bundle image plugin controlplane prometheus node-deps realnode tekton tools cluster-up cluster-down demo bench clean
+.PHONY: all build test unit lint pipelines catalog bundle image plugin controlplane prometheus emulators node-deps realnode tekton tools test-builds cluster-up cluster-down demo bench clean
 
 all: lint build test
 
@@ -42,9 +42,21 @@ tools:
 	$(GO) run ./cmd/canaryline cluster build --tools
 
 ## test: lint, then unit and integration tests on the real local control plane and a real Prometheus (both
-## started and stopped by the tests)
-test: lint controlplane prometheus realnode tekton tools
-	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(PKGS)
+## started and stopped by the tests). Lint and the builds the tests need run side by side; the two longest test
+## packages start first.
+test: node-deps prometheus emulators
+	@$(MAKE) --no-print-directory -j2 lint test-builds
+	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(TEST_PKGS)
+
+# The longest packages first (go test starts packages in the order given), so that they do not start last.
+TEST_PKGS := $(if $(filter ./...,$(PKGS)),./test/tekton ./test/integration) $(PKGS)
+
+## test-builds: what the tests need built from the Go module proxy, all parts side by side: the control plane,
+## tkn and Prometheus, and as root the real node and Tekton
+test-builds:
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/canaryline cluster build --real-node --tekton --tools; \
+	  else echo "test-builds: not root: the tests run without a real node and Tekton (TestRealNode..., TestTekton... skip)"; \
+	  $(GO) run ./cmd/canaryline cluster build --tools; fi
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests
 ## build Prometheus from the Go module proxy and cache it (about 7 min, once)
@@ -53,6 +65,13 @@ prometheus:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
 	  || echo "prometheus: not installed from Debian; the tests will build it from the Go module proxy"; }
 	@command -v prometheus >/dev/null 2>&1 && prometheus --version 2>&1 | head -1 || true
+
+## emulators: Debian's qemu-user (as root, when apt-get is there, without binfmt registration), so that the
+## multi-arch test runs each platform's step binary; without it that test reads their ELF headers only
+emulators:
+	@command -v qemu-aarch64 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user >/dev/null; } \
+	  || echo "emulators: qemu-user not installed; TestMultiArch... checks the other platforms' binaries by their ELF headers"; }
 
 ## node-deps: what building a real node's runc needs (cgo with seccomp): Debian's libseccomp-dev and pkg-config,
 ## installed as root when apt-get is there

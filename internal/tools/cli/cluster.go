@@ -16,10 +16,13 @@ import (
 	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/promserver"
 	"github.com/canaryline/canaryline/internal/tools/bundle"
+	"golang.org/x/sync/errgroup"
 )
 
 // clusterBuild is `canaryline cluster build`: the control plane's binaries, and on request the real node's, Tekton's
-// and the tools'.
+// and the tools'. The parts are built side by side: each is its own go build of other modules, and running them at
+// once fills the time one of them spends resolving modules or linking (a cold build of all of them takes about
+// two thirds of the time it takes one after the other). Each part keeps its own cache lock and progress prefix.
 func clusterBuild(fs *flag.FlagSet, env Env) runFunc {
 	realNode := fs.Bool("real-node", false, "also build a real node: kubelet, containerd, runc and CNI plugins")
 	tekton := fs.Bool("tekton", false, "also build Tekton Pipelines and Triggers: controllers, webhook, resolvers, interceptors (implies --real-node)")
@@ -29,33 +32,44 @@ func clusterBuild(fs *flag.FlagSet, env Env) runFunc {
 		if err != nil {
 			return err
 		}
-		bins, err := devcluster.Prepare(ctx, cacheDir, devcluster.DefaultVersions, stderr)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "canaryline: control plane binaries ready in %s\n", bins.Dir)
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return buildControlPlane(ctx, cacheDir, stderr) })
 		if *tools {
-			if err := buildTools(ctx, cacheDir, stderr); err != nil {
-				return err
-			}
+			g.Go(func() error { return buildTkn(ctx, cacheDir, stderr) })
+			g.Go(func() error { return buildPrometheus(ctx, cacheDir, stderr) })
 		}
-		if !*realNode && !*tekton {
-			return nil
+		if *realNode || *tekton {
+			g.Go(func() error { return buildNode(ctx, cacheDir, stderr) })
 		}
-		return buildNode(ctx, cacheDir, *tekton, stderr)
+		if *tekton {
+			g.Go(func() error { return buildTekton(ctx, cacheDir, stderr) })
+		}
+		return g.Wait()
 	}
 }
 
-// buildNode builds (or finds cached) the real node's binaries and, with tekton, Tekton's.
-func buildNode(ctx context.Context, cacheDir string, tekton bool, stderr io.Writer) error {
+// buildControlPlane builds (or finds cached) the control plane's binaries and CRDs.
+func buildControlPlane(ctx context.Context, cacheDir string, stderr io.Writer) error {
+	bins, err := devcluster.Prepare(ctx, cacheDir, devcluster.DefaultVersions, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "canaryline: control plane binaries ready in %s\n", bins.Dir)
+	return nil
+}
+
+// buildNode builds (or finds cached) the real node's binaries.
+func buildNode(ctx context.Context, cacheDir string, stderr io.Writer) error {
 	node, err := devcluster.EnsureNodeBinaries(ctx, cacheDir, devcluster.DefaultNodeVersions, stderr)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "canaryline: real node binaries ready in %s (CNI plugins in %s)\n", node.Dir, node.CNIDir)
-	if !tekton {
-		return nil
-	}
+	return nil
+}
+
+// buildTekton builds (or finds cached) Tekton's and Triggers' programs and images.
+func buildTekton(ctx context.Context, cacheDir string, stderr io.Writer) error {
 	tb, err := devcluster.EnsureTektonBinaries(ctx, cacheDir, stderr)
 	if err != nil {
 		return err
@@ -258,17 +272,22 @@ func down(ctx context.Context, dir string, stderr io.Writer) error {
 	return nil
 }
 
-// buildTools builds (or finds cached) tkn and the Prometheus with Kubernetes service discovery, so that the tests
-// that use them do not build them within their own time limits.
-func buildTools(ctx context.Context, cacheDir string, log io.Writer) error {
+// buildTkn and buildPrometheus build (or find cached) tkn and the Prometheus with Kubernetes service discovery, so
+// that the tests that use them do not build them within their own time limits.
+func buildTkn(ctx context.Context, cacheDir string, log io.Writer) error {
 	tkn, err := bundle.TknBinary(ctx, cacheDir, log)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(log, "canaryline: tool ready: %s\n", tkn)
+	return nil
+}
+
+func buildPrometheus(ctx context.Context, cacheDir string, log io.Writer) error {
 	prom, err := promserver.KubernetesBinary(ctx, cacheDir, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "canaryline: tools ready: %s, %s\n", tkn, prom)
+	fmt.Fprintf(log, "canaryline: tool ready: %s\n", prom)
 	return nil
 }

@@ -30,41 +30,9 @@ func Build(ctx context.Context, opts Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	if opts.BinaryPath == "" {
-		if opts.RepoRoot == "" {
-			return Report{}, errors.New("build image: neither a binary path nor a repository root given")
-		}
-		tmp, err := os.MkdirTemp("", "canaryline-image-")
-		if err != nil {
-			return Report{}, fmt.Errorf("create binary build directory: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		opts.BinaryPath = filepath.Join(tmp, "canaryline-steps")
-		if err := BuildBinaryFor(ctx, opts.RepoRoot, opts.BinaryPath, opts.Platform); err != nil {
-			return Report{}, err
-		}
-	}
-	if err := CheckBinary(opts.BinaryPath, opts.Platform); err != nil {
-		return Report{}, err
-	}
-	img, err := NewImage(opts)
-	if err != nil {
-		return Report{}, err
-	}
-	report, err := Size(img)
+	img, report, err := buildImage(ctx, opts)
 	if err != nil {
 		return report, err
-	}
-	report.Ref = opts.Ref
-	budget := opts.MaxUncompressedBytes
-	if budget == 0 {
-		budget = SizeBudget
-	}
-	if budget > 0 && report.UncompressedBytes > budget {
-		return report, fmt.Errorf("check image size: %w: %d bytes uncompressed, budget %d", ErrOverBudget, report.UncompressedBytes, budget)
-	}
-	if err := ctx.Err(); err != nil {
-		return report, fmt.Errorf("build image: %w", err)
 	}
 	if opts.LayoutDir != "" {
 		if err := WriteLayout(opts.LayoutDir, img, opts.Ref); err != nil {
@@ -77,6 +45,48 @@ func Build(ctx context.Context, opts Options) (Report, error) {
 		}
 	}
 	return report, nil
+}
+
+// buildImage compiles the binary when opts.BinaryPath is empty, checks it, assembles the image, and enforces the
+// size budget. opts has its defaults.
+func buildImage(ctx context.Context, opts Options) (v1.Image, Report, error) {
+	if opts.BinaryPath == "" {
+		if opts.RepoRoot == "" {
+			return nil, Report{}, errors.New("build image: neither a binary path nor a repository root given")
+		}
+		tmp, err := os.MkdirTemp("", "canaryline-image-")
+		if err != nil {
+			return nil, Report{}, fmt.Errorf("create binary build directory: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		opts.BinaryPath = filepath.Join(tmp, "canaryline-steps")
+		if err := BuildBinaryFor(ctx, opts.RepoRoot, opts.BinaryPath, opts.Platform); err != nil {
+			return nil, Report{}, err
+		}
+	}
+	if err := CheckBinary(opts.BinaryPath, opts.Platform); err != nil {
+		return nil, Report{}, err
+	}
+	img, err := NewImage(opts)
+	if err != nil {
+		return nil, Report{}, err
+	}
+	report, err := Size(img)
+	if err != nil {
+		return nil, report, err
+	}
+	report.Ref = opts.Ref
+	budget := opts.MaxUncompressedBytes
+	if budget == 0 {
+		budget = SizeBudget
+	}
+	if budget > 0 && report.UncompressedBytes > budget {
+		return nil, report, fmt.Errorf("check image size of %s: %w: %d bytes uncompressed, budget %d", opts.Platform, ErrOverBudget, report.UncompressedBytes, budget)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, report, fmt.Errorf("build image: %w", err)
+	}
+	return img, report, nil
 }
 
 // WriteLayout writes img as the only image of an OCI image layout at dir,

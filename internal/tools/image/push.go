@@ -29,10 +29,29 @@ func Push(ctx context.Context, img v1.Image, ref string, opts ...remote.Option) 
 	return d, nil
 }
 
-// PushLayout pushes the single image of the OCI layout at dir to ref. An
-// empty ref means the reference recorded in the layout (AnnotationRefName).
+// PushIndex uploads idx and every image in it to ref with remote.WriteIndex and returns the index digest it
+// pushed: what a pinned reference (ref@digest) names on every platform.
+func PushIndex(ctx context.Context, idx v1.ImageIndex, ref string, opts ...remote.Option) (v1.Hash, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("parse image reference %q: %w", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("compute index digest: %w", err)
+	}
+	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithUserAgent("canaryline")}, opts...)
+	if err := remote.WriteIndex(r, idx, opts...); err != nil {
+		return v1.Hash{}, fmt.Errorf("push image index to %s: %w", r, err)
+	}
+	return d, nil
+}
+
+// PushLayout pushes the single entry of the OCI layout at dir, an image or an image index (as BuildIndex writes
+// it), to ref, and returns its digest. An empty ref means the reference recorded in the layout
+// (AnnotationRefName).
 func PushLayout(ctx context.Context, dir, ref string, opts ...remote.Option) (v1.Hash, error) {
-	img, desc, err := layoutImage(dir)
+	root, desc, err := layoutEntry(dir)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -41,6 +60,17 @@ func PushLayout(ctx context.Context, dir, ref string, opts ...remote.Option) (v1
 		if ref == "" {
 			return v1.Hash{}, fmt.Errorf("push OCI layout %s: no reference given and none recorded", dir)
 		}
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := root.ImageIndex(desc.Digest)
+		if err != nil {
+			return v1.Hash{}, fmt.Errorf("open image index %s in OCI layout %s: %w", desc.Digest, dir, err)
+		}
+		return PushIndex(ctx, idx, ref, opts...)
+	}
+	img, _, err := layoutImage(dir)
+	if err != nil {
+		return v1.Hash{}, err
 	}
 	return Push(ctx, img, ref, opts...)
 }

@@ -141,8 +141,8 @@ func ReadLayoutReport(dir string) (Report, error) {
 	return r, nil
 }
 
-// layoutImage opens the one image an OCI layout written by Build holds.
-func layoutImage(dir string) (v1.Image, v1.Descriptor, error) {
+// layoutEntry opens the OCI layout at dir and returns it with the descriptor of its one entry.
+func layoutEntry(dir string) (v1.ImageIndex, v1.Descriptor, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		return nil, v1.Descriptor{}, fmt.Errorf("open OCI layout %s: %w", dir, err)
@@ -154,7 +154,15 @@ func layoutImage(dir string) (v1.Image, v1.Descriptor, error) {
 	if len(im.Manifests) != 1 {
 		return nil, v1.Descriptor{}, fmt.Errorf("read index of OCI layout %s: %d manifests, want exactly one image", dir, len(im.Manifests))
 	}
-	desc := im.Manifests[0]
+	return idx, im.Manifests[0], nil
+}
+
+// layoutImage opens the one image an OCI layout written by Build holds.
+func layoutImage(dir string) (v1.Image, v1.Descriptor, error) {
+	idx, desc, err := layoutEntry(dir)
+	if err != nil {
+		return nil, desc, err
+	}
 	if desc.MediaType != types.OCIManifestSchema1 && desc.MediaType != types.DockerManifestSchema2 {
 		return nil, desc, fmt.Errorf("read index of OCI layout %s: manifest %s has media type %s, want an image", dir, desc.Digest, desc.MediaType)
 	}

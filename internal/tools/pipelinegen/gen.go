@@ -154,7 +154,7 @@ func (v Variant) Pipeline() *v1.Pipeline {
 				"tekton.dev/categories":           "Deployment, Openshift",
 				"tekton.dev/tags":                 "canary, progressive-delivery, blue-green, openshift",
 				"tekton.dev/displayName":          display,
-				"tekton.dev/platforms":            image.DefaultPlatform, // what the step image is built for
+				"tekton.dev/platforms":            strings.Join(image.Platforms, ","), // what the step image index holds
 			}},
 		Spec: v1.PipelineSpec{
 			DisplayName: display,
