@@ -12,13 +12,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	buildv1 "github.com/openshift/api/build/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
 	"github.com/canaryline/canaryline/internal/runtime/osclient"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
@@ -177,17 +175,7 @@ func failed(ns string, b *buildv1.Build) error {
 // untilDone waits for a terminal phase with list+watch: a list, then a watch from the list's resourceVersion,
 // listing again whenever the watch ends (the reflector behind UntilWithSync does this), as `oc start-build --wait`.
 func untilDone(ctx context.Context, c osclient.BuildV1Interface, ns, name string) (*buildv1.Build, error) {
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return c.Builds(ns).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return c.Builds(ns).Watch(ctx, o)
-		},
-	}
+	lw := kubeclient.ListWatchByName(name, false, c.Builds(ns).List, c.Builds(ns).Watch)
 	var deleted bool
 	ev, err := watchtools.UntilWithSync(ctx, lw, &buildv1.Build{}, nil, func(e watch.Event) (bool, error) {
 		if e.Type == watch.Deleted {

@@ -10,10 +10,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 
@@ -129,17 +126,7 @@ func (e *ApprovalTimeoutError) Error() string {
 func AwaitApproval(ctx context.Context, leases kubeclient.LeaseInterface, app, id string, timeout time.Duration) (Approval, error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	sel := fields.OneTermEqualSelector("metadata.name", leaseName(app)).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return leases.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return leases.Watch(ctx, o)
-		},
-	}
+	lw := kubeclient.ListWatchByName(leaseName(app), false, leases.List, leases.Watch)
 	var got Approval
 	_, err := watchtools.UntilWithSync(wctx, lw, &coordinationv1.Lease{}, nil, func(e watch.Event) (bool, error) {
 		lease, ok := e.Object.(*coordinationv1.Lease)

@@ -16,7 +16,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -341,19 +340,9 @@ func untilDeployment(ctx context.Context, kube kubeclient.Interface, ns, name st
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	api := kube.AppsV1().Deployments(ns)
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			// A consistent read: a list from the API server's cache may not have the step's own last write yet,
-			// and show the Deployment as it was before it (rolled out, at its old generation).
-			o.FieldSelector, o.ResourceVersion, o.ResourceVersionMatch = sel, "", ""
-			return api.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return api.Watch(ctx, o)
-		},
-	}
+	// A consistent read: a list from the API server's cache may not have the step's own last write yet, and show
+	// the Deployment as it was before it (rolled out, at its old generation).
+	lw := kubeclient.ListWatchByName(name, true, api.List, api.Watch)
 	var last *appsv1.Deployment
 	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(e watch.Event) (bool, error) {
 		d, isD := e.Object.(*appsv1.Deployment)

@@ -2,6 +2,7 @@ package step
 
 import (
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
 	"github.com/canaryline/canaryline/internal/runtime/osclient"
@@ -28,6 +29,14 @@ func Connect(env func(string) (string, bool), namespace string) (*Cluster, error
 	if err != nil {
 		return nil, err
 	}
+	return Clients(rc, own, namespace)
+}
+
+// Clients builds the step clients from rc: own is the namespace rc's context or pod is in, namespace the one to
+// work in when not empty (WorkNamespace). The tools that act as a step does (canaryline abort) connect this way
+// with a config they loaded once.
+func Clients(rc *rest.Config, own, namespace string) (*Cluster, error) {
+	var err error
 	c := &Cluster{Own: own, Namespace: WorkNamespace(namespace, own)}
 	if c.Kube, err = kubeclient.NewForConfig(rc); err != nil {
 		return nil, err

@@ -43,7 +43,11 @@ func LoadKubeconfig(path string) (*rest.Config, string, error) {
 	return cfg, ns, nil
 }
 
-func tune(cfg *rest.Config) *rest.Config {
+func tune(cfg *rest.Config) *rest.Config { return Tune(cfg) }
+
+// Tune sets what every step's (and tool's) requests carry: the user agent naming the step, client-side rate limits
+// above client-go's defaults, and RetryTransport. Call it once per config.
+func Tune(cfg *rest.Config) *rest.Config {
 	cfg.UserAgent = userAgent(os.Args)
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.Wrap(RetryTransport)

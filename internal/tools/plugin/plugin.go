@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,7 +19,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
-	"github.com/canaryline/canaryline/internal/runtime/kubeclient"
 	"github.com/canaryline/canaryline/internal/runtime/release"
 	"github.com/canaryline/canaryline/internal/runtime/step"
 )
@@ -36,30 +34,29 @@ func AddFlags(fs *flag.FlagSet) Cluster {
 	return c
 }
 
-// load is the cluster's client config (the steps' loading rules) and the namespace. No cluster is bad input.
-func (c Cluster) load() (*rest.Config, string, error) {
+// connect loads the cluster once (the steps' loading rules and request settings) and builds the step clients: the
+// namespace is --namespace, else the kubeconfig context's. No cluster is bad input.
+func (c Cluster) connect() (*rest.Config, *step.Cluster, error) {
 	cfg, ns, err := step.LoadKubeconfig(*c.Kubeconfig)
 	if err != nil {
-		return nil, "", step.Invalid("--kubeconfig", "give --kubeconfig or set KUBECONFIG", "no cluster: %v", err)
+		return nil, nil, step.Invalid("--kubeconfig", "give --kubeconfig or set KUBECONFIG", "no cluster: %v", err)
 	}
-	if *c.Namespace != "" {
-		ns = *c.Namespace
+	cfg = step.Tune(cfg)
+	cl, err := step.Clients(cfg, ns, *c.Namespace)
+	if err != nil {
+		return nil, nil, err
 	}
-	return cfg, ns, nil
+	return cfg, cl, nil
 }
 
 // Status prints app's release state: stable and canary images, the lock holder, the release in progress, and
 // the last release's decision and reason.
 func Status(ctx context.Context, c Cluster, app string, stdout io.Writer) error {
-	cfg, ns, err := c.load()
+	_, cl, err := c.connect()
 	if err != nil {
 		return err
 	}
-	kube, err := kubeclient.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	s, err := release.ReadStatus(ctx, kube, ns, app)
+	s, err := release.ReadStatus(ctx, cl.Kube, cl.Namespace, app)
 	if err != nil {
 		return err
 	}
@@ -70,37 +67,23 @@ func Status(ctx context.Context, c Cluster, app string, stdout io.Writer) error 
 // Answer records decision (release.Approve or release.Reject) for the release of app in progress (id, when not
 // empty, must be it), with the cluster's name for the user and reason.
 func Answer(ctx context.Context, c Cluster, app, decision, id, reason string, stdout io.Writer) error {
-	cfg, ns, err := c.load()
-	if err != nil {
-		return err
-	}
-	kube, err := kubeclient.NewForConfig(cfg)
+	cfg, cl, err := c.connect()
 	if err != nil {
 		return err
 	}
 	a := release.Approval{Release: id, Decision: decision, By: whoAmI(ctx, cfg), Reason: reason, At: time.Now().UTC()}
-	got, err := release.RecordApproval(ctx, kube.CoordinationV1().Leases(ns), app, a)
+	got, err := release.RecordApproval(ctx, cl.Kube.CoordinationV1().Leases(cl.Namespace), app, a)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "release %s of %s/%s %s\n", got.Release, ns, app, got)
+	fmt.Fprintf(stdout, "release %s of %s/%s %s\n", got.Release, cl.Namespace, app, got)
 	return nil
 }
 
 // Abort rolls the release of app in progress back now, as promote-or-rollback DECISION=rollback does, with the
 // kubeconfig's permissions; log gets the rollback's lines.
 func Abort(ctx context.Context, c Cluster, app, reason string, stdout, log io.Writer) error {
-	cfg, _, err := c.load()
-	if err != nil {
-		return err
-	}
-	env := func(k string) (string, bool) {
-		if k == "KUBECONFIG" && *c.Kubeconfig != "" {
-			return *c.Kubeconfig, true
-		}
-		return os.LookupEnv(k)
-	}
-	cl, err := step.Connect(env, *c.Namespace)
+	cfg, cl, err := c.connect()
 	if err != nil {
 		return err
 	}
