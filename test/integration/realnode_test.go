@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,8 @@ import (
 
 	"github.com/canaryline/canaryline/internal/dev/devcluster"
 	"github.com/canaryline/canaryline/internal/dev/devclustertest"
+	"github.com/canaryline/canaryline/internal/runtime/steps"
+	"github.com/canaryline/canaryline/internal/tools/image"
 )
 
 // realPod is a pod for the real node running image with command (the image's own when nil).
@@ -304,6 +307,49 @@ func TestRealNodePullsFromARegistry(t *testing.T) {
 			if !strings.Contains(cs.ImageID, "@sha256:") {
 				t.Errorf("image id %q", cs.ImageID)
 			}
+		}
+	}
+}
+
+// TestMultiArchIndexPulledByDigestOnTheRealNode: the step image index built from this tree (the four platforms, as
+// `make image` builds what the catalog pins) is pushed to the node's registry, and a pod of the index pinned by
+// digest, as the catalog's Tasks name it, runs on the real node: containerd picks the linux/amd64 image out of the
+// index, and its binary lists the steps.
+func TestMultiArchIndexPulledByDigestOnTheRealNode(t *testing.T) {
+	t.Parallel()
+	devclustertest.RequireRealNode(t, cluster)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layoutDir := filepath.Join(t.TempDir(), "oci")
+	rep, err := image.BuildIndex(t.Context(), image.Options{RepoRoot: root, Version: "dev", LayoutDir: layoutDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _, err := image.LayoutIndex(layoutDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ns := kube(t), devclustertest.Namespace(t, cluster)
+	ref, err := cluster.Node().PushIndex(t.Context(), idx, devcluster.OpenShiftRegistry, ns+"/canaryline-steps", "v0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(ref, "@"+rep.Digest.String()) {
+		t.Fatalf("pushed %s, want it pinned by the index digest %s", ref, rep.Digest)
+	}
+	pod := realPod("steps-from-index", ref, image.EntrypointPath, "--list")
+	pod.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+	p := createPod(t, k, ns, pod, "done", podDone)
+	logs := logsOf(t, k, ns, pod.Name)
+	if p.Status.Phase != corev1.PodSucceeded || !slices.Equal(strings.Fields(logs), steps.Names()) {
+		t.Errorf("pod of %s: %s; logs %q, want the steps %v", ref, p.Status.Phase, logs, steps.Names())
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		t.Logf("ran %s as image %s (id %s)", ref, cs.Image, cs.ImageID)
+		if !strings.Contains(cs.ImageID, rep.Digest.String()) {
+			t.Errorf("container image id %q, want the index digest %s the pod named", cs.ImageID, rep.Digest)
 		}
 	}
 }

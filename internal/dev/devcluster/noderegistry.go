@@ -53,6 +53,26 @@ func (n *RealNode) Push(ctx context.Context, img v1.Image, host, repository, tag
 	return host + "/" + repository + "@" + d.String(), nil
 }
 
+// PushIndex puts the image index idx (and every image in it) into the node's registry as repository:tag and
+// returns the reference pods pull it by, pinned by the index digest, under host: the node picks its own
+// platform's image from it, as it does from a multi-arch image of any registry.
+func (n *RealNode) PushIndex(ctx context.Context, idx v1.ImageIndex, host, repository, tag string) (string, error) {
+	ref, err := name.ParseReference(n.RegistryAddr()+"/"+repository+":"+tag, name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = n.Dial // the registry is inside the node's namespace
+	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
+		return "", fmt.Errorf("push index %s to the node's registry: %w", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return "", err
+	}
+	return host + "/" + repository + "@" + d.String(), nil
+}
+
 // Forward accepts connections on l (on the host, typically on loopback) and connects each to addr inside the
 // node's namespace: a way in for programs on the host, such as the steps querying a Prometheus that runs in it.
 func (n *RealNode) Forward(l net.Listener, addr string) (stop func()) {

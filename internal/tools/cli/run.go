@@ -88,10 +88,16 @@ func runPipeline(ctx context.Context, file string, f *runFlags, stdout, stderr i
 	if f.namespace != "" {
 		f.params["namespace"] = f.namespace
 	}
-	bin, err := stepsBinary(ctx, f.bin)
+	bin, built, err := stepsBinary(ctx, f.bin)
 	if err != nil {
 		return err
 	}
+	keep := false // a forced exit names the binary in the command that finishes the release
+	defer func() {
+		if built != "" && !keep {
+			os.RemoveAll(built)
+		}
+	}()
 	sigs, stopNotify := notifyInterrupts()
 	defer stopNotify()
 	ctx, in, stop := watchInterrupts(ctx, sigs, stderr)
@@ -108,39 +114,42 @@ func runPipeline(ctx context.Context, file string, f *runFlags, stdout, stderr i
 		return usagef("run: %v", err)
 	}
 	if forced, then := in.wasForced(); forced {
+		keep = true
 		fmt.Fprint(stderr, forcedMessage(then, sum, bin, f.kubeconfig))
 		return exitCode(exitInterrupted)
 	}
 	return err
 }
 
-// stepsBinary finds canaryline-steps: the flag, next to this binary, on PATH, or built from the repository.
-func stepsBinary(ctx context.Context, flag string) (string, error) {
+// stepsBinary finds canaryline-steps: the flag, next to this binary, on PATH, or built from the repository into
+// a temporary directory, which it returns as built for the caller to remove.
+func stepsBinary(ctx context.Context, flag string) (bin, built string, err error) {
 	if flag != "" {
-		return flag, nil
+		return flag, "", nil
 	}
 	if exe, err := os.Executable(); err == nil {
 		if p := filepath.Join(filepath.Dir(exe), "canaryline-steps"); isFile(p) {
-			return p, nil
+			return p, "", nil
 		}
 	}
 	if p, err := exec.LookPath("canaryline-steps"); err == nil {
-		return p, nil
+		return p, "", nil
 	}
 	if !isFile("cmd/canaryline-steps/main.go") {
-		return "", usagef("run: no canaryline-steps binary: give --steps, or run from the repository (make build)")
+		return "", "", usagef("run: no canaryline-steps binary: give --steps, or run from the repository (make build)")
 	}
 	// Named canaryline-steps: the multi-call binary takes the step from its first argument only under that name.
 	dir, err := os.MkdirTemp("", "canaryline-run-steps-")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	out := filepath.Join(dir, "canaryline-steps")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/canaryline-steps")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build canaryline-steps: %w: %s", err, b)
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("build canaryline-steps: %w: %s", err, b)
 	}
-	return out, nil
+	return out, dir, nil
 }
 
 func isFile(p string) bool {

@@ -52,10 +52,14 @@ func TestStepsBinaryBuiltFromTheRepositoryDispatches(t *testing.T) {
 	}
 	t.Setenv("PATH", filepath.Dir(goBin)) // no canaryline-steps on PATH
 	t.Chdir("../../..")
-	bin, err := stepsBinary(t.Context(), "")
+	bin, built, err := stepsBinary(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if built == "" || filepath.Dir(bin) != built {
+		t.Errorf("stepsBinary built %s but reports its directory as %q: nobody would remove it", bin, built)
+	}
+	defer os.RemoveAll(built)
 	out, err := exec.Command(bin, "shift-canary").CombinedOutput() // no params: a step's own refusal, exit 2
 	if code := exitCodeOf(err); code != 2 || !strings.Contains(string(out), "param APP") {
 		t.Errorf("%s shift-canary: exit %d\n%s\nwant shift-canary's own refusal of the missing APP", bin, code, out)
