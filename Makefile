@@ -45,7 +45,8 @@ tools:
 ## started and stopped by the tests). Lint and the builds the tests need run side by side; the two longest test
 ## packages start first.
 test: node-deps prometheus emulators
-	@$(MAKE) --no-print-directory -j2 lint test-builds
+	$(GO) build -o $(BIN)/canaryline ./cmd/canaryline
+	@$(MAKE) --no-print-directory -j2 lint test-builds CANARYLINE=$(BIN)/canaryline
 	$(GO) test -count=1 -parallel 4 -timeout $(TEST_TIMEOUT) $(TEST_PKGS)
 
 # The longest packages first (go test starts packages in the order given), so that they do not start last.
@@ -53,10 +54,13 @@ TEST_PKGS := $(if $(filter ./...,$(PKGS)),./test/tekton ./test/integration) $(PK
 
 ## test-builds: what the tests need built from the Go module proxy, all parts side by side: the control plane,
 ## tkn and Prometheus, and as root the real node and Tekton
+# make test builds canaryline first (with go vet's and go test's flags, so that lint reuses its compiled packages
+# rather than compiling them a second time beside it) and passes it as CANARYLINE.
+CANARYLINE ?= $(GO) run ./cmd/canaryline
 test-builds:
-	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/canaryline cluster build --real-node --tekton --tools; \
+	@if [ "$$(id -u)" = 0 ]; then $(CANARYLINE) cluster build --real-node --tekton --tools; \
 	  else echo "test-builds: not root: the tests run without a real node and Tekton (TestRealNode..., TestTekton... skip)"; \
-	  $(GO) run ./cmd/canaryline cluster build --tools; fi
+	  $(CANARYLINE) cluster build --tools; fi
 
 ## prometheus: Debian's prometheus package for the tests (as root, when apt-get is there); without it the tests
 ## build Prometheus from the Go module proxy and cache it (about 7 min, once)
