@@ -332,7 +332,7 @@ func TestMultiArchIndexPulledByDigestOnTheRealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, ns := kube(t), devclustertest.Namespace(t, cluster)
-	ref, err := cluster.Node().PushIndex(t.Context(), idx, devcluster.OpenShiftRegistry, ns+"/canaryline-steps", "v0.1.0")
+	ref, err := cluster.Node().Push(t.Context(), idx, devcluster.OpenShiftRegistry, ns+"/canaryline-steps", "v0.1.0")
 	if err != nil {
 		t.Fatal(err)
 	}

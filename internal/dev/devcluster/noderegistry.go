@@ -12,8 +12,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/canaryline/canaryline/internal/tools/image"
 )
 
 // OpenShiftRegistry is the host of OpenShift's internal image registry, where builds push. On the real node it is
@@ -34,39 +35,21 @@ func (n *RealNode) startNodeRegistry() error {
 	return nil
 }
 
-// Push puts img into the node's registry as repository:tag (a repository path such as "team/app") and returns the
-// reference pods pull it by, pinned by digest, under host (RegistryAddr() or OpenShiftRegistry).
-func (n *RealNode) Push(ctx context.Context, img v1.Image, host, repository, tag string) (string, error) {
+// Push puts a (an image, or an image index and its images) into the node's registry as repository:tag (a
+// repository path such as "team/app") and returns the reference pods pull it by, pinned by digest, under host
+// (RegistryAddr() or OpenShiftRegistry). From an index the node picks its own platform's image, as it does from a
+// multi-arch image of any registry.
+func (n *RealNode) Push(ctx context.Context, a image.Artifact, host, repository, tag string) (string, error) {
 	ref, err := name.ParseReference(n.RegistryAddr()+"/"+repository+":"+tag, name.Insecure)
 	if err != nil {
 		return "", err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = n.Dial // the registry is inside the node's namespace
-	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
+	if err := remote.Push(ref, a, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
 		return "", fmt.Errorf("push %s to the node's registry: %w", ref, err)
 	}
-	d, err := img.Digest()
-	if err != nil {
-		return "", err
-	}
-	return host + "/" + repository + "@" + d.String(), nil
-}
-
-// PushIndex puts the image index idx (and every image in it) into the node's registry as repository:tag and
-// returns the reference pods pull it by, pinned by the index digest, under host: the node picks its own
-// platform's image from it, as it does from a multi-arch image of any registry.
-func (n *RealNode) PushIndex(ctx context.Context, idx v1.ImageIndex, host, repository, tag string) (string, error) {
-	ref, err := name.ParseReference(n.RegistryAddr()+"/"+repository+":"+tag, name.Insecure)
-	if err != nil {
-		return "", err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = n.Dial // the registry is inside the node's namespace
-	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
-		return "", fmt.Errorf("push index %s to the node's registry: %w", ref, err)
-	}
-	d, err := idx.Digest()
+	d, err := a.Digest()
 	if err != nil {
 		return "", err
 	}

@@ -94,16 +94,9 @@ func buildImage(ctx context.Context, opts Options) (v1.Image, Report, error) {
 // AnnotationRefName. dir must be
 // absent, empty, or an OCI layout, whose index and blobs are replaced.
 func WriteLayout(dir string, img v1.Image, ref string) error {
-	if err := prepareLayoutDir(dir); err != nil {
-		return err
-	}
-	p, err := layout.Write(dir, empty.Index)
+	p, opts, err := newLayout(dir, ref)
 	if err != nil {
-		return fmt.Errorf("write OCI layout %s: %w", dir, err)
-	}
-	var opts []layout.Option
-	if ref != "" {
-		opts = append(opts, layout.WithAnnotations(map[string]string{AnnotationRefName: ref}))
+		return err
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -116,6 +109,23 @@ func WriteLayout(dir string, img v1.Image, ref string) error {
 		return fmt.Errorf("write image to OCI layout %s: %w", dir, err)
 	}
 	return nil
+}
+
+// newLayout makes dir an empty OCI layout (prepareLayoutDir) and returns it with the options that annotate its
+// entry with ref, unless ref is empty.
+func newLayout(dir, ref string) (layout.Path, []layout.Option, error) {
+	if err := prepareLayoutDir(dir); err != nil {
+		return "", nil, err
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return "", nil, fmt.Errorf("write OCI layout %s: %w", dir, err)
+	}
+	var opts []layout.Option
+	if ref != "" {
+		opts = append(opts, layout.WithAnnotations(map[string]string{AnnotationRefName: ref}))
+	}
+	return p, opts, nil
 }
 
 // prepareLayoutDir makes dir an empty directory, removing an earlier OCI

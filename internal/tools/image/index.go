@@ -9,7 +9,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
@@ -167,16 +166,9 @@ func NewIndex(imgs []v1.Image) (v1.ImageIndex, error) {
 // WriteIndexLayout writes idx as the only entry of an OCI image layout at dir, annotated, unless ref is empty,
 // with ref as AnnotationRefName. dir is prepared as WriteLayout prepares it.
 func WriteIndexLayout(dir string, idx v1.ImageIndex, ref string) error {
-	if err := prepareLayoutDir(dir); err != nil {
-		return err
-	}
-	p, err := layout.Write(dir, empty.Index)
+	p, opts, err := newLayout(dir, ref)
 	if err != nil {
-		return fmt.Errorf("write OCI layout %s: %w", dir, err)
-	}
-	var opts []layout.Option
-	if ref != "" {
-		opts = append(opts, layout.WithAnnotations(map[string]string{AnnotationRefName: ref}))
+		return err
 	}
 	if err := p.AppendIndex(idx, opts...); err != nil {
 		return fmt.Errorf("write image index to OCI layout %s: %w", dir, err)

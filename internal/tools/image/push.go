@@ -9,40 +9,27 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Push uploads img to ref with remote.Write and returns the manifest digest
-// it pushed. Authentication comes from opts; without one it is anonymous.
-// For a real registry pass
-// remote.WithAuthFromKeychain(authn.DefaultKeychain).
-func Push(ctx context.Context, img v1.Image, ref string, opts ...remote.Option) (v1.Hash, error) {
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("parse image reference %q: %w", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return v1.Hash{}, fmt.Errorf("compute image digest: %w", err)
-	}
-	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithUserAgent("canaryline")}, opts...)
-	if err := remote.Write(r, img, opts...); err != nil {
-		return v1.Hash{}, fmt.Errorf("push image to %s: %w", r, err)
-	}
-	return d, nil
+// Artifact is what Push uploads: an image (v1.Image) or an image index (v1.ImageIndex) with all its images.
+type Artifact interface {
+	remote.Taggable
+	Digest() (v1.Hash, error)
 }
 
-// PushIndex uploads idx and every image in it to ref with remote.WriteIndex and returns the index digest it
-// pushed: what a pinned reference (ref@digest) names on every platform.
-func PushIndex(ctx context.Context, idx v1.ImageIndex, ref string, opts ...remote.Option) (v1.Hash, error) {
+// Push uploads a (an image, or an index and its images) to ref with remote.Push and returns the digest it pushed:
+// what a pinned reference (ref@digest) names, on every platform for an index. Authentication comes from opts;
+// without one it is anonymous. For a real registry pass remote.WithAuthFromKeychain(authn.DefaultKeychain).
+func Push(ctx context.Context, a Artifact, ref string, opts ...remote.Option) (v1.Hash, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("parse image reference %q: %w", ref, err)
 	}
-	d, err := idx.Digest()
+	d, err := a.Digest()
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("compute index digest: %w", err)
+		return v1.Hash{}, fmt.Errorf("compute digest: %w", err)
 	}
 	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithUserAgent("canaryline")}, opts...)
-	if err := remote.WriteIndex(r, idx, opts...); err != nil {
-		return v1.Hash{}, fmt.Errorf("push image index to %s: %w", r, err)
+	if err := remote.Push(r, a, opts...); err != nil {
+		return v1.Hash{}, fmt.Errorf("push to %s: %w", r, err)
 	}
 	return d, nil
 }
@@ -66,7 +53,7 @@ func PushLayout(ctx context.Context, dir, ref string, opts ...remote.Option) (v1
 		if err != nil {
 			return v1.Hash{}, fmt.Errorf("open image index %s in OCI layout %s: %w", desc.Digest, dir, err)
 		}
-		return PushIndex(ctx, idx, ref, opts...)
+		return Push(ctx, idx, ref, opts...)
 	}
 	img, _, err := layoutImage(dir)
 	if err != nil {

@@ -127,7 +127,7 @@ func TestPushErrors(t *testing.T) {
 				_, err := Push(t.Context(), img, host+"/steps:x")
 				return err
 			},
-			want: "push image to 127.0.0.1:",
+			want: "push to 127.0.0.1:",
 		},
 		{
 			name: "layout without recorded ref",
