@@ -52,8 +52,8 @@ test: node-deps prometheus emulators
 # The longest packages first (go test starts packages in the order given), so that they do not start last.
 TEST_PKGS := $(if $(filter ./...,$(PKGS)),./test/tekton ./test/integration) $(PKGS)
 
-## test-builds: what the tests need built from the Go module proxy, all parts side by side: the control plane,
-## tkn and Prometheus, and as root the real node and Tekton
+## test-builds: what the tests need built from the Go module proxy, one after the other: the control plane, as root
+## the real node (which reuses its compiled Kubernetes) and Tekton, then tkn and Prometheus
 # make test builds canaryline first (with go vet's and go test's flags, so that lint reuses its compiled packages
 # rather than compiling them a second time beside it) and passes it as CANARYLINE.
 CANARYLINE ?= $(GO) run ./cmd/canaryline
