@@ -97,8 +97,8 @@ func commands() []*command {
 				"as written by docker login, podman login or oc registry login).\n\n" +
 				"Exit codes: 0 pushed; 1 error (unreadable or invalid resources, the push failed); 2 bad usage."},
 		{name: "image", setup: imageCmd,
-			summary: "build the step image as an OCI layout, without a container engine",
-			description: "Build the step image (all five steps, one multi-call binary) as an OCI layout without a " +
-				"container engine, and print its size."},
+			summary: "build the step image index (amd64, arm64, ppc64le, s390x) as an OCI layout, without a container engine",
+			description: "Build the step image (all five steps, one multi-call binary) for each platform, as one OCI " +
+				"image index in an OCI layout, without a container engine, and print each image's size."},
 	}
 }

@@ -49,12 +49,8 @@ func runDemo(ctx context.Context, env Env, f *demoFlags, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	keep := false // a forced exit on another cluster names the binary in the command that finishes the release
-	defer func() {
-		if built != "" && !keep {
-			os.RemoveAll(built)
-		}
-	}()
+	tmp := &builtBinary{dir: built}
+	defer tmp.remove()
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -91,7 +87,7 @@ func runDemo(ctx context.Context, env Env, f *demoFlags, stdout, stderr io.Write
 		if f.kubeconfig == "" {
 			fmt.Fprintln(stderr, "canaryline: forced exit: the embedded control plane is removed with the demo and everything on it")
 		} else {
-			keep = true
+			tmp.keep = true
 			fmt.Fprint(stderr, forcedMessage(then, nil, bin, f.kubeconfig))
 		}
 		return exitCode(exitInterrupted)

@@ -35,6 +35,9 @@ func imageCmd(fs *flag.FlagSet, _ Env) runFunc {
 		if len(pls) == 0 {
 			return usagef("image --platform %q: give one or more of %s", *platforms, strings.Join(image.Platforms, ","))
 		}
+		if err := image.CheckPlatforms(pls); err != nil {
+			return usagef("image --platform: %v", err)
+		}
 		rep, err := image.BuildIndex(ctx, image.Options{RepoRoot: root, LayoutDir: *out, TarballPath: *tarball, Ref: *ref,
 			Version: *version, Revision: *revision}, pls...)
 		if err != nil {

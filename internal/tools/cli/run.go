@@ -92,12 +92,8 @@ func runPipeline(ctx context.Context, file string, f *runFlags, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	keep := false // a forced exit names the binary in the command that finishes the release
-	defer func() {
-		if built != "" && !keep {
-			os.RemoveAll(built)
-		}
-	}()
+	tmp := &builtBinary{dir: built}
+	defer tmp.remove()
 	sigs, stopNotify := notifyInterrupts()
 	defer stopNotify()
 	ctx, in, stop := watchInterrupts(ctx, sigs, stderr)
@@ -114,7 +110,7 @@ func runPipeline(ctx context.Context, file string, f *runFlags, stdout, stderr i
 		return usagef("run: %v", err)
 	}
 	if forced, then := in.wasForced(); forced {
-		keep = true
+		tmp.keep = true
 		fmt.Fprint(stderr, forcedMessage(then, sum, bin, f.kubeconfig))
 		return exitCode(exitInterrupted)
 	}
@@ -150,6 +146,19 @@ func stepsBinary(ctx context.Context, flag string) (bin, built string, err error
 		return "", "", fmt.Errorf("build canaryline-steps: %w: %s", err, b)
 	}
 	return out, dir, nil
+}
+
+// builtBinary is the directory of a step binary built for one run: removed when the run ends, unless kept, as
+// after a forced exit, whose message names the binary in the command that finishes the release.
+type builtBinary struct {
+	dir  string
+	keep bool
+}
+
+func (b *builtBinary) remove() {
+	if b.dir != "" && !b.keep {
+		os.RemoveAll(b.dir)
+	}
 }
 
 func isFile(p string) bool {

@@ -64,7 +64,7 @@ func BuildIndex(ctx context.Context, opts Options, platforms ...string) (IndexRe
 	if opts.BinaryPath != "" {
 		return IndexReport{}, errors.New("build image index: a binary path serves one platform; give the repository root")
 	}
-	if err := checkPlatforms(platforms); err != nil {
+	if err := CheckPlatforms(platforms); err != nil {
 		return IndexReport{}, err
 	}
 	opts, _, err := opts.withDefaults()
@@ -96,8 +96,8 @@ func BuildIndex(ctx context.Context, opts Options, platforms ...string) (IndexRe
 	return rep, nil
 }
 
-// checkPlatforms refuses an empty, repeated or unsupported platform before anything is compiled.
-func checkPlatforms(platforms []string) error {
+// CheckPlatforms refuses a repeated or unsupported platform before anything is compiled.
+func CheckPlatforms(platforms []string) error {
 	seen := map[string]bool{}
 	for _, p := range platforms {
 		if _, err := goEnv(p); err != nil {
