@@ -501,9 +501,6 @@ func TestRealNodeLeavesNothingBehind(t *testing.T) {
 	next := exec.Command(bin, "cluster", "up", "--dir", filepath.Join(dir, "next"))
 	next.Dir = "../.."
 	next.Env = up.Env
-	// Stopped with this test's process even when that is killed (go test's -timeout, a Ctrl-C): a cluster left
-	// running would hold the real node's namespace and cgroups.
-	next.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	var log bytes.Buffer
 	next.Stderr = &log
 	if err := next.Start(); err != nil {
