@@ -356,7 +356,7 @@ func (p *promotion) finish(ctx context.Context) error {
 // restoreStableService gives the stable Service its selector from before the release, without the
 // pod-template-hash the release pinned it to and without the release's annotations: it selects every pod of the
 // application again. It is one merge patch of just those keys, whatever the Service is now (restoring twice is
-// the same), so it needs no read and meets no conflict.
+// the same), so it needs no read; a conflict, rare on a merge patch, is retried.
 func restoreStableService(ctx context.Context, kube kubeclient.Interface, ns string, st *State) error {
 	sel := map[string]any{}
 	for k, v := range st.StableSelector {
@@ -373,7 +373,11 @@ func restoreStableService(ctx context.Context, kube kubeclient.Interface, ns str
 	if err != nil {
 		return err
 	}
-	if _, err := kube.CoreV1().Services(ns).Patch(ctx, st.StableService, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error { // a 409 is rare on a merge patch, but not impossible
+		_, err := kube.CoreV1().Services(ns).Patch(ctx, st.StableService, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("restore the selector of Service %s/%s: %w", ns, st.StableService, err)
 	}
 	return nil
