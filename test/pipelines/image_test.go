@@ -1,11 +1,7 @@
 package pipelines
 
 import (
-	"archive/tar"
-	"bytes"
 	"crypto/sha256"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +14,6 @@ import (
 	"github.com/canaryline/canaryline/internal/runtime/steps"
 	"github.com/canaryline/canaryline/internal/tools/catalog"
 	"github.com/canaryline/canaryline/internal/tools/image"
-	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestMain(m *testing.M) {
@@ -118,7 +113,14 @@ func TestMultiArchStepImageRunsOnEveryPlatform(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bin := extractFile(t, img, image.EntrypointPath)
+		data, err := image.FileContents(img, image.EntrypointPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(t.TempDir(), "canaryline-steps")
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := image.CheckBinary(bin, r.Platform); err != nil {
 			t.Errorf("%s: %v", r.Platform, err)
 		}
@@ -131,7 +133,7 @@ func runList(t *testing.T, bin, arch string) {
 	t.Helper()
 	argv := []string{bin, "--list"}
 	if arch != runtime.GOARCH {
-		emu := qemuFor(arch)
+		emu := image.Emulator(arch)
 		if emu == "" {
 			t.Logf("linux/%s: checked by its ELF header only (no qemu user emulator installed)", arch)
 			return
@@ -147,60 +149,4 @@ func runList(t *testing.T, bin, arch string) {
 		t.Errorf("linux/%s: --list printed %q, want %q", arch, got, steps.Names())
 	}
 	t.Logf("linux/%s: --list ran (%s) and named %d steps", arch, filepath.Base(argv[0]), len(steps.Names()))
-}
-
-// qemuFor is the path of a qemu user emulator for a GOARCH, or "".
-func qemuFor(arch string) string {
-	names := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
-	q := arch
-	if n, ok := names[arch]; ok {
-		q = n
-	}
-	for _, n := range []string{"qemu-" + q + "-static", "qemu-" + q} {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// extractFile writes the regular file at path in img's layers to a temporary executable file and returns its path.
-func extractFile(t *testing.T, img ggcrv1.Image, path string) string {
-	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := strings.TrimPrefix(path, "/")
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		tr := tar.NewReader(rc)
-		for {
-			hdr, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.TrimPrefix(hdr.Name, "/") != want || hdr.Typeflag != tar.TypeReg {
-				continue
-			}
-			var buf bytes.Buffer
-			if _, err := io.Copy(&buf, tr); err != nil {
-				t.Fatal(err)
-			}
-			out := filepath.Join(t.TempDir(), filepath.Base(path))
-			if err := os.WriteFile(out, buf.Bytes(), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			return out
-		}
-	}
-	t.Fatalf("the image has no file %s", path)
-	return ""
 }

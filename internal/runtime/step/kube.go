@@ -16,7 +16,7 @@ func RESTConfig(env func(string) (string, bool)) (*rest.Config, string, error) {
 	if _, inPod := env("KUBERNETES_SERVICE_HOST"); inPod {
 		if cfg, err := rest.InClusterConfig(); err == nil {
 			ns, _ := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-			return tune(cfg), string(ns), nil
+			return Tune(cfg), string(ns), nil
 		}
 	}
 	kc, _ := env("KUBECONFIG")
@@ -25,7 +25,7 @@ func RESTConfig(env func(string) (string, bool)) (*rest.Config, string, error) {
 		return nil, "", &InvalidError{Msg: fmt.Sprintf("no cluster to talk to: %v", err),
 			Fix: "run in a pod with a ServiceAccount, or set KUBECONFIG"}
 	}
-	return tune(cfg), ns, nil
+	return Tune(cfg), ns, nil
 }
 
 // LoadKubeconfig loads the REST config and the namespace of the current context with clientcmd's default loading
@@ -42,8 +42,6 @@ func LoadKubeconfig(path string) (*rest.Config, string, error) {
 	ns, _, _ := cc.Namespace()
 	return cfg, ns, nil
 }
-
-func tune(cfg *rest.Config) *rest.Config { return Tune(cfg) }
 
 // Tune sets what every step's (and tool's) requests carry: the user agent naming the step, client-side rate limits
 // above client-go's defaults, and RetryTransport. Call it once per config.

@@ -152,3 +152,18 @@ func readInterp(prog *elf.Prog) (string, error) {
 	}
 	return string(bytes.TrimRight(b, "\x00")), nil
 }
+
+// Emulator is the path of a qemu user emulator (qemu-ARCH-static or qemu-ARCH, Debian's qemu-user) that runs
+// linux binaries of the GOARCH arch on this machine, or "" when none is installed.
+func Emulator(arch string) string {
+	q := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+	if q == "" {
+		q = arch
+	}
+	for _, n := range []string{"qemu-" + q + "-static", "qemu-" + q} {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	return ""
+}

@@ -16,19 +16,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// indexOpts are the options of an index build from the fake repository, with the test CA bundle and outputs in a
-// temporary directory.
+// indexOpts are buildOpts for an index: built from the fake repository, one binary per platform.
 func indexOpts(t *testing.T) Options {
 	t.Helper()
-	root, _ := staticBinary(t)
-	dir := t.TempDir()
-	return Options{
-		RepoRoot:     root,
-		CABundlePath: writeFile(t, "ca.pem", testCABundle(t)),
-		LayoutDir:    filepath.Join(dir, "oci"),
-		TarballPath:  filepath.Join(dir, "steps.tar"),
-		Ref:          "canaryline-steps:multiarch",
-	}
+	opts := buildOpts(t)
+	opts.RepoRoot, _ = staticBinary(t)
+	opts.BinaryPath = ""
+	return opts
 }
 
 // TestMultiArchIndexHoldsEveryPlatform builds the index of the fake repository for the four platforms and reads it
@@ -157,10 +151,10 @@ func runFakeBinary(t *testing.T, bin, arch string) {
 	var argv []string
 	if arch == runtime.GOARCH {
 		argv = []string{bin}
-	} else if emu := qemuFor(arch); emu != "" {
+	} else if emu := Emulator(arch); emu != "" {
 		argv = []string{emu, bin}
 	} else {
-		t.Logf("linux/%s: checked by its ELF header only (no qemu-%s emulator installed)", arch, qemuArch(arch))
+		t.Logf("linux/%s: checked by its ELF header only (no qemu user emulator installed)", arch)
 		return
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -169,27 +163,6 @@ func runFakeBinary(t *testing.T, bin, arch string) {
 	if err != nil || !strings.Contains(string(out), "\nok\n") {
 		t.Errorf("linux/%s: %v: %v\n%s", arch, argv, err, out)
 	}
-}
-
-// qemuFor is the path of a qemu user emulator for arch, or "".
-func qemuFor(arch string) string {
-	for _, n := range []string{"qemu-" + qemuArch(arch) + "-static", "qemu-" + qemuArch(arch)} {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// qemuArch is qemu's name of a GOARCH.
-func qemuArch(arch string) string {
-	switch arch {
-	case "arm64":
-		return "aarch64"
-	case "amd64":
-		return "x86_64"
-	}
-	return arch
 }
 
 // checkPushedIndex pushes the layout to a registry on 127.0.0.1 and checks that the pinned index serves each

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
+	pathpkg "path"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -105,7 +105,7 @@ func measureLayer(l v1.Layer) (size, binary int64, err error) {
 		if err != nil {
 			return 0, 0, fmt.Errorf("read layer tar: %w", err)
 		}
-		if strings.TrimPrefix(path.Clean("/"+hdr.Name), "/") == want && hdr.Typeflag == tar.TypeReg {
+		if strings.TrimPrefix(pathpkg.Clean("/"+hdr.Name), "/") == want && hdr.Typeflag == tar.TypeReg {
 			binary = hdr.Size
 		}
 	}
@@ -171,4 +171,50 @@ func layoutImage(dir string) (v1.Image, v1.Descriptor, error) {
 		return nil, desc, fmt.Errorf("open image %s in OCI layout %s: %w", desc.Digest, dir, err)
 	}
 	return img, desc, nil
+}
+
+// FileContents returns the regular file at path (such as EntrypointPath) from img's layers, the last layer that
+// holds it winning.
+func FileContents(img v1.Image, path string) ([]byte, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("list image layers: %w", err)
+	}
+	want := strings.TrimPrefix(pathpkg.Clean("/"+path), "/")
+	var found []byte
+	for i, l := range layers {
+		b, err := layerFile(l, want)
+		if err != nil {
+			return nil, fmt.Errorf("read layer %d: %w", i, err)
+		}
+		if b != nil {
+			found = b
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("read image: no file %s", path)
+	}
+	return found, nil
+}
+
+// layerFile is the regular file name (without a leading slash) of layer l, or nil.
+func layerFile(l v1.Layer, name string) ([]byte, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if strings.TrimPrefix(pathpkg.Clean("/"+hdr.Name), "/") == name && hdr.Typeflag == tar.TypeReg {
+			return io.ReadAll(tr)
+		}
+	}
 }
